@@ -1,0 +1,269 @@
+#include "common/config.h"
+
+#include <fstream>
+#include <limits>
+#include <sstream>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+
+namespace dsm {
+namespace {
+
+constexpr int64_t kInt64Max = std::numeric_limits<int64_t>::max();
+
+// Every key of the configuration is declared once, in the Visit() functions
+// below, with its range. Three visitors walk that declaration: one reads YAML,
+// one checks ranges of an in-memory config, one writes YAML.
+
+struct Required {
+  bool value = false;
+};
+
+template <typename V>
+void Visit(V& v, RunOptions& o) {
+  v.Str("name", &o.name, Required{true});
+  v.Str("runs_dir", &o.runs_dir);
+  v.Int("seed", &o.seed, 0, kInt64Max);
+}
+
+template <typename V>
+void Visit(V& v, LogOptions& o) {
+  v.Enum("level", &o.level, {"trace", "debug", "info", "warn", "error"});
+  v.Enum("format", &o.format, {"text", "json"});
+}
+
+template <typename V>
+void Visit(V& v, RuntimeOptions& o) {
+  v.Int("threads", &o.threads, 1, 256);
+}
+
+template <typename V>
+void Visit(V& v, ServerOptions& o) {
+  v.Str("host", &o.host);
+  v.Str("metrics_host", &o.metrics_host);
+  v.Int("max_message_bytes", &o.max_message_bytes, 1 << 20, int64_t{1} << 30);
+  v.Num("keepalive_time_seconds", &o.keepalive_time_seconds, 1, 86400);
+  v.Num("keepalive_timeout_seconds", &o.keepalive_timeout_seconds, 1, 3600);
+  v.Num("drain_seconds", &o.drain_seconds, 0, 600);
+  v.Num("shutdown_grace_seconds", &o.shutdown_grace_seconds, 0, 3600);
+}
+
+template <typename V>
+void Visit(V& v, Endpoint& o) {
+  v.Int("port", &o.port, 0, 65535);
+  v.Int("metrics_port", &o.metrics_port, 0, 65535);
+}
+
+template <typename V>
+void Visit(V& v, ServicesOptions& o) {
+  v.Section("coordinator", [&](V& s) { Visit(s, o.coordinator); });
+  v.Section("learner", [&](V& s) { Visit(s, o.learner); });
+  v.Section("worker", [&](V& s) { Visit(s, o.worker); });
+  v.Section("verifier", [&](V& s) { Visit(s, o.verifier); });
+  v.Section("meta_verifier", [&](V& s) { Visit(s, o.meta_verifier); });
+}
+
+template <typename V>
+void Visit(V& v, ClientOptions& o) {
+  v.Num("deadline_seconds", &o.deadline_seconds, 0.001, 86400);
+  v.Int("max_attempts", &o.max_attempts, 1, 5);  // gRPC caps retry attempts at 5
+  v.Num("initial_backoff_seconds", &o.initial_backoff_seconds, 0.001, 60);
+  v.Num("max_backoff_seconds", &o.max_backoff_seconds, 0.001, 600);
+  v.Num("backoff_multiplier", &o.backoff_multiplier, 1, 10);
+}
+
+template <typename V>
+void Visit(V& v, LimitsOptions& o) {
+  v.Int("max_prompt_tokens", &o.max_prompt_tokens, 1, 1 << 20);
+  v.Int("max_completion_tokens", &o.max_completion_tokens, 1, 1 << 20);
+  v.Int("max_n", &o.max_n, 1, 4096);
+}
+
+template <typename V>
+void Visit(V& v, DsmConfig& c) {
+  v.Section("run", [&](V& s) { Visit(s, c.run); });
+  v.Section("log", [&](V& s) { Visit(s, c.log); });
+  v.Section("runtime", [&](V& s) { Visit(s, c.runtime); });
+  v.Section("server", [&](V& s) { Visit(s, c.server); });
+  v.Section("services", [&](V& s) { Visit(s, c.services); });
+  v.Section("client", [&](V& s) { Visit(s, c.client); });
+  v.Section("limits", [&](V& s) { Visit(s, c.limits); });
+}
+
+std::string FormatNumber(double value) { return absl::StrFormat("%g", value); }
+
+// Checks ranges and required keys of an in-memory config.
+class CheckVisitor {
+ public:
+  explicit CheckVisitor(std::string path = "") : path_(std::move(path)) {}
+
+  template <typename T>
+  void Int(const char* key, T* value, int64_t lo, int64_t hi) {
+    if (*value < lo || *value > hi) {
+      Fail(absl::StrCat(Join(key), ": ", *value, " is out of range [", lo, ", ", hi, "]"));
+    }
+  }
+  void Num(const char* key, double* value, double lo, double hi) {
+    if (!(*value >= lo && *value <= hi)) {
+      Fail(absl::StrCat(Join(key), ": ", FormatNumber(*value), " is out of range [",
+                        FormatNumber(lo), ", ", FormatNumber(hi), "]"));
+    }
+  }
+  void Str(const char* key, std::string* value, Required required = {}) {
+    if (required.value && value->empty()) Fail(absl::StrCat("missing required key \"", Join(key), "\""));
+  }
+  void Enum(const char* key, std::string* value, const std::vector<std::string>& allowed) {
+    for (const auto& a : allowed) {
+      if (a == *value) return;
+    }
+    Fail(absl::StrCat(Join(key), ": ", QuoteValue(*value), " is not one of ", absl::StrJoin(allowed, ", ")));
+  }
+  template <typename F>
+  void Section(const char* key, F&& visit) {
+    CheckVisitor child(Join(key));
+    visit(child);
+    if (error_.empty()) error_ = child.error_;
+  }
+  const std::string& error() const { return error_; }
+
+ private:
+  std::string Join(const char* key) const {
+    return path_.empty() ? std::string(key) : absl::StrCat(path_, ".", key);
+  }
+  void Fail(std::string message) {
+    if (error_.empty()) error_ = std::move(message);
+  }
+  std::string path_;
+  std::string error_;
+};
+
+// Reads YAML into the config, then range-checks each value as it is read.
+class ReadVisitor {
+ public:
+  explicit ReadVisitor(ConfigReader reader) : reader_(std::move(reader)) {}
+
+  template <typename T>
+  void Int(const char* key, T* value, int64_t lo, int64_t hi) {
+    reader_.Optional(key, value);
+    Check(key, [&](CheckVisitor& c) { c.Int(key, value, lo, hi); });
+  }
+  void Num(const char* key, double* value, double lo, double hi) {
+    reader_.Optional(key, value);
+    Check(key, [&](CheckVisitor& c) { c.Num(key, value, lo, hi); });
+  }
+  void Str(const char* key, std::string* value, Required required = {}) {
+    if (required.value) {
+      reader_.Required(key, value);
+    } else {
+      reader_.Optional(key, value);
+    }
+    Check(key, [&](CheckVisitor& c) { c.Str(key, value, required); });
+  }
+  void Enum(const char* key, std::string* value, const std::vector<std::string>& allowed) {
+    reader_.OneOf(key, allowed, value);
+  }
+  template <typename F>
+  void Section(const char* key, F&& visit) {
+    ReadVisitor child(reader_.Section(key));
+    visit(child);
+  }
+
+ private:
+  template <typename F>
+  void Check(const char* key, F&& check) {
+    if (!reader_.Has(key)) return;  // defaults are checked by ValidateConfig
+    CheckVisitor checker(reader_.path());
+    check(checker);
+    if (!checker.error().empty()) reader_.Fail(checker.error());
+  }
+  ConfigReader reader_;
+};
+
+// Writes every key, defaults included.
+class YamlVisitor {
+ public:
+  explicit YamlVisitor(YAML::Emitter* out) : out_(out) {}
+
+  template <typename T>
+  void Int(const char* key, T* value, int64_t, int64_t) {
+    *out_ << YAML::Key << key << YAML::Value << static_cast<long long>(*value);
+  }
+  void Num(const char* key, double* value, double, double) {
+    *out_ << YAML::Key << key << YAML::Value << *value;
+  }
+  void Str(const char* key, std::string* value, Required = {}) {
+    *out_ << YAML::Key << key << YAML::Value << YAML::DoubleQuoted << *value;
+  }
+  void Enum(const char* key, std::string* value, const std::vector<std::string>&) {
+    *out_ << YAML::Key << key << YAML::Value << *value;
+  }
+  template <typename F>
+  void Section(const char* key, F&& visit) {
+    *out_ << YAML::Key << key << YAML::Value << YAML::BeginMap;
+    visit(*this);
+    *out_ << YAML::EndMap;
+  }
+
+ private:
+  YAML::Emitter* out_;
+};
+
+}  // namespace
+
+absl::Status ValidateConfig(const DsmConfig& config) {
+  DsmConfig copy = config;
+  CheckVisitor checker;
+  Visit(checker, copy);
+  if (!checker.error().empty()) return absl::InvalidArgumentError(checker.error());
+  if (config.client.max_backoff_seconds < config.client.initial_backoff_seconds) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "client.max_backoff_seconds: ", FormatNumber(config.client.max_backoff_seconds),
+        " is below client.initial_backoff_seconds (", FormatNumber(config.client.initial_backoff_seconds),
+        ")"));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<DsmConfig> ParseConfig(const std::string& yaml_text, const std::string& source) {
+  auto prefixed = [&](const absl::Status& s) {
+    return absl::InvalidArgumentError(absl::StrCat(source, ": ", s.message()));
+  };
+  YAML::Node root;
+  try {
+    root = YAML::Load(yaml_text);
+  } catch (const YAML::Exception& e) {
+    return absl::InvalidArgumentError(absl::StrCat(source, ": line ", e.mark.line + 1,
+                                                   ", column ", e.mark.column + 1,
+                                                   ": invalid YAML: ", e.msg));
+  }
+  DsmConfig config;
+  ConfigReader reader(root, "");
+  ReadVisitor visitor(reader);
+  Visit(visitor, config);
+  if (absl::Status s = reader.Finish(); !s.ok()) return prefixed(s);
+  if (absl::Status s = ValidateConfig(config); !s.ok()) return prefixed(s);
+  return config;
+}
+
+absl::StatusOr<DsmConfig> LoadConfig(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::InvalidArgumentError(absl::StrCat(path, ": cannot open the config file"));
+  std::stringstream text;
+  text << in.rdbuf();
+  return ParseConfig(text.str(), path);
+}
+
+std::string ConfigToYaml(const DsmConfig& config) {
+  DsmConfig copy = config;
+  YAML::Emitter out;
+  out << YAML::BeginMap;
+  YamlVisitor visitor(&out);
+  Visit(visitor, copy);
+  out << YAML::EndMap;
+  return std::string(out.c_str()) + "\n";
+}
+
+}  // namespace dsm

@@ -1,0 +1,96 @@
+// The typed configuration of a dsm run, parsed from YAML (configs/*.yaml).
+//
+// LoadConfig() parses and then validates in one step; every error is one line
+// that names the key, the value and what is allowed, e.g.
+//   runtime.threads: 0 is out of range [1, 256]
+// Structs are plain values with the defaults a user gets when a key is absent.
+#ifndef DSM_COMMON_CONFIG_H_
+#define DSM_COMMON_CONFIG_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "common/config_reader.h"
+
+namespace dsm {
+
+struct RunOptions {
+  std::string name;             // required: runs/<name>/ holds the run's state
+  std::string runs_dir = "runs";
+  int64_t seed = 1234;          // every random choice in the run derives from it
+};
+
+struct LogOptions {
+  std::string level = "info";   // trace | debug | info | warn | error
+  std::string format = "text";  // text | json (one JSON object per line)
+};
+
+struct RuntimeOptions {
+  int threads = 2;              // LibTorch intra-op threads (it starts with 1)
+};
+
+// Settings shared by every gRPC server dsm starts.
+struct ServerOptions {
+  std::string host = "127.0.0.1";    // address the gRPC servers bind
+  std::string metrics_host;          // address of /metrics; empty = same as host
+  int64_t max_message_bytes = 16 << 20;
+  double keepalive_time_seconds = 30;    // ping an idle connection this often
+  double keepalive_timeout_seconds = 10; // and drop it if the ping is not answered
+  double drain_seconds = 2;              // NOT_SERVING this long before stopping
+  double shutdown_grace_seconds = 10;    // then in-flight calls get this long
+};
+
+// Address of one service.
+struct Endpoint {
+  int port = 0;          // gRPC port; 0 = pick a free one
+  int metrics_port = 0;  // Prometheus /metrics port; 0 = pick a free one
+};
+
+struct ServicesOptions {
+  Endpoint coordinator{50051, 9101};
+  Endpoint learner{50052, 9102};
+  Endpoint worker{50053, 9103};
+  Endpoint verifier{50054, 9104};
+  Endpoint meta_verifier{50055, 9105};
+};
+
+// Client-side policy for every RPC dsm makes.
+struct ClientOptions {
+  double deadline_seconds = 30;      // every unary RPC has a deadline
+  int max_attempts = 4;              // gRPC retry policy on UNAVAILABLE
+  double initial_backoff_seconds = 0.2;
+  double max_backoff_seconds = 5;
+  double backoff_multiplier = 2;
+};
+
+// Wire limits: requests beyond them are rejected with INVALID_ARGUMENT.
+struct LimitsOptions {
+  int max_prompt_tokens = 4096;
+  int max_completion_tokens = 4096;
+  int max_n = 64;                    // completions per request
+};
+
+struct DsmConfig {
+  RunOptions run;
+  LogOptions log;
+  RuntimeOptions runtime;
+  ServerOptions server;
+  ServicesOptions services;
+  ClientOptions client;
+  LimitsOptions limits;
+};
+
+// Parses YAML text (`source` names it in errors) and validates the result.
+absl::StatusOr<DsmConfig> ParseConfig(const std::string& yaml_text, const std::string& source);
+// Reads and parses a file. Errors start with the file's path.
+absl::StatusOr<DsmConfig> LoadConfig(const std::string& path);
+// The range and consistency checks (ParseConfig calls it).
+absl::Status ValidateConfig(const DsmConfig& config);
+// The effective configuration as YAML, every key included (`dsm config show`).
+std::string ConfigToYaml(const DsmConfig& config);
+
+}  // namespace dsm
+
+#endif  // DSM_COMMON_CONFIG_H_

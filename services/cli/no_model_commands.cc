@@ -1,0 +1,8 @@
+// Builds without LibTorch (-DDSM_WITH_TORCH=OFF) have no model commands.
+#include "services/cli/app.h"
+
+namespace dsm::cli {
+
+void AddModelCommands(CLI::App&, Action*) {}
+
+}  // namespace dsm::cli
