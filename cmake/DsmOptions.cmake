@@ -16,3 +16,9 @@ if(DSM_SANITIZE)
   add_link_options(-fsanitize=address,undefined)
 endif()
 add_compile_definitions(DSM_VERSION="${PROJECT_VERSION}")
+
+# Every translation unit is compiled with -pthread (gRPC and Abseil add it to
+# their users anyway): one set of flags lets every target reuse the
+# precompiled <torch/torch.h> (GCC rejects a PCH built without _REENTRANT).
+set(THREADS_PREFER_PTHREAD_FLAG ON)
+add_compile_options(-pthread)

@@ -12,9 +12,10 @@ BUILD_DIR="${1:-build}"
 PACKAGES=(
   build-essential cmake ninja-build ccache pkg-config git
   libtorch-dev libopenblas0-openmp           # LibTorch; OpenBLAS, not the reference BLAS
+  libgloo-dev                                # headers c10d ProcessGroupGloo needs
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libabsl-dev libspdlog-dev libfmt-dev libyaml-cpp-dev libcli11-dev
-  libpcre2-dev nlohmann-json3-dev libsqlite3-dev
+  libpcre2-dev libicu-dev nlohmann-json3-dev libsqlite3-dev
   libgtest-dev libgmock-dev
   prometheus                                 # promtool checks our /metrics and rules
   python3 python3-torch python3-numpy        # reference computations in tests and benchmarks
@@ -41,6 +42,9 @@ fi
 
 # Two cores: precompiled LibTorch headers + ccache keep rebuilds short.
 export CCACHE_DIR="${CCACHE_DIR:-$HOME/.cache/dsm-ccache}"
+# Hits across clones in other folders, and through the precompiled header.
+export CCACHE_BASEDIR="$PWD"
+export CCACHE_SLOPPINESS="pch_defines,time_macros,include_file_mtime,include_file_ctime"
 ccache --max-size=5G >/dev/null 2>&1 || true
 
 if [[ ! -f "$BUILD_DIR/build.ninja" ]]; then

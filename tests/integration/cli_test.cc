@@ -1,9 +1,4 @@
 // The `dsm` binary from outside: exit codes and one-line errors.
-#include <sys/wait.h>
-
-#include <array>
-#include <cstdio>
-#include <cstdlib>
 #include <fstream>
 #include <string>
 
@@ -11,42 +6,17 @@
 #include <gtest/gtest.h>
 
 #include "common/grpc_server.h"
+#include "tests/integration/dsm_process.h"
 
 namespace dsm {
 namespace {
 
 using ::testing::HasSubstr;
 
-struct Result {
-  int exit_code = -1;
-  std::string out;  // stdout
-  std::string err;  // stderr
-};
+using Result = dsm_test::DsmResult;
+using dsm_test::RunDsm;
 
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path);
-  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-}
-
-Result RunDsm(const std::string& args) {
-  const std::string dir = ::testing::TempDir();
-  const std::string out = dir + "/dsm_cli_out.txt";
-  const std::string err = dir + "/dsm_cli_err.txt";
-  const std::string command = std::string(std::getenv("DSM_BINARY_DIR")) + "/dsm " + args + " >" +
-                              out + " 2>" + err + " </dev/null";
-  const int status = std::system(command.c_str());
-  Result result;
-  result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  result.out = ReadFile(out);
-  result.err = ReadFile(err);
-  return result;
-}
-
-int Lines(const std::string& text) {
-  int n = 0;
-  for (char c : text) n += c == '\n';
-  return n;
-}
+int Lines(const std::string& text) { return dsm_test::CountLines(text); }
 
 std::string WriteConfig(const std::string& name, const std::string& yaml) {
   const std::string path = ::testing::TempDir() + "/" + name;

@@ -1,0 +1,161 @@
+#include "services/adapters/adapter_codec.h"
+
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+#include "common/crc32c.h"
+#include "google/protobuf/util/time_util.h"
+
+namespace dsm {
+namespace {
+
+absl::StatusOr<v1::TensorDtype> WireDtype(torch::ScalarType type) {
+  switch (type) {
+    case torch::kFloat: return v1::TENSOR_DTYPE_F32;
+    case torch::kHalf: return v1::TENSOR_DTYPE_F16;
+    case torch::kBFloat16: return v1::TENSOR_DTYPE_BF16;
+    default: return absl::InvalidArgumentError(absl::StrCat("adapter tensors must be F32, F16 or BF16, not ",
+                                                            c10::toString(type)));
+  }
+}
+
+absl::StatusOr<torch::ScalarType> TorchDtype(v1::TensorDtype type) {
+  switch (type) {
+    case v1::TENSOR_DTYPE_F32: return torch::kFloat;
+    case v1::TENSOR_DTYPE_F16: return torch::kHalf;
+    case v1::TENSOR_DTYPE_BF16: return torch::kBFloat16;
+    default: return absl::InvalidArgumentError(absl::StrCat("unknown tensor dtype ", static_cast<int>(type)));
+  }
+}
+
+}  // namespace
+
+absl::StatusOr<std::vector<v1::AdapterChunk>> EncodeAdapterVersion(const AdapterVersionData& data,
+                                                                   std::size_t chunk_bytes) {
+  if (chunk_bytes == 0 || chunk_bytes > kMaxAdapterChunkBytes) {
+    return absl::InvalidArgumentError(absl::StrCat("chunk size ", chunk_bytes, " is outside [1, ",
+                                                   kMaxAdapterChunkBytes, "]"));
+  }
+  if (data.tensors.empty()) return absl::InvalidArgumentError("an adapter version needs at least one tensor");
+  std::vector<v1::AdapterChunk> chunks;
+  const uint32_t count = static_cast<uint32_t>(data.tensors.size());
+  uint32_t index = 0;
+  const auto published = google::protobuf::util::TimeUtil::NanosecondsToTimestamp(
+      absl::ToUnixNanos(data.published_at));
+  for (const auto& [name, tensor] : data.tensors) {
+    absl::StatusOr<v1::TensorDtype> dtype = WireDtype(tensor.scalar_type());
+    if (!dtype.ok()) return absl::InvalidArgumentError(absl::StrCat(name, ": ", dtype.status().message()));
+    const torch::Tensor bytes = tensor.detach().to(torch::kCPU).contiguous();
+    const auto* base = static_cast<const char*>(bytes.data_ptr());
+    const std::size_t total = bytes.numel() * bytes.element_size();
+    const uint32_t crc = Crc32c(base, total);
+    std::size_t offset = 0;
+    do {
+      const std::size_t n = std::min(chunk_bytes, total - offset);
+      v1::AdapterChunk& c = chunks.emplace_back();
+      c.set_role(data.role);
+      c.set_version(data.version);
+      c.set_learner_step(data.learner_step);
+      if (chunks.size() == 1) {
+        c.set_adapter_config_json(data.adapter_config_json);
+        *c.mutable_published_at() = published;
+      }
+      c.set_tensor_name(name);
+      c.set_dtype(*dtype);
+      for (int64_t d : bytes.sizes()) c.add_shape(d);
+      c.set_tensor_bytes(total);
+      c.set_offset(offset);
+      c.set_data(base + offset, n);
+      c.set_tensor_crc32c(crc);
+      c.set_tensor_index(index);
+      c.set_tensor_count(count);
+      offset += n;
+    } while (offset < total);
+    ++index;
+  }
+  chunks.back().set_last_chunk_of_version(true);
+  return chunks;
+}
+
+void AdapterAssembler::Reset() {
+  pending_.reset();
+  buffer_.clear();
+  tensor_name_.clear();
+  next_tensor_index_ = 0;
+  tensor_count_ = 0;
+}
+
+absl::StatusOr<std::optional<AdapterVersionData>> AdapterAssembler::Add(const v1::AdapterChunk& chunk) {
+  auto fail = [this](absl::Status status) {
+    Reset();
+    return status;
+  };
+  const bool starts_version = chunk.tensor_index() == 0 && chunk.offset() == 0;
+  if (!pending_) {
+    if (!starts_version) {
+      return fail(absl::InvalidArgumentError(absl::StrCat("chunk of ", chunk.tensor_name(), " at offset ",
+                                                          chunk.offset(), " does not start a version")));
+    }
+    pending_.emplace();
+    pending_->role = chunk.role();
+    pending_->version = chunk.version();
+    pending_->learner_step = chunk.learner_step();
+    pending_->adapter_config_json = chunk.adapter_config_json();
+    pending_->published_at = absl::FromUnixNanos(
+        google::protobuf::util::TimeUtil::TimestampToNanoseconds(chunk.published_at()));
+    tensor_count_ = chunk.tensor_count();
+    if (tensor_count_ == 0) return fail(absl::InvalidArgumentError("tensor_count is 0"));
+  } else if (chunk.version() != pending_->version || chunk.role() != pending_->role) {
+    return fail(absl::InvalidArgumentError(absl::StrCat("chunk of version ", chunk.version(),
+                                                        " inside version ", pending_->version)));
+  }
+  if (chunk.offset() == 0) {
+    if (chunk.tensor_index() != next_tensor_index_ || chunk.tensor_index() >= tensor_count_) {
+      return fail(absl::InvalidArgumentError(absl::StrCat("tensor ", chunk.tensor_index(), " (", chunk.tensor_name(),
+                                                          ") arrived, expected ", next_tensor_index_)));
+    }
+    tensor_name_ = chunk.tensor_name();
+    tensor_bytes_ = chunk.tensor_bytes();
+    tensor_crc_ = chunk.tensor_crc32c();
+    dtype_ = chunk.dtype();
+    shape_.assign(chunk.shape().begin(), chunk.shape().end());
+    buffer_.clear();
+    buffer_.reserve(tensor_bytes_);
+  } else if (chunk.tensor_name() != tensor_name_ || chunk.offset() != buffer_.size()) {
+    return fail(absl::InvalidArgumentError(absl::StrCat("chunk of ", chunk.tensor_name(), " at offset ",
+                                                        chunk.offset(), " out of order")));
+  }
+  if (buffer_.size() + chunk.data().size() > tensor_bytes_ || chunk.data().size() > kMaxAdapterChunkBytes) {
+    return fail(absl::InvalidArgumentError(absl::StrCat(tensor_name_, ": more bytes than tensor_bytes ",
+                                                        tensor_bytes_)));
+  }
+  buffer_.append(chunk.data());
+  if (buffer_.size() < tensor_bytes_) return std::optional<AdapterVersionData>();
+
+  // The tensor is complete: check it and keep it.
+  if (Crc32c(buffer_.data(), buffer_.size()) != tensor_crc_) {
+    return fail(absl::DataLossError(absl::StrCat("adapter version ", chunk.version(), " tensor ", tensor_name_,
+                                                 ": CRC-32C mismatch")));
+  }
+  absl::StatusOr<torch::ScalarType> dtype = TorchDtype(dtype_);
+  if (!dtype.ok()) return fail(dtype.status());
+  int64_t elements = 1;
+  for (int64_t d : shape_) elements *= d;
+  if (elements * static_cast<int64_t>(c10::elementSize(*dtype)) != static_cast<int64_t>(tensor_bytes_)) {
+    return fail(absl::InvalidArgumentError(absl::StrCat(tensor_name_, ": shape does not match ", tensor_bytes_,
+                                                        " bytes")));
+  }
+  torch::Tensor tensor = torch::empty(shape_, torch::TensorOptions().dtype(*dtype));
+  std::memcpy(tensor.data_ptr(), buffer_.data(), buffer_.size());
+  pending_->tensors.emplace(tensor_name_, std::move(tensor));
+  ++next_tensor_index_;
+  if (next_tensor_index_ < tensor_count_) return std::optional<AdapterVersionData>();
+  if (!chunk.last_chunk_of_version()) {
+    return fail(absl::InvalidArgumentError("the last tensor's last chunk is not marked last_chunk_of_version"));
+  }
+  std::optional<AdapterVersionData> done = std::move(pending_);
+  Reset();
+  return done;
+}
+
+}  // namespace dsm

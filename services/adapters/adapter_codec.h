@@ -1,0 +1,68 @@
+// The wire form of one adapter version: a run of AdapterChunk messages, each
+// at most kMaxAdapterChunkBytes of tensor data, with a CRC-32C per tensor.
+//
+// EncodeAdapterVersion() cuts a version into chunks once (the publisher sends
+// the same chunks to every subscriber); AdapterAssembler puts a stream of
+// chunks back together, checking order, sizes and checksums, and yields whole
+// versions. Neither touches gRPC.
+#ifndef DSM_SERVICES_ADAPTERS_ADAPTER_CODEC_H_
+#define DSM_SERVICES_ADAPTERS_ADAPTER_CODEC_H_
+
+#include <torch/torch.h>
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "dsm/v1/learner.pb.h"
+
+namespace dsm {
+
+inline constexpr std::size_t kMaxAdapterChunkBytes = 4 << 20;  // the wire contract
+
+// One adapter version, as published or as received.
+struct AdapterVersionData {
+  v1::AdapterRole role = v1::ADAPTER_ROLE_UNSPECIFIED;
+  uint64_t version = 0;
+  uint64_t learner_step = 0;
+  std::string adapter_config_json;             // PEFT adapter_config.json
+  std::map<std::string, torch::Tensor> tensors;  // PEFT name -> CPU tensor
+  absl::Time published_at;
+};
+
+// Chunks of `data` in tensor-name order. Tensors must be F32, F16 or BF16.
+absl::StatusOr<std::vector<v1::AdapterChunk>> EncodeAdapterVersion(const AdapterVersionData& data,
+                                                                   std::size_t chunk_bytes = kMaxAdapterChunkBytes);
+
+// Reassembles versions from a stream of chunks. Not thread-safe.
+class AdapterAssembler {
+ public:
+  // Feeds the next chunk. Returns the version when `chunk` completes one,
+  // nullopt while more chunks are needed, or an error (DataLoss for a checksum
+  // mismatch, InvalidArgument for chunks out of order or inconsistent sizes);
+  // after an error the partial version is dropped and the next chunk must
+  // start a new version (offset 0 of tensor 0).
+  absl::StatusOr<std::optional<AdapterVersionData>> Add(const v1::AdapterChunk& chunk);
+
+ private:
+  void Reset();
+
+  std::optional<AdapterVersionData> pending_;
+  std::string tensor_name_;
+  std::string buffer_;  // bytes of the tensor being received
+  uint64_t tensor_bytes_ = 0;
+  uint32_t tensor_crc_ = 0;
+  uint32_t next_tensor_index_ = 0;
+  uint32_t tensor_count_ = 0;
+  v1::TensorDtype dtype_ = v1::TENSOR_DTYPE_UNSPECIFIED;
+  std::vector<int64_t> shape_;
+};
+
+}  // namespace dsm
+
+#endif  // DSM_SERVICES_ADAPTERS_ADAPTER_CODEC_H_

@@ -1,0 +1,123 @@
+#include "services/adapters/adapter_publisher.h"
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+
+namespace dsm {
+
+AdapterPublisher::Subscription::Subscription(AdapterPublisher* publisher, std::vector<v1::AdapterRole> roles,
+                                             std::map<v1::AdapterRole, uint64_t> held)
+    : publisher_(publisher), roles_(std::move(roles)), sent_(std::move(held)) {}
+
+bool AdapterPublisher::Subscription::Wants(v1::AdapterRole role) const {
+  return roles_.empty() || std::find(roles_.begin(), roles_.end(), role) != roles_.end();
+}
+
+std::shared_ptr<const EncodedAdapterVersion> AdapterPublisher::Subscription::Next() {
+  std::vector<std::shared_ptr<const EncodedAdapterVersion>> candidates;
+  {
+    absl::MutexLock lock(&publisher_->mu_);
+    for (const auto& [role, version] : publisher_->latest_) {
+      if (Wants(role)) candidates.push_back(version);
+    }
+  }
+  absl::MutexLock lock(&mu_);
+  if (cancelled_) return nullptr;
+  for (const auto& candidate : candidates) {
+    uint64_t& sent = sent_[candidate->role];
+    if (candidate->version > sent) {
+      sent = candidate->version;
+      return candidate;
+    }
+  }
+  return nullptr;
+}
+
+void AdapterPublisher::Subscription::SetWakeup(std::function<void()> wake) {
+  absl::MutexLock lock(&mu_);
+  wake_ = std::move(wake);
+}
+
+void AdapterPublisher::Subscription::Cancel() {
+  {
+    absl::MutexLock lock(&mu_);
+    cancelled_ = true;
+    wake_ = nullptr;
+  }
+  publisher_->Remove(this);
+}
+
+void AdapterPublisher::Subscription::Wake() {
+  std::function<void()> wake;
+  {
+    absl::MutexLock lock(&mu_);
+    if (cancelled_) return;
+    wake = wake_;
+  }
+  if (wake) wake();
+}
+
+absl::Status AdapterPublisher::Publish(const AdapterVersionData& data, std::size_t chunk_bytes) {
+  absl::StatusOr<std::vector<v1::AdapterChunk>> chunks = EncodeAdapterVersion(data, chunk_bytes);
+  if (!chunks.ok()) return chunks.status();
+  auto encoded = std::make_shared<EncodedAdapterVersion>();
+  encoded->role = data.role;
+  encoded->version = data.version;
+  for (const auto& [name, tensor] : data.tensors) encoded->bytes += tensor.numel() * tensor.element_size();
+  encoded->chunks = std::move(*chunks);
+  std::vector<std::shared_ptr<Subscription>> to_wake;
+  {
+    absl::MutexLock lock(&mu_);
+    auto& slot = latest_[data.role];
+    if (slot && slot->version >= data.version) {
+      return absl::FailedPreconditionError(absl::StrCat("adapter version ", data.version, " is not above the published ",
+                                                        slot->version));
+    }
+    slot = std::move(encoded);
+    for (const auto& weak : subscriptions_) {
+      if (auto s = weak.lock()) to_wake.push_back(std::move(s));
+    }
+  }
+  for (const auto& s : to_wake) {
+    if (s->Wants(data.role)) s->Wake();
+  }
+  return absl::OkStatus();
+}
+
+std::shared_ptr<AdapterPublisher::Subscription> AdapterPublisher::Subscribe(
+    std::vector<v1::AdapterRole> roles, std::map<v1::AdapterRole, uint64_t> held) {
+  std::shared_ptr<Subscription> s(new Subscription(this, std::move(roles), std::move(held)));
+  absl::MutexLock lock(&mu_);
+  subscriptions_.push_back(s);
+  return s;
+}
+
+void AdapterPublisher::Remove(Subscription* subscription) {
+  absl::MutexLock lock(&mu_);
+  subscriptions_.erase(std::remove_if(subscriptions_.begin(), subscriptions_.end(),
+                                      [subscription](const std::weak_ptr<Subscription>& w) {
+                                        auto s = w.lock();
+                                        return !s || s.get() == subscription;
+                                      }),
+                       subscriptions_.end());
+}
+
+uint64_t AdapterPublisher::latest_version(v1::AdapterRole role) const {
+  absl::MutexLock lock(&mu_);
+  auto it = latest_.find(role);
+  return it == latest_.end() ? 0 : it->second->version;
+}
+
+std::shared_ptr<const EncodedAdapterVersion> AdapterPublisher::latest(v1::AdapterRole role) const {
+  absl::MutexLock lock(&mu_);
+  auto it = latest_.find(role);
+  return it == latest_.end() ? nullptr : it->second;
+}
+
+int AdapterPublisher::subscribers() const {
+  absl::MutexLock lock(&mu_);
+  return static_cast<int>(subscriptions_.size());
+}
+
+}  // namespace dsm

@@ -1,0 +1,84 @@
+// AdapterPublisher: the learner's side of adapter streaming. Each published
+// version is cut into chunks once; every subscriber (one WatchAdapters stream)
+// is then sent, per role it wants, the NEWEST version it does not hold yet:
+// a late or slow subscriber skips straight to the newest version, and
+// versions of a role always arrive in increasing order.
+//
+// Thread-safe. Subscriptions are woken through a callback, called without any
+// of the publisher's locks held.
+#ifndef DSM_SERVICES_ADAPTERS_ADAPTER_PUBLISHER_H_
+#define DSM_SERVICES_ADAPTERS_ADAPTER_PUBLISHER_H_
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/synchronization/mutex.h"
+#include "services/adapters/adapter_codec.h"
+
+namespace dsm {
+
+struct EncodedAdapterVersion {
+  v1::AdapterRole role;
+  uint64_t version;
+  std::vector<v1::AdapterChunk> chunks;
+  uint64_t bytes = 0;  // tensor bytes of the whole version
+};
+
+class AdapterPublisher {
+ public:
+  class Subscription {
+   public:
+    // The next version to send (the newest of a wanted role that is newer than
+    // what was held or sent), or null when there is none right now.
+    std::shared_ptr<const EncodedAdapterVersion> Next();
+    // `wake` runs whenever Next() may have something new. Set once, before
+    // the first Next().
+    void SetWakeup(std::function<void()> wake);
+    // Stops wake-ups (the stream ended).
+    void Cancel();
+
+   private:
+    friend class AdapterPublisher;
+    Subscription(AdapterPublisher* publisher, std::vector<v1::AdapterRole> roles,
+                 std::map<v1::AdapterRole, uint64_t> held);
+    void Wake();
+    bool Wants(v1::AdapterRole role) const;
+
+    AdapterPublisher* publisher_;
+    const std::vector<v1::AdapterRole> roles_;  // empty = all
+    absl::Mutex mu_;
+    std::map<v1::AdapterRole, uint64_t> sent_ ABSL_GUARDED_BY(mu_);
+    std::function<void()> wake_ ABSL_GUARDED_BY(mu_);
+    bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
+  };
+
+  AdapterPublisher() = default;
+
+  // Encodes and publishes `data`; its version must be above the role's last.
+  absl::Status Publish(const AdapterVersionData& data, std::size_t chunk_bytes = kMaxAdapterChunkBytes);
+
+  // A subscription for `roles` (empty = every role) by a subscriber that
+  // already holds `held` (role -> version).
+  std::shared_ptr<Subscription> Subscribe(std::vector<v1::AdapterRole> roles,
+                                          std::map<v1::AdapterRole, uint64_t> held);
+
+  // Newest published version of `role` (0 if none).
+  uint64_t latest_version(v1::AdapterRole role) const;
+  std::shared_ptr<const EncodedAdapterVersion> latest(v1::AdapterRole role) const;
+  int subscribers() const;
+
+ private:
+  void Remove(Subscription* subscription);
+
+  mutable absl::Mutex mu_;
+  std::map<v1::AdapterRole, std::shared_ptr<const EncodedAdapterVersion>> latest_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::weak_ptr<Subscription>> subscriptions_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace dsm
+
+#endif  // DSM_SERVICES_ADAPTERS_ADAPTER_PUBLISHER_H_

@@ -1,0 +1,97 @@
+#include "services/adapters/watch_adapters_reactor.h"
+
+#include "absl/synchronization/mutex.h"
+
+namespace dsm {
+namespace {
+
+class WatchAdaptersReactor final : public grpc::ServerWriteReactor<v1::AdapterChunk> {
+ public:
+  WatchAdaptersReactor(std::shared_ptr<AdapterPublisher::Subscription> subscription,
+                       std::function<void(const EncodedAdapterVersion&)> on_version_sent)
+      : state_(std::make_shared<State>()) {
+    state_->reactor = this;
+    state_->subscription = std::move(subscription);
+    state_->on_version_sent = std::move(on_version_sent);
+    std::weak_ptr<State> weak = state_;
+    state_->subscription->SetWakeup([weak] {
+      if (auto state = weak.lock()) state->Pump();
+    });
+    state_->Pump();
+  }
+
+  void OnWriteDone(bool ok) override {
+    if (!ok) {  // the client went away
+      state_->Close(grpc::Status(grpc::StatusCode::UNAVAILABLE, "stream closed by the client"));
+      return;
+    }
+    state_->WriteDone();
+    state_->Pump();
+  }
+
+  void OnCancel() override { state_->Close(grpc::Status::CANCELLED); }
+
+  void OnDone() override {
+    state_->subscription->Cancel();
+    {
+      absl::MutexLock lock(&state_->mu);
+      state_->reactor = nullptr;
+    }
+    delete this;
+  }
+
+ private:
+  // Shared with the wake-up callback, which may outlive the reactor.
+  struct State {
+    absl::Mutex mu;
+    WatchAdaptersReactor* reactor ABSL_GUARDED_BY(mu) = nullptr;
+    bool writing ABSL_GUARDED_BY(mu) = false;
+    bool finished ABSL_GUARDED_BY(mu) = false;
+    std::shared_ptr<const EncodedAdapterVersion> current ABSL_GUARDED_BY(mu);
+    std::size_t next_chunk ABSL_GUARDED_BY(mu) = 0;
+    std::shared_ptr<AdapterPublisher::Subscription> subscription;
+    std::function<void(const EncodedAdapterVersion&)> on_version_sent;
+
+    // Starts the next write if none is in flight and there is something to send.
+    void Pump() {
+      absl::MutexLock lock(&mu);
+      if (reactor == nullptr || writing || finished) return;
+      if (!current || next_chunk == current->chunks.size()) {
+        current = subscription->Next();
+        next_chunk = 0;
+        if (!current) return;
+      }
+      writing = true;
+      reactor->StartWrite(&current->chunks[next_chunk++]);
+    }
+
+    void WriteDone() {
+      std::shared_ptr<const EncodedAdapterVersion> sent;
+      {
+        absl::MutexLock lock(&mu);
+        writing = false;
+        if (current && next_chunk == current->chunks.size()) sent = current;
+      }
+      if (sent && on_version_sent) on_version_sent(*sent);
+    }
+
+    void Close(const grpc::Status& status) {
+      absl::MutexLock lock(&mu);
+      if (finished || reactor == nullptr) return;
+      finished = true;
+      reactor->Finish(status);
+    }
+  };
+
+  std::shared_ptr<State> state_;
+};
+
+}  // namespace
+
+grpc::ServerWriteReactor<v1::AdapterChunk>* StartWatchAdapters(
+    std::shared_ptr<AdapterPublisher::Subscription> subscription,
+    std::function<void(const EncodedAdapterVersion&)> on_version_sent) {
+  return new WatchAdaptersReactor(std::move(subscription), std::move(on_version_sent));
+}
+
+}  // namespace dsm

@@ -1,0 +1,9 @@
+if(TARGET dsm_model)
+  dsm_add_test(model_cli_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/model_cli_test.cc
+    DEPS dsm_model LABELS integration TORCH)
+  add_dependencies(model_cli_test dsm)
+endif()
+if(TARGET dsm_services)
+  dsm_add_test(adapter_streaming_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/adapter_streaming_test.cc
+    DEPS dsm_services LABELS integration TORCH)
+endif()
