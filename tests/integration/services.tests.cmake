@@ -7,3 +7,7 @@ if(TARGET dsm_services)
   dsm_add_test(adapter_streaming_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/adapter_streaming_test.cc
     DEPS dsm_services LABELS integration TORCH)
 endif()
+if(TARGET dsm_services)
+  dsm_add_test(adapter_registry_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/adapter_registry_test.cc
+    DEPS dsm_services LABELS integration TORCH)
+endif()
