@@ -1,5 +1,6 @@
 #include "common/config.h"
 
+#include <algorithm>
 #include <fstream>
 #include <limits>
 #include <sstream>
@@ -83,6 +84,21 @@ void Visit(V& v, LimitsOptions& o) {
 }
 
 template <typename V>
+void Visit(V& v, ModelOptions& o) {
+  v.Str("path", &o.path);
+  v.Enum("dtype", &o.dtype, {"float32", "bfloat16", "float16"});
+  v.Int("max_batch", &o.max_batch, 1, 4096);
+  v.Int("max_len", &o.max_len, 2, 1 << 20);
+}
+
+template <typename V>
+void Visit(V& v, WorkerOptions& o) {
+  v.Roles("roles", &o.roles, {"generator", "verifier", "meta_verifier"});
+  v.Int("keep_versions", &o.keep_versions, 1, 64);
+  v.Str("learner", &o.learner);
+}
+
+template <typename V>
 void Visit(V& v, DsmConfig& c) {
   v.Section("run", [&](V& s) { Visit(s, c.run); });
   v.Section("log", [&](V& s) { Visit(s, c.log); });
@@ -91,6 +107,8 @@ void Visit(V& v, DsmConfig& c) {
   v.Section("services", [&](V& s) { Visit(s, c.services); });
   v.Section("client", [&](V& s) { Visit(s, c.client); });
   v.Section("limits", [&](V& s) { Visit(s, c.limits); });
+  v.Section("model", [&](V& s) { Visit(s, c.model); });
+  v.Section("worker", [&](V& s) { Visit(s, c.worker); });
 }
 
 std::string FormatNumber(double value) { return absl::StrFormat("%g", value); }
@@ -120,6 +138,14 @@ class CheckVisitor {
       if (a == *value) return;
     }
     Fail(absl::StrCat(Join(key), ": ", QuoteValue(*value), " is not one of ", absl::StrJoin(allowed, ", ")));
+  }
+  void Roles(const char* key, std::vector<std::string>* values, const std::vector<std::string>& allowed) {
+    if (values->empty()) Fail(absl::StrCat(Join(key), ": needs at least one of ", absl::StrJoin(allowed, ", ")));
+    for (const std::string& value : *values) {
+      if (std::find(allowed.begin(), allowed.end(), value) == allowed.end()) {
+        Fail(absl::StrCat(Join(key), ": ", QuoteValue(value), " is not one of ", absl::StrJoin(allowed, ", ")));
+      }
+    }
   }
   template <typename F>
   void Section(const char* key, F&& visit) {
@@ -165,6 +191,10 @@ class ReadVisitor {
   void Enum(const char* key, std::string* value, const std::vector<std::string>& allowed) {
     reader_.OneOf(key, allowed, value);
   }
+  void Roles(const char* key, std::vector<std::string>* values, const std::vector<std::string>& allowed) {
+    reader_.Optional(key, values);
+    Check(key, [&](CheckVisitor& c) { c.Roles(key, values, allowed); });
+  }
   template <typename F>
   void Section(const char* key, F&& visit) {
     ReadVisitor child(reader_.Section(key));
@@ -199,6 +229,9 @@ class YamlVisitor {
   }
   void Enum(const char* key, std::string* value, const std::vector<std::string>&) {
     *out_ << YAML::Key << key << YAML::Value << *value;
+  }
+  void Roles(const char* key, std::vector<std::string>* values, const std::vector<std::string>&) {
+    *out_ << YAML::Key << key << YAML::Value << YAML::Flow << *values;
   }
   template <typename F>
   void Section(const char* key, F&& visit) {

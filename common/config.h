@@ -72,6 +72,22 @@ struct LimitsOptions {
   int max_n = 64;                    // completions per request
 };
 
+// The base model every role shares.
+struct ModelOptions {
+  std::string path;                // Hugging Face folder (config.json, safetensors, tokenizer.json)
+  std::string dtype = "float32";   // float32 | bfloat16 | float16
+  int max_batch = 32;              // sequences decoded together (KV-cache slots)
+  int max_len = 2048;              // prompt + completion tokens per sequence
+};
+
+// A rollout worker.
+struct WorkerOptions {
+  // Adapter roles this worker samples with (generator, verifier, meta_verifier).
+  std::vector<std::string> roles = {"generator"};
+  int keep_versions = 2;           // adapter versions held per role (more while in use)
+  std::string learner;             // learner host:port; empty = services.learner on server.host
+};
+
 struct DsmConfig {
   RunOptions run;
   LogOptions log;
@@ -80,6 +96,8 @@ struct DsmConfig {
   ServicesOptions services;
   ClientOptions client;
   LimitsOptions limits;
+  ModelOptions model;
+  WorkerOptions worker;
 };
 
 // Parses YAML text (`source` names it in errors) and validates the result.

@@ -24,6 +24,7 @@ int Main(int argc, char** argv) {
   Action action;
   AddServiceCommands(app, &action);
   AddModelCommands(app, &action);
+  AddServeCommand(app, &action);
 
   try {
     app.parse(argc, argv);

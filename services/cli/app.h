@@ -24,6 +24,7 @@ using Action = std::function<int()>;
 // callback of whichever subcommand the user chose.
 void AddServiceCommands(CLI::App& app, Action* action);
 void AddModelCommands(CLI::App& app, Action* action);
+void AddServeCommand(CLI::App& app, Action* action);
 
 int Main(int argc, char** argv);
 

@@ -4,5 +4,6 @@
 namespace dsm::cli {
 
 void AddModelCommands(CLI::App&, Action*) {}
+void AddServeCommand(CLI::App&, Action*) {}
 
 }  // namespace dsm::cli

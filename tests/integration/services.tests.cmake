@@ -11,3 +11,8 @@ if(TARGET dsm_services)
   dsm_add_test(adapter_registry_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/adapter_registry_test.cc
     DEPS dsm_services LABELS integration TORCH)
 endif()
+if(TARGET dsm_services)
+  dsm_add_test(worker_process_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/worker_process_test.cc
+    DEPS dsm_services LABELS integration TORCH)
+  add_dependencies(worker_process_test dsm)
+endif()

@@ -51,8 +51,8 @@ services: {verifier: {port: 6000, metrics_port: 0}}
 
 TEST(Config, UnknownTopLevelKey) {
   EXPECT_EQ(ErrorOf("run: {name: demo}\nrunn: 1\n"),
-            "test.yaml: unknown key \"runn\" (allowed at the top level: client, limits, log, run, "
-            "runtime, server, services)");
+            "test.yaml: unknown key \"runn\" (allowed at the top level: client, limits, log, model, "
+            "run, runtime, server, services, worker)");
 }
 
 TEST(Config, UnknownNestedKey) {
@@ -126,6 +126,19 @@ TEST(Config, EveryMessageIsOneLine) {
     const std::string error = ErrorOf(yaml);
     EXPECT_EQ(error.find('\n'), std::string::npos) << error;
   }
+}
+
+TEST(Config, ListOfRoles) {
+  absl::StatusOr<DsmConfig> config =
+      ParseConfig("run: {name: d}\nworker: {roles: [generator, verifier]}\n", "test.yaml");
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->worker.roles, (std::vector<std::string>{"generator", "verifier"}));
+  EXPECT_EQ(ErrorOf("run: {name: d}\nworker: {roles: [generator, judge]}\n"),
+            "test.yaml: worker.roles: \"judge\" is not one of generator, verifier, meta_verifier");
+  EXPECT_EQ(ErrorOf("run: {name: d}\nworker: {roles: []}\n"),
+            "test.yaml: worker.roles: needs at least one of generator, verifier, meta_verifier");
+  EXPECT_EQ(ErrorOf("run: {name: d}\nworker: {roles: generator}\n"),
+            "test.yaml: worker.roles: expected a list of strings, got \"generator\"");
 }
 
 TEST(Config, ValidateCatchesProgrammaticValues) {

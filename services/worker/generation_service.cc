@@ -1,0 +1,209 @@
+#include "services/worker/generation_service.h"
+
+#include <memory>
+#include <random>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+
+namespace dsm {
+namespace {
+
+v1::FinishReason WireFinishReason(FinishReason reason) {
+  switch (reason) {
+    case FinishReason::kStopToken: return v1::FINISH_REASON_STOP_TOKEN;
+    case FinishReason::kStopString: return v1::FINISH_REASON_STOP_STRING;
+    case FinishReason::kLength: return v1::FINISH_REASON_LENGTH;
+    case FinishReason::kAborted: return v1::FINISH_REASON_ABORTED;
+  }
+  return v1::FINISH_REASON_ERROR;
+}
+
+}  // namespace
+
+uint64_t CompletionSeed(uint64_t seed, uint32_t index) {
+  uint64_t z = seed + 0x9e3779b97f4a7c15ULL * (static_cast<uint64_t>(index) + 1);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+  return z ^ (z >> 31);
+}
+
+GenerationService::GenerationService(const LlamaModel* model, const Tokenizer* tokenizer, Sampler* sampler,
+                                     AdapterRegistry* registry, GenerationLimits limits)
+    : model_(model), tokenizer_(tokenizer), sampler_(sampler), registry_(registry), limits_(limits) {}
+
+absl::Status GenerationService::Validate(const v1::GenerateRequest& request, std::vector<int32_t>* prompt) const {
+  auto bad = [](auto&&... parts) { return absl::InvalidArgumentError(absl::StrCat(parts...)); };
+  switch (request.prompt().input_case()) {
+    case v1::Prompt::kText:
+      if (tokenizer_ == nullptr) return bad("prompt.text: this model has no tokenizer; send prompt.token_ids");
+      *prompt = tokenizer_->Encode(request.prompt().text(),
+                                   request.prompt().has_add_special_tokens() ? request.prompt().add_special_tokens()
+                                                                             : true);
+      break;
+    case v1::Prompt::kTokenIds:
+      prompt->assign(request.prompt().token_ids().ids().begin(), request.prompt().token_ids().ids().end());
+      break;
+    default:
+      return bad("prompt: required");
+  }
+  if (prompt->empty()) return bad("prompt: empty");
+  if (static_cast<int>(prompt->size()) > limits_.max_prompt_tokens) {
+    return bad("prompt: ", prompt->size(), " tokens exceeds max_prompt_tokens ", limits_.max_prompt_tokens);
+  }
+  const int64_t vocab = model_->config().vocab_size;
+  for (std::size_t i = 0; i < prompt->size(); ++i) {
+    if ((*prompt)[i] < 0 || (*prompt)[i] >= vocab) {
+      return bad("prompt.token_ids[", i, "]: ", (*prompt)[i], " is outside the vocabulary [0, ", vocab, ")");
+    }
+  }
+  if (static_cast<int>(request.n()) > limits_.max_n) return bad("n: ", request.n(), " exceeds max_n ", limits_.max_n);
+  if (static_cast<int>(request.params().max_tokens()) > limits_.max_completion_tokens) {
+    return bad("params.max_tokens: ", request.params().max_tokens(), " exceeds max_completion_tokens ",
+               limits_.max_completion_tokens);
+  }
+  const auto role = request.adapter_role();
+  if (role == v1::ADAPTER_ROLE_UNSPECIFIED) return bad("adapter_role: unspecified");
+  if (!v1::AdapterRole_IsValid(role)) return bad("adapter_role: unknown value ", static_cast<int>(role));
+  const v1::SamplingParams& p = request.params();
+  if (p.has_temperature() && !(p.temperature() >= 0 && p.temperature() <= 2)) {
+    return bad("params.temperature: ", p.temperature(), " is out of range [0, 2]");
+  }
+  if (!(p.top_p() >= 0 && p.top_p() <= 1)) return bad("params.top_p: ", p.top_p(), " is out of range (0, 1]");
+  if (!(p.min_p() >= 0 && p.min_p() < 1)) return bad("params.min_p: ", p.min_p(), " is out of range [0, 1)");
+  if (!p.stop().empty() && tokenizer_ == nullptr) return bad("params.stop: this model has no tokenizer");
+  return absl::OkStatus();
+}
+
+absl::Status GenerationService::Start(const v1::GenerateRequest& request, absl::Time deadline, Callbacks callbacks) {
+  std::vector<int32_t> prompt;
+  if (absl::Status s = Validate(request, &prompt); !s.ok()) return s;
+  const uint64_t wanted = request.min_adapter_version();
+  const auto role = request.adapter_role();
+  auto held = [this, role]() -> uint64_t {
+    if (role == v1::ADAPTER_ROLE_BASE) return 0;
+    auto versions = registry_->versions();
+    auto it = versions.find(role);
+    return it == versions.end() ? 0 : it->second;
+  };
+  const bool have_any = role == v1::ADAPTER_ROLE_BASE || registry_->versions().count(role) > 0;
+  if (have_any && held() >= wanted) {
+    Launch(request, std::move(prompt), std::move(callbacks));
+    return absl::OkStatus();
+  }
+  // Wait for the version off the caller's thread (never block a reactor).
+  std::thread([this, request, prompt = std::move(prompt), callbacks = std::move(callbacks), deadline, held,
+               role]() mutable {
+    while (absl::Now() < deadline) {
+      if (registry_->versions().count(role) > 0 && held() >= request.min_adapter_version()) {
+        Launch(request, std::move(prompt), std::move(callbacks));
+        return;
+      }
+      absl::SleepFor(absl::Milliseconds(20));
+    }
+    callbacks.on_done(absl::DeadlineExceededError(absl::StrCat("adapter ", v1::AdapterRole_Name(role), " version ",
+                                                               request.min_adapter_version(), " did not arrive")),
+                      v1::GenerateSummary());
+  }).detach();
+  return absl::OkStatus();
+}
+
+void GenerationService::Launch(const v1::GenerateRequest& request, std::vector<int32_t> prompt, Callbacks callbacks) {
+  absl::StatusOr<AdapterLease> lease = registry_->Acquire(request.adapter_role());
+  if (!lease.ok()) {
+    callbacks.on_done(lease.status(), v1::GenerateSummary());
+    return;
+  }
+  const v1::SamplingParams& p = request.params();
+  SamplingParams params;
+  params.temperature = p.has_temperature() ? p.temperature() : 1.0;
+  params.top_k = static_cast<int>(p.top_k());
+  params.top_p = p.top_p() > 0 ? p.top_p() : 1.0;
+  params.min_p = p.min_p();
+  params.max_tokens = p.max_tokens() > 0 ? static_cast<int>(p.max_tokens()) : limits_.default_max_tokens;
+  params.stop.assign(p.stop().begin(), p.stop().end());
+  params.stop_token_ids.assign(p.stop_token_ids().begin(), p.stop_token_ids().end());
+  params.ignore_eos = p.ignore_eos();
+  params.include_stop_str_in_output = p.include_stop_str_in_output();
+  const uint64_t seed = p.has_seed() ? p.seed() : std::random_device{}() * 0x100000001ULL;
+  const uint32_t n = request.n() == 0 ? 1 : request.n();
+
+  struct Group {
+    absl::Mutex mu;
+    uint32_t remaining;
+    bool caller_gone = false;
+    absl::Status status;
+    int64_t tokens = 0;
+    uint64_t prompt_tokens = 0;
+  };
+  auto group = std::make_shared<Group>();
+  group->remaining = n;
+  group->prompt_tokens = prompt.size();
+  auto shared_callbacks = std::make_shared<Callbacks>(std::move(callbacks));
+  const AdapterLease pinned = *lease;
+  const std::string request_id = request.request_id();
+  const bool logprobs = p.return_logprobs();
+  for (uint32_t i = 0; i < n; ++i) {
+    SampleRequest sample;
+    sample.prompt = prompt;
+    sample.params = params;
+    sample.params.seed = CompletionSeed(seed, i);
+    sample.adapter = pinned.index;
+    const uint64_t completion_seed = sample.params.seed;
+    auto finish_one = [this, group, shared_callbacks, pinned, request_id, n](absl::Status status) {
+      bool last = false;
+      {
+        absl::MutexLock lock(&group->mu);
+        if (!status.ok() && group->status.ok()) group->status = status;
+        last = --group->remaining == 0;
+      }
+      if (!last) return;
+      registry_->Release(pinned);
+      v1::GenerateSummary summary;
+      summary.set_request_id(request_id);
+      summary.mutable_adapter()->set_role(pinned.role);
+      summary.mutable_adapter()->set_version(pinned.version);
+      summary.mutable_stats()->set_completion_tokens(group->tokens);
+      summary.mutable_stats()->set_completions(n);
+      summary.mutable_stats()->set_prompt_tokens(group->prompt_tokens * n);
+      shared_callbacks->on_done(group->status, summary);
+    };
+    absl::Status submitted = sampler_->Submit(
+        std::move(sample), [this, i, group, shared_callbacks, pinned, completion_seed, logprobs,
+                            finish_one](absl::StatusOr<SampleResult> result) {
+          if (!result.ok()) {
+            finish_one(result.status());
+            return;
+          }
+          v1::Completion c;
+          c.set_index(i);
+          c.mutable_token_ids()->Add(result->tokens.begin(), result->tokens.end());
+          c.set_text(result->text);
+          if (logprobs) c.mutable_logprobs()->Add(result->logprobs.begin(), result->logprobs.end());
+          c.set_adapter_role(pinned.role);
+          c.set_adapter_version(pinned.version);
+          c.set_finish_reason(WireFinishReason(result->finish_reason));
+          c.set_prompt_tokens(static_cast<uint32_t>(result->prompt_tokens));
+          c.set_stop_reason(result->stop);
+          if (result->finish_reason == FinishReason::kStopToken) c.set_stop_token_id(result->tokens.back());
+          c.set_seed(completion_seed);
+          completions_.fetch_add(1);
+          generated_tokens_.fetch_add(static_cast<int64_t>(result->tokens.size()));
+          bool report = false;
+          {
+            absl::MutexLock lock(&group->mu);
+            group->tokens += static_cast<int64_t>(result->tokens.size());
+            report = !group->caller_gone;
+          }
+          if (report && !shared_callbacks->on_completion(std::move(c))) {
+            absl::MutexLock lock(&group->mu);
+            group->caller_gone = true;
+          }
+          finish_one(absl::OkStatus());
+        });
+    if (!submitted.ok()) finish_one(submitted);
+  }
+}
+
+}  // namespace dsm

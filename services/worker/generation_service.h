@@ -1,0 +1,71 @@
+// GenerationService: the domain behind Sampler.Generate. It checks a request
+// against the limits, turns it into n sequences (completion i seeded from
+// (seed, i)), pins the newest adapter version of the requested role for the
+// whole group, runs them on the shared Sampler and reports each completion as
+// it finishes, then a summary. No gRPC types here.
+//
+// Thread-safe. Callbacks run on the sampler's thread; they must not block.
+#ifndef DSM_SERVICES_WORKER_GENERATION_SERVICE_H_
+#define DSM_SERVICES_WORKER_GENERATION_SERVICE_H_
+
+#include <atomic>
+#include <functional>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/time/time.h"
+#include "dsm/v1/sampler.pb.h"
+#include "model/sampler.h"
+#include "model/tokenizer.h"
+#include "services/adapters/adapter_registry.h"
+
+namespace dsm {
+
+struct GenerationLimits {
+  int max_prompt_tokens = 4096;
+  int max_completion_tokens = 4096;
+  int max_n = 64;
+  int default_max_tokens = 256;
+};
+
+class GenerationService {
+ public:
+  struct Callbacks {
+    // Returns false when the caller is gone (the rest of the group is then
+    // still finished by the sampler but not reported).
+    std::function<bool(v1::Completion)> on_completion;
+    std::function<void(absl::Status, v1::GenerateSummary)> on_done;
+  };
+
+  // `tokenizer` may be null (token-id prompts only). All must outlive this.
+  GenerationService(const LlamaModel* model, const Tokenizer* tokenizer, Sampler* sampler,
+                    AdapterRegistry* registry, GenerationLimits limits);
+
+  // Validates `request` (InvalidArgument naming the field; nothing started)
+  // and starts it. If the request asks for an adapter version not yet held,
+  // it waits for it until `deadline` (then DEADLINE_EXCEEDED via on_done).
+  absl::Status Start(const v1::GenerateRequest& request, absl::Time deadline, Callbacks callbacks);
+
+  const GenerationLimits& limits() const { return limits_; }
+  int64_t completions() const { return completions_.load(); }
+  int64_t generated_tokens() const { return generated_tokens_.load(); }
+
+ private:
+  absl::Status Validate(const v1::GenerateRequest& request, std::vector<int32_t>* prompt) const;
+  void Launch(const v1::GenerateRequest& request, std::vector<int32_t> prompt, Callbacks callbacks);
+
+  const LlamaModel* model_;
+  const Tokenizer* tokenizer_;
+  Sampler* sampler_;
+  AdapterRegistry* registry_;
+  const GenerationLimits limits_;
+  std::atomic<int64_t> completions_{0};
+  std::atomic<int64_t> generated_tokens_{0};
+};
+
+// Seed of completion `index` of a group seeded with `seed`.
+uint64_t CompletionSeed(uint64_t seed, uint32_t index);
+
+}  // namespace dsm
+
+#endif  // DSM_SERVICES_WORKER_GENERATION_SERVICE_H_

@@ -1,0 +1,51 @@
+// WorkerProcess: everything a rollout worker runs, wired from the config: the
+// base model, its tokenizer, the batched Sampler (on a thread of its own), the
+// adapter registry fed by a subscriber to the learner's WatchAdapters, and
+// the dsm.v1.Sampler service. The caller registers service() on a GrpcServer.
+#ifndef DSM_SERVICES_WORKER_WORKER_PROCESS_H_
+#define DSM_SERVICES_WORKER_WORKER_PROCESS_H_
+
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "common/config.h"
+#include "common/metrics_registry.h"
+#include "services/adapters/adapter_registry.h"
+#include "services/adapters/adapter_subscriber.h"
+#include "services/worker/generation_service.h"
+#include "services/worker/sampler_service.h"
+
+namespace dsm {
+
+class WorkerProcess {
+ public:
+  // `learner_address` overrides the config's (host:port; "" = from config).
+  static absl::StatusOr<std::unique_ptr<WorkerProcess>> Create(const DsmConfig& config,
+                                                               const std::string& learner_address,
+                                                               MetricsRegistry* metrics);
+  ~WorkerProcess();
+
+  SamplerService* service() { return service_.get(); }
+  AdapterRegistry* registry() { return registry_.get(); }
+  const std::string& learner_address() const { return learner_address_; }
+
+ private:
+  WorkerProcess() = default;
+
+  std::unique_ptr<LlamaModel> model_;
+  std::unique_ptr<Tokenizer> tokenizer_;
+  std::unique_ptr<Sampler> sampler_;
+  std::unique_ptr<AdapterRegistry> registry_;
+  std::unique_ptr<GenerationService> generation_;
+  std::unique_ptr<SamplerService> service_;
+  std::unique_ptr<AdapterSubscriber> subscriber_;
+  std::string learner_address_;
+};
+
+// "generator" -> ADAPTER_ROLE_GENERATOR, ...
+absl::StatusOr<v1::AdapterRole> ParseAdapterRole(const std::string& name);
+
+}  // namespace dsm
+
+#endif  // DSM_SERVICES_WORKER_WORKER_PROCESS_H_
