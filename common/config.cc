@@ -99,6 +99,42 @@ void Visit(V& v, WorkerOptions& o) {
 }
 
 template <typename V>
+void Visit(V& v, LoraOptions& o) {
+  v.Int("r", &o.r, 1, 1024);
+  v.Num("alpha", &o.alpha, 1e-6, 1e6);
+  v.Num("dropout", &o.dropout, 0, 0.99);
+  v.Roles("target_modules", &o.target_modules,
+          {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"});
+}
+
+template <typename V>
+void Visit(V& v, GrpoConfig& o) {
+  v.Num("epsilon_low", &o.epsilon_low, 0, 1);
+  v.Num("epsilon_high", &o.epsilon_high, 0, 10);
+  v.Num("kl_beta", &o.kl_beta, 0, 10);
+  v.Bool("scale_rewards", &o.scale_rewards);
+  v.Enum("aggregation", &o.aggregation, {"sequence", "token", "constant"});
+  v.Bool("dynamic_sampling", &o.dynamic_sampling);
+}
+
+template <typename V>
+void Visit(V& v, LearnerConfig& o) {
+  v.Roles("roles", &o.roles, {"generator", "verifier", "meta_verifier"});
+  v.Num("learning_rate", &o.learning_rate, 1e-9, 1);
+  v.Num("max_grad_norm", &o.max_grad_norm, 0, 1e6);
+  v.Num("weight_decay", &o.weight_decay, 0, 1);
+  v.Int("groups_per_step", &o.groups_per_step, 1, 65536);
+  v.Int("max_policy_lag", &o.max_policy_lag, 0, 1000);
+  v.Int("max_buffered_groups", &o.max_buffered_groups, 1, 1 << 20);
+  v.Int("micro_batch_tokens", &o.micro_batch_tokens, 16, 1 << 24);
+  v.Num("temperature", &o.temperature, 0.01, 10);
+  v.Str("checkpoint_dir", &o.checkpoint_dir);
+  v.Int("checkpoint_every_steps", &o.checkpoint_every_steps, 1, 1 << 30);
+  v.Int("keep_checkpoints", &o.keep_checkpoints, 1, 1000);
+  v.Section("grpo", [&](V& s) { Visit(s, o.grpo); });
+}
+
+template <typename V>
 void Visit(V& v, DsmConfig& c) {
   v.Section("run", [&](V& s) { Visit(s, c.run); });
   v.Section("log", [&](V& s) { Visit(s, c.log); });
@@ -109,6 +145,8 @@ void Visit(V& v, DsmConfig& c) {
   v.Section("limits", [&](V& s) { Visit(s, c.limits); });
   v.Section("model", [&](V& s) { Visit(s, c.model); });
   v.Section("worker", [&](V& s) { Visit(s, c.worker); });
+  v.Section("lora", [&](V& s) { Visit(s, c.lora); });
+  v.Section("learner", [&](V& s) { Visit(s, c.learner); });
 }
 
 std::string FormatNumber(double value) { return absl::StrFormat("%g", value); }
@@ -139,6 +177,7 @@ class CheckVisitor {
     }
     Fail(absl::StrCat(Join(key), ": ", QuoteValue(*value), " is not one of ", absl::StrJoin(allowed, ", ")));
   }
+  void Bool(const char*, bool*) {}
   void Roles(const char* key, std::vector<std::string>* values, const std::vector<std::string>& allowed) {
     if (values->empty()) Fail(absl::StrCat(Join(key), ": needs at least one of ", absl::StrJoin(allowed, ", ")));
     for (const std::string& value : *values) {
@@ -191,6 +230,7 @@ class ReadVisitor {
   void Enum(const char* key, std::string* value, const std::vector<std::string>& allowed) {
     reader_.OneOf(key, allowed, value);
   }
+  void Bool(const char* key, bool* value) { reader_.Optional(key, value); }
   void Roles(const char* key, std::vector<std::string>* values, const std::vector<std::string>& allowed) {
     reader_.Optional(key, values);
     Check(key, [&](CheckVisitor& c) { c.Roles(key, values, allowed); });
@@ -230,6 +270,7 @@ class YamlVisitor {
   void Enum(const char* key, std::string* value, const std::vector<std::string>&) {
     *out_ << YAML::Key << key << YAML::Value << *value;
   }
+  void Bool(const char* key, bool* value) { *out_ << YAML::Key << key << YAML::Value << *value; }
   void Roles(const char* key, std::vector<std::string>* values, const std::vector<std::string>&) {
     *out_ << YAML::Key << key << YAML::Value << YAML::Flow << *values;
   }

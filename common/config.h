@@ -88,6 +88,41 @@ struct WorkerOptions {
   std::string learner;             // learner host:port; empty = services.learner on server.host
 };
 
+// The LoRA adapter of every role.
+struct LoraOptions {
+  int r = 8;
+  double alpha = 16;
+  double dropout = 0;
+  std::vector<std::string> target_modules = {"q_proj", "k_proj", "v_proj", "o_proj",
+                                             "gate_proj", "up_proj", "down_proj"};
+};
+
+// GRPO (see METHOD.md); defaults are DeepSeekMath's where it gives them.
+struct GrpoConfig {
+  double epsilon_low = 0.2;
+  double epsilon_high = 0.2;     // DAPO clip-higher: 0.28
+  double kl_beta = 0.04;
+  bool scale_rewards = true;     // false: Dr.GRPO
+  std::string aggregation = "sequence";  // sequence | token (DAPO) | constant (Dr.GRPO)
+  bool dynamic_sampling = true;  // drop groups whose rewards are all equal
+};
+
+struct LearnerConfig {
+  std::vector<std::string> roles = {"generator", "verifier", "meta_verifier"};
+  double learning_rate = 1e-5;
+  double max_grad_norm = 1.0;
+  double weight_decay = 0;
+  int groups_per_step = 8;       // groups of one role per optimizer step
+  int max_policy_lag = 4;        // older samples are dropped and counted
+  int max_buffered_groups = 256; // back-pressure window of all SubmitGroups streams
+  int micro_batch_tokens = 8192; // gradient accumulation by token budget
+  double temperature = 1.0;      // the samplers' temperature (log-probs are of logits / T)
+  std::string checkpoint_dir;    // default: <runs_dir>/<run.name>/checkpoints
+  int checkpoint_every_steps = 50;
+  int keep_checkpoints = 3;
+  GrpoConfig grpo;
+};
+
 struct DsmConfig {
   RunOptions run;
   LogOptions log;
@@ -98,6 +133,8 @@ struct DsmConfig {
   LimitsOptions limits;
   ModelOptions model;
   WorkerOptions worker;
+  LoraOptions lora;
+  LearnerConfig learner;
 };
 
 // Parses YAML text (`source` names it in errors) and validates the result.

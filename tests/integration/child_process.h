@@ -23,9 +23,10 @@ class ChildProcess {
   // Runs $DSM_BINARY_DIR/dsm with `args`; stdout+stderr go to `log_path`.
   ChildProcess(const std::vector<std::string>& args, std::string log_path) : log_path_(std::move(log_path)) {
     const std::string binary = std::string(std::getenv("DSM_BINARY_DIR")) + "/dsm";
+    std::ofstream(log_path_, std::ios::trunc).flush();  // never read an earlier run's log
     pid_ = fork();
     if (pid_ == 0) {
-      FILE* log = fopen(log_path_.c_str(), "w");
+      FILE* log = fopen(log_path_.c_str(), "a");
       if (log != nullptr) {
         dup2(fileno(log), 1);
         dup2(fileno(log), 2);

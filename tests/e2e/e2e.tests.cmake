@@ -1,0 +1,5 @@
+if(TARGET dsm_services)
+  dsm_add_test(grpo_toy_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/grpo_toy_test.cc
+    DEPS dsm_services LABELS e2e TORCH TIMEOUT 300)
+  add_dependencies(grpo_toy_test dsm)
+endif()

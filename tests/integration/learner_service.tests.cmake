@@ -1,0 +1,7 @@
+# The Learner gRPC service over real gRPC in-process: SubmitGroups credits and
+# acks, dropping rules, training + WatchAdapters publication, GetState,
+# InitAdapter, Checkpoint.
+if(TARGET dsm_services)
+  dsm_add_test(learner_service_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/learner_service_test.cc
+    DEPS dsm_services LABELS integration TORCH TIMEOUT 120)
+endif()
