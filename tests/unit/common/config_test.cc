@@ -51,8 +51,8 @@ services: {verifier: {port: 6000, metrics_port: 0}}
 
 TEST(Config, UnknownTopLevelKey) {
   EXPECT_EQ(ErrorOf("run: {name: demo}\nrunn: 1\n"),
-            "test.yaml: unknown key \"runn\" (allowed at the top level: client, limits, log, model, "
-            "run, runtime, server, services, worker)");
+            "test.yaml: unknown key \"runn\" (allowed at the top level: client, learner, limits, log, "
+            "lora, model, run, runtime, server, services, worker)");
 }
 
 TEST(Config, UnknownNestedKey) {
@@ -126,6 +126,24 @@ TEST(Config, EveryMessageIsOneLine) {
     const std::string error = ErrorOf(yaml);
     EXPECT_EQ(error.find('\n'), std::string::npos) << error;
   }
+}
+
+TEST(Config, LearnerSection) {
+  absl::StatusOr<DsmConfig> config = ParseConfig(
+      "run: {name: d}\nlearner: {learning_rate: 0.001, grpo: {kl_beta: 0, scale_rewards: false, "
+      "aggregation: token}}\nlora: {r: 4, target_modules: [q_proj, v_proj]}\n",
+      "test.yaml");
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_DOUBLE_EQ(config->learner.learning_rate, 0.001);
+  EXPECT_DOUBLE_EQ(config->learner.grpo.kl_beta, 0);
+  EXPECT_FALSE(config->learner.grpo.scale_rewards);
+  EXPECT_EQ(config->learner.grpo.aggregation, "token");
+  EXPECT_EQ(config->lora.r, 4);
+  EXPECT_EQ(ErrorOf("run: {name: d}\nlearner: {grpo: {scale_rewards: maybe}}\n"),
+            "test.yaml: learner.grpo.scale_rewards: expected true or false, got \"maybe\"");
+  EXPECT_EQ(ErrorOf("run: {name: d}\nlora: {target_modules: [q_proj, qkv]}\n"),
+            "test.yaml: lora.target_modules: \"qkv\" is not one of q_proj, k_proj, v_proj, o_proj, "
+            "gate_proj, up_proj, down_proj");
 }
 
 TEST(Config, ListOfRoles) {
