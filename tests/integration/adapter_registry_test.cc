@@ -8,27 +8,13 @@
 #include <torch/torch.h>
 
 #include "model/lora.h"
+#include "tests/integration/random_adapter.h"
 #include "tests/unit/model/reference_fixtures.h"
 
 namespace dsm {
 namespace {
 
-AdapterVersionData RandomVersion(const ModelConfig& config, uint64_t version) {
-  LoraConfig lora;
-  lora.r = 4;
-  auto adapter = LoraAdapter::Create(config, lora, version);
-  EXPECT_TRUE(adapter.ok());
-  AdapterVersionData data;
-  data.role = v1::ADAPTER_ROLE_GENERATOR;
-  data.version = version;
-  data.adapter_config_json = LoraConfigToJson(lora);
-  torch::manual_seed(version);
-  for (auto& [name, tensor] : (*adapter)->NamedTensors()) {
-    if (name.find("lora_B") != std::string::npos) tensor.normal_(0, 0.5);
-    data.tensors[name] = tensor.clone();
-  }
-  return data;
-}
+using dsm_test::RandomAdapterVersion;
 
 SampleRequest Request(int adapter, int max_tokens) {
   SampleRequest r;
@@ -51,7 +37,7 @@ TEST(AdapterRegistry, SequencesFinishOnTheVersionTheyStartedWith) {
   AdapterRegistry registry(model->get(), sampler->get(), /*keep_versions=*/1);
 
   EXPECT_EQ(registry.Acquire(v1::ADAPTER_ROLE_GENERATOR).status().code(), absl::StatusCode::kNotFound);
-  ASSERT_TRUE(registry.Install(RandomVersion((*model)->config(), 1)).ok());
+  ASSERT_TRUE(registry.Install(RandomAdapterVersion((*model)->config(), 1)).ok());
   (*sampler)->Start();
 
   // A long sequence starts on version 1 ...
@@ -65,8 +51,8 @@ TEST(AdapterRegistry, SequencesFinishOnTheVersionTheyStartedWith) {
     long_done.Notify();
   }).ok());
   // ... version 2 arrives while it runs; new sequences get version 2.
-  ASSERT_TRUE(registry.Install(RandomVersion((*model)->config(), 2)).ok());
-  EXPECT_FALSE(registry.Install(RandomVersion((*model)->config(), 2)).ok());  // not newer
+  ASSERT_TRUE(registry.Install(RandomAdapterVersion((*model)->config(), 2)).ok());
+  EXPECT_FALSE(registry.Install(RandomAdapterVersion((*model)->config(), 2)).ok());  // not newer
   auto lease2 = registry.Acquire(v1::ADAPTER_ROLE_GENERATOR);
   ASSERT_TRUE(lease2.ok());
   EXPECT_EQ(lease2->version, 2u);
@@ -81,7 +67,7 @@ TEST(AdapterRegistry, SequencesFinishOnTheVersionTheyStartedWith) {
   // The long sequence equals a run on version 1 alone: it never saw version 2.
   auto fresh = LlamaModel::Load(model_test::ReferenceDir() + "/llama_gqa_tied");
   ASSERT_TRUE(fresh.ok());
-  const AdapterVersionData v1 = RandomVersion((*fresh)->config(), 1);
+  const AdapterVersionData v1 = RandomAdapterVersion((*fresh)->config(), 1);
   auto config = ParseLoraConfig(v1.adapter_config_json);
   ASSERT_TRUE(config.ok());
   auto adapter = LoraAdapter::FromTensors((*fresh)->config(), *config, v1.tensors);
@@ -102,7 +88,7 @@ TEST(AdapterRegistry, RejectsTensorsThatDoNotFitTheModel) {
   auto sampler = Sampler::Create(model->get(), nullptr, SamplerOptions{});
   ASSERT_TRUE(sampler.ok());
   AdapterRegistry registry(model->get(), sampler->get());
-  AdapterVersionData bad = RandomVersion((*model)->config(), 1);
+  AdapterVersionData bad = RandomAdapterVersion((*model)->config(), 1);
   bad.tensors.begin()->second = torch::zeros({3, 3});
   const absl::Status status = registry.Install(bad);
   EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << status;

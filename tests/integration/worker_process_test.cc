@@ -16,6 +16,7 @@
 #include "services/adapters/adapter_publisher.h"
 #include "services/adapters/watch_adapters_reactor.h"
 #include "tests/integration/child_process.h"
+#include "tests/integration/random_adapter.h"
 #include "tests/unit/model/reference_fixtures.h"
 
 namespace dsm {
@@ -37,23 +38,7 @@ class PublishingLearner final : public v1::Learner::CallbackService {
   }
 };
 
-AdapterVersionData RandomVersion(const ModelConfig& config, uint64_t version) {
-  LoraConfig lora;
-  lora.r = 4;
-  auto adapter = LoraAdapter::Create(config, lora, version);
-  EXPECT_TRUE(adapter.ok());
-  AdapterVersionData data;
-  data.role = v1::ADAPTER_ROLE_GENERATOR;
-  data.version = version;
-  data.adapter_config_json = LoraConfigToJson(lora);
-  data.published_at = absl::Now();
-  torch::manual_seed(version);
-  for (auto& [name, tensor] : (*adapter)->NamedTensors()) {
-    if (name.find("lora_B") != std::string::npos) tensor.normal_(0, 0.5);
-    data.tensors[name] = tensor.clone();
-  }
-  return data;
-}
+using dsm_test::RandomAdapterVersion;
 
 struct Generated {
   grpc::Status status;
@@ -87,7 +72,7 @@ TEST(WorkerProcess, ServesGenerateWithStreamedAdapterVersions) {
   GrpcServer learner_server(options);
   learner_server.RegisterService(&learner, v1::Learner::service_full_name());
   ASSERT_TRUE(learner_server.Start().ok());
-  ASSERT_TRUE(learner.publisher.Publish(RandomVersion(*model_config, 1)).ok());
+  ASSERT_TRUE(learner.publisher.Publish(RandomAdapterVersion(*model_config, 1)).ok());
 
   const std::string config_path = ::testing::TempDir() + "/worker.yaml";
   std::ofstream(config_path) << "run: {name: worker-test}\n"
@@ -140,7 +125,7 @@ TEST(WorkerProcess, ServesGenerateWithStreamedAdapterVersions) {
   }
 
   // A new version streams in; a request that needs it waits for it.
-  ASSERT_TRUE(learner.publisher.Publish(RandomVersion(*model_config, 2)).ok());
+  ASSERT_TRUE(learner.publisher.Publish(RandomAdapterVersion(*model_config, 2)).ok());
   request.set_min_adapter_version(2);
   Generated second = Generate(stub.get(), request);
   ASSERT_TRUE(second.status.ok()) << second.status.error_message();
