@@ -167,6 +167,9 @@ class Trainer {
   int64_t step() const { return step_; }
   // Bumped by one every step (the version the caller publishes the adapter as).
   int64_t adapter_version() const { return adapter_version_; }
+  // For a caller that replaced the adapter's weights and published them as
+  // `version`: the next step then bumps from there, and checkpoints record it.
+  void SetAdapterVersion(int64_t version) { adapter_version_ = version; }
   const std::string& data_cursor() const { return data_cursor_; }
   // The checkpoint folder training resumed from, or "" for a fresh start.
   const std::string& resumed_from() const { return resumed_from_; }

@@ -747,6 +747,11 @@ absl::StatusOr<uint64_t> LearnerCore::DoInitAdapter(v1::AdapterRole r, const Ada
   }
   role->trainer = *std::move(trainer);
   uint32_t dropped = 0;
+  {
+    // The new trainer counts on from the version this adapter is published as.
+    absl::MutexLock lock(&mu_);
+    role->trainer->SetAdapterVersion(static_cast<int64_t>(role->version + 1));
+  }
   uint64_t version = 0, step = 0;
   {
     absl::MutexLock lock(&mu_);

@@ -20,6 +20,7 @@
 #include "common/grpc_server.h"
 #include "common/metrics_registry.h"
 #include "dsm/v1/learner.grpc.pb.h"
+#include "learner/checkpoint.h"
 #include "model/llama_model.h"
 #include "services/adapters/adapter_publisher.h"
 #include "services/adapters/adapter_subscriber.h"
@@ -443,6 +444,14 @@ TEST_F(LearnerServiceTest, InitAdapterCopiesAnotherRoleAndCheckpointWritesEveryR
     EXPECT_TRUE(std::filesystem::exists(dir + "/generator"));
     EXPECT_TRUE(std::filesystem::exists(dir + "/verifier"));
     EXPECT_EQ(State().checkpointed_accept_sequence(), 2u);
+    // The checkpoint records the versions as published, so a restarted
+    // learner never re-uses a version number the samplers already hold.
+    auto generator = LatestValidCheckpoint(dir + "/generator", model_->config());
+    auto verifier = LatestValidCheckpoint(dir + "/verifier", model_->config());
+    ASSERT_TRUE(generator.ok() && generator->has_value());
+    ASSERT_TRUE(verifier.ok() && verifier->has_value());
+    EXPECT_EQ((*generator)->state.adapter_version, 1);
+    EXPECT_EQ((*verifier)->state.adapter_version, 1);
   }
   {
     grpc::ClientContext context;
