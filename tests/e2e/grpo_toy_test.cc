@@ -14,6 +14,7 @@
 #include "dsm/v1/learner.grpc.pb.h"
 #include "dsm/v1/sampler.grpc.pb.h"
 #include "tests/integration/child_process.h"
+#include "tests/unit/model/reference_fixtures.h"
 
 namespace dsm {
 namespace {
@@ -39,10 +40,14 @@ std::string MakeToyModel() {
   const std::string dir = std::string(std::getenv("DSM_BINARY_DIR")) + "/fixtures/toy_policy";
   if (std::ifstream(dir + "/model.safetensors")) return dir;
   const std::string script = std::string(std::getenv("DSM_SOURCE_DIR")) + "/tests/fixtures/models/make_toy_model.py";
-  for (const char* python : {"/usr/bin/python3", "python3"}) {
-    if (std::system(absl::StrCat(python, " ", script, " ", dir, " 2>/dev/null").c_str()) == 0) return dir;
+  absl::StatusOr<std::string> python = model_test::FindTorchPython();
+  if (!python.ok()) {
+    ADD_FAILURE() << python.status();
+    return dir;
   }
-  ADD_FAILURE() << "could not run " << script << " (Debian python3-torch is needed)";
+  if (std::system(absl::StrCat("'", *python, "' '", script, "' '", dir, "'").c_str()) != 0) {
+    ADD_FAILURE() << "could not run " << script;
+  }
   return dir;
 }
 

@@ -61,28 +61,14 @@ absl::StatusOr<std::string> MakeGrpoFixtures() {
   const std::string dir = absl::StrFormat("%s/fixtures/learner/%016x", bin, hash);
   if (fs::exists(dir + "/.complete")) return dir;
 
-  std::vector<std::string> candidates;
-  if (const char* p = std::getenv("DSM_PYTHON")) candidates.push_back(p);
-  candidates.push_back("python3");
-  candidates.push_back("/usr/bin/python3");
-  std::string python;
-  for (const std::string& c : candidates) {
-    if (std::system(("'" + c + "' -c 'import torch, numpy' >/dev/null 2>&1").c_str()) == 0) {
-      python = c;
-      break;
-    }
-  }
-  if (python.empty()) {
-    return absl::FailedPreconditionError(
-        "no python3 with PyTorch and numpy (tried $DSM_PYTHON, python3, /usr/bin/python3): install Debian's "
-        "python3-torch python3-numpy to build the GRPO reference");
-  }
+  absl::StatusOr<std::string> python = model_test::FindTorchPython();
+  if (!python.ok()) return python.status();
   const std::string tmp = absl::StrCat(dir, ".tmp.", ::getpid());
   std::error_code ec;
   fs::remove_all(tmp, ec);
   fs::create_directories(tmp, ec);
   const std::string cmd =
-      absl::StrCat("'", python, "' '", script, "' '", models, "' '", tmp, "' > '", tmp, ".log' 2>&1");
+      absl::StrCat("'", *python, "' '", script, "' '", models, "' '", tmp, "' > '", tmp, ".log' 2>&1");
   if (std::system(cmd.c_str()) != 0) {
     return absl::InternalError(absl::StrCat("grpo_reference.py failed:\n", cmd, "\n", ReadText(tmp + ".log")));
   }

@@ -31,6 +31,21 @@
 
 namespace dsm::model_test {
 
+// A Python interpreter with PyTorch and numpy: $DSM_PYTHON, python3, or
+// /usr/bin/python3 (Debian's, where python3-torch installs).
+inline absl::StatusOr<std::string> FindTorchPython() {
+  std::vector<std::string> candidates;
+  if (const char* p = std::getenv("DSM_PYTHON")) candidates.push_back(p);
+  candidates.push_back("python3");
+  candidates.push_back("/usr/bin/python3");
+  for (const std::string& c : candidates) {
+    if (std::system(("'" + c + "' -c 'import torch, numpy' >/dev/null 2>&1").c_str()) == 0) return c;
+  }
+  return absl::FailedPreconditionError(
+      "no python3 with PyTorch and numpy found (tried $DSM_PYTHON, python3, /usr/bin/python3): "
+      "install Debian's python3-torch python3-numpy");
+}
+
 inline absl::StatusOr<std::string> MakeReferenceFixtures() {
   const char* src = std::getenv("DSM_SOURCE_DIR");
   const char* bin = std::getenv("DSM_BINARY_DIR");
@@ -48,27 +63,13 @@ inline absl::StatusOr<std::string> MakeReferenceFixtures() {
   const std::string dir = absl::StrFormat("%s/fixtures/models/%016x", bin, hash);
   if (fs::exists(dir + "/.complete")) return dir;
 
-  std::vector<std::string> candidates;
-  if (const char* p = std::getenv("DSM_PYTHON")) candidates.push_back(p);
-  candidates.push_back("python3");
-  candidates.push_back("/usr/bin/python3");
-  std::string python;
-  for (const std::string& c : candidates) {
-    if (std::system(("'" + c + "' -c 'import torch, numpy' >/dev/null 2>&1").c_str()) == 0) {
-      python = c;
-      break;
-    }
-  }
-  if (python.empty()) {
-    return absl::FailedPreconditionError(
-        "no python3 with PyTorch and numpy found (tried $DSM_PYTHON, python3, /usr/bin/python3): "
-        "install Debian's python3-torch python3-numpy to build the reference models");
-  }
+  absl::StatusOr<std::string> python = FindTorchPython();
+  if (!python.ok()) return python.status();
   const std::string tmp = absl::StrCat(dir, ".tmp.", ::getpid());
   std::error_code ec;
   fs::remove_all(tmp, ec);
   fs::create_directories(tmp, ec);
-  const std::string cmd = absl::StrCat("'", python, "' '", script, "' '", tmp, "' > '", tmp, ".log' 2>&1");
+  const std::string cmd = absl::StrCat("'", *python, "' '", script, "' '", tmp, "' > '", tmp, ".log' 2>&1");
   if (std::system(cmd.c_str()) != 0) {
     std::ifstream log(tmp + ".log");
     std::stringstream log_text;
