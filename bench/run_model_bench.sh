@@ -155,6 +155,7 @@ with open(path, "w") as f:
 EOF
 CMD="bench/run_model_bench.sh --threads $THREADS --rounds $ROUNDS --reps $REPS --batches $BATCHES --prompt $PROMPT --decode $DECODE"
 [[ $TOKENIZER == 1 ]] || CMD+=" --no-tokenizer"
+[[ -z "$WAIT_LOAD" ]] || CMD+=" --wait-load $WAIT_LOAD"
 "$PYTHON" "$SRC/bench/report.py" "$RAW" --model "$DATA/model" --command "$CMD" > "$OUT.md"
 log "load average at end: $LOAD_END; wrote $RAW and $OUT.md"
 cat "$OUT.md"
