@@ -170,6 +170,15 @@ class Trainer {
   // For a caller that replaced the adapter's weights and published them as
   // `version`: the next step then bumps from there, and checkpoints record it.
   void SetAdapterVersion(int64_t version) { adapter_version_ = version; }
+  // For a trainer that replaces another one on the same checkpoint folder
+  // (a fresh optimizer for a replaced adapter): step numbers and the data
+  // cursor carry on from the previous trainer, so the replacement's
+  // checkpoints are the newest ones there. (Warm-up counts from step 0 of the
+  // first trainer: a replacement starts at the full learning rate.)
+  void ContinueFrom(int64_t step, std::string data_cursor) {
+    step_ = step;
+    data_cursor_ = std::move(data_cursor);
+  }
   const std::string& data_cursor() const { return data_cursor_; }
   // The checkpoint folder training resumed from, or "" for a fresh start.
   const std::string& resumed_from() const { return resumed_from_; }

@@ -11,6 +11,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "services/learner/published_version.h"
 #include "spdlog/spdlog.h"
 
 namespace dsm {
@@ -130,6 +131,19 @@ absl::Status LearnerCore::Init() {
         absl::SimpleAtoi(absl::string_view(cursor).substr(sizeof(kCursorPrefix) - 1), &seq)) {
       accept_sequence_ = std::max(accept_sequence_, seq);
       checkpointed_sequence_ = std::max(checkpointed_sequence_, seq);
+    }
+    // A learner killed between two checkpoints published versions past the
+    // checkpoint's: publish the resumed adapter above all of them.
+    const std::string version_dir = PublishedVersionDir(role);
+    if (!version_dir.empty()) {
+      auto published = ReadPublishedVersion(version_dir);
+      if (!published.ok()) return published.status();
+      if (*published > role.version) {
+        spdlog::info("learner: {} resumed at version {} but had published {}: publishing it as {}", role.name,
+                     role.version, *published, *published + 1);
+        role.version = *published + 1;
+        role.trainer->SetAdapterVersion(static_cast<int64_t>(role.version));
+      }
     }
     if (role.version > 0) {
       auto snapshot = role.trainer->SnapshotAdapter();
@@ -578,7 +592,16 @@ void LearnerCore::TrainStep(RoleState* role, Objective objective, std::vector<Pe
   }
 }
 
+std::string LearnerCore::PublishedVersionDir(const RoleState& role) const {
+  if (options_.trainer.checkpoint_dir.empty() || options_.trainer.parallel.rank != 0) return "";
+  return absl::StrCat(options_.trainer.checkpoint_dir, "/", role.name);
+}
+
 absl::Status LearnerCore::Publish(RoleState* role, const LoraAdapter& adapter, uint64_t version, uint64_t step) {
+  // Recorded before any sampler can hold it (see published_version.h).
+  if (const std::string dir = PublishedVersionDir(*role); !dir.empty()) {
+    if (absl::Status s = WritePublishedVersion(dir, version); !s.ok()) return s;
+  }
   AdapterVersionData data;
   data.role = role->role;
   data.version = version;
@@ -733,6 +756,7 @@ absl::StatusOr<uint64_t> LearnerCore::DoInitAdapter(v1::AdapterRole r, const Ada
       return absl::InvalidArgumentError(absl::StrCat("adapter: tensor ", name, " missing or of another shape"));
     }
   }
+  const int64_t trained_steps = role->trainer->step();
   role->trainer.reset();  // before touching the tensors it trains
   {
     torch::NoGradGuard no_grad;
@@ -762,6 +786,19 @@ absl::StatusOr<uint64_t> LearnerCore::DoInitAdapter(v1::AdapterRole r, const Ada
     buffered_ -= dropped;
     version = ++role->version;
     step = total_steps_;
+    // The dropped groups count as consumed.
+    role->trainer->ContinueFrom(trained_steps, absl::StrCat(kCursorPrefix, DurableSequence()));
+  }
+  // Durable before anyone sees it: a restart resumes from the replacement,
+  // not from the replaced adapter's checkpoints.
+  if (!options_.trainer.checkpoint_dir.empty()) {
+    auto written = role->trainer->SaveCheckpoint();
+    if (!written.ok()) {
+      return absl::InternalError(absl::StrCat("checkpoint of the new ", role->name,
+                                              " adapter: ", written.status().message()));
+    }
+    absl::MutexLock lock(&mu_);
+    last_checkpoint_path_ = *written;
   }
   auto snapshot = role->trainer->SnapshotAdapter();
   if (absl::Status s = Publish(role, *snapshot, version, step); !s.ok()) return s;

@@ -21,8 +21,10 @@
 // buffers the group (ACCEPTED, with an accept_sequence).
 //
 // Versions: a role's published version starts at the trainer's resumed
-// adapter_version (0 for a fresh start) and goes up by one on every
-// publication (each optimizer step, each InitAdapter).
+// adapter_version (0 for a fresh start), or just above the newest version
+// ever published when that is higher (published_version.h: a learner killed
+// between checkpoints), and goes up by one on every publication (each
+// optimizer step, each InitAdapter).
 //
 // Thread-safe. Space listeners are called on the training thread (or the
 // thread releasing credits) with no LearnerCore lock held.
@@ -230,7 +232,11 @@ class LearnerCore {
   void Loop();
   // Trains one step of `role` on `groups`, publishes; returns false on error.
   void TrainStep(RoleState* role, Objective objective, std::vector<PendingGroup> groups);
+  // Records the version (PublishedVersionDir) and hands it to the publisher.
   absl::Status Publish(RoleState* role, const LoraAdapter& adapter, uint64_t version, uint64_t step);
+  // Where `role`'s published_version file lives; "" without a checkpoint
+  // folder or on ranks other than 0.
+  std::string PublishedVersionDir(const RoleState& role) const;
   absl::StatusOr<CheckpointResult> DoCheckpoint(const std::string& path);
   absl::StatusOr<uint64_t> DoInitAdapter(v1::AdapterRole role, const AdapterSource& source);
   void Enqueue(Task task);

@@ -14,7 +14,8 @@
 #include "dsm/v1/learner.grpc.pb.h"
 #include "dsm/v1/sampler.grpc.pb.h"
 #include "tests/integration/child_process.h"
-#include "tests/unit/model/reference_fixtures.h"
+#include "tests/integration/learner_client.h"
+#include "tests/integration/toy_model.h"
 
 namespace dsm {
 namespace {
@@ -31,28 +32,8 @@ double Reward(const v1::Completion& c) {
   return c.token_ids_size() == 0 ? 0 : static_cast<double>(hits) / c.token_ids_size();
 }
 
-std::string Address(const std::string& line) {
-  const std::size_t from = line.find("grpc ") + 5;
-  return line.substr(from, line.find(" metrics") - from);
-}
-
-std::string MakeToyModel() {
-  const std::string dir = std::string(std::getenv("DSM_BINARY_DIR")) + "/fixtures/toy_policy";
-  if (std::ifstream(dir + "/model.safetensors")) return dir;
-  const std::string script = std::string(std::getenv("DSM_SOURCE_DIR")) + "/tests/fixtures/models/make_toy_model.py";
-  absl::StatusOr<std::string> python = model_test::FindTorchPython();
-  if (!python.ok()) {
-    ADD_FAILURE() << python.status();
-    return dir;
-  }
-  if (std::system(absl::StrCat("'", *python, "' '", script, "' '", dir, "'").c_str()) != 0) {
-    ADD_FAILURE() << "could not run " << script;
-  }
-  return dir;
-}
-
 TEST(GrpoEndToEnd, RewardRisesWithStreamedAdapters) {
-  const std::string model = MakeToyModel();
+  const std::string model = dsm_test::MakeToyModel();
   const std::string run_dir = ::testing::TempDir() + "/grpo-toy";
   std::system(("rm -rf " + run_dir).c_str());
   const std::string config = ::testing::TempDir() + "/grpo_toy.yaml";
@@ -71,14 +52,14 @@ TEST(GrpoEndToEnd, RewardRisesWithStreamedAdapters) {
   dsm_test::ChildProcess learner({"serve", "learner", "--config", config}, ::testing::TempDir() + "/toy_learner.log");
   auto learner_line = learner.WaitForLine("dsm serve learner: grpc ", absl::Seconds(60));
   ASSERT_TRUE(learner_line.has_value()) << learner.Log();
-  const std::string learner_address = Address(*learner_line);
+  const std::string learner_address = dsm_test::ServeAddress(*learner_line);
   dsm_test::ChildProcess worker({"serve", "worker", "--config", config, "--learner", learner_address},
                                 ::testing::TempDir() + "/toy_worker.log");
   auto worker_line = worker.WaitForLine("dsm serve worker: grpc ", absl::Seconds(60));
   ASSERT_TRUE(worker_line.has_value()) << worker.Log();
 
   auto learner_stub = v1::Learner::NewStub(MakeChannel(learner_address, ChannelOptions{}));
-  auto sampler = v1::Sampler::NewStub(MakeChannel(Address(*worker_line), ChannelOptions{}));
+  auto sampler = v1::Sampler::NewStub(MakeChannel(dsm_test::ServeAddress(*worker_line), ChannelOptions{}));
   {
     grpc::ClientContext context;
     SetDeadline(&context, absl::Seconds(30));

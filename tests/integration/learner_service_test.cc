@@ -15,6 +15,7 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "common/grpc_server.h"
@@ -472,6 +473,54 @@ TEST_F(LearnerServiceTest, InitAdapterCopiesAnotherRoleAndCheckpointWritesEveryR
     EXPECT_FALSE(reader->Read(&chunk));
     EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   }
+  std::filesystem::remove_all(dir);
+}
+
+TEST_F(LearnerServiceTest, InitAdapterIsDurableAcrossARestart) {
+  LearnerOptions o = TestOptions();
+  o.roles = {v1::ADAPTER_ROLE_GENERATOR};
+  o.max_policy_lag = 100;
+  const std::string dir = ::testing::TempDir() + "/learner_service_init_" + std::to_string(::getpid());
+  std::filesystem::remove_all(dir);
+  o.trainer.checkpoint_dir = dir;
+  o.trainer.checkpoint_every_steps = 1;
+  Start(o);
+  GroupStream stream(stub_.get());
+  for (int i = 0; i < 4; ++i) {
+    EXPECT_EQ(stream.Send(MakeGroup(absl::StrCat("d/", i), {0, 1})).status(), v1::GROUP_STATUS_ACCEPTED);
+  }
+  EXPECT_TRUE(stream.Close().ok());
+  WaitState([](const v1::LearnerState& s) { return s.step() >= 2; });  // checkpoints of steps 1 and 2
+
+  // A phase change replaces the adapter: the replacement must be what a
+  // restarted learner resumes from, not the older checkpoints.
+  AdapterSource fresh;
+  fresh.seed = 99;
+  auto version = core_->InitAdapter(v1::ADAPTER_ROLE_GENERATOR, fresh);
+  ASSERT_TRUE(version.ok()) << version.status();
+  auto replaced = core_->SnapshotAdapter(v1::ADAPTER_ROLE_GENERATOR);
+  ASSERT_TRUE(replaced.ok());
+  core_->Stop();
+
+  auto model = LlamaModel::Load(model_test::ReferenceDir() + "/llama_gqa_tied");
+  ASSERT_TRUE(model.ok());
+  MetricsRegistry registry;
+  auto metrics = LearnerMetrics::Create(registry);
+  ASSERT_TRUE(metrics.ok());
+  AdapterPublisher publisher;
+  auto restarted = LearnerCore::Create(model->get(), o, &publisher, metrics->get());
+  ASSERT_TRUE(restarted.ok()) << restarted.status();
+  auto resumed = (*restarted)->SnapshotAdapter(v1::ADAPTER_ROLE_GENERATOR);
+  ASSERT_TRUE(resumed.ok());
+  const auto want = (*replaced)->NamedTensors();
+  const auto got = (*resumed)->NamedTensors();
+  for (const auto& [name, t] : want) EXPECT_TRUE(torch::equal(t, got.at(name))) << name;
+  EXPECT_GE((*restarted)->adapter_version(v1::ADAPTER_ROLE_GENERATOR), *version);
+  // The step count and the data position carry on.
+  const LearnerSnapshot state = (*restarted)->State();
+  EXPECT_EQ(state.step, 2u);
+  EXPECT_EQ(state.checkpointed_accept_sequence, 4u);
+  (*restarted)->Stop();
   std::filesystem::remove_all(dir);
 }
 
