@@ -1,5 +1,6 @@
 // `dsm serve ROLE[,ROLE...]`: one or more services in one process, sharing
 // one base model, each on its configured port, with /metrics and health.
+#include <algorithm>
 #include <iostream>
 #include <memory>
 #include <string>
@@ -16,7 +17,10 @@
 #include "common/metrics_registry.h"
 #include "common/shutdown_signal.h"
 #include "services/cli/app.h"
+#include "dsm/v1/scoring.grpc.pb.h"
 #include "services/learner/learner_process.h"
+#include "services/verifier/generation_engine.h"
+#include "services/verifier/scoring_process.h"
 #include "services/worker/worker_process.h"
 
 namespace dsm::cli {
@@ -26,6 +30,7 @@ struct ServeFlags {
   std::string roles;
   std::string config;
   std::string learner;
+  std::string prompts = "configs/prompts";
 };
 
 // One service of this process: its gRPC server and /metrics endpoint.
@@ -59,12 +64,14 @@ int Serve(const ServeFlags& flags) {
   absl::StatusOr<DsmConfig> config = LoadConfig(flags.config);
   if (!config.ok()) return UsageError(std::string(config.status().message()));
   std::vector<std::string> roles = absl::StrSplit(flags.roles, ',', absl::SkipEmpty());
-  if (roles.empty()) return UsageError("serve: no service named (available: worker, learner)");
+  const std::string available = "(available: worker, learner, verifier, meta-verifier)";
+  if (roles.empty()) return UsageError("serve: no service named " + available);
   for (const std::string& role : roles) {
-    if (role != "worker" && role != "learner") {
-      return UsageError("serve: unknown or not yet available service \"" + role + "\" (available: worker, learner)");
+    if (role != "worker" && role != "learner" && role != "verifier" && role != "meta-verifier") {
+      return UsageError("serve: unknown or not yet available service \"" + role + "\" " + available);
     }
   }
+  auto hosts = [&roles](const char* role) { return std::find(roles.begin(), roles.end(), role) != roles.end(); };
   if (absl::Status s = InitLogging(config->log, flags.roles); !s.ok()) return UsageError(std::string(s.message()));
   auto fail = [](const std::string& role, const absl::Status& s) {
     std::cerr << "dsm: serve " << role << ": " << s.message() << "\n";
@@ -73,24 +80,70 @@ int Serve(const ServeFlags& flags) {
 
   MetricsRegistry& metrics = DefaultRegistry();
   (void)RegisterProcessMetrics(metrics, DSM_VERSION);
+  // Declared before `worker` so they are destroyed after it: the worker's
+  // sampler stops first and ends every scoring request still running on it.
+  std::unique_ptr<GenerationEngine> shared_engine;
+  std::unique_ptr<ScoringProcess> scoring;
   std::unique_ptr<LearnerProcess> learner;
   std::unique_ptr<WorkerProcess> worker;
+  if (hosts("learner")) {
+    absl::StatusOr<std::unique_ptr<LearnerProcess>> created = LearnerProcess::Create(*config, metrics);
+    if (!created.ok()) return fail("learner", created.status());
+    learner = std::move(*created);
+  }
+  if (hosts("worker")) {
+    // One model for every role of this process: the worker's subscriber also
+    // brings the scorers' adapters.
+    DsmConfig worker_config = *config;
+    std::vector<std::string>& adapter_roles = worker_config.worker.roles;
+    auto add = [&adapter_roles](const std::string& r) {
+      if (std::find(adapter_roles.begin(), adapter_roles.end(), r) == adapter_roles.end()) adapter_roles.push_back(r);
+    };
+    if (hosts("verifier")) add("verifier");
+    if (hosts("meta-verifier")) add("meta_verifier");
+    absl::StatusOr<std::unique_ptr<WorkerProcess>> created =
+        WorkerProcess::Create(worker_config, flags.learner, &metrics);
+    if (!created.ok()) return fail("worker", created.status());
+    worker = std::move(*created);
+  }
+  if (hosts("verifier") || hosts("meta-verifier")) {
+    ScoringProcessOptions options;
+    options.prompts_dir = flags.prompts;
+    options.verifier = hosts("verifier");
+    options.meta_verifier = hosts("meta-verifier");
+    options.limits = ScoringLimitsFromConfig(config->limits);
+    absl::StatusOr<std::unique_ptr<ScoringProcess>> created;
+    if (worker != nullptr) {
+      if (worker->tokenizer() == nullptr) {
+        return fail("verifier", absl::InvalidArgumentError("model.path: no tokenizer.json (the scoring services "
+                                                           "tokenize prompts)"));
+      }
+      shared_engine = std::make_unique<GenerationEngine>(worker->generation(), worker->tokenizer(),
+                                                         worker->registry(), worker->model(),
+                                                         ModelNameFromPath(config->model.path));
+      created = ScoringProcess::CreateShared(shared_engine.get(), options, &metrics);
+    } else {
+      created = ScoringProcess::Create(*config, flags.learner, options, &metrics);
+    }
+    if (!created.ok()) return fail(options.verifier ? "verifier" : "meta-verifier", created.status());
+    scoring = std::move(*created);
+  }
   std::vector<Hosted> hosted;
   for (const std::string& role : roles) {
     Hosted h;
     absl::Status status;
     if (role == "learner") {
-      absl::StatusOr<std::unique_ptr<LearnerProcess>> created = LearnerProcess::Create(*config, metrics);
-      if (!created.ok()) return fail(role, created.status());
-      learner = std::move(*created);
       status = StartHosted(*config, role, config->services.learner, learner->service(),
                            v1::Learner::service_full_name(), metrics, &h);
-    } else {
-      absl::StatusOr<std::unique_ptr<WorkerProcess>> created = WorkerProcess::Create(*config, flags.learner, &metrics);
-      if (!created.ok()) return fail(role, created.status());
-      worker = std::move(*created);
+    } else if (role == "worker") {
       status = StartHosted(*config, role, config->services.worker, worker->service(),
                            v1::Sampler::service_full_name(), metrics, &h);
+    } else if (role == "verifier") {
+      status = StartHosted(*config, role, config->services.verifier, scoring->verifier_service(),
+                           v1::Verifier::service_full_name(), metrics, &h);
+    } else {
+      status = StartHosted(*config, role, config->services.meta_verifier, scoring->meta_verifier_service(),
+                           v1::MetaVerifier::service_full_name(), metrics, &h);
     }
     if (!status.ok()) return fail(role, status);
     hosted.push_back(std::move(h));
@@ -106,10 +159,15 @@ int Serve(const ServeFlags& flags) {
 void AddServeCommand(CLI::App& app, Action* action) {
   auto flags = std::make_shared<ServeFlags>();
   CLI::App* serve = app.add_subcommand(
-      "serve", "Run services (comma-separated: worker, learner) in this process until SIGTERM/SIGINT");
-  serve->add_option("ROLES", flags->roles, "Services to run, e.g. learner or worker")->required();
+      "serve",
+      "Run services (comma-separated: worker, learner, verifier, meta-verifier) in this process until "
+      "SIGTERM/SIGINT");
+  serve->add_option("ROLES", flags->roles, "Services to run, e.g. learner or worker,verifier,meta-verifier")
+      ->required();
   serve->add_option("--config", flags->config, "YAML configuration file")->required();
   serve->add_option("--learner", flags->learner, "Learner host:port (overrides the config)");
+  serve->add_option("--prompts", flags->prompts,
+                    "Folder of the prompt templates verifier.txt, meta_verifier.txt (default configs/prompts)");
   serve->callback([action, flags] { *action = [flags] { return Serve(*flags); }; });
 }
 

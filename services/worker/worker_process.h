@@ -28,6 +28,10 @@ class WorkerProcess {
 
   SamplerService* service() { return service_.get(); }
   AdapterRegistry* registry() { return registry_.get(); }
+  // For services that share this worker's model and sampler (ScoringProcess).
+  GenerationService* generation() { return generation_.get(); }
+  const Tokenizer* tokenizer() const { return tokenizer_.get(); }
+  const LlamaModel* model() const { return model_.get(); }
   const std::string& learner_address() const { return learner_address_; }
 
  private:

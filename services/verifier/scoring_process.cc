@@ -1,0 +1,148 @@
+#include "services/verifier/scoring_process.h"
+
+#include <algorithm>
+#include <filesystem>
+
+#include <spdlog/spdlog.h>
+
+#include "absl/strings/str_cat.h"
+
+namespace dsm {
+
+ScoringLimits ScoringLimitsFromConfig(const LimitsOptions& limits) {
+  ScoringLimits l;
+  l.max_prompt_tokens = limits.max_prompt_tokens;
+  l.max_completion_tokens = limits.max_completion_tokens;
+  l.max_n = limits.max_n;
+  return l;
+}
+
+absl::StatusOr<std::unique_ptr<ScoringProcess>> ScoringProcess::Create(const DsmConfig& config,
+                                                                       const std::string& learner_address,
+                                                                       ScoringProcessOptions options,
+                                                                       MetricsRegistry* metrics) {
+  if (!options.verifier && !options.meta_verifier) {
+    return absl::InvalidArgumentError("scoring: neither verifier nor meta-verifier requested");
+  }
+  if (config.model.path.empty()) return absl::InvalidArgumentError("model.path: required to serve a scorer");
+  const std::string tokenizer_path = config.model.path + "/tokenizer.json";
+  if (!std::filesystem::exists(tokenizer_path)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("model.path: ", tokenizer_path, " not found (the scoring services tokenize prompts)"));
+  }
+  std::unique_ptr<ScoringProcess> p(new ScoringProcess());
+  if (absl::Status s = SetTorchThreads(config.runtime.threads); !s.ok()) {
+    spdlog::warn("runtime.threads: {}", std::string(s.message()));
+  }
+  absl::StatusOr<torch::ScalarType> dtype = ParseModelDtype(config.model.dtype);
+  if (!dtype.ok()) return dtype.status();
+  absl::StatusOr<std::unique_ptr<LlamaModel>> model = LlamaModel::Load(config.model.path, {*dtype, torch::kCPU});
+  if (!model.ok()) return model.status();
+  p->model_ = std::move(*model);
+  absl::StatusOr<std::unique_ptr<Tokenizer>> tokenizer = Tokenizer::FromFile(tokenizer_path);
+  if (!tokenizer.ok()) return tokenizer.status();
+  p->tokenizer_ = std::move(*tokenizer);
+  SamplerOptions sampler_options;
+  sampler_options.max_batch = config.model.max_batch;
+  sampler_options.max_len = config.model.max_len;
+  absl::StatusOr<std::unique_ptr<Sampler>> sampler =
+      Sampler::Create(p->model_.get(), p->tokenizer_.get(), sampler_options);
+  if (!sampler.ok()) return sampler.status();
+  p->sampler_ = std::move(*sampler);
+  p->sampler_->Start();
+  p->registry_ = std::make_unique<AdapterRegistry>(p->model_.get(), p->sampler_.get(), config.worker.keep_versions);
+  GenerationLimits generation_limits;
+  generation_limits.max_prompt_tokens = options.limits.max_prompt_tokens;
+  generation_limits.max_completion_tokens = options.limits.max_completion_tokens;
+  generation_limits.max_n = options.limits.max_n;
+  generation_limits.default_max_tokens = options.limits.default_max_tokens;
+  p->generation_ = std::make_unique<GenerationService>(p->model_.get(), p->tokenizer_.get(), p->sampler_.get(),
+                                                       p->registry_.get(), generation_limits);
+  p->own_engine_ = std::make_unique<GenerationEngine>(p->generation_.get(), p->tokenizer_.get(), p->registry_.get(),
+                                                      p->model_.get(), ModelNameFromPath(config.model.path));
+  if (absl::Status s = p->StartServices(p->own_engine_.get(), options, metrics); !s.ok()) return s;
+
+  // Adapters of every role the hosted services accept stream in from the
+  // learner (BASE needs none).
+  std::vector<v1::AdapterRole> roles;
+  auto add_roles = [&roles](const std::vector<v1::AdapterRole>& from) {
+    for (v1::AdapterRole r : from) {
+      if (r != v1::ADAPTER_ROLE_BASE && std::find(roles.begin(), roles.end(), r) == roles.end()) roles.push_back(r);
+    }
+  };
+  if (options.verifier) add_roles(options.verifier_roles);
+  if (options.meta_verifier) add_roles(options.meta_verifier_roles);
+  if (!learner_address.empty()) {
+    p->learner_address_ = learner_address;
+  } else if (!config.worker.learner.empty()) {
+    p->learner_address_ = config.worker.learner;
+  } else {
+    p->learner_address_ = absl::StrCat(config.server.host, ":", config.services.learner.port);
+  }
+  if (!roles.empty()) {
+    AdapterSubscriberOptions subscriber;
+    subscriber.learner_address = p->learner_address_;
+    subscriber.roles = roles;
+    const Endpoint& endpoint = options.verifier ? config.services.verifier : config.services.meta_verifier;
+    subscriber.subscriber_id = absl::StrCat("scorer@", config.server.host, ":", endpoint.port);
+    subscriber.channel = ChannelOptions::From(config.server, config.client);
+    AdapterRegistry* registry = p->registry_.get();
+    p->subscriber_ = std::make_unique<AdapterSubscriber>(subscriber, [registry](AdapterVersionData data) {
+      const std::string role = v1::AdapterRole_Name(data.role);
+      const uint64_t version = data.version;
+      absl::Status status = registry->Install(data);
+      if (!status.ok()) spdlog::error("installing adapter {} v{}: {}", role, version, std::string(status.message()));
+    });
+    p->subscriber_->Start();
+  }
+  return p;
+}
+
+absl::StatusOr<std::unique_ptr<ScoringProcess>> ScoringProcess::CreateShared(ScoringEngine* engine,
+                                                                             ScoringProcessOptions options,
+                                                                             MetricsRegistry* metrics) {
+  if (!options.verifier && !options.meta_verifier) {
+    return absl::InvalidArgumentError("scoring: neither verifier nor meta-verifier requested");
+  }
+  std::unique_ptr<ScoringProcess> p(new ScoringProcess());
+  if (absl::Status s = p->StartServices(engine, options, metrics); !s.ok()) return s;
+  return p;
+}
+
+absl::Status ScoringProcess::StartServices(ScoringEngine* engine, const ScoringProcessOptions& options,
+                                           MetricsRegistry* metrics) {
+  engine_ = engine;
+  if (metrics != nullptr) {
+    absl::StatusOr<std::unique_ptr<ScoringMetrics>> m = ScoringMetrics::Create(*metrics);
+    if (!m.ok()) return m.status();
+    metrics_ = std::move(*m);
+  }
+  if (options.verifier) {
+    absl::StatusOr<PromptTemplate> prompt = PromptTemplate::LoadRole(options.prompts_dir, PromptRole::kVerifier);
+    if (!prompt.ok()) return prompt.status();
+    absl::StatusOr<std::unique_ptr<ScoringCore>> core = ScoringCore::Create(
+        engine, std::move(*prompt), ScoringOptions{options.limits, options.verifier_roles}, metrics_.get());
+    if (!core.ok()) return core.status();
+    verifier_core_ = std::move(*core);
+    verifier_service_ = std::make_unique<VerifierService>(verifier_core_.get());
+  }
+  if (options.meta_verifier) {
+    absl::StatusOr<PromptTemplate> prompt = PromptTemplate::LoadRole(options.prompts_dir, PromptRole::kMetaVerifier);
+    if (!prompt.ok()) return prompt.status();
+    absl::StatusOr<std::unique_ptr<ScoringCore>> core = ScoringCore::Create(
+        engine, std::move(*prompt), ScoringOptions{options.limits, options.meta_verifier_roles}, metrics_.get());
+    if (!core.ok()) return core.status();
+    meta_verifier_core_ = std::move(*core);
+    meta_verifier_service_ = std::make_unique<MetaVerifierService>(meta_verifier_core_.get());
+  }
+  return absl::OkStatus();
+}
+
+ScoringProcess::~ScoringProcess() {
+  if (subscriber_) subscriber_->Stop();
+  // The sampler first: requests it still runs end (aborted) and call back
+  // into the cores, the registry and the generation service.
+  sampler_.reset();
+}
+
+}  // namespace dsm
