@@ -135,6 +135,14 @@ void Visit(V& v, LearnerConfig& o) {
 }
 
 template <typename V>
+void Visit(V& v, CoordinatorConfig& o) {
+  v.Num("lease_ttl_seconds", &o.lease_ttl_seconds, 0.1, 86400);
+  v.Num("heartbeat_seconds", &o.heartbeat_seconds, 0.01, 3600);
+  v.Int("max_leases_per_worker", &o.max_leases_per_worker, 1, 4096);
+  v.Int("max_attempts", &o.max_attempts, 1, 100);
+}
+
+template <typename V>
 void Visit(V& v, DsmConfig& c) {
   v.Section("run", [&](V& s) { Visit(s, c.run); });
   v.Section("log", [&](V& s) { Visit(s, c.log); });
@@ -147,6 +155,7 @@ void Visit(V& v, DsmConfig& c) {
   v.Section("worker", [&](V& s) { Visit(s, c.worker); });
   v.Section("lora", [&](V& s) { Visit(s, c.lora); });
   v.Section("learner", [&](V& s) { Visit(s, c.learner); });
+  v.Section("coordinator", [&](V& s) { Visit(s, c.coordinator); });
 }
 
 std::string FormatNumber(double value) { return absl::StrFormat("%g", value); }
@@ -297,6 +306,11 @@ absl::Status ValidateConfig(const DsmConfig& config) {
         "client.max_backoff_seconds: ", FormatNumber(config.client.max_backoff_seconds),
         " is below client.initial_backoff_seconds (", FormatNumber(config.client.initial_backoff_seconds),
         ")"));
+  }
+  if (config.coordinator.heartbeat_seconds >= config.coordinator.lease_ttl_seconds) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "coordinator.heartbeat_seconds: ", FormatNumber(config.coordinator.heartbeat_seconds),
+        " must be below coordinator.lease_ttl_seconds (", FormatNumber(config.coordinator.lease_ttl_seconds), ")"));
   }
   return absl::OkStatus();
 }

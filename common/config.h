@@ -123,6 +123,14 @@ struct LearnerConfig {
   GrpoConfig grpo;
 };
 
+// `coordinator:`: the work queue's leases.
+struct CoordinatorConfig {
+  double lease_ttl_seconds = 120;       // a lease lives this long without a heartbeat renewing it
+  double heartbeat_seconds = 5;         // workers renew their leases this often (< lease_ttl_seconds)
+  int max_leases_per_worker = 64;       // caps a worker's Hello.capacity
+  int max_attempts = 3;                 // grants per work item before it fails
+};
+
 struct DsmConfig {
   RunOptions run;
   LogOptions log;
@@ -135,6 +143,7 @@ struct DsmConfig {
   WorkerOptions worker;
   LoraOptions lora;
   LearnerConfig learner;
+  CoordinatorConfig coordinator;
 };
 
 // Parses YAML text (`source` names it in errors) and validates the result.

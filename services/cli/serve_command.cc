@@ -1,7 +1,9 @@
 // `dsm serve ROLE[,ROLE...]`: one or more services in one process, sharing
 // one base model, each on its configured port, with /metrics and health.
 #include <algorithm>
+#include <fstream>
 #include <iostream>
+#include <iterator>
 #include <memory>
 #include <string>
 #include <vector>
@@ -18,6 +20,8 @@
 #include "common/shutdown_signal.h"
 #include "services/cli/app.h"
 #include "dsm/v1/scoring.grpc.pb.h"
+#include "services/coordinator/coordinator_process.h"
+#include "services/coordinator/coordinator_service.h"
 #include "services/learner/learner_process.h"
 #include "services/verifier/generation_engine.h"
 #include "services/verifier/scoring_process.h"
@@ -64,10 +68,11 @@ int Serve(const ServeFlags& flags) {
   absl::StatusOr<DsmConfig> config = LoadConfig(flags.config);
   if (!config.ok()) return UsageError(std::string(config.status().message()));
   std::vector<std::string> roles = absl::StrSplit(flags.roles, ',', absl::SkipEmpty());
-  const std::string available = "(available: worker, learner, verifier, meta-verifier)";
+  const std::string available = "(available: coordinator, worker, learner, verifier, meta-verifier)";
   if (roles.empty()) return UsageError("serve: no service named " + available);
   for (const std::string& role : roles) {
-    if (role != "worker" && role != "learner" && role != "verifier" && role != "meta-verifier") {
+    if (role != "coordinator" && role != "worker" && role != "learner" && role != "verifier" &&
+        role != "meta-verifier") {
       return UsageError("serve: unknown or not yet available service \"" + role + "\" " + available);
     }
   }
@@ -86,6 +91,19 @@ int Serve(const ServeFlags& flags) {
   std::unique_ptr<ScoringProcess> scoring;
   std::unique_ptr<LearnerProcess> learner;
   std::unique_ptr<WorkerProcess> worker;
+  // Declared last so it is destroyed first: its service (and ticker) stop
+  // before anything else goes away.
+  std::unique_ptr<CoordinatorProcess> coordinator;
+  std::unique_ptr<CoordinatorService> coordinator_service;
+  if (hosts("coordinator")) {
+    std::ifstream in(flags.config);
+    const std::string yaml((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    absl::StatusOr<std::unique_ptr<CoordinatorProcess>> created =
+        CoordinatorProcess::Create(CoordinatorOptionsFromConfig(*config, yaml), &metrics);
+    if (!created.ok()) return fail("coordinator", created.status());
+    coordinator = std::move(*created);
+    coordinator_service = std::make_unique<CoordinatorService>(coordinator.get());
+  }
   if (hosts("learner")) {
     absl::StatusOr<std::unique_ptr<LearnerProcess>> created = LearnerProcess::Create(*config, metrics);
     if (!created.ok()) return fail("learner", created.status());
@@ -132,7 +150,10 @@ int Serve(const ServeFlags& flags) {
   for (const std::string& role : roles) {
     Hosted h;
     absl::Status status;
-    if (role == "learner") {
+    if (role == "coordinator") {
+      status = StartHosted(*config, role, config->services.coordinator, coordinator_service.get(),
+                           v1::Coordinator::service_full_name(), metrics, &h);
+    } else if (role == "learner") {
       status = StartHosted(*config, role, config->services.learner, learner->service(),
                            v1::Learner::service_full_name(), metrics, &h);
     } else if (role == "worker") {
@@ -149,6 +170,10 @@ int Serve(const ServeFlags& flags) {
     hosted.push_back(std::move(h));
   }
   WaitForShutdownSignal();
+  if (coordinator != nullptr) {
+    coordinator->dispatcher()->DrainAll("the coordinator is shutting down",
+                                        absl::Seconds(config->server.drain_seconds));
+  }
   for (Hosted& h : hosted) h.server->Drain();
   for (Hosted& h : hosted) h.metrics->Stop();
   return kExitOk;
@@ -160,7 +185,8 @@ void AddServeCommand(CLI::App& app, Action* action) {
   auto flags = std::make_shared<ServeFlags>();
   CLI::App* serve = app.add_subcommand(
       "serve",
-      "Run services (comma-separated: worker, learner, verifier, meta-verifier) in this process until "
+      "Run services (comma-separated: coordinator, worker, learner, verifier, meta-verifier) in this process "
+      "until "
       "SIGTERM/SIGINT");
   serve->add_option("ROLES", flags->roles, "Services to run, e.g. learner or worker,verifier,meta-verifier")
       ->required();

@@ -1,0 +1,198 @@
+#include "services/coordinator/coordinator_process.h"
+
+#include <algorithm>
+#include <filesystem>
+#include <random>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+
+namespace dsm {
+namespace {
+
+bool IsTerminal(v1::RunState s) {
+  return s == v1::RUN_STATE_SUCCEEDED || s == v1::RUN_STATE_FAILED || s == v1::RUN_STATE_CANCELLED;
+}
+
+std::string RandomId() {
+  std::random_device rd;
+  return absl::StrFormat("%08x%08x", rd(), rd());
+}
+
+}  // namespace
+
+CoordinatorProcessOptions CoordinatorOptionsFromConfig(const DsmConfig& config, const std::string& config_yaml) {
+  CoordinatorProcessOptions o;
+  o.runs_dir = config.run.runs_dir;
+  o.run_name = config.run.name;
+  o.config_yaml = config_yaml;
+  o.dispatcher.lease_ttl = absl::Seconds(config.coordinator.lease_ttl_seconds);
+  o.dispatcher.heartbeat_interval = absl::Seconds(config.coordinator.heartbeat_seconds);
+  o.dispatcher.max_leases_per_worker = static_cast<uint32_t>(config.coordinator.max_leases_per_worker);
+  o.store.queue.max_attempts = static_cast<uint32_t>(config.coordinator.max_attempts);
+  o.max_message_bytes = static_cast<uint32_t>(config.server.max_message_bytes);
+  return o;
+}
+
+absl::StatusOr<std::unique_ptr<CoordinatorProcess>> CoordinatorProcess::Create(CoordinatorProcessOptions options,
+                                                                               MetricsRegistry* metrics) {
+  if (absl::Status s = RunStore::ValidateRunName(options.run_name); !s.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("run.", s.message()));
+  }
+  if (options.dispatcher.coordinator_id.empty()) options.dispatcher.coordinator_id = RandomId();
+  options.dispatcher.run_name = options.run_name;
+  if (absl::Status s = options.dispatcher.Validate(); !s.ok()) return s;
+  std::unique_ptr<CoordinatorProcess> p(new CoordinatorProcess(options));
+  if (metrics != nullptr) {
+    auto m = CoordinatorMetrics::Create(*metrics);
+    if (!m.ok()) return m.status();
+    p->metrics_ = *std::move(m);
+  }
+  auto store = RunStore::Open(RunStore::StatePath(options.runs_dir, options.run_name), options.store);
+  if (!store.ok()) return store.status();
+  p->store_ = *std::move(store);
+  if (absl::StatusOr<v1::RunStatus> run = p->store_->GetRun(); absl::IsNotFound(run.status())) {
+    auto created = p->store_->CreateRun(options.run_name, options.config_yaml, v1::RUN_STATE_PENDING, absl::Now());
+    if (!created.ok()) return created.status();
+  } else if (!run.ok()) {
+    return run.status();
+  }
+  p->dispatcher_ = std::make_unique<LeaseDispatcher>(p->store_.get(), options.dispatcher, p->metrics_.get());
+  p->ticker_ = std::thread([raw = p.get()] {
+    while (!raw->stop_.WaitForNotificationWithTimeout(raw->options_.tick)) raw->dispatcher_->Tick();
+  });
+  return p;
+}
+
+CoordinatorProcess::~CoordinatorProcess() {
+  stop_.Notify();
+  if (ticker_.joinable()) ticker_.join();
+}
+
+absl::Status CoordinatorProcess::CheckName(const std::string& name, const char* field) const {
+  if (absl::Status s = RunStore::ValidateRunName(name); !s.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(field, ": ", s.message()));
+  }
+  if (name != options_.run_name) {
+    return absl::NotFoundError(absl::StrCat(field, ": no run \"", name, "\" on this coordinator (it serves \"",
+                                            options_.run_name, "\")"));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<v1::RunStatus> CoordinatorProcess::GetRun(const std::string& name) {
+  if (absl::Status s = CheckName(name, "name"); !s.ok()) return s;
+  auto run = store_->GetRun();
+  if (!run.ok()) return run.status();
+  run->set_workers_connected(dispatcher_->workers_connected());
+  return run;
+}
+
+absl::StatusOr<v1::RunStatus> CoordinatorProcess::StartRun(const v1::StartRunRequest& request) {
+  if (absl::Status s = RunStore::ValidateRunName(request.name()); !s.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("name: ", s.message()));
+  }
+  if (request.name() != options_.run_name) {
+    return absl::FailedPreconditionError(absl::StrCat("name: this coordinator serves run \"", options_.run_name,
+                                                      "\"; start one with run.name: ", request.name()));
+  }
+  if (request.config_yaml().size() > store_->options().limits.max_text_bytes) {
+    return absl::InvalidArgumentError(absl::StrCat("config_yaml: ", request.config_yaml().size(), " bytes > ",
+                                                   store_->options().limits.max_text_bytes));
+  }
+  auto run = store_->GetRun();
+  if (!run.ok()) return run.status();
+  const v1::RunState state = run->state();
+  if (state == v1::RUN_STATE_RUNNING || state == v1::RUN_STATE_SUCCEEDED ||
+      (IsTerminal(state) && !request.resume())) {
+    return absl::AlreadyExistsError(absl::StrCat("name: run \"", request.name(), "\" is ",
+                                                 v1::RunState_Name(state),
+                                                 IsTerminal(state) && state != v1::RUN_STATE_SUCCEEDED
+                                                     ? " (resume: true carries it on)"
+                                                     : ""));
+  }
+  const absl::Time now = absl::Now();
+  if (!request.config_yaml().empty()) {
+    if (absl::Status s = store_->SetConfig(request.config_yaml(), now); !s.ok()) return s;
+  }
+  if (request.create_only()) return GetRun(request.name());
+  auto started = store_->SetRunState(v1::RUN_STATE_RUNNING, request.resume() ? "resumed" : "started", now);
+  if (!started.ok()) return started.status();
+  return GetRun(request.name());
+}
+
+absl::StatusOr<v1::ListRunsResponse> CoordinatorProcess::ListRuns(const v1::ListRunsRequest& request) {
+  if (request.page_size() > 1000) {
+    return absl::InvalidArgumentError(absl::StrCat("page_size: ", request.page_size(), " not in [1, 1000]"));
+  }
+  uint64_t offset = 0;
+  if (!request.page_token().empty() && !absl::SimpleAtoi(request.page_token(), &offset)) {
+    return absl::InvalidArgumentError("page_token: not a token from a previous ListRuns reply");
+  }
+  std::vector<v1::RunStatus> runs;
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator(options_.runs_dir, ec)) {
+    const std::string name = entry.path().filename().string();
+    if (!std::filesystem::exists(entry.path() / "state.db") || !RunStore::ValidateRunName(name).ok()) continue;
+    absl::StatusOr<v1::RunStatus> run;
+    if (name == options_.run_name) {
+      run = GetRun(name);
+    } else {
+      auto other = RunStore::Open(RunStore::StatePath(options_.runs_dir, name), options_.store);
+      if (!other.ok()) continue;
+      run = (*other)->GetRun();
+    }
+    if (!run.ok()) continue;
+    if (request.state() != v1::RUN_STATE_UNSPECIFIED && run->state() != request.state()) continue;
+    run->clear_config_yaml();
+    runs.push_back(*std::move(run));
+  }
+  std::sort(runs.begin(), runs.end(), [](const v1::RunStatus& a, const v1::RunStatus& b) {
+    return a.created_at().seconds() != b.created_at().seconds() ? a.created_at().seconds() > b.created_at().seconds()
+                                                                : a.name() < b.name();
+  });
+  const uint64_t page = request.page_size() == 0 ? 100 : request.page_size();
+  v1::ListRunsResponse response;
+  for (uint64_t i = offset; i < runs.size() && i < offset + page; ++i) *response.add_runs() = runs[i];
+  if (offset + page < runs.size()) response.set_next_page_token(absl::StrCat(offset + page));
+  return response;
+}
+
+absl::StatusOr<v1::RunStatus> CoordinatorProcess::CancelRun(const v1::CancelRunRequest& request) {
+  if (absl::Status s = CheckName(request.name(), "name"); !s.ok()) return s;
+  auto run = store_->GetRun();
+  if (!run.ok()) return run.status();
+  if (IsTerminal(run->state())) return GetRun(request.name());
+  const std::string reason = request.reason().empty() ? "cancelled by user" : request.reason();
+  if (absl::Status s = dispatcher_->CancelAll(reason); !s.ok()) return s;
+  auto cancelled = store_->SetRunState(v1::RUN_STATE_CANCELLED, reason, absl::Now());
+  if (!cancelled.ok()) return cancelled.status();
+  return GetRun(request.name());
+}
+
+absl::Status CoordinatorProcess::CheckImport(const v1::ImportRecordsRequest& request) const {
+  if (!request.run_name().empty() && request.run_name() != options_.run_name) {
+    return absl::NotFoundError(absl::StrCat("run_name: no run \"", request.run_name(),
+                                            "\" on this coordinator (it serves \"", options_.run_name, "\")"));
+  }
+  if (request.record_case() == v1::ImportRecordsRequest::RECORD_NOT_SET) {
+    return absl::InvalidArgumentError(absl::StrCat("record: line ", request.line(),
+                                                   " has none of problem, proof, analysis"));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<v1::ImportRecordsResponse> CoordinatorProcess::Import(
+    const std::vector<v1::ImportRecordsRequest>& records) {
+  const bool atomic = !records.empty() && records.front().atomic();
+  return store_->ImportRecords(records, atomic);
+}
+
+absl::StatusOr<std::vector<v1::RunEvent>> CoordinatorProcess::Events(const std::string& name, uint64_t from_sequence,
+                                                                     uint32_t limit) {
+  if (absl::Status s = CheckName(name, "name"); !s.ok()) return s;
+  return store_->EventsFrom(from_sequence, limit);
+}
+
+}  // namespace dsm
