@@ -96,6 +96,9 @@ void Visit(V& v, WorkerOptions& o) {
   v.Roles("roles", &o.roles, {"generator", "verifier", "meta_verifier"});
   v.Int("keep_versions", &o.keep_versions, 1, 64);
   v.Str("learner", &o.learner);
+  v.Str("coordinator", &o.coordinator);
+  v.Str("id", &o.id);
+  v.Int("capacity", &o.capacity, 1, 4096);
 }
 
 template <typename V>

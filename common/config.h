@@ -86,6 +86,9 @@ struct WorkerOptions {
   std::vector<std::string> roles = {"generator"};
   int keep_versions = 2;           // adapter versions held per role (more while in use)
   std::string learner;             // learner host:port; empty = services.learner on server.host
+  std::string coordinator;         // coordinator host:port to pull work from; empty = none
+  std::string id;                  // stable worker id; empty = <hostname>-<port> (or -pid<pid>)
+  int capacity = 4;                // leases worked on at once
 };
 
 // The LoRA adapter of every role.

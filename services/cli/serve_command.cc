@@ -34,6 +34,7 @@ struct ServeFlags {
   std::string roles;
   std::string config;
   std::string learner;
+  std::string coordinator;
   std::string prompts = "configs/prompts";
 };
 
@@ -119,8 +120,13 @@ int Serve(const ServeFlags& flags) {
     };
     if (hosts("verifier")) add("verifier");
     if (hosts("meta-verifier")) add("meta_verifier");
+    LeaseClientOptions lease;
+    lease.worker_id = config->worker.id;
+    lease.capacity = config->worker.capacity;
+    const std::string coordinator_address =
+        !flags.coordinator.empty() ? flags.coordinator : config->worker.coordinator;
     absl::StatusOr<std::unique_ptr<WorkerProcess>> created =
-        WorkerProcess::Create(worker_config, flags.learner, &metrics);
+        WorkerProcess::Create(worker_config, flags.learner, &metrics, coordinator_address, lease);
     if (!created.ok()) return fail("worker", created.status());
     worker = std::move(*created);
   }
@@ -192,6 +198,8 @@ void AddServeCommand(CLI::App& app, Action* action) {
       ->required();
   serve->add_option("--config", flags->config, "YAML configuration file")->required();
   serve->add_option("--learner", flags->learner, "Learner host:port (overrides the config)");
+  serve->add_option("--coordinator", flags->coordinator,
+                    "Coordinator host:port a worker pulls work from (overrides worker.coordinator)");
   serve->add_option("--prompts", flags->prompts,
                     "Folder of the prompt templates verifier.txt, meta_verifier.txt (default configs/prompts)");
   serve->callback([action, flags] { *action = [flags] { return Serve(*flags); }; });

@@ -33,21 +33,25 @@ GenerationService::GenerationService(const LlamaModel* model, const Tokenizer* t
                                      AdapterRegistry* registry, GenerationLimits limits)
     : model_(model), tokenizer_(tokenizer), sampler_(sampler), registry_(registry), limits_(limits) {}
 
+absl::StatusOr<std::vector<int32_t>> GenerationService::EncodePrompt(const v1::Prompt& prompt) const {
+  switch (prompt.input_case()) {
+    case v1::Prompt::kText:
+      if (tokenizer_ == nullptr) {
+        return absl::InvalidArgumentError("prompt.text: this model has no tokenizer; send prompt.token_ids");
+      }
+      return tokenizer_->Encode(prompt.text(), prompt.has_add_special_tokens() ? prompt.add_special_tokens() : true);
+    case v1::Prompt::kTokenIds:
+      return std::vector<int32_t>(prompt.token_ids().ids().begin(), prompt.token_ids().ids().end());
+    default:
+      return absl::InvalidArgumentError("prompt: required");
+  }
+}
+
 absl::Status GenerationService::Validate(const v1::GenerateRequest& request, std::vector<int32_t>* prompt) const {
   auto bad = [](auto&&... parts) { return absl::InvalidArgumentError(absl::StrCat(parts...)); };
-  switch (request.prompt().input_case()) {
-    case v1::Prompt::kText:
-      if (tokenizer_ == nullptr) return bad("prompt.text: this model has no tokenizer; send prompt.token_ids");
-      *prompt = tokenizer_->Encode(request.prompt().text(),
-                                   request.prompt().has_add_special_tokens() ? request.prompt().add_special_tokens()
-                                                                             : true);
-      break;
-    case v1::Prompt::kTokenIds:
-      prompt->assign(request.prompt().token_ids().ids().begin(), request.prompt().token_ids().ids().end());
-      break;
-    default:
-      return bad("prompt: required");
-  }
+  absl::StatusOr<std::vector<int32_t>> encoded = EncodePrompt(request.prompt());
+  if (!encoded.ok()) return encoded.status();
+  *prompt = std::move(*encoded);
   if (prompt->empty()) return bad("prompt: empty");
   if (static_cast<int>(prompt->size()) > limits_.max_prompt_tokens) {
     return bad("prompt: ", prompt->size(), " tokens exceeds max_prompt_tokens ", limits_.max_prompt_tokens);

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "dsm/v1/sampler.pb.h"
 #include "model/sampler.h"
@@ -45,6 +46,11 @@ class GenerationService {
   // and starts it. If the request asks for an adapter version not yet held,
   // it waits for it until `deadline` (then DEADLINE_EXCEEDED via on_done).
   absl::Status Start(const v1::GenerateRequest& request, absl::Time deadline, Callbacks callbacks);
+
+  // The prompt as token ids, as Start() tokenizes it (text is encoded with
+  // the model's tokenizer). InvalidArgument naming the field when it cannot
+  // be; no other checks.
+  absl::StatusOr<std::vector<int32_t>> EncodePrompt(const v1::Prompt& prompt) const;
 
   const GenerationLimits& limits() const { return limits_; }
   int64_t completions() const { return completions_.load(); }

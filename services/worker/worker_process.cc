@@ -1,5 +1,7 @@
 #include "services/worker/worker_process.h"
 
+#include <unistd.h>
+
 #include <filesystem>
 
 #include <spdlog/spdlog.h>
@@ -18,7 +20,9 @@ absl::StatusOr<v1::AdapterRole> ParseAdapterRole(const std::string& name) {
 
 absl::StatusOr<std::unique_ptr<WorkerProcess>> WorkerProcess::Create(const DsmConfig& config,
                                                                      const std::string& learner_address,
-                                                                     MetricsRegistry* metrics) {
+                                                                     MetricsRegistry* metrics,
+                                                                     const std::string& coordinator_address,
+                                                                     LeaseClientOptions lease) {
   if (config.model.path.empty()) return absl::InvalidArgumentError("model.path: required to serve a worker");
   std::unique_ptr<WorkerProcess> w(new WorkerProcess());
   if (absl::Status s = SetTorchThreads(config.runtime.threads); !s.ok()) {
@@ -85,10 +89,50 @@ absl::StatusOr<std::unique_ptr<WorkerProcess>> WorkerProcess::Create(const DsmCo
     if (versions != nullptr && status.ok()) versions->WithLabels({role}).Set(static_cast<double>(version));
   });
   w->subscriber_->Start();
+
+  // Work is pulled from the coordinator, if there is one.
+  if (!coordinator_address.empty()) {
+    lease.coordinator_address = coordinator_address;
+    lease.roles = subscriber.roles;
+    if (lease.hostname.empty()) {
+      char host[256] = {};
+      lease.hostname = gethostname(host, sizeof(host) - 1) == 0 ? host : "localhost";
+    }
+    if (lease.worker_id.empty()) {
+      lease.worker_id = config.services.worker.port != 0
+                            ? absl::StrCat(lease.hostname, "-", config.services.worker.port)
+                            : absl::StrCat(lease.hostname, "-pid", getpid());
+    }
+    lease.channel = ChannelOptions::From(config.server, config.client);
+    v1::ServerLimits& l = lease.limits;
+    l.set_max_prompt_tokens(limits.max_prompt_tokens);
+    l.set_max_completion_tokens(limits.max_completion_tokens);
+    l.set_default_max_tokens(limits.default_max_tokens);
+    l.set_max_n(limits.max_n);
+    l.set_max_message_bytes(config.server.max_message_bytes);
+    l.set_max_batch_sequences(config.model.max_batch);
+    const ModelConfig& model_config = w->model_->config();
+    v1::ModelInfo& info = lease.model;
+    info.set_name(config.model.path);
+    info.set_architecture(model_config.architecture);
+    info.set_vocab_size(static_cast<uint32_t>(model_config.vocab_size));
+    info.set_context_length(static_cast<uint32_t>(config.model.max_len));
+    info.set_dtype(config.model.dtype);
+    for (int64_t eos : model_config.eos_token_ids) info.add_eos_token_ids(static_cast<int32_t>(eos));
+    info.set_device("cpu");
+    absl::StatusOr<std::unique_ptr<LeaseClient>> client = LeaseClient::Create(
+        std::move(lease), w->generation_.get(), w->registry_.get(), w->sampler_.get(), nullptr, metrics);
+    if (!client.ok()) return client.status();
+    w->lease_client_ = std::move(*client);
+    w->lease_client_->Start();
+  }
   return w;
 }
 
 WorkerProcess::~WorkerProcess() {
+  // No new leases; results of running ones are dropped (the coordinator
+  // regrants them).
+  if (lease_client_) lease_client_->Stop();
   if (subscriber_) subscriber_->Stop();
   // The sampler first: its last callbacks still use the registry and the
   // generation service.

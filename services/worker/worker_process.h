@@ -1,7 +1,9 @@
 // WorkerProcess: everything a rollout worker runs, wired from the config: the
 // base model, its tokenizer, the batched Sampler (on a thread of its own), the
 // adapter registry fed by a subscriber to the learner's WatchAdapters, and
-// the dsm.v1.Sampler service. The caller registers service() on a GrpcServer.
+// the dsm.v1.Sampler service, and (given a coordinator address) a LeaseClient
+// that pulls work from the coordinator. The caller registers service() on a
+// GrpcServer.
 #ifndef DSM_SERVICES_WORKER_WORKER_PROCESS_H_
 #define DSM_SERVICES_WORKER_WORKER_PROCESS_H_
 
@@ -14,6 +16,7 @@
 #include "services/adapters/adapter_registry.h"
 #include "services/adapters/adapter_subscriber.h"
 #include "services/worker/generation_service.h"
+#include "services/worker/lease_client.h"
 #include "services/worker/sampler_service.h"
 
 namespace dsm {
@@ -21,9 +24,16 @@ namespace dsm {
 class WorkerProcess {
  public:
   // `learner_address` overrides the config's (host:port; "" = from config).
+  // `coordinator_address` (host:port; "" = none): when set, a LeaseClient
+  // pulls work from that coordinator. `lease` tunes it; the fields the
+  // worker knows (address, roles, limits, model) are filled in here, and an
+  // empty worker_id becomes "<hostname>-<services.worker.port>" (or
+  // "<hostname>-pid<pid>" when that port is 0, i.e. picked at start).
   static absl::StatusOr<std::unique_ptr<WorkerProcess>> Create(const DsmConfig& config,
                                                                const std::string& learner_address,
-                                                               MetricsRegistry* metrics);
+                                                               MetricsRegistry* metrics,
+                                                               const std::string& coordinator_address = "",
+                                                               LeaseClientOptions lease = {});
   ~WorkerProcess();
 
   SamplerService* service() { return service_.get(); }
@@ -33,6 +43,8 @@ class WorkerProcess {
   const Tokenizer* tokenizer() const { return tokenizer_.get(); }
   const LlamaModel* model() const { return model_.get(); }
   const std::string& learner_address() const { return learner_address_; }
+  // Null unless a coordinator address was given.
+  LeaseClient* lease_client() { return lease_client_.get(); }
 
  private:
   WorkerProcess() = default;
@@ -44,6 +56,7 @@ class WorkerProcess {
   std::unique_ptr<GenerationService> generation_;
   std::unique_ptr<SamplerService> service_;
   std::unique_ptr<AdapterSubscriber> subscriber_;
+  std::unique_ptr<LeaseClient> lease_client_;
   std::string learner_address_;
 };
 

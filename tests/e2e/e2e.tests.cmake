@@ -3,3 +3,8 @@ if(TARGET dsm_services)
     DEPS dsm_services LABELS e2e TORCH TIMEOUT 300)
   add_dependencies(grpo_toy_test dsm)
 endif()
+if(TARGET dsm_services AND TARGET dsm_coordinator)
+  dsm_add_test(worker_kill_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/worker_kill_test.cc
+    DEPS dsm_services dsm_coordinator LABELS e2e TORCH TIMEOUT 300)
+  add_dependencies(worker_kill_test dsm)
+endif()

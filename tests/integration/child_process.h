@@ -80,6 +80,8 @@ class ChildProcess {
     return WIFEXITED(exit_status_) ? WEXITSTATUS(exit_status_) : -1;
   }
 
+  pid_t pid() const { return pid_; }
+
   std::string Log() const {
     std::ifstream in(log_path_);
     return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());

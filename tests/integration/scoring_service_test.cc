@@ -3,6 +3,7 @@
 // INVALID_ARGUMENT naming the field, engine errors, concurrent requests all
 // reaching the engine before any finishes, GetServerInfo, metrics.
 #include <cstdlib>
+#include <iostream>
 #include <memory>
 #include <string>
 #include <thread>
@@ -459,6 +460,38 @@ TEST_F(ScoringServiceTest, ConcurrentRequestsAllReachTheEngineBeforeAnyFinishes)
     EXPECT_EQ(responses[i].aggregate_score(), 0.5);
   }
   for (const v1::GenerateRequest& r : engine_.requests()) EXPECT_EQ(r.n(), 4u);
+  EXPECT_EQ(verifier_core_->in_flight(), 0);
+}
+
+// Load: 256 Verify calls at once, all held by the engine together, then all
+// answered without an error.
+TEST_F(ScoringServiceTest, TwoHundredFiftySixConcurrentVerifyCalls) {
+  engine_.Script({{VerifierAnswer("\\boxed{1}")}, {VerifierAnswer("\\boxed{0.5}")}});
+  engine_.Hold();
+  constexpr int kRequests = 256;
+  std::vector<grpc::Status> statuses(kRequests);
+  std::vector<v1::VerifyResponse> responses(kRequests);
+  std::vector<std::thread> clients;
+  const absl::Time start = absl::Now();
+  for (int i = 0; i < kRequests; ++i) {
+    clients.emplace_back([this, i, &statuses, &responses]() {
+      v1::VerifyRequest request = GoodVerify(2);
+      request.set_request_id("load-" + std::to_string(i));
+      statuses[i] = Verify(request, &responses[i]);
+    });
+  }
+  EXPECT_EQ(engine_.WaitForHeld(kRequests), kRequests);
+  const absl::Time held = absl::Now();
+  engine_.Release();
+  for (std::thread& t : clients) t.join();
+  std::cout << kRequests << " concurrent Verify calls: all in the engine after "
+            << absl::ToDoubleMilliseconds(held - start) << " ms, all answered after "
+            << absl::ToDoubleMilliseconds(absl::Now() - start) << " ms\n";
+  for (int i = 0; i < kRequests; ++i) {
+    ASSERT_TRUE(statuses[i].ok()) << i << ": " << statuses[i].error_message();
+    EXPECT_EQ(responses[i].analyses_size(), 2);
+    EXPECT_EQ(responses[i].aggregate_score(), 0.75);
+  }
   EXPECT_EQ(verifier_core_->in_flight(), 0);
 }
 
