@@ -707,15 +707,16 @@ absl::StatusOr<std::optional<GroupRecord>> RunStore::GetGroup(const std::string&
   return out;
 }
 
-absl::StatusOr<std::vector<GroupRecord>> RunStore::GroupsWithStatus(int status, uint32_t limit) {
+absl::StatusOr<std::vector<GroupRecord>> RunStore::GroupsWithStatus(int status, uint32_t limit,
+                                                                     uint64_t after_accept_sequence) {
   std::vector<GroupRecord> out;
   DSM_RETURN_IF_ERROR(db_->Read([&](Connection& c) -> absl::Status {
     out.clear();
     {
       DSM_ASSIGN_OR_RETURN(StateDb::Statement st,
                            c.Prepare("SELECT " DSM_GROUP_COLUMNS " FROM training_groups WHERE status = ?1 "
-                                     "ORDER BY created_us, rowid LIMIT ?2"));
-      st.BindInt(1, status).BindInt(2, limit);
+                                     "AND (?3 = 0 OR accept_sequence > ?3) ORDER BY created_us, rowid LIMIT ?2"));
+      st.BindInt(1, status).BindInt(2, limit).BindInt(3, static_cast<int64_t>(after_accept_sequence));
       while (true) {
         DSM_ASSIGN_OR_RETURN(bool row, st.Step());
         if (!row) break;

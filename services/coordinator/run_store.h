@@ -183,8 +183,10 @@ class RunStore {
   // Records the learner's verdict.
   absl::Status SetGroupStatus(const std::string& group_id, int status, uint64_t accept_sequence);
   absl::StatusOr<std::optional<GroupRecord>> GetGroup(const std::string& group_id);
-  // Groups with this status, oldest first (samples included), at most limit.
-  absl::StatusOr<std::vector<GroupRecord>> GroupsWithStatus(int status, uint32_t limit);
+  // Groups with this status (and an accept_sequence above the given one),
+  // oldest first (samples included), at most limit.
+  absl::StatusOr<std::vector<GroupRecord>> GroupsWithStatus(int status, uint32_t limit,
+                                                            uint64_t after_accept_sequence = 0);
   // The group as the learner wants it.
   static v1::ScoredGroup ToScoredGroup(const GroupRecord& group);
 

@@ -9,3 +9,13 @@ if(TARGET dsm_coordinator AND TARGET dsm_services)
     DEPS dsm_coordinator LABELS integration TIMEOUT 120)
   add_dependencies(coordinator_restart_test dsm)
 endif()
+# The coordinator's client of the scoring services, against fake replicas.
+if(TARGET dsm_coordinator)
+  dsm_add_test(scoring_client_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/scoring_client_test.cc
+    DEPS dsm_coordinator LABELS integration TIMEOUT 60)
+endif()
+# The coordinator's feed of training groups, against a fake learner.
+if(TARGET dsm_coordinator)
+  dsm_add_test(group_feeder_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/group_feeder_test.cc
+    DEPS dsm_coordinator LABELS integration TIMEOUT 60)
+endif()

@@ -51,8 +51,8 @@ services: {verifier: {port: 6000, metrics_port: 0}}
 
 TEST(Config, UnknownTopLevelKey) {
   EXPECT_EQ(ErrorOf("run: {name: demo}\nrunn: 1\n"),
-            "test.yaml: unknown key \"runn\" (allowed at the top level: client, learner, limits, log, "
-            "lora, model, run, runtime, server, services, worker)");
+            "test.yaml: unknown key \"runn\" (allowed at the top level: client, coordinator, learner, limits, "
+            "log, lora, model, run, runtime, server, services, worker)");
 }
 
 TEST(Config, UnknownNestedKey) {
@@ -119,6 +119,10 @@ TEST(Config, NotAMap) {
 TEST(Config, CrossFieldCheck) {
   EXPECT_EQ(ErrorOf("run: {name: demo}\nclient: {initial_backoff_seconds: 10, max_backoff_seconds: 1}\n"),
             "test.yaml: client.max_backoff_seconds: 1 is below client.initial_backoff_seconds (10)");
+  EXPECT_EQ(ErrorOf("run: {name: demo}\ncoordinator: {lease_ttl_seconds: 5, heartbeat_seconds: 5}\n"),
+            "test.yaml: coordinator.heartbeat_seconds: 5 must be below coordinator.lease_ttl_seconds (5)");
+  EXPECT_EQ(ErrorOf("run: {name: demo}\nworker: {capacity: 0}\n"),
+            "test.yaml: worker.capacity: 0 is out of range [1, 4096]");
 }
 
 TEST(Config, EveryMessageIsOneLine) {
