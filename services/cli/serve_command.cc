@@ -24,6 +24,7 @@
 #include "services/coordinator/coordinator_service.h"
 #include "services/learner/learner_process.h"
 #include "services/verifier/generation_engine.h"
+#include "services/verifier/lease_scoring.h"
 #include "services/verifier/scoring_process.h"
 #include "services/worker/worker_process.h"
 
@@ -90,6 +91,7 @@ int Serve(const ServeFlags& flags) {
   // sampler stops first and ends every scoring request still running on it.
   std::unique_ptr<GenerationEngine> shared_engine;
   std::unique_ptr<ScoringProcess> scoring;
+  std::unique_ptr<ScoringLeaseScorer> lease_scorer;
   std::unique_ptr<LearnerProcess> learner;
   std::unique_ptr<WorkerProcess> worker;
   // Declared last so it is destroyed first: its service (and ticker) stop
@@ -126,7 +128,8 @@ int Serve(const ServeFlags& flags) {
     const std::string coordinator_address =
         !flags.coordinator.empty() ? flags.coordinator : config->worker.coordinator;
     absl::StatusOr<std::unique_ptr<WorkerProcess>> created =
-        WorkerProcess::Create(worker_config, flags.learner, &metrics, coordinator_address, lease);
+        WorkerProcess::Create(worker_config, flags.learner, &metrics, coordinator_address, lease,
+                              /*start_lease_client=*/false);
     if (!created.ok()) return fail("worker", created.status());
     worker = std::move(*created);
   }
@@ -151,6 +154,13 @@ int Serve(const ServeFlags& flags) {
     }
     if (!created.ok()) return fail(options.verifier ? "verifier" : "meta-verifier", created.status());
     scoring = std::move(*created);
+  }
+  if (worker != nullptr) {
+    // Scoring work from the coordinator goes to this process's scorers.
+    if (scoring != nullptr) {
+      lease_scorer = std::make_unique<ScoringLeaseScorer>(scoring->verifier_core(), scoring->meta_verifier_core());
+    }
+    worker->StartLeaseClient(lease_scorer.get());
   }
   std::vector<Hosted> hosted;
   for (const std::string& role : roles) {

@@ -70,6 +70,8 @@ class ScoringProcess {
   ~ScoringProcess();
 
   // Null when the service is not hosted.
+  ScoringCore* verifier_core() { return verifier_core_.get(); }
+  ScoringCore* meta_verifier_core() { return meta_verifier_core_.get(); }
   VerifierService* verifier_service() { return verifier_service_.get(); }
   MetaVerifierService* meta_verifier_service() { return meta_verifier_service_.get(); }
   ScoringEngine* engine() { return engine_; }

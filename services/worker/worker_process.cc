@@ -22,7 +22,8 @@ absl::StatusOr<std::unique_ptr<WorkerProcess>> WorkerProcess::Create(const DsmCo
                                                                      const std::string& learner_address,
                                                                      MetricsRegistry* metrics,
                                                                      const std::string& coordinator_address,
-                                                                     LeaseClientOptions lease) {
+                                                                     LeaseClientOptions lease,
+                                                                     bool start_lease_client) {
   if (config.model.path.empty()) return absl::InvalidArgumentError("model.path: required to serve a worker");
   std::unique_ptr<WorkerProcess> w(new WorkerProcess());
   if (absl::Status s = SetTorchThreads(config.runtime.threads); !s.ok()) {
@@ -124,9 +125,15 @@ absl::StatusOr<std::unique_ptr<WorkerProcess>> WorkerProcess::Create(const DsmCo
         std::move(lease), w->generation_.get(), w->registry_.get(), w->sampler_.get(), nullptr, metrics);
     if (!client.ok()) return client.status();
     w->lease_client_ = std::move(*client);
-    w->lease_client_->Start();
+    if (start_lease_client) w->lease_client_->Start();
   }
   return w;
+}
+
+void WorkerProcess::StartLeaseClient(LeaseScorer* scorer) {
+  if (lease_client_ == nullptr) return;
+  lease_client_->SetScorer(scorer);
+  lease_client_->Start();
 }
 
 WorkerProcess::~WorkerProcess() {

@@ -33,7 +33,8 @@ class WorkerProcess {
                                                                const std::string& learner_address,
                                                                MetricsRegistry* metrics,
                                                                const std::string& coordinator_address = "",
-                                                               LeaseClientOptions lease = {});
+                                                               LeaseClientOptions lease = {},
+                                                               bool start_lease_client = true);
   ~WorkerProcess();
 
   SamplerService* service() { return service_.get(); }
@@ -45,6 +46,10 @@ class WorkerProcess {
   const std::string& learner_address() const { return learner_address_; }
   // Null unless a coordinator address was given.
   LeaseClient* lease_client() { return lease_client_.get(); }
+  // With `start_lease_client` false in Create: plugs `scorer` (may be null)
+  // into the lease client and starts pulling work, so that the first
+  // ScoreWork lease already finds the scorer.
+  void StartLeaseClient(LeaseScorer* scorer);
 
  private:
   WorkerProcess() = default;

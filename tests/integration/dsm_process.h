@@ -4,6 +4,7 @@
 #define DSM_TESTS_INTEGRATION_DSM_PROCESS_H_
 
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <cstdlib>
 #include <fstream>
@@ -27,10 +28,12 @@ inline std::string ReadWholeFile(const std::string& path) {
 
 // `args` is passed through the shell; `stdin_text` is fed on standard input.
 inline DsmResult RunDsm(const std::string& args, const std::string& stdin_text = "") {
-  const std::string dir = ::testing::TempDir();
-  const std::string in = dir + "/dsm_process_in.txt";
-  const std::string out = dir + "/dsm_process_out.txt";
-  const std::string err = dir + "/dsm_process_err.txt";
+  // Tests run in parallel (ctest -j) share TempDir(): one set of files per process.
+  const std::string dir = ::testing::TempDir() + "/dsm_process_" + std::to_string(getpid());
+  std::system(("mkdir -p " + dir).c_str());
+  const std::string in = dir + "/in.txt";
+  const std::string out = dir + "/out.txt";
+  const std::string err = dir + "/err.txt";
   std::ofstream(in) << stdin_text;
   const std::string command = std::string(std::getenv("DSM_BINARY_DIR")) + "/dsm " + args + " >" + out +
                               " 2>" + err + " <" + in;

@@ -3,6 +3,7 @@
 // streamed from a learner, and a MetaVerifier created over the same engine.
 #include <filesystem>
 #include <fstream>
+#include <future>
 #include <string>
 
 #include <gmock/gmock.h>
@@ -19,6 +20,7 @@
 #include "model/tokenizer_bytes.h"
 #include "services/adapters/adapter_publisher.h"
 #include "services/adapters/watch_adapters_reactor.h"
+#include "services/verifier/lease_scoring.h"
 #include "services/verifier/scoring_process.h"
 #include "tests/integration/random_adapter.h"
 #include "tests/unit/model/reference_fixtures.h"
@@ -203,6 +205,36 @@ TEST(ScoringProcess, VerifyRoundTripOnTheTinyModel) {
 
   server.Drain();
   learner_server.Drain();
+  // The same cores answer a worker's ScoreWork leases.
+  ScoringLeaseScorer scorer((*process)->verifier_core(), (*shared)->meta_verifier_core());
+  auto score = [&scorer](const v1::ScoreWork& work) {
+    std::promise<absl::StatusOr<v1::ScoreResult>> promise;
+    auto future = promise.get_future();
+    scorer.Score(work, absl::Now() + absl::Seconds(60),
+                 [&promise](absl::StatusOr<v1::ScoreResult> r) { promise.set_value(std::move(r)); });
+    return future.get();
+  };
+  v1::ScoreWork verify_work;
+  *verify_work.mutable_verify() = request;
+  verify_work.mutable_verify()->set_n(2);
+  absl::StatusOr<v1::ScoreResult> scored = score(verify_work);
+  ASSERT_TRUE(scored.ok()) << scored.status();
+  ASSERT_TRUE(scored->has_verify());
+  EXPECT_EQ(scored->verify().analyses_size(), 2);
+  v1::ScoreWork assess_work;
+  *assess_work.mutable_assess() = assess;
+  scored = score(assess_work);
+  ASSERT_TRUE(scored.ok()) << scored.status();
+  EXPECT_EQ(scored->assess().assessments_size(), 2);
+  verify_work.mutable_verify()->set_n(9);
+  EXPECT_EQ(score(verify_work).status().message(), "n: 9 exceeds max_n 8");
+  ScoringLeaseScorer verifier_only((*process)->verifier_core(), nullptr);
+  std::promise<absl::Status> missing;
+  verifier_only.Score(assess_work, absl::Now() + absl::Seconds(5),
+                      [&missing](absl::StatusOr<v1::ScoreResult> r) { missing.set_value(r.status()); });
+  const absl::Status no_meta = missing.get_future().get();
+  EXPECT_EQ(no_meta.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(no_meta.message(), "score.assess: this worker hosts no meta-verifier");
 }
 
 }  // namespace
