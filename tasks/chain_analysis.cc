@@ -1,0 +1,163 @@
+#include "tasks/chain_analysis.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "tasks/seeded_rng.h"
+
+namespace dsm {
+namespace {
+
+constexpr uint64_t kAnalysisSalt = 0x616e616c79736973ULL;  // "analysis"
+
+// A made-up but plausible issue on a line that is not faulty, and the score it would call for.
+std::pair<std::string, double> MadeUpIssue(const ChainStatement& statement, const ChainProof& proof,
+                                           int line, SeededRng* rng) {
+  const int steps = static_cast<int>(proof.steps.size());
+  if (line > steps) {
+    // The final line (correct here): claim the chain stops one step short.
+    const ChainFact reached = steps >= 2 ? proof.steps[steps - 2].conclusion
+                                         : ChainFact{statement.goal.lhs, statement.goal.lhs};
+    return {ChainIssueUnfinished(statement.goal, reached), 0.0};
+  }
+  const ChainStep& step = proof.steps[line - 1];
+  switch (rng->Uniform(3)) {
+    case 0:
+      return {ChainIssueNotGiven(line, step.cited), 0.0};
+    case 1:
+      return {ChainIssueBackwards(line, step.cited), 0.5};
+    default: {
+      // Claims the fact's other side follows (it does not).
+      const char other = step.conclusion.rhs == step.cited.lhs ? step.cited.rhs : step.cited.lhs;
+      return {
+          ChainIssueWrongConclusion(line, step.conclusion, ChainFact{step.conclusion.lhs, other}),
+          0.0};
+    }
+  }
+}
+
+}  // namespace
+
+std::string ChainScoreText(double score) {
+  if (score == 0.5) return "0.5";
+  return score >= 1.0 ? "1" : "0";
+}
+
+std::string RenderChainAnalysis(double score, const std::vector<std::string>& issues,
+                                const ChainAnalysisMarkers& markers) {
+  const std::string body =
+      issues.empty() ? std::string(kChainNoIssue) : absl::StrJoin(issues, "\n");
+  return absl::StrCat(markers.evaluation, "\n", body, "\n", markers.score, "\n\\boxed{",
+                      ChainScoreText(score), "}");
+}
+
+std::string RenderFaithfulChainAnalysis(const ChainVerdict& verdict,
+                                        const ChainAnalysisMarkers& markers) {
+  std::vector<std::string> issues;
+  if (const ChainFault* first = verdict.first_fault()) {
+    issues.push_back(first->reason);
+    if (!first->fatal) {
+      for (const ChainFault& fault : verdict.faults) {
+        if (fault.fatal) {
+          issues.push_back(fault.reason);
+          break;
+        }
+      }
+    }
+  }
+  return RenderChainAnalysis(verdict.score, issues, markers);
+}
+
+std::string RenderChainGeneratorOutput(absl::string_view proof, absl::string_view self_analysis) {
+  return absl::StrCat("## Solution\n", proof, "\n\n## Self Evaluation\n\n", self_analysis);
+}
+
+std::string RenderChainMetaAnalysis(const ChainAnalysisAssessment& assessment) {
+  const ChainAnalysisMarkers markers = ChainMetaAnalysisMarkers();
+  return absl::StrCat(markers.evaluation, "\n", assessment.reason, "\n", markers.score,
+                      "\n\\boxed{", ChainScoreText(assessment.meta_score), "}");
+}
+
+const std::vector<ChainAnalysisKind>& AllChainAnalysisKinds() {
+  static const std::vector<ChainAnalysisKind>* const kAll = new std::vector<ChainAnalysisKind>{
+      ChainAnalysisKind::kFaithful, ChainAnalysisKind::kMissedIssue, ChainAnalysisKind::kWrongScore,
+      ChainAnalysisKind::kBogusIssue, ChainAnalysisKind::kMixedIssues};
+  return *kAll;
+}
+
+const char* ChainAnalysisKindName(ChainAnalysisKind kind) {
+  switch (kind) {
+    case ChainAnalysisKind::kFaithful:
+      return "faithful";
+    case ChainAnalysisKind::kMissedIssue:
+      return "missed_issue";
+    case ChainAnalysisKind::kWrongScore:
+      return "wrong_score";
+    case ChainAnalysisKind::kBogusIssue:
+      return "bogus_issue";
+    case ChainAnalysisKind::kMixedIssues:
+      return "mixed_issues";
+  }
+  return "unknown";
+}
+
+std::optional<LabelledChainAnalysis> MakeLabelledChainAnalysis(const ChainStatement& statement,
+                                                               const LabelledChainProof& proof,
+                                                               ChainAnalysisKind kind,
+                                                               uint64_t seed) {
+  SeededRng rng(CombineSeeds(CombineSeeds(seed, kAnalysisSalt), static_cast<uint64_t>(kind)));
+  const ChainVerdict verdict = CheckChainProof(statement, proof.text);
+  std::vector<int> sound_lines;  // lines that exist and are not faulty
+  const int last_line = proof.proof.final_claim ? verdict.final_line : verdict.final_line - 1;
+  for (int line = 1; line <= last_line; ++line) {
+    if (verdict.FaultOn(line) == nullptr) sound_lines.push_back(line);
+  }
+  const ChainFault* first = verdict.first_fault();
+
+  std::string text;
+  switch (kind) {
+    case ChainAnalysisKind::kFaithful:
+      text = RenderFaithfulChainAnalysis(verdict);
+      break;
+    case ChainAnalysisKind::kMissedIssue:
+      if (first == nullptr) return std::nullopt;
+      text = RenderChainAnalysis(1.0, {});
+      break;
+    case ChainAnalysisKind::kWrongScore: {
+      std::vector<double> wrong;
+      for (double s : {0.0, 0.5, 1.0}) {
+        // A named fault with score 1 contradicts itself; keep wrong scores below 1 then.
+        if (s != verdict.score && (first == nullptr || s < 1.0)) wrong.push_back(s);
+      }
+      const double score = wrong[rng.Uniform(static_cast<int>(wrong.size()))];
+      text = first == nullptr ? RenderChainAnalysis(score, {})
+                              : RenderChainAnalysis(score, {first->reason});
+      break;
+    }
+    case ChainAnalysisKind::kBogusIssue: {
+      if (sound_lines.empty()) return std::nullopt;
+      const int line = sound_lines[rng.Uniform(static_cast<int>(sound_lines.size()))];
+      auto [issue, score] = MadeUpIssue(statement, proof.proof, line, &rng);
+      text = RenderChainAnalysis(score, {issue});
+      break;
+    }
+    case ChainAnalysisKind::kMixedIssues: {
+      if (first == nullptr || sound_lines.empty()) return std::nullopt;
+      const int line = sound_lines[rng.Uniform(static_cast<int>(sound_lines.size()))];
+      auto made_up = MadeUpIssue(statement, proof.proof, line, &rng);
+      std::vector<std::string> issues{first->reason, made_up.first};
+      if (line < first->line) std::swap(issues[0], issues[1]);
+      text = RenderChainAnalysis(verdict.score, issues);
+      break;
+    }
+  }
+  LabelledChainAnalysis out;
+  out.kind = kind;
+  out.assessment = AssessChainAnalysis(verdict, text);
+  out.text = std::move(text);
+  return out;
+}
+
+}  // namespace dsm

@@ -1,0 +1,82 @@
+// Written analyses for the chain domain: the short verifier-style analysis (also the
+// generator's self-evaluation), the generator's whole output, the meta-verifier's analysis of
+// an analysis, and labelled analyses of several kinds for meta-verifier data (phase 2) and
+// format warm-up (phase 0).
+//
+// The texts follow the output format of configs/prompts/verifier.txt and meta_verifier.txt
+// (markers, then \boxed{score}) so services/scoring's ParseScore reads them, but stay a few
+// dozen tokens long for the tiny model:
+//
+//   Here is my evaluation of the solution:
+//   Step 2 cites b=e, which is not given.
+//   Based on my evaluation, the final overall score should be:
+//   \boxed{0}
+//
+// Pure functions of their arguments (seeds included); thread-safe.
+#ifndef DSM_TASKS_CHAIN_ANALYSIS_H_
+#define DSM_TASKS_CHAIN_ANALYSIS_H_
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/strings/string_view.h"
+#include "tasks/chain_checker.h"
+#include "tasks/chain_domain.h"
+
+namespace dsm {
+
+// What a faithful analysis of a correct proof says.
+inline constexpr absl::string_view kChainNoIssue = "All steps are correct.";
+
+// "0", "0.5" or "1".
+std::string ChainScoreText(double score);
+
+// "<evaluation marker>\n<issues, one per line, or kChainNoIssue>\n<score marker>\n\boxed{s}".
+std::string RenderChainAnalysis(double score, const std::vector<std::string>& issues,
+                                const ChainAnalysisMarkers& markers = {});
+
+// The faithful analysis of a checked proof: its first fault (and its first fatal fault when
+// that comes later), with the checker's score.
+std::string RenderFaithfulChainAnalysis(const ChainVerdict& verdict,
+                                        const ChainAnalysisMarkers& markers = {});
+
+// A generator output: "## Solution\n<proof>\n\n## Self Evaluation\n\n<self_analysis>"
+// (services/scoring's SplitGeneratorOutput gives back `proof` and `self_analysis`).
+std::string RenderChainGeneratorOutput(absl::string_view proof, absl::string_view self_analysis);
+
+// The meta-verifier's analysis of an analysis: the assessment's reason and meta-score, in the
+// meta_verifier.txt format (ChainMetaAnalysisMarkers()).
+std::string RenderChainMetaAnalysis(const ChainAnalysisAssessment& assessment);
+
+enum class ChainAnalysisKind {
+  kFaithful,     // names the real fault (or none) with the right score: meta 1
+  kMissedIssue,  // flawed proof called correct, score 1: meta 1 (missing is not judged)
+  kWrongScore,   // names the real fault (or none) with a wrong score: meta 0.5
+  kBogusIssue,   // names one line that is not faulty, scored by that made-up issue: meta 0
+  kMixedIssues,  // names the real fault and a line that is not faulty: meta 0.5
+};
+const std::vector<ChainAnalysisKind>& AllChainAnalysisKinds();
+// "faithful", "missed_issue", "wrong_score", "bogus_issue", "mixed_issues".
+const char* ChainAnalysisKindName(ChainAnalysisKind kind);
+
+struct LabelledChainAnalysis {
+  ChainAnalysisKind kind = ChainAnalysisKind::kFaithful;
+  std::string text;
+  // What the checker makes of `text` against the proof: meta_score is the expert meta-label,
+  // reason its one-line explanation, hallucinated the issue-6 flag.
+  ChainAnalysisAssessment assessment;
+};
+
+// An analysis of `proof` of the given kind (choices made by `seed`), or nullopt when the kind
+// does not exist for this proof: kMissedIssue and kMixedIssues need a flawed proof;
+// kBogusIssue and kMixedIssues need a line that is not faulty.
+std::optional<LabelledChainAnalysis> MakeLabelledChainAnalysis(const ChainStatement& statement,
+                                                               const LabelledChainProof& proof,
+                                                               ChainAnalysisKind kind,
+                                                               uint64_t seed);
+
+}  // namespace dsm
+
+#endif  // DSM_TASKS_CHAIN_ANALYSIS_H_

@@ -1,0 +1,142 @@
+// The chain tokenizer (tasks/chain_tokenizer.h) without LibTorch: pre-tokenization, training,
+// the tokenizer.json it writes, and the token budget of the domain's texts.
+#include "tasks/chain_tokenizer.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <string>
+
+#include "tasks/chain_analysis.h"
+
+namespace dsm {
+namespace {
+
+std::vector<std::string> PromptTemplates() {
+  const char* source = std::getenv("DSM_SOURCE_DIR");
+  EXPECT_NE(source, nullptr) << "DSM_SOURCE_DIR is not set (run the test through ctest)";
+  std::vector<std::string> texts;
+  for (const char* name : {"generator.txt", "verifier.txt", "meta_verifier.txt"}) {
+    std::ifstream in(std::string(source ? source : ".") + "/configs/prompts/" + name);
+    std::stringstream contents;
+    contents << in.rdbuf();
+    EXPECT_FALSE(contents.str().empty()) << name;
+    texts.push_back(contents.str());
+  }
+  return texts;
+}
+
+const ChainTokenizer& Tokenizer() {
+  static const ChainTokenizer* const kTokenizer = [] {
+    auto built = ChainTokenizer::Build({}, PromptTemplates());
+    EXPECT_TRUE(built.ok()) << built.status();
+    return new ChainTokenizer(*std::move(built));
+  }();
+  return *kTokenizer;
+}
+
+TEST(ChainTokenizer, PreTokenizesVariablesAlone) {
+  EXPECT_EQ(ChainPreTokenize("2. b=c, so a=c\nThus a=d."),
+            (std::vector<std::string>{"2", ". ", "b", "=", "c", ", ", "so ", "a", "=", "c", "\n",
+                                      "Thus ", "a", "=", "d", "."}));
+  EXPECT_EQ(ChainPreTokenize("Here is  my:\n\n\\boxed{0.5}"),
+            (std::vector<std::string>{"Here ", "is ", " ", "my", ":", "\n", "\n", "\\boxed{", "0",
+                                      ".", "5", "}"}));
+  EXPECT_EQ(ChainPreTokenize("x\n\n"), (std::vector<std::string>{"x", "\n\n"}));
+  EXPECT_EQ(ChainPreTokenize("a b  \n"), (std::vector<std::string>{"a", " ", "b", "  \n"}));
+}
+
+TEST(ChainTokenizer, OptionsAreValidated) {
+  ChainTokenizerOptions options;
+  options.vocab_size = 100;
+  EXPECT_EQ(ChainTokenizer::Build(options, {}).status().message(),
+            "vocab_size: 100 is outside 259..65536");
+  options = {};
+  options.domain.num_variables = 2;
+  EXPECT_EQ(ChainTokenizer::Build(options, {}).status().message(), "num_variables: 2 is under 3");
+}
+
+TEST(ChainTokenizer, BuildIsDeterministicAndFillsTheVocabulary) {
+  const ChainTokenizer& t = Tokenizer();
+  // Training stops when every corpus piece is one token (here before the 1024 cap).
+  EXPECT_GT(t.vocab_size(), 900);
+  EXPECT_LE(t.vocab_size(), 1024);
+  ChainTokenizerOptions small;
+  small.vocab_size = 400;
+  auto capped = ChainTokenizer::Build(small, PromptTemplates());
+  ASSERT_TRUE(capped.ok());
+  EXPECT_EQ(capped->vocab_size(), 400);
+  auto again = ChainTokenizer::Build({}, PromptTemplates());
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(again->TokenizerJson(), t.TokenizerJson());
+  EXPECT_EQ(t.TokenString(ChainTokenizer::kBosId), "<s>");
+  EXPECT_EQ(t.TokenString(ChainTokenizer::kEosId), "</s>");
+  EXPECT_EQ(t.TokenString(ChainTokenizer::kPadId), "<pad>");
+}
+
+TEST(ChainTokenizer, WritesAHuggingFaceTokenizerJson) {
+  const nlohmann::json root = nlohmann::json::parse(Tokenizer().TokenizerJson());
+  EXPECT_EQ(root["model"]["type"], "BPE");
+  EXPECT_EQ(root["model"]["vocab"].size(), static_cast<std::size_t>(Tokenizer().vocab_size()));
+  EXPECT_GE(root["model"]["merges"].size(), root["model"]["vocab"].size() - 259u);
+  EXPECT_EQ(root["added_tokens"].size(), 3u);
+  EXPECT_EQ(root["added_tokens"][1]["content"], "<s>");
+  EXPECT_EQ(root["pre_tokenizer"]["pretokenizers"][0]["pattern"]["Regex"], ChainTokenizerPattern());
+  EXPECT_EQ(root["decoder"]["type"], "ByteLevel");
+  const nlohmann::json config = nlohmann::json::parse(Tokenizer().TokenizerConfigJson());
+  EXPECT_EQ(config["bos_token"], "<s>");
+  EXPECT_EQ(config["eos_token"], "</s>");
+}
+
+TEST(ChainTokenizer, DomainWordsAreSingleTokens) {
+  const ChainTokenizer& t = Tokenizer();
+  EXPECT_EQ(t.CountTokens("2. b=c, so a=c\n"), 11);
+  EXPECT_EQ(t.CountTokens("Thus a=d."), 5);
+  EXPECT_EQ(t.CountTokens("Given: b=c, a=b. Prove: a=c."), 16);
+  EXPECT_EQ(t.CountTokens("\\boxed{0.5}"), 5);
+}
+
+// Problem + proof stay well under 120 tokens at the default difficulty, analyses are short.
+TEST(ChainTokenizer, DomainTextsFitTheTokenBudget) {
+  const ChainTokenizer& t = Tokenizer();
+  int max_problem_proof = 0, max_analysis = 0, max_generator = 0, max_meta = 0;
+  double sum = 0;
+  int n = 0;
+  for (uint64_t seed = 1000; seed < 1500; ++seed) {
+    auto problem = GenerateChainProblem({}, ChainSplit::kTrain, seed);
+    ASSERT_TRUE(problem.ok());
+    for (ChainFlaw flaw : AllChainFlaws()) {
+      const LabelledChainProof proof = MakeLabelledChainProof(*problem, flaw, seed);
+      const int pp = t.CountTokens(problem->statement.Text()) + t.CountTokens(proof.text);
+      max_problem_proof = std::max(max_problem_proof, pp);
+      sum += pp;
+      ++n;
+      for (ChainAnalysisKind kind : AllChainAnalysisKinds()) {
+        auto analysis = MakeLabelledChainAnalysis(problem->statement, proof, kind, seed);
+        if (!analysis) continue;
+        max_analysis = std::max(max_analysis, t.CountTokens(analysis->text));
+        max_generator = std::max(
+            max_generator, t.CountTokens(RenderChainGeneratorOutput(proof.text, analysis->text)));
+        max_meta = std::max(max_meta, t.CountTokens(RenderChainMetaAnalysis(analysis->assessment)));
+      }
+    }
+  }
+  EXPECT_LE(max_problem_proof, 100);
+  EXPECT_LE(sum / n, 75);
+  EXPECT_LE(max_analysis, 70);
+  EXPECT_LE(max_generator, 130);
+  EXPECT_LE(max_meta, 50);
+  std::cout << "problem+proof max " << max_problem_proof << " mean " << sum / n << "; analysis max "
+            << max_analysis << "; generator output max " << max_generator << "; meta max "
+            << max_meta << "\n";
+  for (const std::string& text : PromptTemplates()) {
+    std::cout << "template " << text.size() << " bytes -> " << t.CountTokens(text) << " tokens\n";
+  }
+}
+
+}  // namespace
+}  // namespace dsm
