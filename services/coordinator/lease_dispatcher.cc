@@ -95,6 +95,9 @@ absl::StatusOr<uint64_t> LeaseDispatcher::Connect(const v1::Hello& hello, Send s
     s.close = std::move(close);
     s.leases.insert(renewed->renewed.begin(), renewed->renewed.end());
     by_worker_[hello.worker_id()] = id;
+    // Logged before the worker hears back, so the event precedes anything
+    // the worker's work causes.
+    AppendWorkerEvent(hello, /*joined=*/true, "");
 
     v1::CoordinatorMessage welcome;
     *welcome.mutable_welcome()->mutable_heartbeat_interval() = ToProto(options_.heartbeat_interval);
@@ -109,7 +112,6 @@ absl::StatusOr<uint64_t> LeaseDispatcher::Connect(const v1::Hello& hello, Send s
   if (replaced_close) replaced_close(absl::AbortedError("replaced by a newer Lease stream of the same worker_id"));
   spdlog::info("coordinator: worker {} joined ({} roles, capacity {}, {} leases kept)", hello.worker_id(),
                hello.roles_size(), hello.capacity(), kept.size());
-  AppendWorkerEvent(hello, /*joined=*/true, "");
   return id;
 }
 
