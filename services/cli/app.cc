@@ -25,6 +25,7 @@ int Main(int argc, char** argv) {
   AddServiceCommands(app, &action);
   AddModelCommands(app, &action);
   AddServeCommand(app, &action);
+  AddImportCommand(app, &action);
 
   try {
     app.parse(argc, argv);

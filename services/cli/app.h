@@ -25,6 +25,7 @@ using Action = std::function<int()>;
 void AddServiceCommands(CLI::App& app, Action* action);
 void AddModelCommands(CLI::App& app, Action* action);
 void AddServeCommand(CLI::App& app, Action* action);
+void AddImportCommand(CLI::App& app, Action* action);
 
 int Main(int argc, char** argv);
 

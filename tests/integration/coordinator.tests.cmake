@@ -19,3 +19,9 @@ if(TARGET dsm_coordinator)
   dsm_add_test(group_feeder_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/group_feeder_test.cc
     DEPS dsm_coordinator LABELS integration TIMEOUT 60)
 endif()
+# `dsm import` against `dsm serve coordinator`.
+if(TARGET dsm_coordinator)
+  dsm_add_test(import_cli_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/import_cli_test.cc
+    DEPS dsm_common LABELS integration TIMEOUT 60)
+  add_dependencies(import_cli_test dsm)
+endif()
