@@ -83,34 +83,75 @@ absl::Status GenerationService::Validate(const v1::GenerateRequest& request, std
 absl::Status GenerationService::Start(const v1::GenerateRequest& request, absl::Time deadline, Callbacks callbacks) {
   std::vector<int32_t> prompt;
   if (absl::Status s = Validate(request, &prompt); !s.ok()) return s;
-  const uint64_t wanted = request.min_adapter_version();
-  const auto role = request.adapter_role();
-  auto held = [this, role]() -> uint64_t {
-    if (role == v1::ADAPTER_ROLE_BASE) return 0;
-    auto versions = registry_->versions();
-    auto it = versions.find(role);
-    return it == versions.end() ? 0 : it->second;
-  };
-  const bool have_any = role == v1::ADAPTER_ROLE_BASE || registry_->versions().count(role) > 0;
-  if (have_any && held() >= wanted) {
+  if (Holds(request.adapter_role(), request.min_adapter_version())) {
     Launch(request, std::move(prompt), std::move(callbacks));
     return absl::OkStatus();
   }
-  // Wait for the version off the caller's thread (never block a reactor).
-  std::thread([this, request, prompt = std::move(prompt), callbacks = std::move(callbacks), deadline, held,
-               role]() mutable {
-    while (absl::Now() < deadline) {
-      if (registry_->versions().count(role) > 0 && held() >= request.min_adapter_version()) {
-        Launch(request, std::move(prompt), std::move(callbacks));
-        return;
-      }
-      absl::SleepFor(absl::Milliseconds(20));
-    }
-    callbacks.on_done(absl::DeadlineExceededError(absl::StrCat("adapter ", v1::AdapterRole_Name(role), " version ",
-                                                               request.min_adapter_version(), " did not arrive")),
-                      v1::GenerateSummary());
-  }).detach();
+  // Wait for the version on the waiters' thread (never block a reactor).
+  absl::MutexLock lock(&mu_);
+  if (stopping_) return absl::UnavailableError("the worker is shutting down");
+  if (waiting_.size() >= kMaxWaiting) {
+    return absl::ResourceExhaustedError(absl::StrCat("min_adapter_version: ", kMaxWaiting,
+                                                     " requests already wait for adapter versions"));
+  }
+  waiting_.push_back(Waiter{request, std::move(prompt), std::move(callbacks), deadline});
+  if (!waiter_thread_.joinable()) waiter_thread_ = std::thread([this] { WaitLoop(); });
   return absl::OkStatus();
+}
+
+GenerationService::~GenerationService() {
+  std::deque<Waiter> left;
+  {
+    absl::MutexLock lock(&mu_);
+    stopping_ = true;
+  }
+  if (waiter_thread_.joinable()) waiter_thread_.join();
+  {
+    absl::MutexLock lock(&mu_);
+    left.swap(waiting_);
+  }
+  for (Waiter& w : left) {
+    w.callbacks.on_done(absl::UnavailableError("the worker shut down before the adapter version arrived"),
+                        v1::GenerateSummary());
+  }
+}
+
+bool GenerationService::Holds(v1::AdapterRole role, uint64_t min_version) const {
+  if (role == v1::ADAPTER_ROLE_BASE) return min_version == 0;
+  auto versions = registry_->versions();
+  auto it = versions.find(role);
+  return it != versions.end() && it->second >= min_version;
+}
+
+void GenerationService::WaitLoop() {
+  while (true) {
+    std::vector<Waiter> ready, expired;
+    {
+      absl::MutexLock lock(&mu_);
+      auto stop = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stopping_; };
+      mu_.AwaitWithTimeout(absl::Condition(&stop), absl::Milliseconds(20));
+      if (stopping_) return;
+      const absl::Time now = absl::Now();
+      for (auto it = waiting_.begin(); it != waiting_.end();) {
+        if (Holds(it->request.adapter_role(), it->request.min_adapter_version())) {
+          ready.push_back(std::move(*it));
+        } else if (now >= it->deadline) {
+          expired.push_back(std::move(*it));
+        } else {
+          ++it;
+          continue;
+        }
+        it = waiting_.erase(it);
+      }
+    }
+    for (Waiter& w : ready) Launch(w.request, std::move(w.prompt), std::move(w.callbacks));
+    for (Waiter& w : expired) {
+      w.callbacks.on_done(
+          absl::DeadlineExceededError(absl::StrCat("adapter ", v1::AdapterRole_Name(w.request.adapter_role()),
+                                                   " version ", w.request.min_adapter_version(), " did not arrive")),
+          v1::GenerateSummary());
+    }
+  }
 }
 
 void GenerationService::Launch(const v1::GenerateRequest& request, std::vector<int32_t> prompt, Callbacks callbacks) {

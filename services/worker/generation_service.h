@@ -9,10 +9,13 @@
 #define DSM_SERVICES_WORKER_GENERATION_SERVICE_H_
 
 #include <atomic>
+#include <deque>
+#include <thread>
 #include <functional>
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "dsm/v1/sampler.pb.h"
@@ -41,10 +44,13 @@ class GenerationService {
   // `tokenizer` may be null (token-id prompts only). All must outlive this.
   GenerationService(const LlamaModel* model, const Tokenizer* tokenizer, Sampler* sampler,
                     AdapterRegistry* registry, GenerationLimits limits);
+  // Requests still waiting for an adapter version get UNAVAILABLE.
+  ~GenerationService();
 
   // Validates `request` (InvalidArgument naming the field; nothing started)
   // and starts it. If the request asks for an adapter version not yet held,
-  // it waits for it until `deadline` (then DEADLINE_EXCEEDED via on_done).
+  // it waits for it until `deadline` (then DEADLINE_EXCEEDED via on_done;
+  // RESOURCE_EXHAUSTED at once when max_waiting requests already wait).
   absl::Status Start(const v1::GenerateRequest& request, absl::Time deadline, Callbacks callbacks);
 
   // The prompt as token ids, as Start() tokenizes it (text is encoded with
@@ -57,8 +63,22 @@ class GenerationService {
   int64_t generated_tokens() const { return generated_tokens_.load(); }
 
  private:
+  // A request waiting for an adapter version.
+  struct Waiter {
+    v1::GenerateRequest request;
+    std::vector<int32_t> prompt;
+    Callbacks callbacks;
+    absl::Time deadline;
+  };
+  static constexpr size_t kMaxWaiting = 4096;
+
   absl::Status Validate(const v1::GenerateRequest& request, std::vector<int32_t>* prompt) const;
   void Launch(const v1::GenerateRequest& request, std::vector<int32_t> prompt, Callbacks callbacks);
+  // Whether the registry holds `role` at `min_version` or newer.
+  bool Holds(v1::AdapterRole role, uint64_t min_version) const;
+  // The waiters' thread: launches those whose version arrived, fails those
+  // past their deadline (polls every 20 ms while any wait).
+  void WaitLoop();
 
   const LlamaModel* model_;
   const Tokenizer* tokenizer_;
@@ -67,6 +87,11 @@ class GenerationService {
   const GenerationLimits limits_;
   std::atomic<int64_t> completions_{0};
   std::atomic<int64_t> generated_tokens_{0};
+
+  absl::Mutex mu_;
+  std::deque<Waiter> waiting_ ABSL_GUARDED_BY(mu_);
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  std::thread waiter_thread_;  // started with the first waiter
 };
 
 // Seed of completion `index` of a group seeded with `seed`.

@@ -16,3 +16,7 @@ if(TARGET dsm_services)
     DEPS dsm_services LABELS integration TORCH)
   add_dependencies(worker_process_test dsm)
 endif()
+if(TARGET dsm_services)
+  dsm_add_test(generation_service_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/generation_service_test.cc
+    DEPS dsm_services LABELS integration TORCH TIMEOUT 60)
+endif()
