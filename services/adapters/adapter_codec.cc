@@ -79,7 +79,8 @@ absl::StatusOr<std::vector<v1::AdapterChunk>> EncodeAdapterVersion(const Adapter
 
 void AdapterAssembler::Reset() {
   pending_.reset();
-  buffer_.clear();
+  tensor_ = torch::Tensor();
+  received_ = 0;
   tensor_name_.clear();
   next_tensor_index_ = 0;
   tensor_count_ = 0;
@@ -119,35 +120,37 @@ absl::StatusOr<std::optional<AdapterVersionData>> AdapterAssembler::Add(const v1
     tensor_crc_ = chunk.tensor_crc32c();
     dtype_ = chunk.dtype();
     shape_.assign(chunk.shape().begin(), chunk.shape().end());
-    buffer_.clear();
-    buffer_.reserve(tensor_bytes_);
-  } else if (chunk.tensor_name() != tensor_name_ || chunk.offset() != buffer_.size()) {
+    absl::StatusOr<torch::ScalarType> dtype = TorchDtype(dtype_);
+    if (!dtype.ok()) return fail(dtype.status());
+    int64_t elements = 1;
+    for (int64_t d : shape_) elements *= d;
+    if (elements * static_cast<int64_t>(c10::elementSize(*dtype)) != static_cast<int64_t>(tensor_bytes_)) {
+      return fail(absl::InvalidArgumentError(absl::StrCat(tensor_name_, ": shape does not match ", tensor_bytes_,
+                                                          " bytes")));
+    }
+    tensor_ = torch::empty(shape_, torch::TensorOptions().dtype(*dtype));
+    received_ = 0;
+    running_crc_ = 0;
+  } else if (chunk.tensor_name() != tensor_name_ || chunk.offset() != received_) {
     return fail(absl::InvalidArgumentError(absl::StrCat("chunk of ", chunk.tensor_name(), " at offset ",
                                                         chunk.offset(), " out of order")));
   }
-  if (buffer_.size() + chunk.data().size() > tensor_bytes_ || chunk.data().size() > kMaxAdapterChunkBytes) {
+  if (received_ + chunk.data().size() > tensor_bytes_ || chunk.data().size() > kMaxAdapterChunkBytes) {
     return fail(absl::InvalidArgumentError(absl::StrCat(tensor_name_, ": more bytes than tensor_bytes ",
                                                         tensor_bytes_)));
   }
-  buffer_.append(chunk.data());
-  if (buffer_.size() < tensor_bytes_) return std::optional<AdapterVersionData>();
+  std::memcpy(static_cast<char*>(tensor_.data_ptr()) + received_, chunk.data().data(), chunk.data().size());
+  running_crc_ = Crc32cExtend(running_crc_, chunk.data().data(), chunk.data().size());
+  received_ += chunk.data().size();
+  if (received_ < tensor_bytes_) return std::optional<AdapterVersionData>();
 
   // The tensor is complete: check it and keep it.
-  if (Crc32c(buffer_.data(), buffer_.size()) != tensor_crc_) {
+  if (running_crc_ != tensor_crc_) {
     return fail(absl::DataLossError(absl::StrCat("adapter version ", chunk.version(), " tensor ", tensor_name_,
                                                  ": CRC-32C mismatch")));
   }
-  absl::StatusOr<torch::ScalarType> dtype = TorchDtype(dtype_);
-  if (!dtype.ok()) return fail(dtype.status());
-  int64_t elements = 1;
-  for (int64_t d : shape_) elements *= d;
-  if (elements * static_cast<int64_t>(c10::elementSize(*dtype)) != static_cast<int64_t>(tensor_bytes_)) {
-    return fail(absl::InvalidArgumentError(absl::StrCat(tensor_name_, ": shape does not match ", tensor_bytes_,
-                                                        " bytes")));
-  }
-  torch::Tensor tensor = torch::empty(shape_, torch::TensorOptions().dtype(*dtype));
-  std::memcpy(tensor.data_ptr(), buffer_.data(), buffer_.size());
-  pending_->tensors.emplace(tensor_name_, std::move(tensor));
+  pending_->tensors.emplace(tensor_name_, std::move(tensor_));
+  tensor_ = torch::Tensor();
   ++next_tensor_index_;
   if (next_tensor_index_ < tensor_count_) return std::optional<AdapterVersionData>();
   if (!chunk.last_chunk_of_version()) {

@@ -54,9 +54,11 @@ class AdapterAssembler {
 
   std::optional<AdapterVersionData> pending_;
   std::string tensor_name_;
-  std::string buffer_;  // bytes of the tensor being received
+  torch::Tensor tensor_;   // the tensor being received, written in place
+  uint64_t received_ = 0;  // its bytes so far
   uint64_t tensor_bytes_ = 0;
-  uint32_t tensor_crc_ = 0;
+  uint32_t tensor_crc_ = 0;   // as sent
+  uint32_t running_crc_ = 0;  // of the bytes received
   uint32_t next_tensor_index_ = 0;
   uint32_t tensor_count_ = 0;
   v1::TensorDtype dtype_ = v1::TENSOR_DTYPE_UNSPECIFIED;
