@@ -25,3 +25,8 @@ if(TARGET dsm_coordinator)
     DEPS dsm_common LABELS integration TIMEOUT 60)
   add_dependencies(import_cli_test dsm)
 endif()
+# Pipeline phase 1 / 3 against fake scoring services.
+if(TARGET dsm_coordinator)
+  dsm_add_test(verifier_phase_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/verifier_phase_test.cc
+    DEPS dsm_coordinator LABELS integration TIMEOUT 60)
+endif()

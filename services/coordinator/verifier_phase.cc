@@ -1,0 +1,102 @@
+#include "services/coordinator/verifier_phase.h"
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "services/coordinator/rewards.h"
+
+namespace dsm {
+
+VerifierPhase::VerifierPhase(RunStore* store, ScoringClient* scoring, VerifierPhaseOptions options,
+                             std::function<void()> on_group)
+    : store_(store), scoring_(scoring), options_(std::move(options)), on_group_(std::move(on_group)) {}
+
+std::string VerifierPhase::CursorName() const {
+  return RunStore::CursorName(options_.phase, options_.iteration, "proofs");
+}
+
+absl::StatusOr<VerifierPhaseProgress> VerifierPhase::RunOnce() {
+  const bool enhanced = options_.phase == v1::PHASE_ENHANCED_VERIFIER_RL;
+  VerifierPhaseProgress progress;
+  absl::StatusOr<int64_t> cursor = store_->GetCursor(CursorName());
+  if (!cursor.ok()) return cursor.status();
+  const uint32_t limit = options_.max_proofs == 0 ? 1024 : options_.max_proofs;
+  absl::StatusOr<std::vector<StoredProof>> proofs = store_->Proofs(*cursor, limit);
+  if (!proofs.ok()) return proofs.status();
+  for (const StoredProof& stored : *proofs) {
+    const v1::LabelledProof& proof = stored.record;
+    absl::StatusOr<std::optional<v1::ProblemRecord>> problem = store_->GetProblem(proof.problem_id());
+    if (!problem.ok()) return problem.status();
+    if (!problem->has_value()) {
+      return absl::FailedPreconditionError(absl::StrCat("proof ", proof.proof_id(), ": problem ",
+                                                        proof.problem_id(), " is not in the run"));
+    }
+    v1::VerifyRequest request;
+    request.set_problem((*problem)->statement());
+    request.set_proof(proof.proof());
+    request.set_n(options_.group_size);
+    *request.mutable_params() = options_.params;
+    request.mutable_params()->set_return_logprobs(true);
+    request.set_adapter_role(v1::ADAPTER_ROLE_VERIFIER);
+    request.set_request_id(absl::StrCat("p", static_cast<int>(options_.phase), "-i", options_.iteration, "-",
+                                        proof.proof_id()));
+    absl::StatusOr<v1::VerifyResponse> verified = scoring_->Verify(request);
+    if (!verified.ok()) return verified.status();
+
+    GroupRecord group;
+    group.group_id = absl::StrCat(request.request_id());
+    group.role = v1::ADAPTER_ROLE_VERIFIER;
+    group.phase = options_.phase;
+    group.iteration = options_.iteration;
+    group.problem_id = proof.problem_id();
+    group.objective = v1::OBJECTIVE_GRPO;
+    group.source = enhanced ? "enhanced_verifier_rl" : "verifier_rl";
+    if (options_.params.has_temperature()) group.logprob_temperature = options_.params.temperature();
+    group.prompt_token_ids.assign(verified->prompt_token_ids().begin(), verified->prompt_token_ids().end());
+    for (const v1::Analysis& a : verified->analyses()) {
+      std::optional<double> meta;
+      if (enhanced && a.score().format() == v1::FORMAT_STATUS_OK) {
+        v1::AssessRequest assess;
+        assess.set_problem(request.problem());
+        assess.set_proof(request.proof());
+        assess.set_analysis(a.completion().text());
+        assess.set_n(options_.meta_samples);
+        assess.set_aggregation(v1::AGGREGATION_MEAN);
+        assess.set_request_id(absl::StrCat(request.request_id(), "-a", a.completion().index()));
+        absl::StatusOr<v1::AssessResponse> assessed = scoring_->Assess(assess);
+        if (!assessed.ok()) return assessed.status();
+        if (assessed->has_aggregate_meta_score()) meta = assessed->aggregate_meta_score();
+      }
+      absl::StatusOr<double> reward = enhanced ? EnhancedVerifierReward(a.score(), proof.score(), meta)
+                                               : VerifierReward(a.score(), proof.score());
+      if (!reward.ok()) {
+        return absl::Status(reward.status().code(), absl::StrCat("proof ", proof.proof_id(), ", analysis ",
+                                                                 a.completion().index(), ": ",
+                                                                 reward.status().message()));
+      }
+      SampleRecord s;
+      s.sample.mutable_completion_token_ids()->CopyFrom(a.completion().token_ids());
+      s.sample.mutable_behaviour_logprobs()->CopyFrom(a.completion().logprobs());
+      s.sample.set_adapter_version(a.completion().adapter_version());
+      s.sample.set_finish_reason(a.completion().finish_reason());
+      s.sample.set_reward(*reward);
+      s.completion_text = a.completion().text();
+      s.reward_parts["r_format"] = a.score().format() == v1::FORMAT_STATUS_OK ? 1.0 : 0.0;
+      if (a.score().has_value()) s.reward_parts["score"] = a.score().value();
+      if (meta.has_value()) s.reward_parts["r_meta"] = *meta;
+      progress.format_failures += a.score().format() != v1::FORMAT_STATUS_OK;
+      progress.reward_sum += *reward;
+      ++progress.analyses;
+      group.samples.push_back(std::move(s));
+    }
+    absl::StatusOr<bool> recorded =
+        store_->RecordGroup(group, CursorUpdate{CursorName(), stored.seq}, absl::Now());
+    if (!recorded.ok()) return recorded.status();
+    ++progress.proofs;
+    progress.groups_recorded += *recorded;
+    if (on_group_) on_group_();
+  }
+  return progress;
+}
+
+}  // namespace dsm

@@ -1,0 +1,70 @@
+// VerifierPhase: phase 1 (verifier RL) and, with a meta-verifier in the
+// loop, phase 3 (enhanced verifier) of the pipeline (../shared/METHOD.md).
+//
+// For each labelled proof of the run (RunStore::Proofs, in import order,
+// from the phase's cursor): ask the verifier service for `group_size`
+// analyses of the proof (ScoringClient::Verify with return_logprobs), score
+// each analysis against the expert label — R = R_format · R_score, and in
+// the enhanced phase · R_meta from the meta-verifier's assessment of that
+// analysis — and record the group for the learner (RecordGroup, PENDING;
+// the GroupFeeder sends it). The group and the cursor move in one
+// transaction, so a restarted coordinator neither repeats nor skips a proof.
+//
+// A scoring call that keeps failing stops the phase with its error (the
+// proof is retried when the phase runs again); a failed judgement is never
+// turned into a reward.
+//
+// Thread-compatible: one RunOnce() at a time.
+#ifndef DSM_SERVICES_COORDINATOR_VERIFIER_PHASE_H_
+#define DSM_SERVICES_COORDINATOR_VERIFIER_PHASE_H_
+
+#include <cstdint>
+#include <functional>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "dsm/v1/coordinator.pb.h"
+#include "services/coordinator/run_store.h"
+#include "services/coordinator/scoring_client.h"
+
+namespace dsm {
+
+struct VerifierPhaseOptions {
+  v1::Phase phase = v1::PHASE_VERIFIER_RL;  // or PHASE_ENHANCED_VERIFIER_RL (adds R_meta)
+  uint32_t iteration = 1;
+  uint32_t group_size = 8;   // analyses per proof (GRPO group)
+  uint32_t max_proofs = 0;   // per RunOnce; 0 = every remaining proof
+  v1::SamplingParams params;  // temperature, max_tokens, ... (return_logprobs is forced on)
+  uint32_t meta_samples = 1;  // enhanced phase: meta-verifications per analysis (mean)
+};
+
+struct VerifierPhaseProgress {
+  uint32_t proofs = 0;         // proofs done by this call
+  uint32_t groups_recorded = 0;
+  uint32_t format_failures = 0;
+  double reward_sum = 0;       // over every analysis of this call
+  uint32_t analyses = 0;
+};
+
+class VerifierPhase {
+ public:
+  // Neither is owned. `on_group` (may be empty) runs after each recorded group.
+  VerifierPhase(RunStore* store, ScoringClient* scoring, VerifierPhaseOptions options,
+                std::function<void()> on_group = nullptr);
+
+  // Works through the proofs after the cursor (at most max_proofs).
+  absl::StatusOr<VerifierPhaseProgress> RunOnce();
+
+  // The cursor's name in the RunStore.
+  std::string CursorName() const;
+
+ private:
+  RunStore* const store_;
+  ScoringClient* const scoring_;
+  const VerifierPhaseOptions options_;
+  std::function<void()> on_group_;
+};
+
+}  // namespace dsm
+
+#endif  // DSM_SERVICES_COORDINATOR_VERIFIER_PHASE_H_

@@ -1,0 +1,191 @@
+// Phase 1 / phase 3 of the pipeline against fake verifier and meta-verifier
+// services on port 0: one GRPO group per labelled proof with the METHOD.md
+// rewards, the cursor moving with each group (a rerun repeats nothing), and a
+// scoring outage that stops the phase without recording anything.
+#include <atomic>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "absl/strings/str_cat.h"
+#include "common/grpc_server.h"
+#include "dsm/v1/scoring.grpc.pb.h"
+#include "services/coordinator/run_store.h"
+#include "services/coordinator/scoring_client.h"
+#include "services/coordinator/verifier_phase.h"
+#include "tests/unit/coordinator/test_dir.h"
+
+namespace dsm {
+namespace {
+
+using ::testing::HasSubstr;
+
+// Analysis i of every request says scores[i % 4]; index 3 fails its format.
+class FakeScorers final : public v1::Verifier::CallbackService {
+ public:
+  std::atomic<bool> down{false};
+  std::atomic<int> calls{0};
+  grpc::ServerUnaryReactor* Verify(grpc::CallbackServerContext* context, const v1::VerifyRequest* request,
+                                   v1::VerifyResponse* response) override {
+    ++calls;
+    grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+    if (down) {
+      reactor->Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "verifier down"));
+      return reactor;
+    }
+    for (int id : {7, 8, 9}) response->add_prompt_token_ids(id);
+    const double scores[] = {1, 0, 0.5, -1};
+    for (uint32_t i = 0; i < request->n(); ++i) {
+      v1::Analysis* a = response->add_analyses();
+      a->mutable_completion()->set_index(i);
+      a->mutable_completion()->set_text(absl::StrCat("analysis ", i));
+      a->mutable_completion()->add_token_ids(static_cast<int>(10 + i));
+      a->mutable_completion()->add_logprobs(-1.0f);
+      a->mutable_completion()->set_adapter_version(3);
+      const double s = scores[i % 4];
+      if (s < 0) {
+        a->mutable_score()->set_format(v1::FORMAT_STATUS_MISSING_SCORE_MARKER);
+      } else {
+        a->mutable_score()->set_format(v1::FORMAT_STATUS_OK);
+        a->mutable_score()->set_value(s);
+      }
+    }
+    reactor->Finish(grpc::Status::OK);
+    return reactor;
+  }
+};
+
+// Every meta-verification says 0.5.
+class FakeMeta final : public v1::MetaVerifier::CallbackService {
+ public:
+  grpc::ServerUnaryReactor* Assess(grpc::CallbackServerContext* context, const v1::AssessRequest*,
+                                   v1::AssessResponse* response) override {
+    response->set_aggregate_meta_score(0.5);
+    grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+    reactor->Finish(grpc::Status::OK);
+    return reactor;
+  }
+};
+
+class VerifierPhaseTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    GrpcServerOptions o;
+    o.drain = absl::ZeroDuration();
+    o.shutdown_grace = absl::Milliseconds(100);
+    server_ = std::make_unique<GrpcServer>(o);
+    server_->RegisterService(&verifier_, v1::Verifier::service_full_name());
+    server_->RegisterService(&meta_, v1::MetaVerifier::service_full_name());
+    ASSERT_TRUE(server_->Start().ok());
+    ScoringClientOptions c;
+    c.verifier_target = server_->address();
+    c.meta_verifier_target = server_->address();
+    c.max_attempts = 2;
+    c.initial_backoff = absl::Milliseconds(5);
+    c.channel.max_attempts = 1;
+    auto client = ScoringClient::Create(c, nullptr);
+    ASSERT_TRUE(client.ok());
+    scoring_ = *std::move(client);
+    RunStoreOptions s;
+    s.db.synchronous_full = false;
+    auto store = RunStore::Open(dir_.File("state.db"), s);
+    ASSERT_TRUE(store.ok()) << store.status();
+    store_ = *std::move(store);
+    std::vector<v1::ImportRecordsRequest> records;
+    records.emplace_back().mutable_problem()->set_problem_id("p1");
+    records.back().mutable_problem()->set_statement("Given: a=b, b=c. Prove: a=c.");
+    for (int i = 0; i < 3; ++i) {
+      v1::LabelledProof* proof = records.emplace_back().mutable_proof();
+      proof->set_proof_id(absl::StrCat("q", i));
+      proof->set_problem_id("p1");
+      proof->set_proof(absl::StrCat("proof ", i));
+      proof->set_score(i == 0 ? 1.0 : 0.0);
+    }
+    auto imported = store_->ImportRecords(records, true);
+    ASSERT_TRUE(imported.ok()) << imported.status();
+    ASSERT_EQ(imported->imported(), 4u);
+  }
+
+  TestDir dir_;
+  FakeScorers verifier_;
+  FakeMeta meta_;
+  std::unique_ptr<GrpcServer> server_;
+  std::unique_ptr<ScoringClient> scoring_;
+  std::unique_ptr<RunStore> store_;
+};
+
+TEST_F(VerifierPhaseTest, OneGroupPerProofWithTheVerifierReward) {
+  VerifierPhaseOptions o;
+  o.group_size = 4;
+  int notified = 0;
+  VerifierPhase phase(store_.get(), scoring_.get(), o, [&] { ++notified; });
+  auto progress = phase.RunOnce();
+  ASSERT_TRUE(progress.ok()) << progress.status();
+  EXPECT_EQ(progress->proofs, 3u);
+  EXPECT_EQ(progress->groups_recorded, 3u);
+  EXPECT_EQ(progress->format_failures, 3u);
+  EXPECT_EQ(notified, 3);
+  // q0 is labelled 1: analyses say 1, 0, 0.5, (format failure).
+  auto q0 = store_->GetGroup("p2-i1-q0");
+  ASSERT_TRUE(q0.ok() && q0->has_value());
+  ASSERT_EQ((*q0)->samples.size(), 4u);
+  EXPECT_EQ((*q0)->samples[0].sample.reward(), 1.0);
+  EXPECT_EQ((*q0)->samples[1].sample.reward(), 0.0);
+  EXPECT_EQ((*q0)->samples[2].sample.reward(), 0.5);
+  EXPECT_EQ((*q0)->samples[3].sample.reward(), 0.0);
+  EXPECT_EQ((*q0)->samples[3].reward_parts.at("r_format"), 0.0);
+  EXPECT_EQ((*q0)->prompt_token_ids, (std::vector<int32_t>{7, 8, 9}));
+  EXPECT_EQ((*q0)->samples[1].sample.completion_token_ids(0), 11);
+  EXPECT_EQ((*q0)->samples[1].sample.adapter_version(), 3u);
+  EXPECT_EQ((*q0)->status, kGroupPending);
+  // q1 is labelled 0: 1 -> 0, 0 -> 1, 0.5 -> 0.5.
+  auto q1 = store_->GetGroup("p2-i1-q1");
+  ASSERT_TRUE(q1.ok() && q1->has_value());
+  EXPECT_EQ((*q1)->samples[0].sample.reward(), 0.0);
+  EXPECT_EQ((*q1)->samples[1].sample.reward(), 1.0);
+  EXPECT_EQ((*q1)->samples[2].sample.reward(), 0.5);
+  // A rerun (or a restarted coordinator) starts after the cursor: nothing again.
+  const int calls = verifier_.calls.load();
+  VerifierPhase again(store_.get(), scoring_.get(), o);
+  auto rerun = again.RunOnce();
+  ASSERT_TRUE(rerun.ok());
+  EXPECT_EQ(rerun->proofs, 0u);
+  EXPECT_EQ(verifier_.calls.load(), calls);
+}
+
+TEST_F(VerifierPhaseTest, TheEnhancedPhaseMultipliesTheMetaScore) {
+  VerifierPhaseOptions o;
+  o.phase = v1::PHASE_ENHANCED_VERIFIER_RL;
+  o.group_size = 4;
+  VerifierPhase phase(store_.get(), scoring_.get(), o);
+  ASSERT_TRUE(phase.RunOnce().ok());
+  auto q0 = store_->GetGroup("p4-i1-q0");
+  ASSERT_TRUE(q0.ok() && q0->has_value());
+  EXPECT_EQ((*q0)->samples[0].sample.reward(), 0.5);  // 1 · 1 · 0.5
+  EXPECT_EQ((*q0)->samples[2].sample.reward(), 0.25);
+  EXPECT_EQ((*q0)->samples[3].sample.reward(), 0.0);  // format failure, no meta call needed
+  EXPECT_EQ((*q0)->samples[0].reward_parts.at("r_meta"), 0.5);
+}
+
+TEST_F(VerifierPhaseTest, AScoringOutageStopsThePhaseWithoutRecording) {
+  verifier_.down = true;
+  VerifierPhaseOptions o;
+  o.group_size = 2;
+  VerifierPhase phase(store_.get(), scoring_.get(), o);
+  auto progress = phase.RunOnce();
+  ASSERT_FALSE(progress.ok());
+  EXPECT_EQ(progress.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(progress.status().message(), HasSubstr("verifier down"));
+  EXPECT_EQ(store_->GetCursor(phase.CursorName()).value(), 0);
+  EXPECT_TRUE(store_->GroupsWithStatus(kGroupPending, 10)->empty());
+  verifier_.down = false;  // back: the phase carries on from the first proof
+  auto resumed = phase.RunOnce();
+  ASSERT_TRUE(resumed.ok()) << resumed.status();
+  EXPECT_EQ(resumed->proofs, 3u);
+}
+
+}  // namespace
+}  // namespace dsm
