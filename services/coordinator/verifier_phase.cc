@@ -3,6 +3,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "services/coordinator/phase_groups.h"
 #include "services/coordinator/rewards.h"
 
 namespace dsm {
@@ -15,9 +16,9 @@ std::string VerifierPhase::CursorName() const {
   return RunStore::CursorName(options_.phase, options_.iteration, "proofs");
 }
 
-absl::StatusOr<VerifierPhaseProgress> VerifierPhase::RunOnce() {
+absl::StatusOr<ScoringPhaseProgress> VerifierPhase::RunOnce() {
   const bool enhanced = options_.phase == v1::PHASE_ENHANCED_VERIFIER_RL;
-  VerifierPhaseProgress progress;
+  ScoringPhaseProgress progress;
   absl::StatusOr<int64_t> cursor = store_->GetCursor(CursorName());
   if (!cursor.ok()) return cursor.status();
   const uint32_t limit = options_.max_proofs == 0 ? 1024 : options_.max_proofs;
@@ -43,16 +44,10 @@ absl::StatusOr<VerifierPhaseProgress> VerifierPhase::RunOnce() {
     absl::StatusOr<v1::VerifyResponse> verified = scoring_->Verify(request);
     if (!verified.ok()) return verified.status();
 
-    GroupRecord group;
-    group.group_id = absl::StrCat(request.request_id());
-    group.role = v1::ADAPTER_ROLE_VERIFIER;
-    group.phase = options_.phase;
-    group.iteration = options_.iteration;
-    group.problem_id = proof.problem_id();
-    group.objective = v1::OBJECTIVE_GRPO;
-    group.source = enhanced ? "enhanced_verifier_rl" : "verifier_rl";
-    if (options_.params.has_temperature()) group.logprob_temperature = options_.params.temperature();
-    group.prompt_token_ids.assign(verified->prompt_token_ids().begin(), verified->prompt_token_ids().end());
+    GroupRecord group = NewGroup(request.request_id(), v1::ADAPTER_ROLE_VERIFIER, options_.phase,
+                                 options_.iteration, proof.problem_id(),
+                                 enhanced ? "enhanced_verifier_rl" : "verifier_rl", options_.params,
+                                 verified->prompt_token_ids());
     for (const v1::Analysis& a : verified->analyses()) {
       std::optional<double> meta;
       if (enhanced && a.score().format() == v1::FORMAT_STATUS_OK) {
@@ -74,26 +69,14 @@ absl::StatusOr<VerifierPhaseProgress> VerifierPhase::RunOnce() {
                                                                  a.completion().index(), ": ",
                                                                  reward.status().message()));
       }
-      SampleRecord s;
-      s.sample.mutable_completion_token_ids()->CopyFrom(a.completion().token_ids());
-      s.sample.mutable_behaviour_logprobs()->CopyFrom(a.completion().logprobs());
-      s.sample.set_adapter_version(a.completion().adapter_version());
-      s.sample.set_finish_reason(a.completion().finish_reason());
-      s.sample.set_reward(*reward);
-      s.completion_text = a.completion().text();
-      s.reward_parts["r_format"] = a.score().format() == v1::FORMAT_STATUS_OK ? 1.0 : 0.0;
-      if (a.score().has_value()) s.reward_parts["score"] = a.score().value();
+      SampleRecord s = SampleOf(a.completion(), a.score(), *reward);
       if (meta.has_value()) s.reward_parts["r_meta"] = *meta;
       progress.format_failures += a.score().format() != v1::FORMAT_STATUS_OK;
       progress.reward_sum += *reward;
       ++progress.analyses;
       group.samples.push_back(std::move(s));
     }
-    absl::StatusOr<bool> recorded =
-        store_->RecordGroup(group, CursorUpdate{CursorName(), stored.seq}, absl::Now());
-    if (!recorded.ok()) return recorded.status();
-    ++progress.proofs;
-    progress.groups_recorded += *recorded;
+    if (absl::Status s = RecordAndAdvance(store_, group, CursorName(), stored.seq, &progress); !s.ok()) return s;
     if (on_group_) on_group_();
   }
   return progress;

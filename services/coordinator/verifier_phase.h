@@ -24,6 +24,7 @@
 
 #include "absl/status/statusor.h"
 #include "dsm/v1/coordinator.pb.h"
+#include "services/coordinator/phase_groups.h"
 #include "services/coordinator/run_store.h"
 #include "services/coordinator/scoring_client.h"
 
@@ -38,14 +39,6 @@ struct VerifierPhaseOptions {
   uint32_t meta_samples = 1;  // enhanced phase: meta-verifications per analysis (mean)
 };
 
-struct VerifierPhaseProgress {
-  uint32_t proofs = 0;         // proofs done by this call
-  uint32_t groups_recorded = 0;
-  uint32_t format_failures = 0;
-  double reward_sum = 0;       // over every analysis of this call
-  uint32_t analyses = 0;
-};
-
 class VerifierPhase {
  public:
   // Neither is owned. `on_group` (may be empty) runs after each recorded group.
@@ -53,7 +46,7 @@ class VerifierPhase {
                 std::function<void()> on_group = nullptr);
 
   // Works through the proofs after the cursor (at most max_proofs).
-  absl::StatusOr<VerifierPhaseProgress> RunOnce();
+  absl::StatusOr<ScoringPhaseProgress> RunOnce();
 
   // The cursor's name in the RunStore.
   std::string CursorName() const;

@@ -13,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/grpc_server.h"
 #include "dsm/v1/scoring.grpc.pb.h"
+#include "services/coordinator/meta_verifier_phase.h"
 #include "services/coordinator/run_store.h"
 #include "services/coordinator/scoring_client.h"
 #include "services/coordinator/verifier_phase.h"
@@ -58,12 +59,24 @@ class FakeScorers final : public v1::Verifier::CallbackService {
   }
 };
 
-// Every meta-verification says 0.5.
+// Every meta-verification's aggregate says 0.5; assessment i says 1, 0.5, 0.
 class FakeMeta final : public v1::MetaVerifier::CallbackService {
  public:
-  grpc::ServerUnaryReactor* Assess(grpc::CallbackServerContext* context, const v1::AssessRequest*,
+  std::atomic<int> last_role{0};
+  grpc::ServerUnaryReactor* Assess(grpc::CallbackServerContext* context, const v1::AssessRequest* request,
                                    v1::AssessResponse* response) override {
+    last_role = request->adapter_role();
     response->set_aggregate_meta_score(0.5);
+    for (int id : {5, 6}) response->add_prompt_token_ids(id);
+    const double scores[] = {1, 0.5, 0};
+    for (uint32_t i = 0; i < request->n() && request->params().return_logprobs(); ++i) {
+      v1::Analysis* a = response->add_assessments();
+      a->mutable_completion()->set_index(i);
+      a->mutable_completion()->add_token_ids(static_cast<int>(20 + i));
+      a->mutable_completion()->add_logprobs(-0.5f);
+      a->mutable_score()->set_format(v1::FORMAT_STATUS_OK);
+      a->mutable_score()->set_value(scores[i % 3]);
+    }
     grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
     reactor->Finish(grpc::Status::OK);
     return reactor;
@@ -104,9 +117,14 @@ class VerifierPhaseTest : public ::testing::Test {
       proof->set_proof(absl::StrCat("proof ", i));
       proof->set_score(i == 0 ? 1.0 : 0.0);
     }
+    v1::LabelledAnalysis* analysis = records.emplace_back().mutable_analysis();
+    analysis->set_analysis_id("a0");
+    analysis->set_proof_id("q1");
+    analysis->set_analysis("Step 2 is wrong. \\boxed{0}");
+    analysis->set_meta_score(1.0);
     auto imported = store_->ImportRecords(records, true);
     ASSERT_TRUE(imported.ok()) << imported.status();
-    ASSERT_EQ(imported->imported(), 4u);
+    ASSERT_EQ(imported->imported(), 5u);
   }
 
   TestDir dir_;
@@ -124,7 +142,7 @@ TEST_F(VerifierPhaseTest, OneGroupPerProofWithTheVerifierReward) {
   VerifierPhase phase(store_.get(), scoring_.get(), o, [&] { ++notified; });
   auto progress = phase.RunOnce();
   ASSERT_TRUE(progress.ok()) << progress.status();
-  EXPECT_EQ(progress->proofs, 3u);
+  EXPECT_EQ(progress->items, 3u);
   EXPECT_EQ(progress->groups_recorded, 3u);
   EXPECT_EQ(progress->format_failures, 3u);
   EXPECT_EQ(notified, 3);
@@ -152,7 +170,7 @@ TEST_F(VerifierPhaseTest, OneGroupPerProofWithTheVerifierReward) {
   VerifierPhase again(store_.get(), scoring_.get(), o);
   auto rerun = again.RunOnce();
   ASSERT_TRUE(rerun.ok());
-  EXPECT_EQ(rerun->proofs, 0u);
+  EXPECT_EQ(rerun->items, 0u);
   EXPECT_EQ(verifier_.calls.load(), calls);
 }
 
@@ -184,7 +202,35 @@ TEST_F(VerifierPhaseTest, AScoringOutageStopsThePhaseWithoutRecording) {
   verifier_.down = false;  // back: the phase carries on from the first proof
   auto resumed = phase.RunOnce();
   ASSERT_TRUE(resumed.ok()) << resumed.status();
-  EXPECT_EQ(resumed->proofs, 3u);
+  EXPECT_EQ(resumed->items, 3u);
+}
+
+TEST_F(VerifierPhaseTest, MetaVerifierGroupsRewardAgreementWithTheMetaLabel) {
+  MetaVerifierPhaseOptions o;
+  o.group_size = 3;
+  MetaVerifierPhase phase(store_.get(), scoring_.get(), o);
+  auto progress = phase.RunOnce();
+  ASSERT_TRUE(progress.ok()) << progress.status();
+  EXPECT_EQ(progress->items, 1u);
+  EXPECT_EQ(meta_.last_role.load(), v1::ADAPTER_ROLE_META_VERIFIER);
+  auto g = store_->GetGroup("p3-i1-a0");
+  ASSERT_TRUE(g.ok() && g->has_value());
+  EXPECT_EQ((*g)->role, v1::ADAPTER_ROLE_META_VERIFIER);
+  ASSERT_EQ((*g)->samples.size(), 3u);
+  EXPECT_EQ((*g)->samples[0].sample.reward(), 1.0);  // label 1
+  EXPECT_EQ((*g)->samples[1].sample.reward(), 0.5);
+  EXPECT_EQ((*g)->samples[2].sample.reward(), 0.0);
+  EXPECT_EQ((*g)->prompt_token_ids, (std::vector<int32_t>{5, 6}));
+  // Phase 3 trains the verifier adapter on the same data.
+  o.phase = v1::PHASE_ENHANCED_VERIFIER_RL;
+  o.role = v1::ADAPTER_ROLE_VERIFIER;
+  MetaVerifierPhase enhanced(store_.get(), scoring_.get(), o);
+  ASSERT_TRUE(enhanced.RunOnce().ok());
+  EXPECT_EQ(meta_.last_role.load(), v1::ADAPTER_ROLE_VERIFIER);
+  auto v = store_->GetGroup("p4-i1-a0");
+  ASSERT_TRUE(v.ok() && v->has_value());
+  EXPECT_EQ((*v)->role, v1::ADAPTER_ROLE_VERIFIER);
+  EXPECT_EQ(enhanced.RunOnce()->items, 0u);
 }
 
 }  // namespace

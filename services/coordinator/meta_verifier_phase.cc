@@ -1,0 +1,72 @@
+#include "services/coordinator/meta_verifier_phase.h"
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "services/coordinator/phase_groups.h"
+#include "services/coordinator/rewards.h"
+
+namespace dsm {
+
+MetaVerifierPhase::MetaVerifierPhase(RunStore* store, ScoringClient* scoring, MetaVerifierPhaseOptions options,
+                                     std::function<void()> on_group)
+    : store_(store), scoring_(scoring), options_(std::move(options)), on_group_(std::move(on_group)) {}
+
+std::string MetaVerifierPhase::CursorName() const {
+  return RunStore::CursorName(options_.phase, options_.iteration, "analyses");
+}
+
+absl::StatusOr<ScoringPhaseProgress> MetaVerifierPhase::RunOnce() {
+  ScoringPhaseProgress progress;
+  absl::StatusOr<int64_t> cursor = store_->GetCursor(CursorName());
+  if (!cursor.ok()) return cursor.status();
+  const uint32_t limit = options_.max_analyses == 0 ? 1024 : options_.max_analyses;
+  absl::StatusOr<std::vector<StoredAnalysis>> analyses = store_->Analyses(*cursor, limit);
+  if (!analyses.ok()) return analyses.status();
+  for (const StoredAnalysis& stored : *analyses) {
+    const v1::LabelledAnalysis& labelled = stored.record;
+    absl::StatusOr<std::optional<v1::LabelledProof>> proof = store_->GetProof(labelled.proof_id());
+    if (!proof.ok()) return proof.status();
+    if (!proof->has_value()) {
+      return absl::FailedPreconditionError(absl::StrCat("analysis ", labelled.analysis_id(), ": proof ",
+                                                        labelled.proof_id(), " is not in the run"));
+    }
+    absl::StatusOr<std::optional<v1::ProblemRecord>> problem = store_->GetProblem((*proof)->problem_id());
+    if (!problem.ok()) return problem.status();
+    if (!problem->has_value()) {
+      return absl::FailedPreconditionError(absl::StrCat("proof ", (*proof)->proof_id(), ": problem ",
+                                                        (*proof)->problem_id(), " is not in the run"));
+    }
+    v1::AssessRequest request;
+    request.set_problem((*problem)->statement());
+    request.set_proof((*proof)->proof());
+    request.set_analysis(labelled.analysis());
+    request.set_n(options_.group_size);
+    *request.mutable_params() = options_.params;
+    request.mutable_params()->set_return_logprobs(true);
+    request.set_adapter_role(options_.role);
+    request.set_request_id(absl::StrCat("p", static_cast<int>(options_.phase), "-i", options_.iteration, "-",
+                                        labelled.analysis_id()));
+    absl::StatusOr<v1::AssessResponse> assessed = scoring_->Assess(request);
+    if (!assessed.ok()) return assessed.status();
+    GroupRecord group = NewGroup(request.request_id(), options_.role, options_.phase, options_.iteration,
+                                 (*proof)->problem_id(), "meta_verifier_rl", options_.params,
+                                 assessed->prompt_token_ids());
+    for (const v1::Analysis& a : assessed->assessments()) {
+      absl::StatusOr<double> reward = MetaVerifierReward(a.score(), labelled.meta_score());
+      if (!reward.ok()) {
+        return absl::Status(reward.status().code(), absl::StrCat("analysis ", labelled.analysis_id(), ": ",
+                                                                 reward.status().message()));
+      }
+      progress.format_failures += a.score().format() != v1::FORMAT_STATUS_OK;
+      progress.reward_sum += *reward;
+      ++progress.analyses;
+      group.samples.push_back(SampleOf(a.completion(), a.score(), *reward));
+    }
+    if (absl::Status s = RecordAndAdvance(store_, group, CursorName(), stored.seq, &progress); !s.ok()) return s;
+    if (on_group_) on_group_();
+  }
+  return progress;
+}
+
+}  // namespace dsm

@@ -1,0 +1,45 @@
+#include "services/coordinator/phase_groups.h"
+
+#include <utility>
+
+namespace dsm {
+
+GroupRecord NewGroup(std::string group_id, v1::AdapterRole role, v1::Phase phase, uint32_t iteration,
+                     std::string problem_id, std::string source, const v1::SamplingParams& params,
+                     const google::protobuf::RepeatedField<int32_t>& prompt_token_ids) {
+  GroupRecord group;
+  group.group_id = std::move(group_id);
+  group.role = role;
+  group.phase = phase;
+  group.iteration = iteration;
+  group.problem_id = std::move(problem_id);
+  group.objective = v1::OBJECTIVE_GRPO;
+  group.source = std::move(source);
+  if (params.has_temperature()) group.logprob_temperature = params.temperature();
+  group.prompt_token_ids.assign(prompt_token_ids.begin(), prompt_token_ids.end());
+  return group;
+}
+
+SampleRecord SampleOf(const v1::Completion& completion, const v1::Score& score, double reward) {
+  SampleRecord s;
+  s.sample.mutable_completion_token_ids()->CopyFrom(completion.token_ids());
+  s.sample.mutable_behaviour_logprobs()->CopyFrom(completion.logprobs());
+  s.sample.set_adapter_version(completion.adapter_version());
+  s.sample.set_finish_reason(completion.finish_reason());
+  s.sample.set_reward(reward);
+  s.completion_text = completion.text();
+  s.reward_parts["r_format"] = score.format() == v1::FORMAT_STATUS_OK ? 1.0 : 0.0;
+  if (score.has_value()) s.reward_parts["score"] = score.value();
+  return s;
+}
+
+absl::Status RecordAndAdvance(RunStore* store, const GroupRecord& group, const std::string& cursor, int64_t seq,
+                              ScoringPhaseProgress* progress) {
+  absl::StatusOr<bool> recorded = store->RecordGroup(group, CursorUpdate{cursor, seq}, absl::Now());
+  if (!recorded.ok()) return recorded.status();
+  ++progress->items;
+  progress->groups_recorded += *recorded;
+  return absl::OkStatus();
+}
+
+}  // namespace dsm

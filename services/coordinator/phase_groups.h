@@ -1,0 +1,42 @@
+// Building blocks the pipeline phases share: a training group for the
+// learner from sampled completions (token ids, behaviour log-probs, adapter
+// version, finish reason) and their rewards.
+#ifndef DSM_SERVICES_COORDINATOR_PHASE_GROUPS_H_
+#define DSM_SERVICES_COORDINATOR_PHASE_GROUPS_H_
+
+#include <string>
+
+#include "absl/status/status.h"
+#include "dsm/v1/common.pb.h"
+#include "dsm/v1/coordinator.pb.h"
+#include "google/protobuf/repeated_field.h"
+#include "services/coordinator/run_store.h"
+
+namespace dsm {
+
+// What one RunOnce() of a scoring-role phase did.
+struct ScoringPhaseProgress {
+  uint32_t items = 0;          // proofs (or analyses) done by this call
+  uint32_t groups_recorded = 0;
+  uint32_t format_failures = 0;
+  double reward_sum = 0;       // over every analysis of this call
+  uint32_t analyses = 0;
+};
+
+// An empty GRPO group; the behaviour log-probs were taken at params' temperature.
+GroupRecord NewGroup(std::string group_id, v1::AdapterRole role, v1::Phase phase, uint32_t iteration,
+                     std::string problem_id, std::string source, const v1::SamplingParams& params,
+                     const google::protobuf::RepeatedField<int32_t>& prompt_token_ids);
+
+// A sample of `completion` with `reward`; the parsed score's format and value
+// go into reward_parts ("r_format", "score") for the report.
+SampleRecord SampleOf(const v1::Completion& completion, const v1::Score& score, double reward);
+
+// Records `group` and moves the phase's `cursor` to `seq` in one
+// transaction (a group stored before is left alone), and counts it.
+absl::Status RecordAndAdvance(RunStore* store, const GroupRecord& group, const std::string& cursor, int64_t seq,
+                              ScoringPhaseProgress* progress);
+
+}  // namespace dsm
+
+#endif  // DSM_SERVICES_COORDINATOR_PHASE_GROUPS_H_
