@@ -30,3 +30,8 @@ if(TARGET dsm_coordinator)
   dsm_add_test(verifier_phase_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/verifier_phase_test.cc
     DEPS dsm_coordinator LABELS integration TIMEOUT 60)
 endif()
+# Pipeline phase 4 against a scripted worker session and fake scoring services.
+if(TARGET dsm_coordinator)
+  dsm_add_test(generator_phase_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/generator_phase_test.cc
+    DEPS dsm_coordinator LABELS integration TIMEOUT 60)
+endif()

@@ -1,0 +1,155 @@
+#include "services/coordinator/generator_phase.h"
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "services/scoring/score_parser.h"
+#include "spdlog/spdlog.h"
+
+namespace dsm {
+
+GeneratorPhase::GeneratorPhase(RunStore* store, LeaseDispatcher* dispatcher, ScoringClient* scoring,
+                               PromptTemplate generator, OutputMarkers markers, GeneratorPhaseOptions options,
+                               std::function<void()> on_group)
+    : store_(store),
+      dispatcher_(dispatcher),
+      scoring_(scoring),
+      generator_(std::move(generator)),
+      markers_(std::move(markers)),
+      options_(std::move(options)),
+      on_group_(std::move(on_group)) {}
+
+std::string GeneratorPhase::ProblemCursor() const {
+  return RunStore::CursorName(v1::PHASE_GENERATOR_RL, options_.iteration, "problems");
+}
+
+std::string GeneratorPhase::ResultCursor() const {
+  return RunStore::CursorName(v1::PHASE_GENERATOR_RL, options_.iteration, "results");
+}
+
+absl::StatusOr<GeneratorPhaseProgress> GeneratorPhase::Enqueue(uint32_t problems) {
+  GeneratorPhaseProgress progress;
+  absl::StatusOr<int64_t> cursor = store_->GetCursor(ProblemCursor());
+  if (!cursor.ok()) return cursor.status();
+  auto batch = store_->Problems(v1::DATASET_SPLIT_TRAIN, *cursor, problems);
+  if (!batch.ok()) return batch.status();
+  if (batch->empty()) return progress;
+  std::vector<WorkItemSpec> items;
+  for (const StoredProblem& p : *batch) {
+    v1::GenerateWork work;
+    work.mutable_prompt()->set_text(generator_.Render(PromptFields{p.record.statement(), "", ""}));
+    work.set_n(options_.group_size);
+    *work.mutable_params() = options_.params;
+    work.mutable_params()->set_return_logprobs(true);
+    work.set_adapter_role(v1::ADAPTER_ROLE_GENERATOR);
+    work.set_min_adapter_version(options_.min_adapter_version);
+    work.mutable_metadata()->set_phase(v1::PHASE_GENERATOR_RL);
+    work.mutable_metadata()->set_iteration(options_.iteration);
+    work.mutable_metadata()->set_problem_id(p.record.problem_id());
+    WorkItemSpec spec;
+    spec.kind = WorkKind::kGenerate;
+    spec.payload = work.SerializeAsString();
+    spec.role = v1::ADAPTER_ROLE_GENERATOR;
+    spec.phase = v1::PHASE_GENERATOR_RL;
+    spec.iteration = options_.iteration;
+    // Idempotent: a restart that enqueues again gets the same items.
+    spec.key = absl::StrCat("p5-i", options_.iteration, "-", p.record.problem_id());
+    items.push_back(std::move(spec));
+  }
+  auto ids = dispatcher_->Enqueue(items);
+  if (!ids.ok()) return ids.status();
+  if (absl::Status s = store_->SetCursor(ProblemCursor(), batch->back().seq, absl::Now()); !s.ok()) return s;
+  progress.enqueued = static_cast<uint32_t>(items.size());
+  return progress;
+}
+
+absl::StatusOr<GeneratorPhaseProgress> GeneratorPhase::ProcessResults() {
+  GeneratorPhaseProgress progress;
+  absl::StatusOr<int64_t> cursor = store_->GetCursor(ResultCursor());
+  if (!cursor.ok()) return cursor.status();
+  auto results = store_->queue().ResultsAfter(*cursor, 256);
+  if (!results.ok()) return results.status();
+  for (const WorkItem& item : *results) {
+    const bool ours = item.phase == v1::PHASE_GENERATOR_RL && item.iteration == options_.iteration &&
+                      item.kind == WorkKind::kGenerate;
+    if (!ours || item.state != WorkState::kDone) {
+      if (ours) {
+        ++progress.failed_items;
+        spdlog::warn("coordinator: generation item {} failed: {}", item.item_id, item.error);
+      }
+      if (absl::Status s = store_->SetCursor(ResultCursor(), item.result_seq, absl::Now()); !s.ok()) return s;
+      continue;
+    }
+    v1::GenerateWork work;
+    v1::GenerateResult result;
+    if (!work.ParseFromString(item.payload) || !result.ParseFromString(item.result)) {
+      return absl::DataLossError(absl::StrCat("work item ", item.item_id, ": stored payload or result does not parse"));
+    }
+    const std::string& problem_id = work.metadata().problem_id();
+    auto problem = store_->GetProblem(problem_id);
+    if (!problem.ok()) return problem.status();
+    if (!problem->has_value()) return absl::FailedPreconditionError(absl::StrCat("problem ", problem_id, " is gone"));
+    GroupRecord group = NewGroup(absl::StrCat("p5-i", options_.iteration, "-", problem_id, "-", item.item_id),
+                                 v1::ADAPTER_ROLE_GENERATOR, v1::PHASE_GENERATOR_RL, options_.iteration, problem_id,
+                                 "generator_rl", options_.params, result.prompt_token_ids());
+    for (const v1::Completion& c : result.completions()) {
+      const GeneratorOutput out = SplitGeneratorOutput(c.text(), markers_, c.finish_reason());
+      const bool format_ok = out.has_solution_header && out.has_self_evaluation_header &&
+                             out.self_score.format() == v1::FORMAT_STATUS_OK && !out.proof.empty();
+      std::optional<double> s, ms, self;
+      if (format_ok) {
+        self = out.self_score.value();
+        v1::VerifyRequest verify;
+        verify.set_problem((*problem)->statement());
+        verify.set_proof(out.proof);
+        verify.set_n(options_.verifications);
+        *verify.mutable_params() = options_.scoring_params;
+        verify.set_aggregation(v1::AGGREGATION_MEAN);
+        verify.set_request_id(absl::StrCat(group.group_id, "-v", c.index()));
+        auto verified = scoring_->Verify(verify);
+        if (!verified.ok()) return verified.status();
+        if (verified->has_aggregate_score()) s = verified->aggregate_score();
+        v1::AssessRequest assess;
+        assess.set_problem((*problem)->statement());
+        assess.set_proof(out.proof);
+        assess.set_analysis(out.self_analysis);
+        assess.set_n(options_.meta_verifications);
+        *assess.mutable_params() = options_.scoring_params;
+        assess.set_aggregation(v1::AGGREGATION_MEAN);
+        assess.set_request_id(absl::StrCat(group.group_id, "-m", c.index()));
+        auto assessed = scoring_->Assess(assess);
+        if (!assessed.ok()) return assessed.status();
+        if (assessed->has_aggregate_meta_score()) ms = assessed->aggregate_meta_score();
+      }
+      absl::StatusOr<GeneratorReward> reward = ComputeGeneratorReward(format_ok, self, s, ms, options_.reward);
+      if (!reward.ok()) {
+        // No valid judgement of this sample: it is left out of training, never given a made-up reward.
+        spdlog::warn("coordinator: {} completion {} left out: {}", group.group_id, c.index(),
+                     std::string(reward.status().message()));
+        continue;
+      }
+      SampleRecord sample = SampleOf(c, out.self_score, reward->total);
+      sample.reward_parts["r_format"] = reward->r_format;
+      sample.reward_parts["r_y"] = reward->r_y;
+      sample.reward_parts["r_z"] = reward->r_z;
+      progress.format_failures += !format_ok;
+      progress.reward_sum += reward->total;
+      if (format_ok) progress.verifier_score_sum += reward->r_y;
+      ++progress.samples;
+      group.samples.push_back(std::move(sample));
+    }
+    if (group.samples.empty()) {  // nothing judged: nothing to train on
+      if (absl::Status st = store_->SetCursor(ResultCursor(), item.result_seq, absl::Now()); !st.ok()) return st;
+      continue;
+    }
+    ScoringPhaseProgress counted;
+    if (absl::Status st = RecordAndAdvance(store_, group, ResultCursor(), item.result_seq, &counted); !st.ok()) {
+      return st;
+    }
+    progress.groups += counted.groups_recorded;
+    if (on_group_) on_group_();
+  }
+  return progress;
+}
+
+}  // namespace dsm

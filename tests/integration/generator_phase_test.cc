@@ -1,0 +1,157 @@
+// Phase 4 against a scripted worker session on the LeaseDispatcher and fake
+// scoring services: the proofs and self-evaluations are judged and rewarded
+// per METHOD.md, format failures earn 0, an unjudged sample is left out, and
+// a rerun repeats nothing.
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "common/grpc_server.h"
+#include "dsm/v1/scoring.grpc.pb.h"
+#include "services/coordinator/generator_phase.h"
+#include "services/coordinator/lease_dispatcher.h"
+#include "services/coordinator/run_store.h"
+#include "services/coordinator/scoring_client.h"
+#include "services/scoring/score_parser.h"
+#include "tests/unit/coordinator/test_dir.h"
+
+namespace dsm {
+namespace {
+
+// s = 1 for a proof containing "good", 0 otherwise, none for "??";
+// every self-evaluation gets ms = 1.
+class FakeScoring final : public v1::Verifier::CallbackService, public v1::MetaVerifier::CallbackService {
+ public:
+  grpc::ServerUnaryReactor* Verify(grpc::CallbackServerContext* context, const v1::VerifyRequest* request,
+                                   v1::VerifyResponse* response) override {
+    if (!absl::StrContains(request->proof(), "??")) {
+      response->set_aggregate_score(absl::StrContains(request->proof(), "good") ? 1.0 : 0.0);
+    }
+    grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+    reactor->Finish(grpc::Status::OK);
+    return reactor;
+  }
+  grpc::ServerUnaryReactor* Assess(grpc::CallbackServerContext* context, const v1::AssessRequest*,
+                                   v1::AssessResponse* response) override {
+    response->set_aggregate_meta_score(1.0);
+    grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+    reactor->Finish(grpc::Status::OK);
+    return reactor;
+  }
+};
+
+std::string Output(const std::string& proof, const std::string& self_score) {
+  return absl::StrCat("## Solution\n", proof, "\n## Self Evaluation\nHere is my evaluation of the solution:\n",
+                      "fine\nBased on my evaluation, the final overall score should be:\n\\boxed{", self_score, "}");
+}
+
+TEST(GeneratorPhase, JudgesAndRewardsEachCompletion) {
+  TestDir dir;
+  RunStoreOptions store_options;
+  store_options.db.synchronous_full = false;
+  auto store = RunStore::Open(dir.File("state.db"), store_options);
+  ASSERT_TRUE(store.ok()) << store.status();
+  std::vector<v1::ImportRecordsRequest> records(1);
+  records[0].mutable_problem()->set_problem_id("p1");
+  records[0].mutable_problem()->set_statement("Given: a=b, b=c. Prove: a=c.");
+  ASSERT_TRUE((*store)->ImportRecords(records, true).ok());
+
+  FakeScoring scoring;
+  GrpcServerOptions server_options;
+  server_options.drain = absl::ZeroDuration();
+  server_options.shutdown_grace = absl::Milliseconds(100);
+  GrpcServer server(server_options);
+  server.RegisterService(static_cast<v1::Verifier::CallbackService*>(&scoring), v1::Verifier::service_full_name());
+  server.RegisterService(static_cast<v1::MetaVerifier::CallbackService*>(&scoring),
+                         v1::MetaVerifier::service_full_name());
+  ASSERT_TRUE(server.Start().ok());
+  ScoringClientOptions client_options;
+  client_options.verifier_target = server.address();
+  client_options.meta_verifier_target = server.address();
+  auto client = ScoringClient::Create(client_options, nullptr);
+  ASSERT_TRUE(client.ok());
+
+  DispatcherOptions dispatcher_options;
+  LeaseDispatcher dispatcher(store->get(), dispatcher_options, nullptr);
+  absl::Mutex mu;
+  std::vector<v1::LeaseGrant> grants;
+  v1::Hello hello;
+  hello.set_worker_id("w");
+  hello.add_roles(v1::ADAPTER_ROLE_GENERATOR);
+  hello.set_capacity(4);
+  auto session = dispatcher.Connect(
+      hello,
+      [&](v1::CoordinatorMessage m) {
+        absl::MutexLock lock(&mu);
+        if (m.has_grant()) grants.push_back(m.grant());
+        return true;
+      },
+      [](const absl::Status&) {});
+  ASSERT_TRUE(session.ok());
+
+  auto generator = PromptTemplate::Parse(
+      "role: generator\nevaluation_marker: Here is my evaluation of the solution:\n"
+      "score_marker: Based on my evaluation, the final overall score should be:\n---\nProve: {problem}\n",
+      "generator.txt");
+  ASSERT_TRUE(generator.ok()) << generator.status();
+  GeneratorPhaseOptions options;
+  options.group_size = 5;
+  GeneratorPhase phase(store->get(), &dispatcher, client->get(), *generator, VerifierMarkers(), options);
+  auto enqueued = phase.Enqueue(10);
+  ASSERT_TRUE(enqueued.ok()) << enqueued.status();
+  EXPECT_EQ(enqueued->enqueued, 1u);
+  EXPECT_EQ(phase.Enqueue(10)->enqueued, 0u);  // the cursor moved
+  v1::LeaseGrant grant;
+  {
+    absl::MutexLock lock(&mu);
+    ASSERT_EQ(grants.size(), 1u);
+    grant = grants[0];
+  }
+  EXPECT_EQ(grant.generate().prompt().text(), "Prove: Given: a=b, b=c. Prove: a=c.");
+  EXPECT_EQ(grant.generate().n(), 5u);
+  EXPECT_TRUE(grant.generate().params().return_logprobs());
+
+  v1::LeaseResult result;
+  result.set_lease_id(grant.lease_id());
+  v1::GenerateResult* generated = result.mutable_generated();
+  for (int id : {4, 5}) generated->add_prompt_token_ids(id);
+  const std::vector<std::string> texts = {Output("good proof", "1"), Output("bad proof", "1"),
+                                          Output("bad proof", "0"), "no sections at all",
+                                          Output("?? proof", "1")};
+  for (size_t i = 0; i < texts.size(); ++i) {
+    v1::Completion* c = generated->add_completions();
+    c->set_index(static_cast<uint32_t>(i));
+    c->set_text(texts[i]);
+    c->add_token_ids(static_cast<int>(i));
+    c->add_logprobs(-1.0f);
+    c->set_finish_reason(v1::FINISH_REASON_STOP_TOKEN);
+  }
+  ASSERT_TRUE(dispatcher.OnResult(*session, result).ok());
+
+  auto progress = phase.ProcessResults();
+  ASSERT_TRUE(progress.ok()) << progress.status();
+  EXPECT_EQ(progress->groups, 1u);
+  EXPECT_EQ(progress->samples, 4u);  // the unjudged one is left out
+  EXPECT_EQ(progress->format_failures, 1u);
+  auto groups = (*store)->GroupsWithStatus(kGroupPending, 10);
+  ASSERT_TRUE(groups.ok());
+  ASSERT_EQ(groups->size(), 1u);
+  const GroupRecord& g = groups->front();
+  EXPECT_EQ(g.role, v1::ADAPTER_ROLE_GENERATOR);
+  EXPECT_EQ(g.prompt_token_ids, (std::vector<int32_t>{4, 5}));
+  ASSERT_EQ(g.samples.size(), 4u);
+  EXPECT_DOUBLE_EQ(g.samples[0].sample.reward(), 1.0);   // correct and honest
+  EXPECT_DOUBLE_EQ(g.samples[1].sample.reward(), 0.0);   // wrong, claims 1
+  EXPECT_DOUBLE_EQ(g.samples[2].sample.reward(), 0.24);  // wrong, admits it
+  EXPECT_DOUBLE_EQ(g.samples[3].sample.reward(), 0.0);   // format failure
+  EXPECT_EQ(g.samples[3].reward_parts.at("r_format"), 0.0);
+  EXPECT_EQ(phase.ProcessResults()->groups, 0u);  // a rerun repeats nothing
+}
+
+}  // namespace
+}  // namespace dsm
