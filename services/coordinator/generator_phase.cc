@@ -28,38 +28,12 @@ std::string GeneratorPhase::ResultCursor() const {
 }
 
 absl::StatusOr<GeneratorPhaseProgress> GeneratorPhase::Enqueue(uint32_t problems) {
+  GenerationWorkSpec spec{v1::PHASE_GENERATOR_RL, options_.iteration, options_.group_size, options_.params,
+                          options_.min_adapter_version};
+  auto enqueued = EnqueueGenerationWork(store_, dispatcher_, generator_, spec, ProblemCursor(), problems);
+  if (!enqueued.ok()) return enqueued.status();
   GeneratorPhaseProgress progress;
-  absl::StatusOr<int64_t> cursor = store_->GetCursor(ProblemCursor());
-  if (!cursor.ok()) return cursor.status();
-  auto batch = store_->Problems(v1::DATASET_SPLIT_TRAIN, *cursor, problems);
-  if (!batch.ok()) return batch.status();
-  if (batch->empty()) return progress;
-  std::vector<WorkItemSpec> items;
-  for (const StoredProblem& p : *batch) {
-    v1::GenerateWork work;
-    work.mutable_prompt()->set_text(generator_.Render(PromptFields{p.record.statement(), "", ""}));
-    work.set_n(options_.group_size);
-    *work.mutable_params() = options_.params;
-    work.mutable_params()->set_return_logprobs(true);
-    work.set_adapter_role(v1::ADAPTER_ROLE_GENERATOR);
-    work.set_min_adapter_version(options_.min_adapter_version);
-    work.mutable_metadata()->set_phase(v1::PHASE_GENERATOR_RL);
-    work.mutable_metadata()->set_iteration(options_.iteration);
-    work.mutable_metadata()->set_problem_id(p.record.problem_id());
-    WorkItemSpec spec;
-    spec.kind = WorkKind::kGenerate;
-    spec.payload = work.SerializeAsString();
-    spec.role = v1::ADAPTER_ROLE_GENERATOR;
-    spec.phase = v1::PHASE_GENERATOR_RL;
-    spec.iteration = options_.iteration;
-    // Idempotent: a restart that enqueues again gets the same items.
-    spec.key = absl::StrCat("p5-i", options_.iteration, "-", p.record.problem_id());
-    items.push_back(std::move(spec));
-  }
-  auto ids = dispatcher_->Enqueue(items);
-  if (!ids.ok()) return ids.status();
-  if (absl::Status s = store_->SetCursor(ProblemCursor(), batch->back().seq, absl::Now()); !s.ok()) return s;
-  progress.enqueued = static_cast<uint32_t>(items.size());
+  progress.enqueued = *enqueued;
   return progress;
 }
 

@@ -1,6 +1,9 @@
 #include "services/coordinator/phase_groups.h"
 
 #include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
 
 namespace dsm {
 
@@ -40,6 +43,41 @@ absl::Status RecordAndAdvance(RunStore* store, const GroupRecord& group, const s
   ++progress->items;
   progress->groups_recorded += *recorded;
   return absl::OkStatus();
+}
+
+absl::StatusOr<uint32_t> EnqueueGenerationWork(RunStore* store, LeaseDispatcher* dispatcher,
+                                               const PromptTemplate& generator, const GenerationWorkSpec& spec,
+                                               const std::string& cursor, uint32_t problems) {
+  absl::StatusOr<int64_t> position = store->GetCursor(cursor);
+  if (!position.ok()) return position.status();
+  auto batch = store->Problems(v1::DATASET_SPLIT_TRAIN, *position, problems);
+  if (!batch.ok()) return batch.status();
+  if (batch->empty()) return 0u;
+  std::vector<WorkItemSpec> items;
+  for (const StoredProblem& p : *batch) {
+    v1::GenerateWork work;
+    work.mutable_prompt()->set_text(generator.Render(PromptFields{p.record.statement(), "", ""}));
+    work.set_n(spec.n);
+    *work.mutable_params() = spec.params;
+    work.mutable_params()->set_return_logprobs(true);
+    work.set_adapter_role(v1::ADAPTER_ROLE_GENERATOR);
+    work.set_min_adapter_version(spec.min_adapter_version);
+    work.mutable_metadata()->set_phase(spec.phase);
+    work.mutable_metadata()->set_iteration(spec.iteration);
+    work.mutable_metadata()->set_problem_id(p.record.problem_id());
+    WorkItemSpec item;
+    item.kind = WorkKind::kGenerate;
+    item.payload = work.SerializeAsString();
+    item.role = v1::ADAPTER_ROLE_GENERATOR;
+    item.phase = spec.phase;
+    item.iteration = spec.iteration;
+    item.key = absl::StrCat("p", static_cast<int>(spec.phase), "-i", spec.iteration, "-", p.record.problem_id());
+    items.push_back(std::move(item));
+  }
+  auto ids = dispatcher->Enqueue(items);
+  if (!ids.ok()) return ids.status();
+  if (absl::Status s = store->SetCursor(cursor, batch->back().seq, absl::Now()); !s.ok()) return s;
+  return static_cast<uint32_t>(items.size());
 }
 
 }  // namespace dsm

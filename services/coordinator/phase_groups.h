@@ -10,7 +10,9 @@
 #include "dsm/v1/common.pb.h"
 #include "dsm/v1/coordinator.pb.h"
 #include "google/protobuf/repeated_field.h"
+#include "services/coordinator/lease_dispatcher.h"
 #include "services/coordinator/run_store.h"
+#include "services/scoring/prompt_template.h"
 
 namespace dsm {
 
@@ -36,6 +38,24 @@ SampleRecord SampleOf(const v1::Completion& completion, const v1::Score& score, 
 // transaction (a group stored before is left alone), and counts it.
 absl::Status RecordAndAdvance(RunStore* store, const GroupRecord& group, const std::string& cursor, int64_t seq,
                               ScoringPhaseProgress* progress);
+
+// What EnqueueGenerationWork asks workers for.
+struct GenerationWorkSpec {
+  v1::Phase phase = v1::PHASE_GENERATOR_RL;
+  uint32_t iteration = 1;
+  uint32_t n = 8;  // completions per problem
+  v1::SamplingParams params;
+  uint64_t min_adapter_version = 0;
+};
+
+// One GenerateWork lease per training problem after `cursor` (at most
+// `problems`): the generator template rendered with the statement, the
+// generator adapter, log-probs on; keys "p<phase>-i<iteration>-<problem_id>"
+// make a repeat after a restart harmless. Moves the cursor; returns how many
+// were enqueued.
+absl::StatusOr<uint32_t> EnqueueGenerationWork(RunStore* store, LeaseDispatcher* dispatcher,
+                                               const PromptTemplate& generator, const GenerationWorkSpec& spec,
+                                               const std::string& cursor, uint32_t problems);
 
 }  // namespace dsm
 

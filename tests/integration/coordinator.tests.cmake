@@ -35,3 +35,8 @@ if(TARGET dsm_coordinator)
   dsm_add_test(generator_phase_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/generator_phase_test.cc
     DEPS dsm_coordinator LABELS integration TIMEOUT 60)
 endif()
+# Pipeline phase 5 against a scripted worker session and fake scoring services.
+if(TARGET dsm_coordinator)
+  dsm_add_test(auto_label_phase_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/auto_label_phase_test.cc
+    DEPS dsm_coordinator LABELS integration TIMEOUT 60)
+endif()

@@ -1,0 +1,132 @@
+#include "services/coordinator/auto_label_phase.h"
+
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "services/coordinator/phase_groups.h"
+#include "spdlog/spdlog.h"
+
+namespace dsm {
+
+AutoLabelPhase::AutoLabelPhase(RunStore* store, LeaseDispatcher* dispatcher, ScoringClient* scoring,
+                               PromptTemplate generator, OutputMarkers markers, AutoLabelPhaseOptions options)
+    : store_(store),
+      dispatcher_(dispatcher),
+      scoring_(scoring),
+      generator_(std::move(generator)),
+      markers_(std::move(markers)),
+      options_(std::move(options)) {}
+
+std::string AutoLabelPhase::ProblemCursor() const {
+  return RunStore::CursorName(v1::PHASE_AUTO_LABEL, options_.iteration, "problems");
+}
+
+std::string AutoLabelPhase::ResultCursor() const {
+  return RunStore::CursorName(v1::PHASE_AUTO_LABEL, options_.iteration, "results");
+}
+
+absl::StatusOr<AutoLabelProgress> AutoLabelPhase::Enqueue(uint32_t problems) {
+  GenerationWorkSpec spec{v1::PHASE_AUTO_LABEL, options_.iteration, options_.proofs_per_problem, options_.params,
+                          0};
+  auto enqueued = EnqueueGenerationWork(store_, dispatcher_, generator_, spec, ProblemCursor(), problems);
+  if (!enqueued.ok()) return enqueued.status();
+  AutoLabelProgress progress;
+  progress.enqueued = *enqueued;
+  return progress;
+}
+
+absl::StatusOr<AutoLabelProgress> AutoLabelPhase::ProcessResults() {
+  AutoLabelProgress progress;
+  absl::StatusOr<int64_t> cursor = store_->GetCursor(ResultCursor());
+  if (!cursor.ok()) return cursor.status();
+  auto results = store_->queue().ResultsAfter(*cursor, 256);
+  if (!results.ok()) return results.status();
+  for (const WorkItem& item : *results) {
+    const bool ours = item.phase == v1::PHASE_AUTO_LABEL && item.iteration == options_.iteration &&
+                      item.kind == WorkKind::kGenerate && item.state == WorkState::kDone;
+    std::vector<v1::LabelledProof> labels;
+    if (ours) {
+      v1::GenerateWork work;
+      v1::GenerateResult result;
+      if (!work.ParseFromString(item.payload) || !result.ParseFromString(item.result)) {
+        return absl::DataLossError(absl::StrCat("work item ", item.item_id, ": stored payload or result does not parse"));
+      }
+      const std::string& problem_id = work.metadata().problem_id();
+      auto problem = store_->GetProblem(problem_id);
+      if (!problem.ok()) return problem.status();
+      if (!problem->has_value()) return absl::FailedPreconditionError(absl::StrCat("problem ", problem_id, " is gone"));
+      for (const v1::Completion& c : result.completions()) {
+        const GeneratorOutput out = SplitGeneratorOutput(c.text(), markers_, c.finish_reason());
+        if (!out.has_solution_header || out.proof.empty()) {
+          ++progress.malformed;
+          continue;
+        }
+        auto seen = store_->HasProofText(problem_id, out.proof);
+        if (!seen.ok()) return seen.status();
+        bool duplicate = *seen;
+        for (const v1::LabelledProof& l : labels) duplicate |= l.proof() == out.proof;
+        if (duplicate) {
+          ++progress.duplicates;
+          continue;
+        }
+        ++progress.proofs;
+        v1::VerifyRequest verify;
+        verify.set_problem((*problem)->statement());
+        verify.set_proof(out.proof);
+        verify.set_n(options_.n);
+        *verify.mutable_params() = options_.scoring_params;
+        verify.set_request_id(absl::StrCat("p6-i", options_.iteration, "-", item.item_id, "-", c.index()));
+        auto verified = scoring_->Verify(verify);
+        if (!verified.ok()) return verified.status();
+        std::vector<LabelEvidence> evidence;
+        for (const v1::Analysis& a : verified->analyses()) {
+          LabelEvidence e;
+          e.analysis = a.score();
+          if (a.score().format() == v1::FORMAT_STATUS_OK && a.score().value() < 1.0) {
+            v1::AssessRequest assess;
+            assess.set_problem((*problem)->statement());
+            assess.set_proof(out.proof);
+            assess.set_analysis(a.completion().text());
+            assess.set_n(options_.m);
+            *assess.mutable_params() = options_.scoring_params;
+            assess.set_request_id(absl::StrCat(verify.request_id(), "-a", a.completion().index()));
+            auto assessed = scoring_->Assess(assess);
+            if (!assessed.ok()) return assessed.status();
+            for (const v1::Analysis& m : assessed->assessments()) {
+              if (m.score().format() == v1::FORMAT_STATUS_OK) e.meta_scores.push_back(m.score().value());
+            }
+          }
+          evidence.push_back(std::move(e));
+        }
+        const AutoLabelResult label = AutoLabel(evidence, options_.rule);
+        if (!label.label.has_value()) {
+          ++progress.dropped;
+          continue;
+        }
+        v1::LabelledProof& proof = labels.emplace_back();
+        proof.set_proof_id(absl::StrCat("auto-i", options_.iteration, "-", item.item_id, "-", c.index()));
+        proof.set_problem_id(problem_id);
+        proof.set_proof(out.proof);
+        proof.set_score(*label.label);
+        proof.set_labeller("auto");
+        if (*label.label < 1.0) {
+          // The text of a lowest-score analysis as the issue.
+          for (const v1::Analysis& a : verified->analyses()) {
+            if (a.score().format() == v1::FORMAT_STATUS_OK && a.score().value() == *label.label) {
+              proof.set_issue(a.completion().text());
+              break;
+            }
+          }
+        }
+      }
+    }
+    absl::Status stored =
+        store_->AddAutoLabels(labels, options_.iteration, CursorUpdate{ResultCursor(), item.result_seq}, absl::Now());
+    if (!stored.ok()) return stored;
+    progress.labelled += static_cast<uint32_t>(labels.size());
+  }
+  return progress;
+}
+
+}  // namespace dsm

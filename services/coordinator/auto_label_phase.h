@@ -1,0 +1,73 @@
+// AutoLabelPhase: phase 5, auto-labelling new proofs with scaled
+// verification (../shared/METHOD.md), so the next iteration's verifier has
+// fresh labelled data.
+//
+// Enqueue(): GenerateWork leases asking the generator for `proofs_per_problem`
+// proofs of each training problem (from the phase's problem cursor).
+// ProcessResults(): for each finished item after the results cursor, every
+// well-formed proof not already in the run gets `n` verifier analyses; each
+// analysis that reports an issue (score < 1) gets `m` meta-verifications;
+// AutoLabel (rewards.h) turns the evidence into a label (the lowest score
+// confirmed by at least k analyses, 1 when no issue is confirmed) or drops
+// the proof. The labels and the cursor are stored in one transaction
+// (RunStore::AddAutoLabels): proofs with labeller "auto" and this iteration,
+// the issue being the text of a confirmed lowest-score analysis.
+//
+// Thread-compatible.
+#ifndef DSM_SERVICES_COORDINATOR_AUTO_LABEL_PHASE_H_
+#define DSM_SERVICES_COORDINATOR_AUTO_LABEL_PHASE_H_
+
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "services/coordinator/lease_dispatcher.h"
+#include "services/coordinator/rewards.h"
+#include "services/coordinator/run_store.h"
+#include "services/coordinator/scoring_client.h"
+#include "services/scoring/prompt_template.h"
+#include "services/scoring/score_parser.h"
+
+namespace dsm {
+
+struct AutoLabelPhaseOptions {
+  uint32_t iteration = 1;
+  uint32_t proofs_per_problem = 4;
+  uint32_t n = 8;  // verifier analyses per proof
+  uint32_t m = 4;  // meta-verifications per analysis that reports an issue
+  AutoLabelOptions rule;  // k, confirm threshold
+  v1::SamplingParams params;          // the generator's sampling
+  v1::SamplingParams scoring_params;  // verifier / meta-verifier sampling
+};
+
+struct AutoLabelProgress {
+  uint32_t enqueued = 0;
+  uint32_t proofs = 0;      // well-formed new proofs considered
+  uint32_t labelled = 0;    // labels stored
+  uint32_t dropped = 0;     // no confident label
+  uint32_t duplicates = 0;  // proof text already in the run
+  uint32_t malformed = 0;   // completions without a proof section
+};
+
+class AutoLabelPhase {
+ public:
+  AutoLabelPhase(RunStore* store, LeaseDispatcher* dispatcher, ScoringClient* scoring, PromptTemplate generator,
+                 OutputMarkers markers, AutoLabelPhaseOptions options);
+
+  absl::StatusOr<AutoLabelProgress> Enqueue(uint32_t problems);
+  absl::StatusOr<AutoLabelProgress> ProcessResults();
+
+  std::string ProblemCursor() const;
+  std::string ResultCursor() const;
+
+ private:
+  RunStore* const store_;
+  LeaseDispatcher* const dispatcher_;
+  ScoringClient* const scoring_;
+  const PromptTemplate generator_;
+  const OutputMarkers markers_;
+  const AutoLabelPhaseOptions options_;
+};
+
+}  // namespace dsm
+
+#endif  // DSM_SERVICES_COORDINATOR_AUTO_LABEL_PHASE_H_

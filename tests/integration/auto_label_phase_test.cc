@@ -1,0 +1,155 @@
+// Phase 5 against a scripted worker session and fake scoring services: a
+// proof every analysis accepts is labelled 1, one with k confirmed issues is
+// labelled with their score, bogus issues do not count, repeated proofs are
+// skipped, and the labels land in the run as "auto" proofs.
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "common/grpc_server.h"
+#include "dsm/v1/scoring.grpc.pb.h"
+#include "services/coordinator/auto_label_phase.h"
+#include "services/coordinator/lease_dispatcher.h"
+#include "services/coordinator/run_store.h"
+#include "services/coordinator/scoring_client.h"
+#include "tests/unit/coordinator/test_dir.h"
+
+namespace dsm {
+namespace {
+
+// Analyses: "good" proofs all 1; "bad" proofs all 0; "mixed" proofs one 0.
+// Meta-verifications confirm the issues of "bad" proofs only.
+class FakeScoring final : public v1::Verifier::CallbackService, public v1::MetaVerifier::CallbackService {
+ public:
+  grpc::ServerUnaryReactor* Verify(grpc::CallbackServerContext* context, const v1::VerifyRequest* request,
+                                   v1::VerifyResponse* response) override {
+    for (uint32_t i = 0; i < request->n(); ++i) {
+      v1::Analysis* a = response->add_analyses();
+      a->mutable_completion()->set_index(i);
+      double score = 1;
+      if (absl::StrContains(request->proof(), "bad")) score = 0;
+      if (absl::StrContains(request->proof(), "mixed") && i == 0) score = 0;
+      a->mutable_completion()->set_text(score < 1 ? "Step 1 is wrong." : "All steps are correct.");
+      a->mutable_score()->set_format(v1::FORMAT_STATUS_OK);
+      a->mutable_score()->set_value(score);
+    }
+    grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+    reactor->Finish(grpc::Status::OK);
+    return reactor;
+  }
+  grpc::ServerUnaryReactor* Assess(grpc::CallbackServerContext* context, const v1::AssessRequest* request,
+                                   v1::AssessResponse* response) override {
+    for (uint32_t i = 0; i < request->n(); ++i) {
+      v1::Analysis* a = response->add_assessments();
+      a->mutable_score()->set_format(v1::FORMAT_STATUS_OK);
+      a->mutable_score()->set_value(absl::StrContains(request->proof(), "bad") ? 1.0 : 0.0);
+    }
+    grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+    reactor->Finish(grpc::Status::OK);
+    return reactor;
+  }
+};
+
+TEST(AutoLabelPhase, LabelsNewProofsByScaledVerification) {
+  TestDir dir;
+  RunStoreOptions store_options;
+  store_options.db.synchronous_full = false;
+  auto store = RunStore::Open(dir.File("state.db"), store_options);
+  ASSERT_TRUE(store.ok()) << store.status();
+  std::vector<v1::ImportRecordsRequest> records(1);
+  records[0].mutable_problem()->set_problem_id("p1");
+  records[0].mutable_problem()->set_statement("Given: a=b, b=c. Prove: a=c.");
+  ASSERT_TRUE((*store)->ImportRecords(records, true).ok());
+
+  FakeScoring scoring;
+  GrpcServerOptions server_options;
+  server_options.drain = absl::ZeroDuration();
+  server_options.shutdown_grace = absl::Milliseconds(100);
+  GrpcServer server(server_options);
+  server.RegisterService(static_cast<v1::Verifier::CallbackService*>(&scoring), v1::Verifier::service_full_name());
+  server.RegisterService(static_cast<v1::MetaVerifier::CallbackService*>(&scoring),
+                         v1::MetaVerifier::service_full_name());
+  ASSERT_TRUE(server.Start().ok());
+  ScoringClientOptions client_options;
+  client_options.verifier_target = server.address();
+  client_options.meta_verifier_target = server.address();
+  auto client = ScoringClient::Create(client_options, nullptr);
+  ASSERT_TRUE(client.ok());
+
+  LeaseDispatcher dispatcher(store->get(), DispatcherOptions{}, nullptr);
+  absl::Mutex mu;
+  std::vector<v1::LeaseGrant> grants;
+  v1::Hello hello;
+  hello.set_worker_id("w");
+  hello.add_roles(v1::ADAPTER_ROLE_GENERATOR);
+  hello.set_capacity(4);
+  auto session = dispatcher.Connect(
+      hello,
+      [&](v1::CoordinatorMessage m) {
+        absl::MutexLock lock(&mu);
+        if (m.has_grant()) grants.push_back(m.grant());
+        return true;
+      },
+      [](const absl::Status&) {});
+  ASSERT_TRUE(session.ok());
+
+  auto generator = PromptTemplate::Parse(
+      "role: generator\nevaluation_marker: Here is my evaluation of the solution:\n"
+      "score_marker: Based on my evaluation, the final overall score should be:\n---\nProve: {problem}\n",
+      "generator.txt");
+  ASSERT_TRUE(generator.ok()) << generator.status();
+  AutoLabelPhaseOptions options;
+  options.proofs_per_problem = 5;
+  options.n = 4;
+  options.m = 3;
+  options.rule.k = 2;
+  AutoLabelPhase phase(store->get(), &dispatcher, client->get(), *generator, VerifierMarkers(), options);
+  ASSERT_EQ(phase.Enqueue(10)->enqueued, 1u);
+  v1::LeaseGrant grant;
+  {
+    absl::MutexLock lock(&mu);
+    ASSERT_EQ(grants.size(), 1u);
+    grant = grants[0];
+  }
+  EXPECT_EQ(grant.generate().n(), 5u);
+  v1::LeaseResult result;
+  result.set_lease_id(grant.lease_id());
+  const std::vector<std::string> texts = {"## Solution\ngood proof", "## Solution\nbad proof",
+                                          "## Solution\nmixed proof", "## Solution\ngood proof", "nothing"};
+  for (size_t i = 0; i < texts.size(); ++i) {
+    v1::Completion* c = result.mutable_generated()->add_completions();
+    c->set_index(static_cast<uint32_t>(i));
+    c->set_text(texts[i]);
+  }
+  ASSERT_TRUE(dispatcher.OnResult(*session, result).ok());
+
+  auto progress = phase.ProcessResults();
+  ASSERT_TRUE(progress.ok()) << progress.status();
+  EXPECT_EQ(progress->proofs, 3u);
+  EXPECT_EQ(progress->labelled, 3u);
+  EXPECT_EQ(progress->duplicates, 1u);
+  EXPECT_EQ(progress->malformed, 1u);
+  EXPECT_EQ(progress->dropped, 0u);
+  auto proofs = (*store)->Proofs(0, 10);
+  ASSERT_TRUE(proofs.ok());
+  ASSERT_EQ(proofs->size(), 3u);
+  for (const StoredProof& p : *proofs) {
+    EXPECT_EQ(p.record.labeller(), "auto");
+    EXPECT_EQ(p.iteration, 1u);
+    if (p.record.proof() == "bad proof") {
+      EXPECT_EQ(p.record.score(), 0.0);
+      EXPECT_EQ(p.record.issue(), "Step 1 is wrong.");
+    } else {
+      EXPECT_EQ(p.record.score(), 1.0) << p.record.proof();  // good, or mixed with a bogus issue
+    }
+  }
+  EXPECT_EQ(phase.ProcessResults()->labelled, 0u);  // a rerun repeats nothing
+}
+
+}  // namespace
+}  // namespace dsm
