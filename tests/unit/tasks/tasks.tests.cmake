@@ -1,6 +1,6 @@
 # tasks/: the built-in chain domain (generator, checker, analyses, tokenizer, JSONL export).
 if(TARGET dsm_tasks)
-  foreach(t chain_domain chain_checker chain_tokenizer)
+  foreach(t chain_domain chain_checker chain_tokenizer chain_grader)
     dsm_add_test(${t}_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/${t}_test.cc DEPS dsm_tasks LABELS unit)
   endforeach()
   # Analyses are checked with the scoring services' own parser.

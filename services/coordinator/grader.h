@@ -1,0 +1,40 @@
+// Grader: an exact judge used to *evaluate* a run (the built-in domain's
+// checker, tasks/chain_grader.h). It grades proofs and verifier analyses
+// against the truth, for the report and summary.json — it never produces a
+// training reward (those come from the learned verifier, as in the paper).
+// Implementations are thread-safe.
+#ifndef DSM_SERVICES_COORDINATOR_GRADER_H_
+#define DSM_SERVICES_COORDINATOR_GRADER_H_
+
+#include <string>
+
+#include "absl/status/statusor.h"
+
+namespace dsm {
+
+struct GradedProof {
+  double score = 0;    // the true score: 0, 0.5 or 1
+  int faulty_line = 0;  // first faulty line, 0 = none
+  std::string reason;   // one line, empty when correct
+};
+
+struct GradedAnalysis {
+  // Names an issue that is not there (a step that is not faulty, or a score
+  // below 1 for a correct proof).
+  bool hallucinated = false;
+  bool score_agrees = false;  // its score is the proof's true score
+  double meta_score = 0;      // the meta-rubric's score of the analysis
+};
+
+class Grader {
+ public:
+  virtual ~Grader() = default;
+  // INVALID_ARGUMENT when `statement` is not a problem of this grader's domain.
+  virtual absl::StatusOr<GradedProof> GradeProof(const std::string& statement, const std::string& proof) const = 0;
+  virtual absl::StatusOr<GradedAnalysis> GradeAnalysis(const std::string& statement, const std::string& proof,
+                                                       const std::string& analysis) const = 0;
+};
+
+}  // namespace dsm
+
+#endif  // DSM_SERVICES_COORDINATOR_GRADER_H_
