@@ -1,6 +1,7 @@
 #include "common/config.h"
 
 #include <algorithm>
+#include <cstdlib>
 #include <fstream>
 #include <limits>
 #include <sstream>
@@ -9,6 +10,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "common/auth_policy.h"
+#include "common/auth_token.h"
+#include "common/tls_credentials.h"
 
 namespace dsm {
 namespace {
@@ -50,6 +54,11 @@ void Visit(V& v, ServerOptions& o) {
   v.Num("keepalive_timeout_seconds", &o.keepalive_timeout_seconds, 1, 3600);
   v.Num("drain_seconds", &o.drain_seconds, 0, 600);
   v.Num("shutdown_grace_seconds", &o.shutdown_grace_seconds, 0, 3600);
+  v.Str("tls_cert_file", &o.tls_cert_file);
+  v.Str("tls_key_file", &o.tls_key_file);
+  v.Str("tls_client_ca_file", &o.tls_client_ca_file);
+  v.Str("token_file", &o.token_file);
+  v.Bool("allow_insecure", &o.allow_insecure);
 }
 
 template <typename V>
@@ -74,6 +83,10 @@ void Visit(V& v, ClientOptions& o) {
   v.Num("initial_backoff_seconds", &o.initial_backoff_seconds, 0.001, 60);
   v.Num("max_backoff_seconds", &o.max_backoff_seconds, 0.001, 600);
   v.Num("backoff_multiplier", &o.backoff_multiplier, 1, 10);
+  v.Str("tls_ca_file", &o.tls_ca_file);
+  v.Str("tls_cert_file", &o.tls_cert_file);
+  v.Str("tls_key_file", &o.tls_key_file);
+  v.Str("tls_server_name", &o.tls_server_name);
 }
 
 template <typename V>
@@ -297,7 +310,73 @@ class YamlVisitor {
   YAML::Emitter* out_;
 };
 
+// The pairs of security keys, then the loopback rule (auth_policy.h).
+absl::Status ValidateSecurity(const DsmConfig& config) {
+  const ServerOptions& server = config.server;
+  const ClientOptions& client = config.client;
+  auto both = [](const std::string& a_key, const std::string& a, const std::string& b_key,
+                 const std::string& b) -> absl::Status {
+    if (!a.empty() && b.empty()) return absl::InvalidArgumentError(absl::StrCat(b_key, ": required when ", a_key, " is set"));
+    if (a.empty() && !b.empty()) return absl::InvalidArgumentError(absl::StrCat(a_key, ": required when ", b_key, " is set"));
+    return absl::OkStatus();
+  };
+  if (absl::Status s = both("server.tls_cert_file", server.tls_cert_file, "server.tls_key_file", server.tls_key_file);
+      !s.ok()) {
+    return s;
+  }
+  if (!server.tls_client_ca_file.empty() && server.tls_cert_file.empty()) {
+    return absl::InvalidArgumentError(
+        "server.tls_client_ca_file: mutual TLS needs server.tls_cert_file and server.tls_key_file");
+  }
+  if (absl::Status s = both("client.tls_cert_file", client.tls_cert_file, "client.tls_key_file", client.tls_key_file);
+      !s.ok()) {
+    return s;
+  }
+  const bool client_tls = !client.tls_ca_file.empty() || !server.tls_cert_file.empty();
+  if (!client.tls_cert_file.empty() && !client_tls) {
+    return absl::InvalidArgumentError(
+        "client.tls_cert_file: a client certificate needs TLS: set client.tls_ca_file (or server.tls_cert_file)");
+  }
+  if (!server.tls_client_ca_file.empty() && client.tls_cert_file.empty()) {
+    return absl::InvalidArgumentError(
+        "client.tls_cert_file: required because server.tls_client_ca_file is set (mutual TLS: dsm's own "
+        "clients must show a certificate)");
+  }
+  const char* env_token = std::getenv(kAuthTokenEnvVar);
+  const bool token = !server.token_file.empty() || (env_token != nullptr && env_token[0] != '\0');
+  SecuritySettings server_settings;
+  server_settings.tls = !server.tls_cert_file.empty();
+  server_settings.mutual_tls = !server.tls_client_ca_file.empty();
+  server_settings.token = token;
+  server_settings.allow_insecure = server.allow_insecure;
+  if (absl::Status s = CheckServerSecurity(server.host, server_settings); !s.ok()) return s;
+  SecuritySettings client_settings;
+  client_settings.tls = client_tls;
+  client_settings.token = token;
+  client_settings.allow_insecure = server.allow_insecure;
+  if (absl::Status s = CheckClientTarget("worker.learner", config.worker.learner, client_settings); !s.ok()) {
+    return s;
+  }
+  return CheckClientTarget("worker.coordinator", config.worker.coordinator, client_settings);
+}
+
 }  // namespace
+
+absl::Status CheckSecurityFiles(const DsmConfig& config) {
+  const std::pair<const char*, const std::string*> pem_files[] = {
+      {"server.tls_cert_file", &config.server.tls_cert_file},
+      {"server.tls_key_file", &config.server.tls_key_file},
+      {"server.tls_client_ca_file", &config.server.tls_client_ca_file},
+      {"client.tls_ca_file", &config.client.tls_ca_file},
+      {"client.tls_cert_file", &config.client.tls_cert_file},
+      {"client.tls_key_file", &config.client.tls_key_file},
+  };
+  for (const auto& [key, path] : pem_files) {
+    if (path->empty()) continue;
+    if (absl::StatusOr<std::string> pem = ReadPemFile(key, *path); !pem.ok()) return pem.status();
+  }
+  return LoadBearerToken(config.server.token_file).status();
+}
 
 absl::Status ValidateConfig(const DsmConfig& config) {
   DsmConfig copy = config;
@@ -315,7 +394,7 @@ absl::Status ValidateConfig(const DsmConfig& config) {
         "coordinator.heartbeat_seconds: ", FormatNumber(config.coordinator.heartbeat_seconds),
         " must be below coordinator.lease_ttl_seconds (", FormatNumber(config.coordinator.lease_ttl_seconds), ")"));
   }
-  return absl::OkStatus();
+  return ValidateSecurity(config);
 }
 
 absl::StatusOr<DsmConfig> ParseConfig(const std::string& yaml_text, const std::string& source) {
@@ -336,6 +415,7 @@ absl::StatusOr<DsmConfig> ParseConfig(const std::string& yaml_text, const std::s
   Visit(visitor, config);
   if (absl::Status s = reader.Finish(); !s.ok()) return prefixed(s);
   if (absl::Status s = ValidateConfig(config); !s.ok()) return prefixed(s);
+  if (absl::Status s = CheckSecurityFiles(config); !s.ok()) return prefixed(s);
   return config;
 }
 

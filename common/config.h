@@ -40,6 +40,21 @@ struct ServerOptions {
   double keepalive_timeout_seconds = 10; // and drop it if the ping is not answered
   double drain_seconds = 2;              // NOT_SERVING this long before stopping
   double shutdown_grace_seconds = 10;    // then in-flight calls get this long
+  // Security of every gRPC server (README "Security"). TLS is on when
+  // tls_cert_file is set; the bearer token is checked on every call (health and
+  // reflection included) when token_file or $DSM_AUTH_TOKEN gives one, and is
+  // only accepted over TLS. Both may be off only when `host` is loopback (and
+  // worker.learner / worker.coordinator too), unless allow_insecure is true;
+  // otherwise the config is rejected with one line naming the key to set.
+  // /metrics is not covered (plain HTTP, no token): bind it with metrics_host.
+  // LoadConfig checks the files are readable PEM; servers and clients read
+  // them again when they start (GrpcServerOptions::From, ChannelOptions::From).
+  std::string tls_cert_file;       // PEM certificate chain of the gRPC servers; empty = no TLS
+  std::string tls_key_file;        // PEM private key of tls_cert_file (required with it)
+  std::string tls_client_ca_file;  // PEM CA; set = mutual TLS: clients must show a certificate it signed
+  std::string token_file;          // file holding the shared bearer token (>= 16 printable characters,
+                                   // trailing newline ignored); empty = $DSM_AUTH_TOKEN if set
+  bool allow_insecure = false;     // allow non-loopback addresses without TLS or token
 };
 
 // Address of one service.
@@ -63,6 +78,14 @@ struct ClientOptions {
   double initial_backoff_seconds = 0.2;
   double max_backoff_seconds = 5;
   double backoff_multiplier = 2;
+  // TLS of every channel: on when tls_ca_file or server.tls_cert_file is set
+  // (a deployment shares one config, so servers with TLS mean clients with
+  // TLS). The token of server.token_file / $DSM_AUTH_TOKEN is sent on every
+  // call of a TLS channel.
+  std::string tls_ca_file;      // PEM CA the servers' certificates are checked against; empty = system roots
+  std::string tls_cert_file;    // PEM client certificate for mutual TLS (needs tls_key_file)
+  std::string tls_key_file;     // its private key
+  std::string tls_server_name;  // name expected in the servers' certificates; empty = the host dialled
 };
 
 // Wire limits: requests beyond them are rejected with INVALID_ARGUMENT.
@@ -153,8 +176,13 @@ struct DsmConfig {
 absl::StatusOr<DsmConfig> ParseConfig(const std::string& yaml_text, const std::string& source);
 // Reads and parses a file. Errors start with the file's path.
 absl::StatusOr<DsmConfig> LoadConfig(const std::string& path);
-// The range and consistency checks (ParseConfig calls it).
+// The range and consistency checks (ParseConfig calls it), the security rule
+// included (see ServerOptions).
 absl::Status ValidateConfig(const DsmConfig& config);
+// Reads the files the security keys name (PEM, token) and $DSM_AUTH_TOKEN, so
+// a bad path or token fails at load time with one line naming the key
+// (ParseConfig calls it after ValidateConfig).
+absl::Status CheckSecurityFiles(const DsmConfig& config);
 // The effective configuration as YAML, every key included (`dsm config show`).
 std::string ConfigToYaml(const DsmConfig& config);
 

@@ -1,7 +1,8 @@
 // Client side of every dsm RPC: channels with keep-alive, message-size limits,
 // round-robin load balancing over all addresses a name resolves to (so scorer
-// replicas share the load) and gRPC's own retry policy on UNAVAILABLE; and
-// contexts that always carry a deadline.
+// replicas share the load), gRPC's own retry policy on UNAVAILABLE, and TLS
+// plus the bearer token when the config turns them on; and contexts that
+// always carry a deadline.
 #ifndef DSM_COMMON_GRPC_CLIENT_H_
 #define DSM_COMMON_GRPC_CLIENT_H_
 
@@ -12,6 +13,7 @@
 
 #include "absl/time/time.h"
 #include "common/config.h"
+#include "common/tls_credentials.h"
 
 namespace dsm {
 
@@ -23,9 +25,12 @@ struct ChannelOptions {
   absl::Duration initial_backoff = absl::Milliseconds(200);
   absl::Duration max_backoff = absl::Seconds(5);
   double backoff_multiplier = 2;
-  // Defaults to insecure credentials.
-  std::shared_ptr<grpc::ChannelCredentials> credentials;
+  // TLS and token. Default: plaintext, no token (for loopback).
+  ClientSecurity security;
 
+  // Everything from the config, the security files read now. A file that
+  // cannot be read is logged and left out, which fails closed: TLS stays on
+  // (the handshake fails) and a missing token is rejected by the server.
   static ChannelOptions From(const ServerOptions& server, const ClientOptions& client);
 };
 
@@ -34,6 +39,8 @@ struct ChannelOptions {
 std::string ServiceConfigJson(const ChannelOptions& options);
 
 // A channel to `target` ("host:port", "dns:///name:port", "ipv4:a:p,b:p").
+// Plaintext to a non-loopback target is logged as a warning unless
+// `options.security.allow_insecure`.
 std::shared_ptr<grpc::Channel> MakeChannel(const std::string& target, const ChannelOptions& options);
 
 // Sets `timeout` from now as the call's deadline.

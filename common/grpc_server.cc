@@ -7,6 +7,8 @@
 #include <spdlog/spdlog.h>
 
 #include "absl/strings/str_cat.h"
+#include "common/auth_policy.h"
+#include "common/auth_token.h"
 
 namespace dsm {
 namespace {
@@ -34,12 +36,32 @@ GrpcServerOptions GrpcServerOptions::From(const ServerOptions& server, const End
   o.keepalive_timeout = absl::Seconds(server.keepalive_timeout_seconds);
   o.drain = absl::Seconds(server.drain_seconds);
   o.shutdown_grace = absl::Seconds(server.shutdown_grace_seconds);
+  o.security.allow_insecure = server.allow_insecure;
+  auto read = [&o](const char* key, const std::string& path, std::string* pem) {
+    if (path.empty() || !o.security_error.ok()) return;
+    absl::StatusOr<std::string> text = ReadPemFile(key, path);
+    if (text.ok()) {
+      *pem = std::move(*text);
+    } else {
+      o.security_error = text.status();
+    }
+  };
+  read("server.tls_cert_file", server.tls_cert_file, &o.security.cert_chain_pem);
+  read("server.tls_key_file", server.tls_key_file, &o.security.private_key_pem);
+  read("server.tls_client_ca_file", server.tls_client_ca_file, &o.security.client_ca_pem);
+  if (o.security_error.ok()) {
+    absl::StatusOr<LoadedToken> token = LoadBearerToken(server.token_file);
+    if (token.ok()) {
+      o.security.token = std::move(token->token);
+    } else {
+      o.security_error = token.status();
+    }
+  }
   return o;
 }
 
 GrpcServer::GrpcServer(GrpcServerOptions options) : options_(std::move(options)) {
   EnableProcessWideFeatures();
-  if (!options_.credentials) options_.credentials = grpc::InsecureServerCredentials();
 }
 
 GrpcServer::~GrpcServer() {
@@ -59,9 +81,14 @@ void GrpcServer::RegisterService(grpc::Service* service, std::string full_name) 
 
 absl::Status GrpcServer::Start() {
   if (server_) return absl::FailedPreconditionError("gRPC server already started");
+  if (!options_.security_error.ok()) return options_.security_error;
+  const SecuritySettings security = options_.security.settings();
+  if (absl::Status s = CheckServerSecurity(options_.host, security); !s.ok()) return s;
+  absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> credentials = MakeServerCredentials(options_.security);
+  if (!credentials.ok()) return credentials.status();
   grpc::ServerBuilder builder;
   const std::string requested = absl::StrCat(options_.host, ":", options_.port);
-  builder.AddListeningPort(requested, options_.credentials, &port_);
+  builder.AddListeningPort(requested, *credentials, &port_);
   builder.SetMaxReceiveMessageSize(static_cast<int>(options_.max_message_bytes));
   builder.SetMaxSendMessageSize(static_cast<int>(options_.max_message_bytes));
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, ToMillis(options_.keepalive_time));
@@ -78,11 +105,20 @@ absl::Status GrpcServer::Start() {
   server_ = builder.BuildAndStart();
   if (!server_ || port_ == 0) {
     server_.reset();
-    return absl::UnavailableError(
-        absl::StrCat("cannot bind the gRPC server to ", requested, " (address in use or not local?)"));
+    return absl::UnavailableError(absl::StrCat(
+        "cannot bind the gRPC server to ", requested,
+        security.tls ? " (address in use or not local, or server.tls_cert_file / server.tls_key_file not a "
+                       "matching PEM certificate and key?)"
+                     : " (address in use or not local?)"));
   }
   SetServing(true);
   spdlog::info("gRPC server listening on {}", address());
+  const SecurityLogLine line = DescribeServerSecurity(address(), options_.host, security);
+  if (line.warn) {
+    spdlog::warn("{}", line.text);
+  } else {
+    spdlog::info("{}", line.text);
+  }
   return absl::OkStatus();
 }
 

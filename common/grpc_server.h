@@ -1,8 +1,10 @@
 // GrpcServer: the gRPC server every dsm service runs in. It adds what each
 // service needs and none should write again: grpc.health.v1 health checking,
-// server reflection, keep-alive, message-size limits, and a graceful stop
-// (health NOT_SERVING first, so load balancers stop routing; then in-flight
-// calls get a grace period; then the server stops).
+// server reflection, keep-alive, message-size limits, TLS and the bearer-token
+// check on every call (health and reflection included; see auth_policy.h for
+// when they may be off), and a graceful stop (health NOT_SERVING first, so
+// load balancers stop routing; then in-flight calls get a grace period; then
+// the server stops).
 //
 // Thread-safety: RegisterService/Start from one thread; SetServing, Drain and
 // Wait from any thread. Services registered must outlive the server.
@@ -20,6 +22,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/config.h"
+#include "common/tls_credentials.h"
 
 namespace dsm {
 
@@ -31,9 +34,15 @@ struct GrpcServerOptions {
   absl::Duration keepalive_timeout = absl::Seconds(10);
   absl::Duration drain = absl::Seconds(2);           // NOT_SERVING before stopping
   absl::Duration shutdown_grace = absl::Seconds(10);  // for in-flight calls
-  // Defaults to insecure credentials.
-  std::shared_ptr<grpc::ServerCredentials> credentials;
+  // TLS, token, allow_insecure. Default: none, which Start() allows only on a
+  // loopback host.
+  ServerSecurity security;
+  // Set by From() when a file named by the config cannot be read (or the
+  // token is invalid); Start() fails with it, so a server never falls back to
+  // running without the security its config asked for.
+  absl::Status security_error;
 
+  // Everything from the config, the security files read now.
   static GrpcServerOptions From(const ServerOptions& server, const Endpoint& endpoint);
 };
 
@@ -50,7 +59,9 @@ class GrpcServer {
   void RegisterService(grpc::Service* service, std::string full_name);
 
   // Binds and starts serving; every registered service reports SERVING.
-  // Fails with a message naming the address when it cannot bind.
+  // Fails with a message naming the address when it cannot bind, and with
+  // InvalidArgument naming the key when the security rule (auth_policy.h)
+  // forbids the settings. Logs one line saying which protections are on.
   absl::Status Start();
 
   // The bound port (valid after Start()).

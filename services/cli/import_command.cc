@@ -11,6 +11,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/config.h"
 #include "common/grpc_client.h"
 #include "dsm/v1/coordinator.grpc.pb.h"
 #include "services/cli/app.h"
@@ -25,6 +26,7 @@ struct ImportFlags {
   std::string coordinator;
   std::string run;
   std::string kind = "auto";
+  std::string config;  // for TLS and the token
   bool atomic = false;
   double deadline_seconds = 600;
 };
@@ -54,7 +56,13 @@ int Import(const ImportFlags& flags) {
   }
   if (records.empty()) return UsageError("import: no records in " + absl::StrJoin(flags.files, ", "));
 
-  auto stub = v1::Coordinator::NewStub(MakeChannel(flags.coordinator, ChannelOptions{}));
+  ChannelOptions channel;
+  if (!flags.config.empty()) {
+    absl::StatusOr<DsmConfig> config = LoadConfig(flags.config);
+    if (!config.ok()) return UsageError(std::string(config.status().message()));
+    channel = ChannelOptions::From(config->server, config->client);
+  }
+  auto stub = v1::Coordinator::NewStub(MakeChannel(flags.coordinator, channel));
   grpc::ClientContext context;
   SetDeadline(&context, absl::Seconds(flags.deadline_seconds));
   v1::ImportRecordsResponse response;
@@ -88,6 +96,7 @@ void AddImportCommand(CLI::App& app, Action* action) {
   import->add_option("--run", flags->run, "Run name (default: the run the coordinator serves)");
   import->add_option("--kind", flags->kind, "Record kind of every line: auto (default), problem, proof, analysis");
   import->add_flag("--atomic", flags->atomic, "Import all records or none");
+  import->add_option("--config", flags->config, "A config whose TLS settings and token the call uses");
   import->add_option("--deadline", flags->deadline_seconds, "Seconds the import may take (default 600)");
   import->callback([action, flags] { *action = [flags] { return Import(*flags); }; });
 }

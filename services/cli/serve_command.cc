@@ -12,7 +12,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "common/auth_policy.h"
 #include "common/config.h"
+#include "common/grpc_client.h"
 #include "common/grpc_server.h"
 #include "common/logging.h"
 #include "common/metrics_http_server.h"
@@ -76,6 +78,17 @@ int Serve(const ServeFlags& flags) {
     if (role != "coordinator" && role != "worker" && role != "learner" && role != "verifier" &&
         role != "meta-verifier") {
       return UsageError("serve: unknown or not yet available service \"" + role + "\" " + available);
+    }
+  }
+  {
+    // Addresses given on the command line obey the same security rule as the config's.
+    const SecuritySettings security = ChannelOptions::From(config->server, config->client).security.settings();
+    for (const auto& [flag, target] : {std::pair<const char*, std::string>{"--learner", flags.learner},
+                                       {"--coordinator", flags.coordinator}}) {
+      if (target.empty()) continue;
+      if (absl::Status s = CheckClientTarget(flag, target, security); !s.ok()) {
+        return UsageError(std::string(s.message()));
+      }
     }
   }
   auto hosts = [&roles](const char* role) { return std::find(roles.begin(), roles.end(), role) != roles.end(); };

@@ -27,6 +27,7 @@ int ConfigCheck(const std::string& path, bool show) {
 struct HealthFlags {
   std::string address;
   std::string service;
+  std::string config;  // for TLS and the token
   double timeout_seconds = 5;
 };
 
@@ -34,6 +35,11 @@ struct HealthFlags {
 // a container or Kubernetes health probe.
 int Health(const HealthFlags& flags) {
   ChannelOptions options;
+  if (!flags.config.empty()) {
+    absl::StatusOr<DsmConfig> config = LoadConfig(flags.config);
+    if (!config.ok()) return UsageError(std::string(config.status().message()));
+    options = ChannelOptions::From(config->server, config->client);
+  }
   options.max_attempts = 1;
   auto channel = MakeChannel(flags.address, options);
   auto stub = grpc::health::v1::Health::NewStub(channel);
@@ -82,6 +88,8 @@ void AddServiceCommands(CLI::App& app, Action* action) {
   health_cmd->add_option("ADDRESS", health->address, "host:port of the service's gRPC port")->required();
   health_cmd->add_option("--service", health->service,
                          "Service name to ask about (e.g. dsm.v1.Learner); empty = the whole server");
+  health_cmd->add_option("--config", health->config,
+                         "The service's config: its TLS settings and token are used (needed when they are on)");
   health_cmd->add_option("--timeout", health->timeout_seconds, "Seconds to wait for the answer")
       ->check(CLI::Range(0.01, 3600.0));
   health_cmd->callback([action, health] { *action = [health] { return Health(*health); }; });

@@ -1,6 +1,10 @@
 #include "common/config.h"
 
+#include <unistd.h>
+
 #include <cstdlib>
+#include <filesystem>
+#include <fstream>
 #include <string>
 
 #include <gmock/gmock.h>
@@ -35,7 +39,7 @@ TEST(Config, ReadsEveryKind) {
 run: {name: demo, seed: 7}
 log: {level: debug, format: json}
 runtime: {threads: 8}
-server: {host: 0.0.0.0, drain_seconds: 0.5}
+server: {host: 0.0.0.0, drain_seconds: 0.5, allow_insecure: true}
 services: {verifier: {port: 6000, metrics_port: 0}}
 )", "test.yaml");
   ASSERT_TRUE(config.ok()) << config.status();
@@ -193,6 +197,179 @@ TEST(Config, MissingFileNamesThePath) {
   absl::StatusOr<DsmConfig> config = LoadConfig("/nonexistent/x.yaml");
   ASSERT_FALSE(config.ok());
   EXPECT_EQ(config.status().message(), "/nonexistent/x.yaml: cannot open the config file");
+}
+
+// Security keys (README "Security"). The files only need to be readable PEM
+// for the config; real certificates are in tests/integration/grpc_security_test.
+
+// Clears DSM_AUTH_TOKEN (or sets it) for one test.
+class TokenEnv {
+ public:
+  explicit TokenEnv(const char* value) {
+    if (const char* old = std::getenv("DSM_AUTH_TOKEN")) {
+      saved_ = old;
+      had_ = true;
+    }
+    if (value == nullptr) {
+      unsetenv("DSM_AUTH_TOKEN");
+    } else {
+      setenv("DSM_AUTH_TOKEN", value, 1);
+    }
+  }
+  ~TokenEnv() {
+    if (had_) {
+      setenv("DSM_AUTH_TOKEN", saved_.c_str(), 1);
+    } else {
+      unsetenv("DSM_AUTH_TOKEN");
+    }
+  }
+
+ private:
+  bool had_ = false;
+  std::string saved_;
+};
+
+class ConfigSecurity : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = std::filesystem::temp_directory_path() / ("dsm-config-security-" + std::to_string(getpid()));
+    std::filesystem::create_directories(dir_);
+    Write("server.crt", "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n");
+    Write("server.key", "-----BEGIN PRIVATE KEY-----\nMIIB\n-----END PRIVATE KEY-----\n");
+    Write("ca.crt", "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n");
+    Write("token", "0123456789abcdef-token\n");
+    Write("short-token", "abc\n");
+    Write("not-pem", "hello\n");
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+
+  std::string Write(const std::string& name, const std::string& text) {
+    const std::string path = Path(name);
+    std::ofstream(path, std::ios::binary) << text;
+    return path;
+  }
+  std::string Path(const std::string& name) const { return (dir_ / name).string(); }
+  // A config with TLS and a token on every interface.
+  std::string Secure(const std::string& extra_server = "", const std::string& client = "") const {
+    return "run: {name: demo}\nserver: {host: 0.0.0.0, tls_cert_file: " + Path("server.crt") +
+           ", tls_key_file: " + Path("server.key") + ", token_file: " + Path("token") + extra_server + "}\n" +
+           "client: {tls_ca_file: " + Path("ca.crt") + client + "}\n";
+  }
+
+  TokenEnv no_env_token_{nullptr};
+  std::filesystem::path dir_;
+};
+
+TEST_F(ConfigSecurity, DefaultsAreOffOnLoopback) {
+  absl::StatusOr<DsmConfig> config = ParseConfig("run: {name: demo}\n", "test.yaml");
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->server.tls_cert_file, "");
+  EXPECT_EQ(config->server.token_file, "");
+  EXPECT_FALSE(config->server.allow_insecure);
+  EXPECT_EQ(config->client.tls_ca_file, "");
+}
+
+TEST_F(ConfigSecurity, ReadsEveryKey) {
+  absl::StatusOr<DsmConfig> config =
+      ParseConfig(Secure(", tls_client_ca_file: " + Path("ca.crt"),
+                         ", tls_cert_file: " + Path("server.crt") + ", tls_key_file: " + Path("server.key") +
+                             ", tls_server_name: learner.internal"),
+                  "test.yaml");
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->server.tls_cert_file, Path("server.crt"));
+  EXPECT_EQ(config->server.tls_key_file, Path("server.key"));
+  EXPECT_EQ(config->server.tls_client_ca_file, Path("ca.crt"));
+  EXPECT_EQ(config->server.token_file, Path("token"));
+  EXPECT_EQ(config->client.tls_ca_file, Path("ca.crt"));
+  EXPECT_EQ(config->client.tls_cert_file, Path("server.crt"));
+  EXPECT_EQ(config->client.tls_server_name, "learner.internal");
+  // `config show` prints the paths, never the token.
+  const std::string yaml = ConfigToYaml(*config);
+  EXPECT_THAT(yaml, HasSubstr("token_file: \"" + Path("token") + "\""));
+  EXPECT_THAT(yaml, HasSubstr("allow_insecure: false"));
+  EXPECT_EQ(yaml.find("0123456789abcdef-token"), std::string::npos);
+  EXPECT_TRUE(ParseConfig(yaml, "shown.yaml").ok());
+}
+
+TEST_F(ConfigSecurity, NonLoopbackHostWithoutTlsNamesTheKey) {
+  EXPECT_EQ(ErrorOf("run: {name: demo}\nserver: {host: 0.0.0.0}\n"),
+            "test.yaml: server.tls_cert_file: required because server.host \"0.0.0.0\" is not a loopback "
+            "address (or set server.allow_insecure: true)");
+  EXPECT_EQ(ErrorOf("run: {name: demo}\nserver: {host: 10.0.0.7, tls_cert_file: " + Path("server.crt") +
+                    ", tls_key_file: " + Path("server.key") + "}\n"),
+            "test.yaml: server.token_file: required because server.host \"10.0.0.7\" is not a loopback "
+            "address (or set DSM_AUTH_TOKEN, or server.allow_insecure: true)");
+  EXPECT_TRUE(ParseConfig("run: {name: demo}\nserver: {host: 0.0.0.0, allow_insecure: true}\n", "t").ok());
+  EXPECT_TRUE(ParseConfig(Secure(), "t").ok());
+}
+
+TEST_F(ConfigSecurity, TokenFromTheEnvironmentCounts) {
+  const std::string tls_only = "run: {name: demo}\nserver: {host: 0.0.0.0, tls_cert_file: " + Path("server.crt") +
+                               ", tls_key_file: " + Path("server.key") + "}\n";
+  TokenEnv env("0123456789abcdef-from-env");
+  EXPECT_TRUE(ParseConfig(tls_only, "t").ok());
+  TokenEnv short_env("abc");
+  EXPECT_EQ(ErrorOf(tls_only), "test.yaml: DSM_AUTH_TOKEN: the token is 3 characters; at least 16 are needed");
+}
+
+TEST_F(ConfigSecurity, TokenWithoutTlsIsRefusedEvenOnLoopback) {
+  EXPECT_EQ(ErrorOf("run: {name: demo}\nserver: {token_file: " + Path("token") + "}\n"),
+            "test.yaml: server.token_file: a bearer token (server.token_file or DSM_AUTH_TOKEN) needs TLS: set "
+            "server.tls_cert_file and server.tls_key_file (the token is never sent in clear text)");
+}
+
+TEST_F(ConfigSecurity, KeysThatGoInPairs) {
+  EXPECT_EQ(ErrorOf("run: {name: demo}\nserver: {tls_cert_file: " + Path("server.crt") + "}\n"),
+            "test.yaml: server.tls_key_file: required when server.tls_cert_file is set");
+  EXPECT_EQ(ErrorOf("run: {name: demo}\nserver: {tls_key_file: " + Path("server.key") + "}\n"),
+            "test.yaml: server.tls_cert_file: required when server.tls_key_file is set");
+  EXPECT_EQ(ErrorOf("run: {name: demo}\nserver: {tls_client_ca_file: " + Path("ca.crt") + "}\n"),
+            "test.yaml: server.tls_client_ca_file: mutual TLS needs server.tls_cert_file and server.tls_key_file");
+  EXPECT_EQ(ErrorOf(Secure("", ", tls_cert_file: " + Path("server.crt"))),
+            "test.yaml: client.tls_key_file: required when client.tls_cert_file is set");
+  EXPECT_EQ(ErrorOf(Secure(", tls_client_ca_file: " + Path("ca.crt"))),
+            "test.yaml: client.tls_cert_file: required because server.tls_client_ca_file is set (mutual TLS: "
+            "dsm's own clients must show a certificate)");
+  EXPECT_EQ(ErrorOf("run: {name: demo}\nclient: {tls_cert_file: " + Path("server.crt") + ", tls_key_file: " +
+                    Path("server.key") + "}\n"),
+            "test.yaml: client.tls_cert_file: a client certificate needs TLS: set client.tls_ca_file (or "
+            "server.tls_cert_file)");
+}
+
+TEST_F(ConfigSecurity, UnreadableOrNonPemFilesNameTheKey) {
+  EXPECT_EQ(ErrorOf("run: {name: demo}\nclient: {tls_ca_file: " + Path("missing.crt") + "}\n"),
+            "test.yaml: client.tls_ca_file: cannot read \"" + Path("missing.crt") + "\"");
+  EXPECT_EQ(ErrorOf("run: {name: demo}\nserver: {tls_cert_file: " + Path("not-pem") + ", tls_key_file: " +
+                    Path("server.key") + "}\n"),
+            "test.yaml: server.tls_cert_file: \"" + Path("not-pem") + "\" is not PEM (no \"-----BEGIN\" line)");
+  EXPECT_EQ(ErrorOf("run: {name: demo}\nserver: {host: 0.0.0.0, tls_cert_file: " + Path("server.crt") +
+                    ", tls_key_file: " + Path("server.key") + ", token_file: " + Path("short-token") + "}\n"),
+            "test.yaml: server.token_file: the token is 3 characters; at least 16 are needed");
+  EXPECT_EQ(ErrorOf("run: {name: demo}\nserver: {host: 0.0.0.0, tls_cert_file: " + Path("server.crt") +
+                    ", tls_key_file: " + Path("server.key") + ", token_file: " + Path("nope") + "}\n"),
+            "test.yaml: server.token_file: cannot read \"" + Path("nope") + "\"");
+}
+
+TEST_F(ConfigSecurity, RemoteTargetsOfAWorkerNeedClientSecurity) {
+  EXPECT_EQ(ErrorOf("run: {name: demo}\nworker: {learner: \"10.0.0.5:50052\"}\n"),
+            "test.yaml: worker.learner: \"10.0.0.5:50052\" is not a loopback address, so clients need TLS: set "
+            "client.tls_ca_file (or set server.allow_insecure: true)");
+  EXPECT_EQ(ErrorOf("run: {name: demo}\nworker: {coordinator: \"head:50051\"}\n"),
+            "test.yaml: worker.coordinator: \"head:50051\" is not a loopback address, so clients need TLS: set "
+            "client.tls_ca_file (or set server.allow_insecure: true)");
+  EXPECT_TRUE(ParseConfig("run: {name: demo}\nworker: {learner: \"127.0.0.1:50052\"}\n", "t").ok());
+  EXPECT_TRUE(ParseConfig(Secure() + "worker: {learner: \"10.0.0.5:50052\", coordinator: \"head:50051\"}\n", "t").ok());
+}
+
+TEST_F(ConfigSecurity, ValidateSeesProgrammaticValues) {
+  DsmConfig config;
+  config.run.name = "x";
+  config.server.host = "192.168.1.2";
+  EXPECT_EQ(ValidateConfig(config).message(),
+            "server.tls_cert_file: required because server.host \"192.168.1.2\" is not a loopback address (or "
+            "set server.allow_insecure: true)");
+  config.server.allow_insecure = true;
+  EXPECT_TRUE(ValidateConfig(config).ok());
 }
 
 }  // namespace
