@@ -18,6 +18,7 @@ PACKAGES=(
   libpcre2-dev libicu-dev nlohmann-json3-dev libsqlite3-dev
   libgtest-dev libgmock-dev
   prometheus                                 # promtool checks our /metrics and rules
+  docker-compose python3-yaml                # deploy tests: docker-compose config, YAML checks
   python3 python3-torch python3-numpy        # reference computations in tests and benchmarks
   nodejs npm                                 # expected tokenizer ids from the JS tokenizers
 )

@@ -1,0 +1,16 @@
+# The deployment files: Dockerfile, docker-compose.yml, configs/, deploy/.
+# Script checks (tests/deploy/check_deploy.sh) skip with a message (exit 77)
+# where docker-compose, promtool or kubectl is missing.
+foreach(check configs compose prometheus grafana kustomize)
+  add_test(NAME deploy_${check}_test
+    COMMAND bash ${CMAKE_CURRENT_LIST_DIR}/check_deploy.sh ${PROJECT_SOURCE_DIR} $<TARGET_FILE:dsm> ${check})
+  set_tests_properties(deploy_${check}_test PROPERTIES LABELS "unit" TIMEOUT 60 SKIP_RETURN_CODE 77)
+endforeach()
+
+# Every metric named by the dashboards and alert rules is in the services'
+# real /metrics (acceptance 3 of issue 7).
+if(TARGET dsm_services AND TARGET dsm_coordinator)
+  dsm_add_test(deploy_metric_names_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/metric_names_test.cc
+    DEPS dsm_services dsm_coordinator nlohmann_json::nlohmann_json yaml-cpp LABELS integration TORCH TIMEOUT 120)
+  add_dependencies(deploy_metric_names_test dsm)
+endif()
