@@ -26,6 +26,7 @@ int Main(int argc, char** argv) {
   AddModelCommands(app, &action);
   AddServeCommand(app, &action);
   AddImportCommand(app, &action);
+  AddInitModelCommand(app, &action);
 
   try {
     app.parse(argc, argv);

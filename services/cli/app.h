@@ -26,6 +26,7 @@ void AddServiceCommands(CLI::App& app, Action* action);
 void AddModelCommands(CLI::App& app, Action* action);
 void AddServeCommand(CLI::App& app, Action* action);
 void AddImportCommand(CLI::App& app, Action* action);
+void AddInitModelCommand(CLI::App& app, Action* action);
 
 int Main(int argc, char** argv);
 
