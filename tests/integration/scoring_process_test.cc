@@ -22,6 +22,7 @@
 #include "services/adapters/watch_adapters_reactor.h"
 #include "services/verifier/lease_scoring.h"
 #include "services/verifier/scoring_process.h"
+#include "tests/integration/publishing_learner.h"
 #include "tests/integration/random_adapter.h"
 #include "tests/unit/model/reference_fixtures.h"
 
@@ -30,19 +31,7 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// A learner that only publishes adapters.
-class PublishingLearner final : public v1::Learner::CallbackService {
- public:
-  AdapterPublisher publisher;
-  grpc::ServerWriteReactor<v1::AdapterChunk>* WatchAdapters(grpc::CallbackServerContext*,
-                                                            const v1::WatchAdaptersRequest* request) override {
-    std::map<v1::AdapterRole, uint64_t> held;
-    for (const auto& h : request->held()) held[h.role()] = h.version();
-    std::vector<v1::AdapterRole> roles;
-    for (int r : request->roles()) roles.push_back(static_cast<v1::AdapterRole>(r));
-    return StartWatchAdapters(publisher.Subscribe(roles, held), nullptr);
-  }
-};
+using dsm_test::PublishingLearner;
 
 // The reference model's files plus a byte-level tokenizer.json (ids 0..255 =
 // bytes, no merges, no special tokens) in a folder of their own.

@@ -16,6 +16,7 @@
 #include "services/adapters/adapter_publisher.h"
 #include "services/adapters/watch_adapters_reactor.h"
 #include "tests/integration/child_process.h"
+#include "tests/integration/publishing_learner.h"
 #include "tests/integration/random_adapter.h"
 #include "tests/unit/model/reference_fixtures.h"
 
@@ -24,19 +25,7 @@ namespace {
 
 using ::testing::HasSubstr;
 
-// A learner that only publishes adapters.
-class PublishingLearner final : public v1::Learner::CallbackService {
- public:
-  AdapterPublisher publisher;
-  grpc::ServerWriteReactor<v1::AdapterChunk>* WatchAdapters(grpc::CallbackServerContext*,
-                                                            const v1::WatchAdaptersRequest* request) override {
-    std::map<v1::AdapterRole, uint64_t> held;
-    for (const auto& h : request->held()) held[h.role()] = h.version();
-    std::vector<v1::AdapterRole> roles;
-    for (int r : request->roles()) roles.push_back(static_cast<v1::AdapterRole>(r));
-    return StartWatchAdapters(publisher.Subscribe(roles, held), nullptr);
-  }
-};
+using dsm_test::PublishingLearner;
 
 using dsm_test::RandomAdapterVersion;
 
