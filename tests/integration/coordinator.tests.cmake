@@ -40,3 +40,8 @@ if(TARGET dsm_coordinator)
   dsm_add_test(auto_label_phase_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/auto_label_phase_test.cc
     DEPS dsm_coordinator LABELS integration TIMEOUT 60)
 endif()
+# The pipeline runner over one iteration against mock peers.
+if(TARGET dsm_coordinator)
+  dsm_add_test(pipeline_runner_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/pipeline_runner_test.cc
+    DEPS dsm_coordinator LABELS integration TIMEOUT 60)
+endif()

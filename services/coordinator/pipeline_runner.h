@@ -1,0 +1,86 @@
+// PipelineRunner: runs the DeepSeekMath-V2 pipeline (../shared/METHOD.md) on
+// the coordinator's run, phase by phase, with the phases of this folder:
+//
+//   iteration 1:  [0 warm-up SFT] → 1 verifier RL → 2 meta-verifier RL →
+//                 3 enhanced verifier → 4 generator RL (generator adapter
+//                 initialised from the verifier's) → 5 auto-labelling
+//   iteration ≥2: 3 → 4 → 5 (the verifier data now includes the new labels)
+//
+// Each phase appends PhaseStarted / PhaseFinished events and progress to the
+// RunStore; training groups go to the learner through the GroupFeeder (Wake
+// after each group). Every phase is restart-safe through its cursors, so a
+// restarted coordinator that runs the pipeline again carries on where it
+// stopped. The run ends SUCCEEDED, or FAILED with the error that stopped it
+// (CANCELLED when `stop` was set).
+//
+// Thread-compatible: Run() blocks the calling thread.
+#ifndef DSM_SERVICES_COORDINATOR_PIPELINE_RUNNER_H_
+#define DSM_SERVICES_COORDINATOR_PIPELINE_RUNNER_H_
+
+#include <atomic>
+#include <optional>
+
+#include "absl/status/status.h"
+#include "absl/time/time.h"
+#include "dsm/v1/learner.grpc.pb.h"
+#include "services/coordinator/auto_label_phase.h"
+#include "services/coordinator/generator_phase.h"
+#include "services/coordinator/group_feeder.h"
+#include "services/coordinator/lease_dispatcher.h"
+#include "services/coordinator/meta_verifier_phase.h"
+#include "services/coordinator/run_store.h"
+#include "services/coordinator/scoring_client.h"
+#include "services/coordinator/verifier_phase.h"
+#include "services/coordinator/warmup_phase.h"
+
+namespace dsm {
+
+struct PipelineOptions {
+  uint32_t iterations = 1;
+  std::optional<WarmupPhaseOptions> warmup;  // phase 0 only when set
+  VerifierPhaseOptions verifier;             // phase and iteration are set by the runner
+  MetaVerifierPhaseOptions meta_verifier;    // likewise, and the role
+  GeneratorPhaseOptions generator;
+  AutoLabelPhaseOptions auto_label;
+  uint32_t generator_problems = 64;   // problems per generator phase
+  uint32_t auto_label_problems = 32;  // problems per auto-labelling phase
+  absl::Duration poll = absl::Milliseconds(100);
+  absl::Duration learner_deadline = absl::Seconds(60);
+};
+
+struct PipelineTemplates {
+  PromptTemplate generator;
+  PromptTemplate verifier;
+  PromptTemplate meta_verifier;
+  OutputMarkers verifier_markers;  // the self-evaluation's markers
+};
+
+class PipelineRunner {
+ public:
+  // None owned; `feeder` may be null (groups then stay PENDING in the store).
+  PipelineRunner(RunStore* store, LeaseDispatcher* dispatcher, ScoringClient* scoring, GroupFeeder* feeder,
+                 v1::Learner::StubInterface* learner, PipelineTemplates templates, PipelineOptions options);
+
+  // Runs every phase; returns the error that stopped the run (also stored).
+  absl::Status Run(const std::atomic<bool>* stop);
+
+ private:
+  absl::Status RunPhase(v1::Phase phase, uint32_t iteration, const std::atomic<bool>* stop);
+  absl::Status Scoring(v1::Phase phase, uint32_t iteration);
+  // Waits until the work queue holds nothing queued or leased, calling `drain` meanwhile.
+  absl::Status AwaitQueue(const std::function<absl::Status()>& drain, const std::atomic<bool>* stop);
+  absl::Status InitGeneratorFromVerifier();
+  void Wake();
+
+  RunStore* const store_;
+  LeaseDispatcher* const dispatcher_;
+  ScoringClient* const scoring_;
+  GroupFeeder* const feeder_;
+  v1::Learner::StubInterface* const learner_;
+  const PipelineTemplates templates_;
+  const PipelineOptions options_;
+};
+
+}  // namespace dsm
+
+#endif  // DSM_SERVICES_COORDINATOR_PIPELINE_RUNNER_H_

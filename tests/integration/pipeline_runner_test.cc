@@ -1,0 +1,230 @@
+// The pipeline runner over one iteration against mock peers: fake verifier
+// and meta-verifier services, a scripted worker on the lease dispatcher, and
+// a gMock learner stub for InitAdapter. Every phase runs in METHOD.md's
+// order with its events, records its groups, and the run ends SUCCEEDED.
+#include <deque>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "common/grpc_server.h"
+#include "dsm/v1/learner_mock.grpc.pb.h"
+#include "dsm/v1/scoring.grpc.pb.h"
+#include "services/coordinator/pipeline_runner.h"
+#include "services/scoring/score_parser.h"
+#include "tests/unit/coordinator/test_dir.h"
+
+namespace dsm {
+namespace {
+
+using ::testing::_;
+using ::testing::Return;
+
+const char kAnalysis[] =
+    "Here is my evaluation of the solution:\nAll steps are correct.\n"
+    "Based on my evaluation, the final overall score should be:\n\\boxed{1}";
+
+// Every analysis and assessment: score 1, one token.
+class FakeScoring final : public v1::Verifier::CallbackService, public v1::MetaVerifier::CallbackService {
+ public:
+  grpc::ServerUnaryReactor* Verify(grpc::CallbackServerContext* context, const v1::VerifyRequest* request,
+                                   v1::VerifyResponse* response) override {
+    Fill(request->n(), response->mutable_analyses());
+    response->add_prompt_token_ids(1);
+    response->set_aggregate_score(1.0);
+    grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+    reactor->Finish(grpc::Status::OK);
+    return reactor;
+  }
+  grpc::ServerUnaryReactor* Assess(grpc::CallbackServerContext* context, const v1::AssessRequest* request,
+                                   v1::AssessResponse* response) override {
+    Fill(request->n(), response->mutable_assessments());
+    response->add_prompt_token_ids(1);
+    response->set_aggregate_meta_score(1.0);
+    grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+    reactor->Finish(grpc::Status::OK);
+    return reactor;
+  }
+
+ private:
+  static void Fill(uint32_t n, google::protobuf::RepeatedPtrField<v1::Analysis>* out) {
+    for (uint32_t i = 0; i < n; ++i) {
+      v1::Analysis* a = out->Add();
+      a->mutable_completion()->set_index(i);
+      a->mutable_completion()->set_text(kAnalysis);
+      a->mutable_completion()->add_token_ids(3);
+      a->mutable_completion()->add_logprobs(-1.0f);
+      a->mutable_score()->set_format(v1::FORMAT_STATUS_OK);
+      a->mutable_score()->set_value(i % 2 == 0 ? 1.0 : 0.0);
+    }
+  }
+};
+
+PromptTemplate Template(const std::string& role, const std::string& body) {
+  auto t = PromptTemplate::Parse(absl::StrCat("role: ", role,
+                                              "\nevaluation_marker: Here is my evaluation of the solution:\n"
+                                              "score_marker: Based on my evaluation, the final overall score should "
+                                              "be:\n---\n",
+                                              body),
+                                 role + ".txt");
+  EXPECT_TRUE(t.ok()) << t.status();
+  return *t;
+}
+
+TEST(PipelineRunner, RunsEveryPhaseOfAnIterationInOrder) {
+  TestDir dir;
+  RunStoreOptions store_options;
+  store_options.db.synchronous_full = false;
+  auto store = RunStore::Open(dir.File("state.db"), store_options);
+  ASSERT_TRUE(store.ok()) << store.status();
+  ASSERT_TRUE((*store)->CreateRun("pipeline", "", v1::RUN_STATE_RUNNING, absl::Now()).ok());
+  std::vector<v1::ImportRecordsRequest> records(3);
+  records[0].mutable_problem()->set_problem_id("p1");
+  records[0].mutable_problem()->set_statement("Given: a=b, b=c. Prove: a=c.");
+  auto* proof = records[1].mutable_proof();
+  proof->set_proof_id("q1");
+  proof->set_problem_id("p1");
+  proof->set_proof("1. a=b, so a=b\n2. b=c, so a=c\nThus a=c.");
+  proof->set_score(1);
+  auto* analysis = records[2].mutable_analysis();
+  analysis->set_analysis_id("a1");
+  analysis->set_proof_id("q1");
+  analysis->set_analysis(kAnalysis);
+  analysis->set_meta_score(1);
+  ASSERT_TRUE((*store)->ImportRecords(records, true).ok());
+
+  FakeScoring scoring;
+  GrpcServerOptions server_options;
+  server_options.drain = absl::ZeroDuration();
+  server_options.shutdown_grace = absl::Milliseconds(100);
+  GrpcServer server(server_options);
+  server.RegisterService(static_cast<v1::Verifier::CallbackService*>(&scoring), v1::Verifier::service_full_name());
+  server.RegisterService(static_cast<v1::MetaVerifier::CallbackService*>(&scoring),
+                         v1::MetaVerifier::service_full_name());
+  ASSERT_TRUE(server.Start().ok());
+  ScoringClientOptions client_options;
+  client_options.verifier_target = server.address();
+  client_options.meta_verifier_target = server.address();
+  auto client = ScoringClient::Create(client_options, nullptr);
+  ASSERT_TRUE(client.ok());
+
+  // A scripted worker: answers every grant with proofs and self-evaluations.
+  LeaseDispatcher dispatcher(store->get(), DispatcherOptions{}, nullptr);
+  absl::Mutex mu;
+  std::deque<v1::LeaseGrant> grants;
+  bool done = false;
+  v1::Hello hello;
+  hello.set_worker_id("w");
+  hello.add_roles(v1::ADAPTER_ROLE_GENERATOR);
+  hello.set_capacity(2);
+  auto session = dispatcher.Connect(
+      hello,
+      [&](v1::CoordinatorMessage m) {
+        absl::MutexLock lock(&mu);
+        if (m.has_grant()) grants.push_back(m.grant());
+        return true;
+      },
+      [](const absl::Status&) {});
+  ASSERT_TRUE(session.ok());
+  std::thread worker([&] {
+    while (true) {
+      v1::LeaseGrant grant;
+      {
+        absl::MutexLock lock(&mu);
+        auto ready = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) { return done || !grants.empty(); };
+        mu.Await(absl::Condition(&ready));
+        if (done && grants.empty()) return;
+        grant = grants.front();
+        grants.pop_front();
+      }
+      v1::LeaseResult result;
+      result.set_lease_id(grant.lease_id());
+      result.mutable_generated()->add_prompt_token_ids(1);
+      for (uint32_t i = 0; i < grant.generate().n(); ++i) {
+        v1::Completion* c = result.mutable_generated()->add_completions();
+        c->set_index(i);
+        c->set_text(absl::StrCat("## Solution\n1. a=b, so a=b\n2. b=c, so a=c\nThus a=c.", i,
+                                 "\n## Self Evaluation\n", kAnalysis));
+        c->add_token_ids(4);
+        c->add_logprobs(-1.0f);
+      }
+      EXPECT_TRUE(dispatcher.OnResult(*session, result).ok());
+    }
+  });
+
+  v1::MockLearnerStub learner;
+  EXPECT_CALL(learner, InitAdapter(_, _, _))
+      .WillOnce([](grpc::ClientContext*, const v1::InitAdapterRequest& r, v1::InitAdapterResponse*) {
+        EXPECT_EQ(r.role(), v1::ADAPTER_ROLE_GENERATOR);
+        EXPECT_EQ(r.copy_from(), v1::ADAPTER_ROLE_VERIFIER);
+        return grpc::Status::OK;
+      });
+
+  PipelineOptions options;
+  options.verifier.group_size = 2;
+  options.meta_verifier.group_size = 2;
+  options.generator.group_size = 2;
+  options.generator.verifications = 2;
+  options.auto_label.proofs_per_problem = 2;
+  options.auto_label.n = 2;
+  options.auto_label.m = 1;
+  options.auto_label.rule.k = 1;  // one confirmed lowest analysis is enough here
+  options.poll = absl::Milliseconds(10);
+  PipelineRunner runner(store->get(), &dispatcher, client->get(), nullptr, &learner,
+                        {Template("generator", "Prove: {problem}"), Template("verifier", "{problem} {proof}"),
+                         Template("meta_verifier", "{problem} {proof} {analysis}"), VerifierMarkers()},
+                        options);
+  std::atomic<bool> stop{false};
+  const absl::Status status = runner.Run(&stop);
+  {
+    absl::MutexLock lock(&mu);
+    done = true;
+  }
+  worker.join();
+  ASSERT_TRUE(status.ok()) << status;
+
+  auto run = (*store)->GetRun();
+  ASSERT_TRUE(run.ok());
+  EXPECT_EQ(run->state(), v1::RUN_STATE_SUCCEEDED);
+  std::vector<v1::Phase> started, finished;
+  auto events = (*store)->EventsFrom(0, 1000);
+  ASSERT_TRUE(events.ok());
+  for (const v1::RunEvent& e : *events) {
+    if (e.has_phase_started()) started.push_back(e.phase_started().phase());
+    if (e.has_phase_finished()) finished.push_back(e.phase_finished().phase());
+  }
+  const std::vector<v1::Phase> order = {v1::PHASE_VERIFIER_RL, v1::PHASE_META_VERIFIER_RL,
+                                        v1::PHASE_ENHANCED_VERIFIER_RL, v1::PHASE_GENERATOR_RL,
+                                        v1::PHASE_AUTO_LABEL};
+  EXPECT_EQ(started, order);
+  EXPECT_EQ(finished, order);
+  for (const char* id : {"p2-i1-q1", "p3-i1-a1", "p4-i1-q1", "p4-i1-a1"}) {
+    auto g = (*store)->GetGroup(id);
+    EXPECT_TRUE(g.ok() && g->has_value()) << id;
+  }
+  auto pending = (*store)->GroupsWithStatus(kGroupPending, 100);
+  ASSERT_TRUE(pending.ok());
+  int generator_groups = 0;
+  for (const GroupRecord& g : *pending) generator_groups += g.role == v1::ADAPTER_ROLE_GENERATOR;
+  EXPECT_EQ(generator_groups, 1);
+  auto proofs = (*store)->Proofs(0, 100);
+  ASSERT_TRUE(proofs.ok());
+  int auto_labelled = 0;
+  for (const StoredProof& p : *proofs) {
+    if (p.record.labeller() != "auto") continue;
+    ++auto_labelled;
+    // Analysis 1 of every verification says 0 and its meta-verification confirms it.
+    EXPECT_EQ(p.record.score(), 0.0);
+  }
+  EXPECT_EQ(auto_labelled, 2);  // the two new proofs
+}
+
+}  // namespace
+}  // namespace dsm
