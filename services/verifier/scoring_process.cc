@@ -58,6 +58,9 @@ absl::StatusOr<std::unique_ptr<ScoringProcess>> ScoringProcess::Create(const Dsm
   generation_limits.default_max_tokens = options.limits.default_max_tokens;
   p->generation_ = std::make_unique<GenerationService>(p->model_.get(), p->tokenizer_.get(), p->sampler_.get(),
                                                        p->registry_.get(), generation_limits);
+  if (metrics != nullptr) {
+    if (absl::Status s = p->generation_->CountTokensIn(*metrics); !s.ok()) return s;
+  }
   p->own_engine_ = std::make_unique<GenerationEngine>(p->generation_.get(), p->tokenizer_.get(), p->registry_.get(),
                                                       p->model_.get(), ModelNameFromPath(config.model.path));
   if (absl::Status s = p->StartServices(p->own_engine_.get(), options, metrics); !s.ok()) return s;

@@ -6,8 +6,18 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "services/learner/learner_metrics.h"
 
 namespace dsm {
+
+absl::Status GenerationService::CountTokensIn(MetricsRegistry& registry) {
+  absl::StatusOr<CounterFamily*> tokens = registry.AddCounter(
+      "dsm_sampler_tokens_generated_total", "Tokens sampled, per adapter role (rollout workers and scorers).",
+      {"role"});
+  if (!tokens.ok()) return tokens.status();
+  tokens_counter_ = *tokens;
+  return absl::OkStatus();
+}
 namespace {
 
 v1::FinishReason WireFinishReason(FinishReason reason) {
@@ -235,6 +245,10 @@ void GenerationService::Launch(const v1::GenerateRequest& request, std::vector<i
           c.set_seed(completion_seed);
           completions_.fetch_add(1);
           generated_tokens_.fetch_add(static_cast<int64_t>(result->tokens.size()));
+          if (tokens_counter_ != nullptr) {
+            tokens_counter_->WithLabels({LearnerRoleName(pinned.role)})
+                .Increment(static_cast<double>(result->tokens.size()));
+          }
           bool report = false;
           {
             absl::MutexLock lock(&group->mu);

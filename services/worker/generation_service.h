@@ -19,6 +19,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "dsm/v1/sampler.pb.h"
+#include "common/metrics_registry.h"
 #include "model/sampler.h"
 #include "model/tokenizer.h"
 #include "services/adapters/adapter_registry.h"
@@ -58,6 +59,11 @@ class GenerationService {
   // be; no other checks.
   absl::StatusOr<std::vector<int32_t>> EncodePrompt(const v1::Prompt& prompt) const;
 
+  // Declares dsm_sampler_tokens_generated_total{role} (roles named as the
+  // learner names them) in `registry` and counts every sampled token there.
+  // Call before the first Start().
+  absl::Status CountTokensIn(MetricsRegistry& registry);
+
   const GenerationLimits& limits() const { return limits_; }
   int64_t completions() const { return completions_.load(); }
   int64_t generated_tokens() const { return generated_tokens_.load(); }
@@ -87,6 +93,7 @@ class GenerationService {
   const GenerationLimits limits_;
   std::atomic<int64_t> completions_{0};
   std::atomic<int64_t> generated_tokens_{0};
+  CounterFamily* tokens_counter_ = nullptr;
 
   absl::Mutex mu_;
   std::deque<Waiter> waiting_ ABSL_GUARDED_BY(mu_);

@@ -57,6 +57,9 @@ absl::StatusOr<std::unique_ptr<WorkerProcess>> WorkerProcess::Create(const DsmCo
   limits.max_n = config.limits.max_n;
   w->generation_ = std::make_unique<GenerationService>(w->model_.get(), w->tokenizer_.get(), w->sampler_.get(),
                                                        w->registry_.get(), limits);
+  if (metrics != nullptr) {
+    if (absl::Status s = w->generation_->CountTokensIn(*metrics); !s.ok()) return s;
+  }
   w->service_ = std::make_unique<SamplerService>(w->generation_.get(), w->registry_.get(), config.model.path);
 
   // Adapters stream in from the learner.

@@ -14,3 +14,13 @@ if(TARGET dsm_services AND TARGET dsm_coordinator)
     DEPS dsm_services dsm_coordinator nlohmann_json::nlohmann_json yaml-cpp LABELS integration TORCH TIMEOUT 120)
   add_dependencies(deploy_metric_names_test dsm)
 endif()
+
+# A real Prometheus (Debian's /usr/bin/prometheus; the test skips without it)
+# scrapes the built-in stack: every target up, the key series non-zero
+# (acceptance 2 of issue 7).
+if(TARGET dsm_services AND TARGET dsm_coordinator)
+  dsm_add_test(deploy_prometheus_scrape_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/prometheus_scrape_test.cc
+    DEPS dsm_services dsm_coordinator nlohmann_json::nlohmann_json LABELS integration TORCH TIMEOUT 120)
+  add_dependencies(deploy_prometheus_scrape_test dsm)
+  set_tests_properties(deploy_prometheus_scrape_test PROPERTIES SKIP_REGULAR_EXPRESSION "\\[  SKIPPED \\]")
+endif()

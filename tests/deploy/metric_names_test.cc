@@ -11,11 +11,6 @@
 // them: results accepted), a scripted worker that takes a lease and drops its
 // stream (a lease reclaimed as released), InitAdapter for the three roles
 // (adapter versions published and installed), one Verify and one Assess.
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
-
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -35,12 +30,11 @@
 #include "dsm/v1/coordinator.grpc.pb.h"
 #include "dsm/v1/learner.grpc.pb.h"
 #include "dsm/v1/scoring.grpc.pb.h"
-#include "model/tokenizer_bytes.h"
 #include "services/coordinator/run_store.h"
+#include "tests/deploy/deploy_stack.h"
 #include "tests/integration/child_process.h"
 #include "tests/integration/coordinator_client.h"
 #include "tests/integration/learner_client.h"
-#include "tests/unit/model/reference_fixtures.h"
 
 namespace dsm {
 namespace {
@@ -103,40 +97,6 @@ std::map<std::string, std::string> UsedMetricNames() {
 // ---------------------------------------------------------------------------
 // The services.
 
-struct HttpResult {
-  bool ok = false;
-  std::string body;
-};
-
-// GET http://ADDRESS/metrics (ADDRESS "host:port", IPv4).
-HttpResult GetMetrics(const std::string& address) {
-  HttpResult result;
-  const std::vector<std::string> parts = absl::StrSplit(address, ':');
-  if (parts.size() != 2) return result;
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(static_cast<uint16_t>(std::stoi(parts[1])));
-  inet_pton(AF_INET, parts[0] == "0.0.0.0" ? "127.0.0.1" : parts[0].c_str(), &addr.sin_addr);
-  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
-    close(fd);
-    return result;
-  }
-  const std::string request = "GET /metrics HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n";
-  if (write(fd, request.data(), request.size()) != static_cast<ssize_t>(request.size())) {
-    close(fd);
-    return result;
-  }
-  std::string response;
-  char buffer[65536];
-  for (ssize_t n; (n = read(fd, buffer, sizeof(buffer))) > 0;) response.append(buffer, n);
-  close(fd);
-  const std::size_t body = response.find("\r\n\r\n");
-  result.ok = response.rfind("HTTP/1.1 200", 0) == 0 && body != std::string::npos;
-  if (result.ok) result.body = response.substr(body + 4);
-  return result;
-}
-
 // Sample name -> the label sets of its samples ("role=generator,..."), from
 // a text exposition.
 using Samples = std::map<std::string, std::vector<std::map<std::string, std::string>>>;
@@ -157,47 +117,6 @@ void ParseExposition(const std::string& text, Samples* samples) {
   }
 }
 
-// A copy of the reference tiny model with a byte-level tokenizer.json (the
-// scoring roles tokenize their prompts), as in scoring_process_test.
-std::string ModelWithTokenizer(const std::string& dir) {
-  const fs::path source = model_test::ReferenceDir() + "/llama_gqa_tied";
-  fs::remove_all(dir);
-  fs::create_directories(dir);
-  for (const auto& entry : fs::directory_iterator(source)) {
-    if (entry.is_regular_file()) fs::create_symlink(entry.path(), fs::path(dir) / entry.path().filename());
-  }
-  nlohmann::json vocab = nlohmann::json::object();
-  for (int b = 0; b < 256; ++b) vocab[tokenizer_internal::ByteToUnicode(static_cast<unsigned char>(b))] = b;
-  nlohmann::json tokenizer = {
-      {"version", "1.0"},
-      {"added_tokens", nlohmann::json::array()},
-      {"normalizer", nullptr},
-      {"pre_tokenizer", {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"use_regex", true}}},
-      {"post_processor", {{"type", "ByteLevel"}}},
-      {"decoder", {{"type", "ByteLevel"}}},
-      {"model", {{"type", "BPE"}, {"vocab", vocab}, {"merges", nlohmann::json::array()}, {"unk_token", nullptr}}}};
-  std::ofstream(fs::path(dir) / "tokenizer.json") << tokenizer.dump();
-  return dir;
-}
-
-// Short templates: the tiny model's context is short.
-std::string PromptsDir(const std::string& dir) {
-  fs::create_directories(dir);
-  std::ofstream(dir + "/verifier.txt") << "role: verifier\n"
-                                       << "evaluation_marker: Here is my evaluation of the solution:\n"
-                                       << "score_marker: Based on my evaluation, the final overall score should be:\n"
-                                       << "---\nP:{problem} Y:{proof} V:\n";
-  std::ofstream(dir + "/meta_verifier.txt")
-      << "role: meta_verifier\n"
-      << "evaluation_marker: Here is my analysis of the \"solution evaluation\":\n"
-      << "score_marker: Based on my analysis, I will rate the \"solution evaluation\" as:\n"
-      << "---\nP:{problem} Y:{proof} A:{analysis} M:\n";
-  return dir;
-}
-
-// "dsm serve ROLE: grpc ADDR metrics ADDR" -> the metrics address.
-std::string MetricsAddress(const std::string& line) { return line.substr(line.find(" metrics ") + 9); }
-
 class DeployMetricNames : public ::testing::Test {
  protected:
   // Starts the stack, drives it, and keeps every endpoint's samples.
@@ -207,8 +126,8 @@ class DeployMetricNames : public ::testing::Test {
     log_ = new std::string();
     const std::string dir = ::testing::TempDir() + "/deploy-metric-names";
     std::system(("rm -rf " + dir + " && mkdir -p " + dir).c_str());
-    const std::string model = ModelWithTokenizer(dir + "/model");
-    const std::string prompts = PromptsDir(dir + "/prompts");
+    const std::string model = dsm_test::ModelWithTokenizer(dir + "/model");
+    const std::string prompts = dsm_test::PromptsDir(dir + "/prompts");
     const std::string config = dir + "/config.yaml";
     std::ofstream(config) << "run: {name: metrics, runs_dir: " << dir << "/runs, seed: 3}\n"
                           << "runtime: {threads: 1}\n"
@@ -250,7 +169,7 @@ class DeployMetricNames : public ::testing::Test {
     auto line = coordinator_->WaitForLine("dsm serve coordinator: grpc ", absl::Seconds(30));
     ASSERT_TRUE(line.has_value()) << coordinator_->Log();
     const std::string coordinator_address = dsm_test::ServeAddress(*line);
-    std::vector<std::string> metrics = {MetricsAddress(*line)};
+    std::vector<std::string> metrics = {dsm_test::MetricsAddress(*line)};
     {
       // A worker that takes a lease and vanishes: the lease is reclaimed.
       auto stub = v1::Coordinator::NewStub(MakeChannel(coordinator_address, ChannelOptions{}));
@@ -267,7 +186,7 @@ class DeployMetricNames : public ::testing::Test {
       line = services_->WaitForLine(absl::StrCat("dsm serve ", role, ": grpc "), absl::Seconds(60));
       ASSERT_TRUE(line.has_value()) << services_->Log();
       grpc[role] = dsm_test::ServeAddress(*line);
-      metrics.push_back(MetricsAddress(*line));
+      metrics.push_back(dsm_test::MetricsAddress(*line));
     }
     auto learner = v1::Learner::NewStub(MakeChannel(grpc["learner"], ChannelOptions{}));
     for (v1::AdapterRole role :
@@ -320,7 +239,7 @@ class DeployMetricNames : public ::testing::Test {
       Samples seen;
       bool all_fetched = true;
       for (const std::string& address : metrics) {
-        const HttpResult r = GetMetrics(address);
+        const dsm_test::HttpResult r = dsm_test::HttpGet(address, "/metrics");
         all_fetched = all_fetched && r.ok;
         ParseExposition(r.body, &seen);
       }

@@ -1,5 +1,6 @@
-// Test helper: a child process (the dsm binary) with its output in a file,
-// stopped with SIGTERM (or killed) when the helper goes away.
+// Test helper: a child process (the dsm binary, or any program given by
+// path) with its output in a file, stopped with SIGTERM (or killed) when the
+// helper goes away. Not thread-safe.
 #ifndef DSM_TESTS_INTEGRATION_CHILD_PROCESS_H_
 #define DSM_TESTS_INTEGRATION_CHILD_PROCESS_H_
 
@@ -18,11 +19,22 @@
 
 namespace dsm_test {
 
+// The path of a program for ChildProcess, e.g. Program{"/usr/bin/prometheus"}.
+struct Program {
+  std::string path;
+};
+
 class ChildProcess {
  public:
   // Runs $DSM_BINARY_DIR/dsm with `args`; stdout+stderr go to `log_path`.
-  ChildProcess(const std::vector<std::string>& args, std::string log_path) : log_path_(std::move(log_path)) {
-    const std::string binary = std::string(std::getenv("DSM_BINARY_DIR")) + "/dsm";
+  ChildProcess(const std::vector<std::string>& args, std::string log_path)
+      : ChildProcess(Program{std::string(std::getenv("DSM_BINARY_DIR")) + "/dsm"}, args, std::move(log_path)) {}
+
+  // Runs `program.path` with `args` (argv[0] is the path); stdout+stderr go
+  // to `log_path`. A program that cannot be run exits with 127.
+  ChildProcess(const Program& program, const std::vector<std::string>& args, std::string log_path)
+      : log_path_(std::move(log_path)) {
+    const std::string& binary = program.path;
     std::ofstream(log_path_, std::ios::trunc).flush();  // never read an earlier run's log
     pid_ = fork();
     if (pid_ == 0) {
