@@ -156,6 +156,15 @@ void Visit(V& v, CoordinatorConfig& o) {
   v.Num("heartbeat_seconds", &o.heartbeat_seconds, 0.01, 3600);
   v.Int("max_leases_per_worker", &o.max_leases_per_worker, 1, 4096);
   v.Int("max_attempts", &o.max_attempts, 1, 100);
+  v.Bool("pipeline", &o.pipeline);
+  v.Str("learner", &o.learner);
+  v.Str("verifier", &o.verifier);
+  v.Str("meta_verifier", &o.meta_verifier);
+  v.Str("prompts_dir", &o.prompts_dir);
+  v.Int("iterations", &o.iterations, 1, 1000);
+  v.Int("group_size", &o.group_size, 1, 1024);
+  v.Int("generator_problems", &o.generator_problems, 1, 1 << 20);
+  v.Int("auto_label_problems", &o.auto_label_problems, 1, 1 << 20);
 }
 
 template <typename V>
@@ -393,6 +402,16 @@ absl::Status ValidateConfig(const DsmConfig& config) {
     return absl::InvalidArgumentError(absl::StrCat(
         "coordinator.heartbeat_seconds: ", FormatNumber(config.coordinator.heartbeat_seconds),
         " must be below coordinator.lease_ttl_seconds (", FormatNumber(config.coordinator.lease_ttl_seconds), ")"));
+  }
+  if (config.coordinator.pipeline) {
+    for (const auto& [key, value] : {std::pair<const char*, const std::string*>{"learner", &config.coordinator.learner},
+                                     {"verifier", &config.coordinator.verifier},
+                                     {"meta_verifier", &config.coordinator.meta_verifier}}) {
+      if (value->empty()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("coordinator.", key, ": required with coordinator.pipeline: true (host:port)"));
+      }
+    }
   }
   return ValidateSecurity(config);
 }

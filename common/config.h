@@ -155,6 +155,18 @@ struct CoordinatorConfig {
   double heartbeat_seconds = 5;         // workers renew their leases this often (< lease_ttl_seconds)
   int max_leases_per_worker = 64;       // caps a worker's Hello.capacity
   int max_attempts = 3;                 // grants per work item before it fails
+  // The pipeline (METHOD.md's phases) runs when the run starts. It needs the
+  // learner and both scoring services (host:port, or "ipv4:a:p,b:p" /
+  // "dns:///name:port" for several replicas).
+  bool pipeline = false;
+  std::string learner;
+  std::string verifier;
+  std::string meta_verifier;
+  std::string prompts_dir = "configs/prompts";  // generator.txt, verifier.txt, meta_verifier.txt
+  int iterations = 1;             // pipeline iterations (phases 3-5 repeat)
+  int group_size = 8;             // samples per GRPO group, every phase
+  int generator_problems = 64;    // problems per generator phase
+  int auto_label_problems = 32;   // problems per auto-labelling phase
 };
 
 struct DsmConfig {

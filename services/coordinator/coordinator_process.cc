@@ -3,10 +3,12 @@
 #include <algorithm>
 #include <filesystem>
 #include <random>
+#include <vector>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "spdlog/spdlog.h"
 
 namespace dsm {
 namespace {
@@ -32,6 +34,23 @@ CoordinatorProcessOptions CoordinatorOptionsFromConfig(const DsmConfig& config, 
   o.dispatcher.max_leases_per_worker = static_cast<uint32_t>(config.coordinator.max_leases_per_worker);
   o.store.queue.max_attempts = static_cast<uint32_t>(config.coordinator.max_attempts);
   o.max_message_bytes = static_cast<uint32_t>(config.server.max_message_bytes);
+  if (config.coordinator.pipeline) {
+    CoordinatorPipelineSettings p;
+    p.learner = config.coordinator.learner;
+    p.verifier = config.coordinator.verifier;
+    p.meta_verifier = config.coordinator.meta_verifier;
+    p.prompts_dir = config.coordinator.prompts_dir;
+    p.channel = ChannelOptions::From(config.server, config.client);
+    const auto group = static_cast<uint32_t>(config.coordinator.group_size);
+    p.options.iterations = static_cast<uint32_t>(config.coordinator.iterations);
+    p.options.verifier.group_size = group;
+    p.options.meta_verifier.group_size = group;
+    p.options.generator.group_size = group;
+    p.options.auto_label.proofs_per_problem = group;
+    p.options.generator_problems = static_cast<uint32_t>(config.coordinator.generator_problems);
+    p.options.auto_label_problems = static_cast<uint32_t>(config.coordinator.auto_label_problems);
+    o.pipeline = std::move(p);
+  }
   return o;
 }
 
@@ -59,15 +78,67 @@ absl::StatusOr<std::unique_ptr<CoordinatorProcess>> CoordinatorProcess::Create(C
     return run.status();
   }
   p->dispatcher_ = std::make_unique<LeaseDispatcher>(p->store_.get(), options.dispatcher, p->metrics_.get());
+  if (options.pipeline.has_value()) {
+    if (absl::Status s = p->CreatePipeline(metrics); !s.ok()) return s;
+  }
   p->ticker_ = std::thread([raw = p.get()] {
     while (!raw->stop_.WaitForNotificationWithTimeout(raw->options_.tick)) raw->dispatcher_->Tick();
   });
+  p->StartPipelineIfRunning();  // a restarted coordinator carries on
   return p;
 }
 
 CoordinatorProcess::~CoordinatorProcess() {
+  stop_pipeline_ = true;
+  {
+    absl::MutexLock lock(&pipeline_mu_);
+    if (pipeline_thread_.joinable()) pipeline_thread_.join();
+  }
+  if (feeder_) feeder_->Stop();
   stop_.Notify();
   if (ticker_.joinable()) ticker_.join();
+}
+
+absl::Status CoordinatorProcess::CreatePipeline(MetricsRegistry* metrics) {
+  const CoordinatorPipelineSettings& s = *options_.pipeline;
+  std::vector<PromptTemplate> loaded;
+  for (PromptRole role : {PromptRole::kGenerator, PromptRole::kVerifier, PromptRole::kMetaVerifier}) {
+    absl::StatusOr<PromptTemplate> t = PromptTemplate::LoadRole(s.prompts_dir, role);
+    if (!t.ok()) return absl::InvalidArgumentError(absl::StrCat("coordinator.prompts_dir: ", t.status().message()));
+    loaded.push_back(*std::move(t));
+  }
+  PipelineTemplates templates{loaded[0], loaded[1], loaded[2], loaded[1].markers()};
+  ScoringClientOptions scoring;
+  scoring.verifier_target = s.verifier;
+  scoring.meta_verifier_target = s.meta_verifier;
+  scoring.channel = s.channel;
+  auto client = ScoringClient::Create(scoring, metrics);
+  if (!client.ok()) return client.status();
+  scoring_ = *std::move(client);
+  GroupFeederOptions feeder;
+  feeder.learner_target = s.learner;
+  feeder.channel = s.channel;
+  feeder_ = std::make_unique<GroupFeeder>(store_.get(), feeder);
+  learner_ = v1::Learner::NewStub(MakeChannel(s.learner, s.channel));
+  runner_ = std::make_unique<PipelineRunner>(store_.get(), dispatcher_.get(), scoring_.get(), feeder_.get(),
+                                             learner_.get(), std::move(templates), s.options);
+  return absl::OkStatus();
+}
+
+void CoordinatorProcess::StartPipelineIfRunning() {
+  if (runner_ == nullptr) return;
+  absl::StatusOr<v1::RunStatus> run = store_->GetRun();
+  if (!run.ok() || run->state() != v1::RUN_STATE_RUNNING) return;
+  absl::MutexLock lock(&pipeline_mu_);
+  if (pipeline_thread_.joinable()) return;  // already running (or ran: one pipeline per process)
+  pipeline_thread_ = std::thread([this] {
+    absl::Status s = runner_->Run(&stop_pipeline_);
+    if (s.ok()) {
+      spdlog::info("coordinator: the pipeline finished");
+    } else {
+      spdlog::error("coordinator: the pipeline stopped: {}", std::string(s.message()));
+    }
+  });
 }
 
 absl::Status CoordinatorProcess::CheckName(const std::string& name, const char* field) const {
@@ -119,6 +190,7 @@ absl::StatusOr<v1::RunStatus> CoordinatorProcess::StartRun(const v1::StartRunReq
   if (request.create_only()) return GetRun(request.name());
   auto started = store_->SetRunState(v1::RUN_STATE_RUNNING, request.resume() ? "resumed" : "started", now);
   if (!started.ok()) return started.status();
+  StartPipelineIfRunning();
   return GetRun(request.name());
 }
 
@@ -165,6 +237,7 @@ absl::StatusOr<v1::RunStatus> CoordinatorProcess::CancelRun(const v1::CancelRunR
   if (!run.ok()) return run.status();
   if (IsTerminal(run->state())) return GetRun(request.name());
   const std::string reason = request.reason().empty() ? "cancelled by user" : request.reason();
+  stop_pipeline_ = true;
   if (absl::Status s = dispatcher_->CancelAll(reason); !s.ok()) return s;
   auto cancelled = store_->SetRunState(v1::RUN_STATE_CANCELLED, reason, absl::Now());
   if (!cancelled.ok()) return cancelled.status();

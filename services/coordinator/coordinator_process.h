@@ -14,22 +14,39 @@
 #ifndef DSM_SERVICES_COORDINATOR_COORDINATOR_PROCESS_H_
 #define DSM_SERVICES_COORDINATOR_COORDINATOR_PROCESS_H_
 
+#include <atomic>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
+#include "common/grpc_client.h"
 #include "absl/time/time.h"
 #include "common/config.h"
 #include "common/metrics_registry.h"
 #include "dsm/v1/coordinator.pb.h"
 #include "services/coordinator/coordinator_metrics.h"
+#include "services/coordinator/group_feeder.h"
 #include "services/coordinator/lease_dispatcher.h"
+#include "services/coordinator/pipeline_runner.h"
+#include "services/coordinator/scoring_client.h"
 #include "services/coordinator/run_store.h"
 
 namespace dsm {
+
+// Where the pipeline's peers are and how it runs (coordinator.pipeline: true).
+struct CoordinatorPipelineSettings {
+  std::string learner;        // host:port
+  std::string verifier;       // target (one or several replicas)
+  std::string meta_verifier;  // target
+  std::string prompts_dir;    // generator.txt, verifier.txt, meta_verifier.txt
+  ChannelOptions channel;     // TLS, token, retries, from the config
+  PipelineOptions options;
+};
 
 struct CoordinatorProcessOptions {
   std::string runs_dir;
@@ -40,6 +57,9 @@ struct CoordinatorProcessOptions {
   absl::Duration tick = absl::Milliseconds(250);
   uint64_t max_import_records = 1000000;  // per ImportRecords stream
   uint32_t max_message_bytes = 16 << 20;
+  // Set: the pipeline runs whenever the run is RUNNING (started, or found
+  // running after a restart).
+  std::optional<CoordinatorPipelineSettings> pipeline;
 };
 
 // From the config: runs_dir, run name, coordinator.* and limits.
@@ -49,7 +69,7 @@ class CoordinatorProcess {
  public:
   static absl::StatusOr<std::unique_ptr<CoordinatorProcess>> Create(CoordinatorProcessOptions options,
                                                                     MetricsRegistry* metrics);
-  ~CoordinatorProcess();  // stops the ticker
+  ~CoordinatorProcess();  // stops the pipeline and the ticker
 
   LeaseDispatcher* dispatcher() { return dispatcher_.get(); }
   RunStore* store() { return store_.get(); }
@@ -69,11 +89,22 @@ class CoordinatorProcess {
  private:
   explicit CoordinatorProcess(CoordinatorProcessOptions options) : options_(std::move(options)) {}
   absl::Status CheckName(const std::string& name, const char* field) const;
+  absl::Status CreatePipeline(MetricsRegistry* metrics);
+  // Starts the pipeline thread if configured, not running, and the run is RUNNING.
+  void StartPipelineIfRunning();
 
   const CoordinatorProcessOptions options_;
   std::unique_ptr<CoordinatorMetrics> metrics_;
   std::unique_ptr<RunStore> store_;
   std::unique_ptr<LeaseDispatcher> dispatcher_;
+  // The pipeline and its peers (only with options_.pipeline).
+  std::unique_ptr<ScoringClient> scoring_;
+  std::unique_ptr<GroupFeeder> feeder_;
+  std::unique_ptr<v1::Learner::Stub> learner_;
+  std::unique_ptr<PipelineRunner> runner_;
+  std::atomic<bool> stop_pipeline_{false};
+  absl::Mutex pipeline_mu_;
+  std::thread pipeline_thread_ ABSL_GUARDED_BY(pipeline_mu_);
   absl::Notification stop_;
   std::thread ticker_;
 };

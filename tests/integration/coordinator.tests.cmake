@@ -45,3 +45,8 @@ if(TARGET dsm_coordinator)
   dsm_add_test(pipeline_runner_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/pipeline_runner_test.cc
     DEPS dsm_coordinator LABELS integration TIMEOUT 60)
 endif()
+# The coordinator runs the pipeline when its run starts, over real gRPC to fake peers.
+if(TARGET dsm_coordinator)
+  dsm_add_test(coordinator_pipeline_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/coordinator_pipeline_test.cc
+    DEPS dsm_coordinator LABELS integration TIMEOUT 90)
+endif()

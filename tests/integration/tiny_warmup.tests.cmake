@@ -3,5 +3,5 @@
 # how to run the experiments behind the numbers in the issue-6 note).
 if(TARGET dsm_learner AND TARGET dsm_tasks)
   dsm_add_test(tiny_warmup_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/tiny_warmup_test.cc
-    DEPS dsm_learner dsm_model dsm_tasks LABELS integration TORCH TIMEOUT 240)
+    DEPS dsm_learner dsm_model dsm_tasks LABELS integration TORCH TIMEOUT 600)
 endif()
