@@ -86,7 +86,10 @@ absl::Status GroupFeeder::Session() {
   // Shared between this thread (sender) and the reader below.
   int64_t credits = 0;
   bool broken = false;
-  std::set<std::string> unacked;
+  // Every group sent on this stream: none is sent twice on one stream (the
+  // store's PENDING snapshot can lag behind an ack that just arrived); only a
+  // new stream re-sends, and only what the learner's checkpoint lacks.
+  std::set<std::string> sent;
   std::thread reader([&] {
     v1::SubmitGroupsResponse response;
     while (stream->Read(&response)) {
@@ -107,7 +110,6 @@ absl::Status GroupFeeder::Session() {
       }
       absl::MutexLock lock(&mu_);
       if (response.has_ack()) {
-        unacked.erase(response.ack().group_id());
         ++counters_.acks;
       }
       credits += response.credits();
@@ -139,7 +141,7 @@ absl::Status GroupFeeder::Session() {
       }
       absl::MutexLock lock(&mu_);
       for (const GroupRecord& g : *pending) {
-        if (!unacked.count(g.group_id)) {
+        if (!sent.count(g.group_id)) {
           next = RunStore::ToScoredGroup(g);
           break;
         }
@@ -156,7 +158,7 @@ absl::Status GroupFeeder::Session() {
     *request.mutable_group() = *std::move(next);
     {
       absl::MutexLock lock(&mu_);
-      unacked.insert(request.group().group_id());
+      sent.insert(request.group().group_id());
       --credits;
       ++counters_.sent;
       if (resent) ++counters_.resent;

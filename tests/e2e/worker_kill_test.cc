@@ -55,7 +55,9 @@ TEST(WorkerKill, KilledWorkersLeasesAreReissuedAndCountedOnce) {
       for (int id : {1, 5, 9, i}) work.mutable_prompt()->mutable_token_ids()->add_ids(id);
       work.set_n(2);
       work.set_adapter_role(v1::ADAPTER_ROLE_GENERATOR);
-      work.set_min_adapter_version(1);
+      // Version 2 is published only after worker A is killed, so A holds its
+      // leases without finishing any (no race with the kill).
+      work.set_min_adapter_version(2);
       work.mutable_params()->set_max_tokens(40);
       work.mutable_params()->set_ignore_eos(true);
       work.mutable_params()->set_return_logprobs(true);
@@ -72,16 +74,19 @@ TEST(WorkerKill, KilledWorkersLeasesAreReissuedAndCountedOnce) {
   auto learner_line = learner.WaitForLine("dsm serve learner: grpc ", absl::Seconds(60));
   ASSERT_TRUE(learner_line.has_value()) << learner.Log();
   const std::string learner_address = dsm_test::ServeAddress(*learner_line);
-  {
-    auto stub = v1::Learner::NewStub(MakeChannel(learner_address, ChannelOptions{}));
+  auto learner_stub = v1::Learner::NewStub(MakeChannel(learner_address, ChannelOptions{}));
+  // Publishes a fresh generator adapter (version 1, then 2, ...).
+  auto publish = [&]() {
     grpc::ClientContext context;
     SetDeadline(&context, absl::Seconds(30));
     v1::InitAdapterRequest init;
     init.set_role(v1::ADAPTER_ROLE_GENERATOR);
     init.mutable_fresh();
     v1::InitAdapterResponse response;
-    ASSERT_TRUE(stub->InitAdapter(&context, init, &response).ok()) << learner.Log();
-  }
+    const grpc::Status status = learner_stub->InitAdapter(&context, init, &response);
+    EXPECT_TRUE(status.ok()) << status.error_message() << "\n" << learner.Log();
+  };
+  publish();
   ChildProcess coordinator({"serve", "coordinator", "--config", config}, dir + "/coordinator.log");
   auto coordinator_line = coordinator.WaitForLine("dsm serve coordinator: grpc ", absl::Seconds(60));
   ASSERT_TRUE(coordinator_line.has_value()) << coordinator.Log();
@@ -110,6 +115,7 @@ TEST(WorkerKill, KilledWorkersLeasesAreReissuedAndCountedOnce) {
     ASSERT_FALSE(a_leases.empty()) << a.Log() << coordinator.Log();
     EXPECT_EQ(a.Stop(SIGKILL), -1);
   }
+  publish();  // version 2: the work can now be done
 
   ChildProcess b({"serve", "worker", "--config", config, "--learner", learner_address, "--coordinator",
                   coordinator_address},
@@ -136,7 +142,7 @@ TEST(WorkerKill, KilledWorkersLeasesAreReissuedAndCountedOnce) {
     ASSERT_TRUE(result.ParseFromString(item.result));
     ASSERT_EQ(result.completions_size(), 2);
     EXPECT_EQ(result.completions(0).token_ids_size(), 40);
-    EXPECT_GE(result.completions(0).adapter_version(), 1u);
+    EXPECT_EQ(result.completions(0).adapter_version(), 2u);
   }
   // A's leased items were done by B, after a second attempt.
   for (const LeaseRef& l : a_leases) {
