@@ -50,3 +50,8 @@ if(TARGET dsm_coordinator)
   dsm_add_test(coordinator_pipeline_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/coordinator_pipeline_test.cc
     DEPS dsm_coordinator LABELS integration TIMEOUT 90)
 endif()
+# Verifier evaluation against a fake verifier and a scripted grader.
+if(TARGET dsm_coordinator)
+  dsm_add_test(verifier_evaluation_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/verifier_evaluation_test.cc
+    DEPS dsm_coordinator LABELS integration TIMEOUT 60)
+endif()
