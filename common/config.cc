@@ -165,6 +165,7 @@ void Visit(V& v, CoordinatorConfig& o) {
   v.Int("group_size", &o.group_size, 1, 1024);
   v.Int("generator_problems", &o.generator_problems, 1, 1 << 20);
   v.Int("auto_label_problems", &o.auto_label_problems, 1, 1 << 20);
+  v.Str("grader", &o.grader);
 }
 
 template <typename V>
@@ -402,6 +403,10 @@ absl::Status ValidateConfig(const DsmConfig& config) {
     return absl::InvalidArgumentError(absl::StrCat(
         "coordinator.heartbeat_seconds: ", FormatNumber(config.coordinator.heartbeat_seconds),
         " must be below coordinator.lease_ttl_seconds (", FormatNumber(config.coordinator.lease_ttl_seconds), ")"));
+  }
+  if (!config.coordinator.grader.empty() && config.coordinator.grader != "chain") {
+    return absl::InvalidArgumentError(absl::StrCat("coordinator.grader: \"", config.coordinator.grader,
+                                                   "\" is not one of \"\", chain"));
   }
   if (config.coordinator.pipeline) {
     for (const auto& [key, value] : {std::pair<const char*, const std::string*>{"learner", &config.coordinator.learner},

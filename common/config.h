@@ -167,6 +167,9 @@ struct CoordinatorConfig {
   int group_size = 8;             // samples per GRPO group, every phase
   int generator_problems = 64;    // problems per generator phase
   int auto_label_problems = 32;   // problems per auto-labelling phase
+  // An exact judge for evaluations (never rewards): "chain" = the built-in
+  // domain's checker (tasks/); "" = none (real data has no exact checker).
+  std::string grader;
 };
 
 struct DsmConfig {

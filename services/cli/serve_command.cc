@@ -29,6 +29,7 @@
 #include "services/verifier/lease_scoring.h"
 #include "services/verifier/scoring_process.h"
 #include "services/worker/worker_process.h"
+#include "tasks/chain_grader.h"
 
 namespace dsm::cli {
 namespace {
@@ -114,8 +115,12 @@ int Serve(const ServeFlags& flags) {
   if (hosts("coordinator")) {
     std::ifstream in(flags.config);
     const std::string yaml((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    absl::StatusOr<std::unique_ptr<CoordinatorProcess>> created =
-        CoordinatorProcess::Create(CoordinatorOptionsFromConfig(*config, yaml), &metrics);
+    CoordinatorProcessOptions options = CoordinatorOptionsFromConfig(*config, yaml);
+    static const ChainGrader chain_grader;  // the built-in domain's exact checker, for evaluations
+    if (options.pipeline.has_value() && config->coordinator.grader == "chain") {
+      options.pipeline->options.grader = &chain_grader;
+    }
+    absl::StatusOr<std::unique_ptr<CoordinatorProcess>> created = CoordinatorProcess::Create(options, &metrics);
     if (!created.ok()) return fail("coordinator", created.status());
     coordinator = std::move(*created);
     coordinator_service = std::make_unique<CoordinatorService>(coordinator.get());

@@ -37,6 +37,10 @@ absl::StatusOr<ScoringPhaseProgress> MetaVerifierPhase::RunOnce() {
       return absl::FailedPreconditionError(absl::StrCat("proof ", (*proof)->proof_id(), ": problem ",
                                                         (*proof)->problem_id(), " is not in the run"));
     }
+    if ((*problem)->split() == v1::DATASET_SPLIT_EVAL) {  // held out: evaluation only, never trained on
+      if (absl::Status s = store_->SetCursor(CursorName(), stored.seq, absl::Now()); !s.ok()) return s;
+      continue;
+    }
     v1::AssessRequest request;
     request.set_problem((*problem)->statement());
     request.set_proof((*proof)->proof());

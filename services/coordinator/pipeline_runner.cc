@@ -72,9 +72,16 @@ absl::Status PipelineRunner::RunPhase(v1::Phase phase, uint32_t iteration, const
       break;
     }
     case v1::PHASE_VERIFIER_RL:
+      status = Evaluate(phase, iteration, v1::EVALUATION_POINT_BEFORE);
+      if (status.ok()) status = Scoring(phase, iteration);
+      if (status.ok()) status = Evaluate(phase, iteration, v1::EVALUATION_POINT_AFTER);
+      break;
     case v1::PHASE_META_VERIFIER_RL:
+      status = Scoring(phase, iteration);
+      break;
     case v1::PHASE_ENHANCED_VERIFIER_RL:
       status = Scoring(phase, iteration);
+      if (status.ok()) status = Evaluate(phase, iteration, v1::EVALUATION_POINT_AFTER);
       break;
     case v1::PHASE_GENERATOR_RL: {
       if (iteration == 1) status = InitGeneratorFromVerifier();
@@ -158,6 +165,24 @@ absl::Status PipelineRunner::AwaitQueue(const std::function<absl::Status()>& dra
     if (c->queued == 0 && c->leased == 0) return drain();  // the last results
     absl::SleepFor(options_.poll);
   }
+}
+
+absl::Status PipelineRunner::Evaluate(v1::Phase phase, uint32_t iteration, v1::EvaluationPoint point) {
+  if (options_.grader == nullptr) return absl::OkStatus();
+  VerifierEvaluationOptions o = options_.evaluation;
+  o.phase = phase;
+  o.iteration = iteration;
+  o.point = point;
+  absl::StatusOr<v1::Evaluation> e = EvaluateVerifier(store_, scoring_, *options_.grader, o);
+  if (absl::IsFailedPrecondition(e.status())) {
+    spdlog::info("coordinator: no verifier evaluation: {}", std::string(e.status().message()));
+    return absl::OkStatus();
+  }
+  if (!e.ok()) return e.status();
+  spdlog::info("coordinator: verifier after {} {}: agreement {:.3f}, hallucinated issues {:.3f}",
+               v1::Phase_Name(phase), v1::EvaluationPoint_Name(point), e->metrics().at("verifier_agreement"),
+               e->metrics().at("hallucinated_issue_rate"));
+  return absl::OkStatus();
 }
 
 absl::Status PipelineRunner::InitGeneratorFromVerifier() {

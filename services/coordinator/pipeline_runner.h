@@ -8,7 +8,8 @@
 //
 // Each phase appends PhaseStarted / PhaseFinished events and progress to the
 // RunStore; training groups go to the learner through the GroupFeeder (Wake
-// after each group). Every phase is restart-safe through its cursors, so a
+// after each group). With a Grader, the verifier is evaluated on held-out
+// proofs before phase 1 and after phases 1 and 3. Every phase is restart-safe through its cursors, so a
 // restarted coordinator that runs the pipeline again carries on where it
 // stopped. The run ends SUCCEEDED, or FAILED with the error that stopped it
 // (CANCELLED when `stop` was set).
@@ -30,6 +31,7 @@
 #include "services/coordinator/meta_verifier_phase.h"
 #include "services/coordinator/run_store.h"
 #include "services/coordinator/scoring_client.h"
+#include "services/coordinator/verifier_evaluation.h"
 #include "services/coordinator/verifier_phase.h"
 #include "services/coordinator/warmup_phase.h"
 
@@ -44,6 +46,10 @@ struct PipelineOptions {
   AutoLabelPhaseOptions auto_label;
   uint32_t generator_problems = 64;   // problems per generator phase
   uint32_t auto_label_problems = 32;  // problems per auto-labelling phase
+  // Evaluations with an exact judge (the built-in domain's checker): the
+  // verifier before phase 1 and after phases 1 and 3. Not owned; null = none.
+  const Grader* grader = nullptr;
+  VerifierEvaluationOptions evaluation;  // phase, iteration and point are set by the runner
   absl::Duration poll = absl::Milliseconds(100);
   absl::Duration learner_deadline = absl::Seconds(60);
 };
@@ -70,6 +76,8 @@ class PipelineRunner {
   // Waits until the work queue holds nothing queued or leased, calling `drain` meanwhile.
   absl::Status AwaitQueue(const std::function<absl::Status()>& drain, const std::atomic<bool>* stop);
   absl::Status InitGeneratorFromVerifier();
+  // EvaluateVerifier when a grader is set; a run without evaluation data skips it.
+  absl::Status Evaluate(v1::Phase phase, uint32_t iteration, v1::EvaluationPoint point);
   void Wake();
 
   RunStore* const store_;

@@ -48,10 +48,16 @@ absl::StatusOr<WarmupProgress> WarmupPhase::RunOnce() {
   for (const StoredAnalysis& a : *analyses) {
     auto proof = store_->GetProof(a.record.proof_id());
     if (!proof.ok()) return proof.status();
-    if (!proof->has_value()) continue;
+    if (!proof->has_value()) {
+      if (absl::Status s = store_->SetCursor(analyses_cursor, a.seq, absl::Now()); !s.ok()) return s;
+      continue;
+    }
     auto problem = store_->GetProblem((*proof)->problem_id());
     if (!problem.ok()) return problem.status();
-    if (!problem->has_value()) continue;
+    if (!problem->has_value() || (*problem)->split() == v1::DATASET_SPLIT_EVAL) {  // held out
+      if (absl::Status s = store_->SetCursor(analyses_cursor, a.seq, absl::Now()); !s.ok()) return s;
+      continue;
+    }
     const std::string& statement = (*problem)->statement();
     std::vector<GroupRecord> groups;
     if (a.record.meta_score() == 1.0) {  // only faithful analyses teach the verifier
@@ -93,7 +99,7 @@ absl::StatusOr<WarmupProgress> WarmupPhase::RunOnce() {
   for (const StoredProof& p : *proofs) {
     auto problem = store_->GetProblem(p.record.problem_id());
     if (!problem.ok()) return problem.status();
-    if (p.record.score() != 1.0 || !problem->has_value()) {
+    if (p.record.score() != 1.0 || !problem->has_value() || (*problem)->split() == v1::DATASET_SPLIT_EVAL) {
       if (absl::Status s = store_->SetCursor(proofs_cursor, p.seq, absl::Now()); !s.ok()) return s;
       continue;
     }

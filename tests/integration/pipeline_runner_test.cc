@@ -67,6 +67,20 @@ class FakeScoring final : public v1::Verifier::CallbackService, public v1::MetaV
   }
 };
 
+// Every proof is worth 0.5 and no analysis hallucinates.
+class GraderStub final : public Grader {
+ public:
+  absl::StatusOr<GradedProof> GradeProof(const std::string&, const std::string&) const override {
+    GradedProof g;
+    g.score = 0.5;
+    return g;
+  }
+  absl::StatusOr<GradedAnalysis> GradeAnalysis(const std::string&, const std::string&,
+                                               const std::string&) const override {
+    return GradedAnalysis{};
+  }
+};
+
 PromptTemplate Template(const std::string& role, const std::string& body) {
   auto t = PromptTemplate::Parse(absl::StrCat("role: ", role,
                                               "\nevaluation_marker: Here is my evaluation of the solution:\n"
@@ -98,6 +112,16 @@ TEST(PipelineRunner, RunsEveryPhaseOfAnIterationInOrder) {
   analysis->set_proof_id("q1");
   analysis->set_analysis(kAnalysis);
   analysis->set_meta_score(1);
+  // A held-out problem and proof: evaluated, never trained on.
+  auto* eval_problem = records.emplace_back().mutable_problem();
+  eval_problem->set_problem_id("e1");
+  eval_problem->set_statement("Given: x=y. Prove: x=y.");
+  eval_problem->set_split(v1::DATASET_SPLIT_EVAL);
+  auto* eval_proof = records.emplace_back().mutable_proof();
+  eval_proof->set_proof_id("qe");
+  eval_proof->set_problem_id("e1");
+  eval_proof->set_proof("Thus x=y.");
+  eval_proof->set_score(0.5);
   ASSERT_TRUE((*store)->ImportRecords(records, true).ok());
 
   FakeScoring scoring;
@@ -177,6 +201,8 @@ TEST(PipelineRunner, RunsEveryPhaseOfAnIterationInOrder) {
   options.auto_label.m = 1;
   options.auto_label.rule.k = 1;  // one confirmed lowest analysis is enough here
   options.poll = absl::Milliseconds(10);
+  GraderStub grader;
+  options.grader = &grader;
   PipelineRunner runner(store->get(), &dispatcher, client->get(), nullptr, &learner,
                         {Template("generator", "Prove: {problem}"), Template("verifier", "{problem} {proof}"),
                          Template("meta_verifier", "{problem} {proof} {analysis}"), VerifierMarkers()},
@@ -205,6 +231,15 @@ TEST(PipelineRunner, RunsEveryPhaseOfAnIterationInOrder) {
                                         v1::PHASE_AUTO_LABEL};
   EXPECT_EQ(started, order);
   EXPECT_EQ(finished, order);
+  // The verifier was evaluated before and after phase 1 and after phase 3, on the held-out proof only.
+  auto evaluations = (*store)->Evaluations();
+  ASSERT_TRUE(evaluations.ok());
+  ASSERT_EQ(evaluations->size(), 3u);
+  for (const v1::Evaluation& e : *evaluations) {
+    EXPECT_EQ(e.items(), 1u);
+    EXPECT_EQ(e.metrics().at("verifier_agreement"), 0.0);  // the fake says 1, the truth is 0.5
+  }
+  EXPECT_FALSE((*store)->GetGroup("p2-i1-qe").value().has_value()) << "trained on a held-out proof";
   for (const char* id : {"p2-i1-q1", "p3-i1-a1", "p4-i1-q1", "p4-i1-a1"}) {
     auto g = (*store)->GetGroup(id);
     EXPECT_TRUE(g.ok() && g->has_value()) << id;

@@ -127,6 +127,8 @@ TEST(Config, CrossFieldCheck) {
             "test.yaml: coordinator.heartbeat_seconds: 5 must be below coordinator.lease_ttl_seconds (5)");
   EXPECT_EQ(ErrorOf("run: {name: demo}\ncoordinator: {pipeline: true, learner: \"h:1\", verifier: \"h:2\"}\n"),
             "test.yaml: coordinator.meta_verifier: required with coordinator.pipeline: true (host:port)");
+  EXPECT_EQ(ErrorOf("run: {name: demo}\ncoordinator: {grader: exact}\n"),
+            "test.yaml: coordinator.grader: \"exact\" is not one of \"\", chain");
   EXPECT_EQ(ErrorOf("run: {name: demo}\nworker: {capacity: 0}\n"),
             "test.yaml: worker.capacity: 0 is out of range [1, 4096]");
 }
