@@ -10,13 +10,13 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "absl/synchronization/mutex.h"
 #include "common/grpc_server.h"
 #include "dsm/v1/scoring.grpc.pb.h"
 #include "services/coordinator/auto_label_phase.h"
 #include "services/coordinator/lease_dispatcher.h"
 #include "services/coordinator/run_store.h"
 #include "services/coordinator/scoring_client.h"
+#include "tests/integration/dispatcher_session.h"
 #include "tests/unit/coordinator/test_dir.h"
 
 namespace dsm {
@@ -82,20 +82,8 @@ TEST(AutoLabelPhase, LabelsNewProofsByScaledVerification) {
   ASSERT_TRUE(client.ok());
 
   LeaseDispatcher dispatcher(store->get(), DispatcherOptions{}, nullptr);
-  absl::Mutex mu;
-  std::vector<v1::LeaseGrant> grants;
-  v1::Hello hello;
-  hello.set_worker_id("w");
-  hello.add_roles(v1::ADAPTER_ROLE_GENERATOR);
-  hello.set_capacity(4);
-  auto session = dispatcher.Connect(
-      hello,
-      [&](v1::CoordinatorMessage m) {
-        absl::MutexLock lock(&mu);
-        if (m.has_grant()) grants.push_back(m.grant());
-        return true;
-      },
-      [](const absl::Status&) {});
+  dsm_test::GrantCollector worker;
+  auto session = worker.Connect(dispatcher, "w", 4);
   ASSERT_TRUE(session.ok());
 
   auto generator = PromptTemplate::Parse(
@@ -110,12 +98,8 @@ TEST(AutoLabelPhase, LabelsNewProofsByScaledVerification) {
   options.rule.k = 2;
   AutoLabelPhase phase(store->get(), &dispatcher, client->get(), *generator, VerifierMarkers(), options);
   ASSERT_EQ(phase.Enqueue(10)->enqueued, 1u);
-  v1::LeaseGrant grant;
-  {
-    absl::MutexLock lock(&mu);
-    ASSERT_EQ(grants.size(), 1u);
-    grant = grants[0];
-  }
+  ASSERT_EQ(worker.grants().size(), 1u);
+  const v1::LeaseGrant grant = worker.grants()[0];
   EXPECT_EQ(grant.generate().n(), 5u);
   v1::LeaseResult result;
   result.set_lease_id(grant.lease_id());

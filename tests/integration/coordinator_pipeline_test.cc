@@ -21,49 +21,14 @@
 #include "services/coordinator/coordinator_process.h"
 #include "services/coordinator/coordinator_service.h"
 #include "tests/integration/coordinator_client.h"
+#include "tests/integration/fake_scoring.h"
 #include "tests/unit/coordinator/test_dir.h"
 
 namespace dsm {
 namespace {
 
-const char kAnalysis[] =
-    "Here is my evaluation of the solution:\nAll steps are correct.\n"
-    "Based on my evaluation, the final overall score should be:\n\\boxed{1}";
-
-class FakeScoring final : public v1::Verifier::CallbackService, public v1::MetaVerifier::CallbackService {
- public:
-  grpc::ServerUnaryReactor* Verify(grpc::CallbackServerContext* context, const v1::VerifyRequest* request,
-                                   v1::VerifyResponse* response) override {
-    Fill(request->n(), response->mutable_analyses());
-    response->add_prompt_token_ids(1);
-    response->set_aggregate_score(1.0);
-    grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-    reactor->Finish(grpc::Status::OK);
-    return reactor;
-  }
-  grpc::ServerUnaryReactor* Assess(grpc::CallbackServerContext* context, const v1::AssessRequest* request,
-                                   v1::AssessResponse* response) override {
-    Fill(request->n(), response->mutable_assessments());
-    response->add_prompt_token_ids(1);
-    response->set_aggregate_meta_score(1.0);
-    grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-    reactor->Finish(grpc::Status::OK);
-    return reactor;
-  }
-
- private:
-  static void Fill(uint32_t n, google::protobuf::RepeatedPtrField<v1::Analysis>* out) {
-    for (uint32_t i = 0; i < n; ++i) {
-      v1::Analysis* a = out->Add();
-      a->mutable_completion()->set_index(i);
-      a->mutable_completion()->set_text(kAnalysis);
-      a->mutable_completion()->add_token_ids(3);
-      a->mutable_completion()->add_logprobs(-1.0f);
-      a->mutable_score()->set_format(v1::FORMAT_STATUS_OK);
-      a->mutable_score()->set_value(i % 2 == 0 ? 1.0 : 0.0);
-    }
-  }
-};
+using dsm_test::FakeScoring;
+using dsm_test::kAnalysis;
 
 // Accepts every group; records InitAdapter calls.
 class FakeLearner final : public v1::Learner::Service {
@@ -119,9 +84,7 @@ TEST(CoordinatorPipeline, ARunStartedOnTheCoordinatorRunsEveryPhase) {
   server_options.drain = absl::ZeroDuration();
   server_options.shutdown_grace = absl::Milliseconds(200);
   GrpcServer peers(server_options);
-  peers.RegisterService(static_cast<v1::Verifier::CallbackService*>(&scoring), v1::Verifier::service_full_name());
-  peers.RegisterService(static_cast<v1::MetaVerifier::CallbackService*>(&scoring),
-                        v1::MetaVerifier::service_full_name());
+  scoring.RegisterOn(peers);
   peers.RegisterService(&learner, v1::Learner::service_full_name());
   ASSERT_TRUE(peers.Start().ok());
 

@@ -10,7 +10,6 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "absl/synchronization/mutex.h"
 #include "common/grpc_server.h"
 #include "dsm/v1/scoring.grpc.pb.h"
 #include "services/coordinator/generator_phase.h"
@@ -18,6 +17,7 @@
 #include "services/coordinator/run_store.h"
 #include "services/coordinator/scoring_client.h"
 #include "services/scoring/score_parser.h"
+#include "tests/integration/dispatcher_session.h"
 #include "tests/unit/coordinator/test_dir.h"
 
 namespace dsm {
@@ -78,20 +78,8 @@ TEST(GeneratorPhase, JudgesAndRewardsEachCompletion) {
 
   DispatcherOptions dispatcher_options;
   LeaseDispatcher dispatcher(store->get(), dispatcher_options, nullptr);
-  absl::Mutex mu;
-  std::vector<v1::LeaseGrant> grants;
-  v1::Hello hello;
-  hello.set_worker_id("w");
-  hello.add_roles(v1::ADAPTER_ROLE_GENERATOR);
-  hello.set_capacity(4);
-  auto session = dispatcher.Connect(
-      hello,
-      [&](v1::CoordinatorMessage m) {
-        absl::MutexLock lock(&mu);
-        if (m.has_grant()) grants.push_back(m.grant());
-        return true;
-      },
-      [](const absl::Status&) {});
+  dsm_test::GrantCollector worker;
+  auto session = worker.Connect(dispatcher, "w", 4);
   ASSERT_TRUE(session.ok());
 
   auto generator = PromptTemplate::Parse(
@@ -106,12 +94,8 @@ TEST(GeneratorPhase, JudgesAndRewardsEachCompletion) {
   ASSERT_TRUE(enqueued.ok()) << enqueued.status();
   EXPECT_EQ(enqueued->enqueued, 1u);
   EXPECT_EQ(phase.Enqueue(10)->enqueued, 0u);  // the cursor moved
-  v1::LeaseGrant grant;
-  {
-    absl::MutexLock lock(&mu);
-    ASSERT_EQ(grants.size(), 1u);
-    grant = grants[0];
-  }
+  ASSERT_EQ(worker.grants().size(), 1u);
+  const v1::LeaseGrant grant = worker.grants()[0];
   EXPECT_EQ(grant.generate().prompt().text(), "Prove: Given: a=b, b=c. Prove: a=c.");
   EXPECT_EQ(grant.generate().n(), 5u);
   EXPECT_TRUE(grant.generate().params().return_logprobs());

@@ -19,6 +19,7 @@
 #include "dsm/v1/scoring.grpc.pb.h"
 #include "services/coordinator/pipeline_runner.h"
 #include "services/scoring/score_parser.h"
+#include "tests/integration/fake_scoring.h"
 #include "tests/unit/coordinator/test_dir.h"
 
 namespace dsm {
@@ -27,45 +28,8 @@ namespace {
 using ::testing::_;
 using ::testing::Return;
 
-const char kAnalysis[] =
-    "Here is my evaluation of the solution:\nAll steps are correct.\n"
-    "Based on my evaluation, the final overall score should be:\n\\boxed{1}";
-
-// Every analysis and assessment: score 1, one token.
-class FakeScoring final : public v1::Verifier::CallbackService, public v1::MetaVerifier::CallbackService {
- public:
-  grpc::ServerUnaryReactor* Verify(grpc::CallbackServerContext* context, const v1::VerifyRequest* request,
-                                   v1::VerifyResponse* response) override {
-    Fill(request->n(), response->mutable_analyses());
-    response->add_prompt_token_ids(1);
-    response->set_aggregate_score(1.0);
-    grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-    reactor->Finish(grpc::Status::OK);
-    return reactor;
-  }
-  grpc::ServerUnaryReactor* Assess(grpc::CallbackServerContext* context, const v1::AssessRequest* request,
-                                   v1::AssessResponse* response) override {
-    Fill(request->n(), response->mutable_assessments());
-    response->add_prompt_token_ids(1);
-    response->set_aggregate_meta_score(1.0);
-    grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-    reactor->Finish(grpc::Status::OK);
-    return reactor;
-  }
-
- private:
-  static void Fill(uint32_t n, google::protobuf::RepeatedPtrField<v1::Analysis>* out) {
-    for (uint32_t i = 0; i < n; ++i) {
-      v1::Analysis* a = out->Add();
-      a->mutable_completion()->set_index(i);
-      a->mutable_completion()->set_text(kAnalysis);
-      a->mutable_completion()->add_token_ids(3);
-      a->mutable_completion()->add_logprobs(-1.0f);
-      a->mutable_score()->set_format(v1::FORMAT_STATUS_OK);
-      a->mutable_score()->set_value(i % 2 == 0 ? 1.0 : 0.0);
-    }
-  }
-};
+using dsm_test::FakeScoring;
+using dsm_test::kAnalysis;
 
 // Every proof is worth 0.5 and no analysis hallucinates.
 class GraderStub final : public Grader {
@@ -129,9 +93,7 @@ TEST(PipelineRunner, RunsEveryPhaseOfAnIterationInOrder) {
   server_options.drain = absl::ZeroDuration();
   server_options.shutdown_grace = absl::Milliseconds(100);
   GrpcServer server(server_options);
-  server.RegisterService(static_cast<v1::Verifier::CallbackService*>(&scoring), v1::Verifier::service_full_name());
-  server.RegisterService(static_cast<v1::MetaVerifier::CallbackService*>(&scoring),
-                         v1::MetaVerifier::service_full_name());
+  scoring.RegisterOn(server);
   ASSERT_TRUE(server.Start().ok());
   ScoringClientOptions client_options;
   client_options.verifier_target = server.address();
