@@ -94,6 +94,7 @@ absl::StatusOr<uint64_t> LeaseDispatcher::Connect(const v1::Hello& hello, Send s
     s.send = std::move(send);
     s.close = std::move(close);
     s.leases.insert(renewed->renewed.begin(), renewed->renewed.end());
+    s.last_heard = now;
     by_worker_[hello.worker_id()] = id;
     // Logged before the worker hears back, so the event precedes anything
     // the worker's work causes.
@@ -121,6 +122,7 @@ absl::Status LeaseDispatcher::OnHeartbeat(uint64_t session, const v1::Heartbeat&
   auto it = sessions_.find(session);
   if (it == sessions_.end()) return absl::OkStatus();  // replaced; its stream is closing
   Session& s = it->second;
+  s.last_heard = now;
   std::vector<std::string> ids(heartbeat.active_lease_ids().begin(), heartbeat.active_lease_ids().end());
   auto renewed = store_->queue().Heartbeat(s.hello.worker_id(), ids, now, options_.lease_ttl);
   if (!renewed.ok()) return renewed.status();
@@ -146,6 +148,7 @@ absl::Status LeaseDispatcher::OnResult(uint64_t session, const v1::LeaseResult& 
     auto it = sessions_.find(session);
     if (it == sessions_.end()) return absl::OkStatus();
     Session& s = it->second;
+    s.last_heard = now;
     absl::StatusOr<CompletionOutcome> outcome;
     const bool error = result.has_error();
     if (error) {
@@ -181,26 +184,32 @@ void LeaseDispatcher::Disconnect(uint64_t session, const std::string& reason) {
     absl::MutexLock lock(&mu_);
     auto it = sessions_.find(session);
     if (it == sessions_.end()) return;  // replaced by a newer session
-    hello = it->second.hello;
-    by_worker_.erase(hello.worker_id());
-    sessions_.erase(it);
     const absl::Time now = absl::Now();
-    auto released = store_->queue().ReleaseWorker(hello.worker_id(), now);
-    if (!released.ok()) {
-      spdlog::error("coordinator: releasing the leases of {}: {}", hello.worker_id(),
-                    std::string(released.status().message()));
-    } else {
-      if (metrics_ != nullptr) {
-        metrics_->LeasesReclaimed("released", static_cast<double>(released->leases.size()));
-        metrics_->WorkFailed(static_cast<double>(released->failed_items.size()));
-      }
-      spdlog::info("coordinator: worker {} left ({}): {} leases back in the queue", hello.worker_id(), reason,
-                   released->requeued);
-    }
+    hello = RemoveSessionLocked(it, now, reason);
     DispatchLocked(now);
     if (metrics_ != nullptr) metrics_->SetWorkers(static_cast<double>(sessions_.size()));
   }
   AppendWorkerEvent(hello, /*joined=*/false, reason);
+}
+
+v1::Hello LeaseDispatcher::RemoveSessionLocked(std::map<uint64_t, Session>::iterator it, absl::Time now,
+                                               const std::string& reason) {
+  v1::Hello hello = std::move(it->second.hello);
+  by_worker_.erase(hello.worker_id());
+  sessions_.erase(it);
+  auto released = store_->queue().ReleaseWorker(hello.worker_id(), now);
+  if (!released.ok()) {
+    spdlog::error("coordinator: releasing the leases of {}: {}", hello.worker_id(),
+                  std::string(released.status().message()));
+  } else {
+    if (metrics_ != nullptr) {
+      metrics_->LeasesReclaimed("released", static_cast<double>(released->leases.size()));
+      metrics_->WorkFailed(static_cast<double>(released->failed_items.size()));
+    }
+    spdlog::info("coordinator: worker {} left ({}): {} leases back in the queue", hello.worker_id(), reason,
+                 released->requeued);
+  }
+  return hello;
 }
 
 absl::StatusOr<std::vector<int64_t>> LeaseDispatcher::Enqueue(absl::Span<const WorkItemSpec> items) {
@@ -214,7 +223,10 @@ absl::StatusOr<std::vector<int64_t>> LeaseDispatcher::Enqueue(absl::Span<const W
 
 void LeaseDispatcher::Tick() {
   const absl::Time now = absl::Now();
+  const std::string silent = absl::StrCat("no message for ", absl::FormatDuration(options_.lease_ttl),
+                                          " and a lease expired: the worker is gone");
   bool failed = false;
+  std::vector<std::pair<v1::Hello, Close>> gone;
   {
     absl::MutexLock lock(&mu_);
     auto expired = store_->queue().ExpireLeases(now);
@@ -227,11 +239,27 @@ void LeaseDispatcher::Tick() {
       }
       CancelLocked(expired->leases, "the lease expired (no heartbeat renewed it)");
       failed = !expired->failed_items.empty();
+      // A worker that let a lease expire and has said nothing for a whole
+      // lease_ttl is gone, though its stream may look open for minutes yet
+      // (a cut link). Left connected, it would be the least loaded worker
+      // and get the same work again until the work ran out of attempts.
+      for (const LeaseRef& ref : expired->leases) {
+        auto id = by_worker_.find(ref.worker_id);
+        if (id == by_worker_.end()) continue;
+        auto it = sessions_.find(id->second);
+        if (it == sessions_.end() || now - it->second.last_heard < options_.lease_ttl) continue;
+        Close close = std::move(it->second.close);
+        gone.emplace_back(RemoveSessionLocked(it, now, silent), std::move(close));
+      }
     }
     DispatchLocked(now);
     RefreshGaugesLocked();
   }
-  if (failed) NotifyResults();
+  for (auto& [hello, close] : gone) {
+    if (close) close(absl::UnavailableError(silent));
+    AppendWorkerEvent(hello, /*joined=*/false, silent);
+  }
+  if (failed || !gone.empty()) NotifyResults();
 }
 
 absl::Status LeaseDispatcher::CancelAll(const std::string& reason) {

@@ -9,7 +9,11 @@
 // Cancel for leases the worker must drop (a regrant was answered first, a
 // reconnecting worker lists a lease it lost, the run was cancelled), and
 // takes a departed worker's leases back at once so that other workers get
-// them. Tick() expires leases that were not renewed in time.
+// them. Tick() expires leases that were not renewed in time; a worker whose
+// lease expired and that has sent nothing for a whole lease_ttl is gone (a
+// dead host or a cut link, which TCP may not notice for many minutes): its
+// stream is closed with UNAVAILABLE so that no more work goes to it (alive,
+// it reconnects and lists its leases).
 //
 // A worker_id connecting again replaces its older stream (which is closed
 // with ABORTED); the leases it lists in Hello.active_lease_ids and still
@@ -101,7 +105,12 @@ class LeaseDispatcher {
     Close close;
     std::set<std::string> leases;  // granted, not yet answered, expired or cancelled
     absl::Time last_grant = absl::InfinitePast();
+    absl::Time last_heard;  // the worker's last message (Hello, Heartbeat, result)
   };
+
+  // Removes a session and puts its leases back in the queue; returns its Hello.
+  v1::Hello RemoveSessionLocked(std::map<uint64_t, Session>::iterator it, absl::Time now,
+                                const std::string& reason) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   void DispatchLocked(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Tells the workers holding `leases` to drop them.

@@ -1,7 +1,7 @@
 // Test helpers for the deployment tests that run the built-in stack (`dsm
 // serve coordinator` and `dsm serve learner,worker,verifier,meta-verifier`)
 // on the tiny reference model: the model folder with a byte-level tokenizer,
-// short scoring templates, the addresses of a "dsm serve ROLE: grpc ADDR
+// short prompt templates, the addresses of a "dsm serve ROLE: grpc ADDR
 // metrics ADDR" line, and a minimal HTTP/1.1 GET over a loopback socket (for
 // /metrics and for Prometheus's HTTP API). Functions only; thread-compatible.
 #ifndef DSM_TESTS_DEPLOY_DEPLOY_STACK_H_
@@ -54,10 +54,14 @@ inline std::string ModelWithTokenizer(const std::string& dir) {
   return dir;
 }
 
-// Short verifier and meta-verifier templates (the tiny model's context is
-// short) in `dir`. Returns `dir`.
+// Short generator, verifier and meta-verifier templates (the tiny model's
+// context is short) in `dir`. Returns `dir`.
 inline std::string PromptsDir(const std::string& dir) {
   std::filesystem::create_directories(dir);
+  std::ofstream(dir + "/generator.txt") << "role: generator\n"
+                                        << "evaluation_marker: Here is my evaluation of the solution:\n"
+                                        << "score_marker: Based on my evaluation, the final overall score should be:\n"
+                                        << "---\nP:{problem}\n## Solution\n";
   std::ofstream(dir + "/verifier.txt") << "role: verifier\n"
                                        << "evaluation_marker: Here is my evaluation of the solution:\n"
                                        << "score_marker: Based on my evaluation, the final overall score should be:\n"

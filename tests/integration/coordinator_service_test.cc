@@ -1,7 +1,8 @@
 // The Coordinator gRPC service over real gRPC in-process, with scripted
 // workers on the Lease stream: grants up to capacity, results accepted once
 // (resends DUPLICATE, late ones EXPIRED_REISSUED), a departed worker's and
-// an expired lease's work regranted to another worker, bad streams and
+// an expired lease's work regranted to another worker, a silent worker's
+// stream closed instead of its work granted to it again, bad streams and
 // bad imports answered with the field, WatchRun events, and 32 workers'
 // streams at once.
 #include <memory>
@@ -199,6 +200,26 @@ TEST_F(CoordinatorServiceTest, AnExpiredLeaseIsCancelledAndRegranted) {
     cancelled = m.has_value() && m->has_cancel();
   }
   EXPECT_TRUE(cancelled);
+}
+
+// A worker that goes silent with its stream still open (a dead host, a cut
+// link) loses the stream when its lease expires, rather than being granted
+// the same work again and again until the work runs out of attempts.
+TEST_F(CoordinatorServiceTest, ASilentWorkerLosesItsStreamInsteadOfGettingTheWorkAgain) {
+  Start(absl::Milliseconds(400), absl::Milliseconds(100));
+  Enqueue(1);
+  ScriptedWorker silent(stub_.get(), "silent", 1);
+  ASSERT_EQ(silent.Grants(1).size(), 1u);
+  // Five lease lifetimes: enough for the work to go back to it twice.
+  ASSERT_EQ(silent.Grants(1, absl::Seconds(2)).size(), 0u) << "the work went back to the silent worker";
+  const grpc::Status end = silent.AwaitEnd();
+  EXPECT_EQ(end.error_code(), grpc::StatusCode::UNAVAILABLE) << end.error_message();
+  EXPECT_THAT(end.error_message(), HasSubstr("the worker is gone"));
+  EXPECT_EQ(process_->dispatcher()->workers_connected(), 0u);
+  auto counters = process_->store()->queue().Counters();
+  ASSERT_TRUE(counters.ok());
+  EXPECT_EQ(counters->queued, 1u);
+  EXPECT_EQ(counters->failed, 0u);
 }
 
 TEST_F(CoordinatorServiceTest, BadStreamsAndImportsGetTheFieldNamed) {
