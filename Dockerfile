@@ -36,7 +36,7 @@ COPY scripts/setup.sh /tmp/setup.sh
 RUN eval "$(sed -n '/^PACKAGES=(/,/^)/p' /tmp/setup.sh)" \
  && build=() \
  && for p in "${PACKAGES[@]}"; do \
-      case "$p" in prometheus|python3*|nodejs|npm|libgtest-dev|libgmock-dev|docker-compose) ;; *) build+=("$p") ;; esac; \
+      case "$p" in prometheus|python3*|nodejs|npm|libgtest-dev|libgmock-dev|docker-compose|chromium) ;; *) build+=("$p") ;; esac; \
     done \
  && apt-get update \
  && apt-get install -y --no-install-recommends "${build[@]}" \

@@ -21,6 +21,7 @@ PACKAGES=(
   docker-compose python3-yaml                # deploy tests: docker-compose config, YAML checks
   python3 python3-torch python3-numpy        # reference computations in tests and benchmarks
   nodejs npm                                 # expected tokenizer ids from the JS tokenizers
+  chromium                                   # report.html render test (headless screenshot)
 )
 
 missing=()
