@@ -8,6 +8,11 @@ if(TARGET dsm_tasks)
     dsm_add_test(chain_analysis_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/chain_analysis_test.cc
       DEPS dsm_tasks dsm_scoring LABELS unit)
   endif()
+  # The warm-up's examples, with the built-in tiny prompt templates (LibTorch library).
+  if(TARGET dsm_chain_warmup)
+    dsm_add_test(chain_warmup_examples_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/chain_warmup_examples_test.cc
+      DEPS dsm_chain_warmup dsm_scoring LABELS unit TORCH)
+  endif()
   # The export is read back with the coordinator's JSONL reader.
   if(TARGET dsm_coordinator)
     dsm_add_test(jsonl_export_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/jsonl_export_test.cc

@@ -1,0 +1,342 @@
+#include "tasks/chain_warmup.h"
+
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <deque>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <numeric>
+#include <sstream>
+#include <unistd.h>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "model/llama_model.h"
+#include "model/safetensors.h"
+#include "model/tokenizer.h"
+#include "tasks/chain_warmup_eval.h"
+#include "tasks/chain_warmup_examples.h"
+#include "tasks/seeded_rng.h"
+
+namespace dsm {
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr uint64_t kTrainSalt = 0x7761726d75703031ULL;  // "warmup01"
+constexpr size_t kLossWindow = 10;
+
+absl::Status Invalid(absl::string_view field, double value, absl::string_view range) {
+  return absl::InvalidArgumentError(absl::StrCat(field, ": ", value, " is outside ", range));
+}
+
+// One tokenized example.
+struct Sequence {
+  std::vector<int64_t> prompt;      // BOS + prompt
+  std::vector<int64_t> completion;  // completion + EOS
+  int64_t length() const { return static_cast<int64_t>(prompt.size() + completion.size()); }
+};
+
+// The role of example `j` of a step: the shares laid out over [0, batch), so every step has the
+// same mix (up to rounding).
+PromptRole RoleOf(int j, const ChainWarmupOptions& o) {
+  const double total = o.generator_share + o.verifier_share + o.meta_verifier_share;
+  const double at = (j + 0.5) / o.batch * total;
+  if (at < o.generator_share) return PromptRole::kGenerator;
+  if (at < o.generator_share + o.verifier_share) return PromptRole::kVerifier;
+  return PromptRole::kMetaVerifier;
+}
+
+// Linear warm-up, then cosine decay to final_lr_fraction at `steps`.
+double LearningRate(int step, const ChainWarmupOptions& o) {
+  if (step < o.lr_warmup_steps) return o.learning_rate * (step + 1) / o.lr_warmup_steps;
+  const int span = std::max(1, o.steps - o.lr_warmup_steps);
+  const double t = std::min(1.0, static_cast<double>(step - o.lr_warmup_steps) / span);
+  const double floor = o.final_lr_fraction;
+  return o.learning_rate * (floor + (1 - floor) * 0.5 * (1 + std::cos(M_PI * t)));
+}
+
+absl::StatusOr<std::string> ReadFile(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::NotFoundError(absl::StrCat(path.string(), ": cannot read"));
+  std::stringstream contents;
+  contents << in.rdbuf();
+  return contents.str();
+}
+
+class ChainWarmupRun {
+ public:
+  ChainWarmupRun(const ChainWarmupOptions& options, ChainWarmupTemplates templates, std::unique_ptr<LlamaModel> model,
+                 std::unique_ptr<Tokenizer> tokenizer, int64_t eos)
+      : options_(options),
+        templates_(std::move(templates)),
+        model_(std::move(model)),
+        tokenizer_(std::move(tokenizer)),
+        eos_(eos) {
+    for (auto& [name, weight] : model_->NamedWeights()) {
+      weight.requires_grad_(true);
+      params_.push_back(weight);
+    }
+    optimizer_ = std::make_unique<torch::optim::AdamW>(
+        params_, torch::optim::AdamWOptions(options_.learning_rate).betas({0.9, 0.99}).weight_decay(
+                     options_.weight_decay));
+  }
+
+  ~ChainWarmupRun() {
+    for (torch::Tensor& p : params_) p.requires_grad_(false);
+  }
+
+  // One optimizer step; returns its loss.
+  absl::StatusOr<double> Step(int step) {
+    const std::vector<Sequence> batch = MakeBatch(step);
+    // The loss's denominator: completion tokens, plus prompt tokens (after BOS) at their weight.
+    double targets = 0;
+    for (const Sequence& s : batch) {
+      targets += static_cast<double>(s.completion.size()) +
+                 options_.prompt_loss_weight * static_cast<double>(s.prompt.size() - 1);
+    }
+    std::vector<size_t> order(batch.size());
+    std::iota(order.begin(), order.end(), 0);
+    std::stable_sort(order.begin(), order.end(),
+                     [&](size_t a, size_t b) { return batch[a].length() > batch[b].length(); });
+    const size_t micro = options_.micro_batch > 0 ? static_cast<size_t>(options_.micro_batch) : order.size();
+    double loss = 0;
+    try {
+      for (size_t first = 0; first < order.size(); first += micro) {
+        const std::vector<size_t> rows(order.begin() + first, order.begin() + std::min(order.size(), first + micro));
+        absl::StatusOr<torch::Tensor> nll = SummedNll(batch, rows);
+        if (!nll.ok()) return nll.status();
+        torch::Tensor part = *nll / targets;
+        part.backward();
+        loss += part.item<double>();
+      }
+      if (options_.max_grad_norm > 0) torch::nn::utils::clip_grad_norm_(params_, options_.max_grad_norm);
+      learning_rate_ = LearningRate(step, options_);
+      for (auto& group : optimizer_->param_groups()) group.options().set_lr(learning_rate_);
+      optimizer_->step();
+      optimizer_->zero_grad();
+    } catch (const c10::Error& e) {
+      return absl::InternalError(absl::StrCat("warm-up step ", step, ": ", e.what_without_backtrace()));
+    }
+    return loss;
+  }
+
+  absl::StatusOr<std::map<std::string, double>> Evaluate() {
+    ChainWarmupEvalOptions eval;
+    eval.domain = options_.domain;
+    eval.problems = options_.eval_problems;
+    eval.temperature_samples = options_.eval_temperature_samples;
+    eval.seed = options_.seed;
+    return EvaluateChainSkills(*model_, *tokenizer_, templates_, eval);
+  }
+
+  double learning_rate() const { return learning_rate_; }
+  const LlamaModel& model() const { return *model_; }
+
+ private:
+  std::vector<Sequence> MakeBatch(int step) const {
+    std::vector<Sequence> batch;
+    for (int j = 0; j < options_.batch; ++j) {
+      const uint64_t seed = CombineSeeds(CombineSeeds(CombineSeeds(options_.seed, kTrainSalt), step), j);
+      absl::StatusOr<ChainProblem> problem = GenerateChainProblem(options_.domain, ChainSplit::kTrain, seed);
+      // Validate() checked the domain and every seed gives a train problem for sane options.
+      if (!problem.ok()) continue;
+      const ChainWarmupExample example =
+          MakeChainWarmupExample(templates_, RoleOf(j, options_), *problem, options_.correct_fraction, seed);
+      Sequence s;
+      for (int32_t id : tokenizer_->Encode(example.prompt, /*add_special_tokens=*/true)) s.prompt.push_back(id);
+      for (int32_t id : tokenizer_->Encode(example.completion)) s.completion.push_back(id);
+      s.completion.push_back(eos_);
+      batch.push_back(std::move(s));
+    }
+    return batch;
+  }
+
+  // Summed NLL of the completion tokens of batch[rows] (plus prompt_loss_weight × that of the
+  // prompt tokens after BOS), as one right-padded forward that projects only the positions
+  // before target tokens.
+  absl::StatusOr<torch::Tensor> SummedNll(const std::vector<Sequence>& batch, const std::vector<size_t>& rows) {
+    int64_t longest = 0;
+    for (size_t r : rows) longest = std::max(longest, batch[r].length());
+    const int64_t n = static_cast<int64_t>(rows.size());
+    torch::Tensor ids = torch::zeros({n, longest}, torch::kLong);
+    torch::Tensor mask = torch::zeros({n, longest}, torch::kLong);
+    std::vector<int64_t> positions;  // flat index (row * longest + t) of the state predicting a target
+    std::vector<int64_t> targets;
+    std::vector<float> weights;
+    const bool prompt_targets = options_.prompt_loss_weight > 0;
+    auto ia = ids.accessor<int64_t, 2>();
+    auto ma = mask.accessor<int64_t, 2>();
+    for (int64_t b = 0; b < n; ++b) {
+      const Sequence& s = batch[rows[static_cast<size_t>(b)]];
+      int64_t t = 0;
+      for (int64_t id : s.prompt) {
+        if (prompt_targets && t > 0) {
+          positions.push_back(b * longest + t - 1);
+          targets.push_back(id);
+          weights.push_back(static_cast<float>(options_.prompt_loss_weight));
+        }
+        ia[b][t] = id, ma[b][t] = 1, ++t;
+      }
+      for (int64_t id : s.completion) {
+        positions.push_back(b * longest + t - 1);
+        targets.push_back(id);
+        weights.push_back(1.0f);
+        ia[b][t] = id, ma[b][t] = 1, ++t;
+      }
+    }
+    absl::StatusOr<torch::Tensor> hidden = model_->HiddenStates(ids, mask);
+    if (!hidden.ok()) return hidden.status();
+    torch::Tensor picked = hidden->reshape({n * longest, -1}).index_select(0, torch::tensor(positions));
+    torch::Tensor logp = torch::log_softmax(model_->LmHead(picked), -1);
+    torch::Tensor nll = -logp.gather(1, torch::tensor(targets).unsqueeze(1)).squeeze(1);
+    return prompt_targets ? (nll * torch::tensor(weights)).sum() : nll.sum();
+  }
+
+  const ChainWarmupOptions options_;
+  const ChainWarmupTemplates templates_;
+  std::unique_ptr<LlamaModel> model_;
+  std::unique_ptr<Tokenizer> tokenizer_;
+  const int64_t eos_;
+  std::vector<torch::Tensor> params_;
+  std::unique_ptr<torch::optim::AdamW> optimizer_;
+  double learning_rate_ = 0;
+};
+
+// Writes the model's weights and `model_dir`'s config and tokenizer files to `out_dir` through a
+// temp folder beside it.
+absl::Status WriteWarmedModel(const LlamaModel& model, const fs::path& model_dir, const fs::path& out_dir) {
+  const fs::path parent = out_dir.has_parent_path() ? out_dir.parent_path() : fs::path(".");
+  std::error_code ec;
+  fs::create_directories(parent, ec);
+  if (ec) return absl::InternalError(absl::StrCat(parent.string(), ": cannot create: ", ec.message()));
+  const fs::path temp = parent / absl::StrCat(".", out_dir.filename().string(), ".tmp-", getpid());
+  fs::remove_all(temp, ec);
+  fs::create_directories(temp, ec);
+  if (ec) return absl::InternalError(absl::StrCat(temp.string(), ": cannot create: ", ec.message()));
+  std::map<std::string, torch::Tensor> weights;
+  for (const auto& [name, w] : model.NamedWeights()) weights[name] = w.detach();
+  absl::Status s = WriteSafetensors((temp / "model.safetensors").string(), weights, {{"format", "pt"}});
+  for (const char* file : {"tokenizer.json", "tokenizer_config.json", "config.json"}) {
+    if (!s.ok()) break;
+    if (!fs::exists(model_dir / file)) continue;
+    absl::StatusOr<std::string> contents = ReadFile(model_dir / file);
+    s = contents.ok() ? WriteFileAtomically((temp / file).string(), *contents) : contents.status();
+  }
+  if (s.ok()) {
+    const fs::path old = parent / absl::StrCat(".", out_dir.filename().string(), ".old-", getpid());
+    if (fs::exists(out_dir)) fs::rename(out_dir, old, ec);
+    if (!ec) fs::rename(temp, out_dir, ec);
+    if (ec) s = absl::InternalError(absl::StrCat(out_dir.string(), ": cannot replace: ", ec.message()));
+    fs::remove_all(old, ec);
+  }
+  if (!s.ok()) fs::remove_all(temp, ec);
+  return s;
+}
+
+}  // namespace
+
+absl::Status ChainWarmupOptions::Validate() const {
+  if (absl::Status s = domain.Validate(); !s.ok()) return absl::InvalidArgumentError(absl::StrCat("domain.", s.message()));
+  if (steps < 1 || steps > 1000000) return Invalid("steps", steps, "1..1000000");
+  if (!(max_seconds >= 0)) return Invalid("max_seconds", max_seconds, "[0, inf)");
+  if (!(learning_rate > 0 && learning_rate <= 1)) return Invalid("learning_rate", learning_rate, "(0, 1]");
+  if (lr_warmup_steps < 0 || lr_warmup_steps > steps) return Invalid("lr_warmup_steps", lr_warmup_steps, "0..steps");
+  if (!(final_lr_fraction >= 0 && final_lr_fraction <= 1)) {
+    return Invalid("final_lr_fraction", final_lr_fraction, "[0, 1]");
+  }
+  if (batch < 1 || batch > 4096) return Invalid("batch", batch, "1..4096");
+  const std::pair<const char*, double> shares[] = {
+      {"generator_share", generator_share}, {"verifier_share", verifier_share}, {"meta_verifier_share", meta_verifier_share}};
+  for (const auto& [name, share] : shares) {
+    if (!(share >= 0 && share <= 1e6)) return Invalid(name, share, "[0, 1e6]");
+  }
+  if (generator_share + verifier_share + meta_verifier_share <= 0) {
+    return absl::InvalidArgumentError("generator_share, verifier_share, meta_verifier_share: all 0");
+  }
+  if (!(correct_fraction >= 0 && correct_fraction <= 1)) return Invalid("correct_fraction", correct_fraction, "[0, 1]");
+  if (!(prompt_loss_weight >= 0 && prompt_loss_weight <= 1)) {
+    return Invalid("prompt_loss_weight", prompt_loss_weight, "[0, 1]");
+  }
+  if (!(weight_decay >= 0 && weight_decay < 1)) return Invalid("weight_decay", weight_decay, "[0, 1)");
+  if (!(max_grad_norm >= 0)) return Invalid("max_grad_norm", max_grad_norm, "[0, inf)");
+  if (micro_batch < 0) return Invalid("micro_batch", micro_batch, "0..");
+  if (prompts_dir.empty()) return absl::InvalidArgumentError("prompts_dir: empty");
+  if (eval_problems < 1 || eval_problems > 10000) return Invalid("eval_problems", eval_problems, "1..10000");
+  if (eval_temperature_samples < 0 || eval_temperature_samples > 64) {
+    return Invalid("eval_temperature_samples", eval_temperature_samples, "0..64");
+  }
+  if (eval_every < 0) return Invalid("eval_every", eval_every, "0..");
+  return absl::OkStatus();
+}
+
+absl::StatusOr<ChainWarmupResult> WarmUpChainModel(const std::string& model_dir, const std::string& out_dir,
+                                                   const ChainWarmupOptions& options,
+                                                   const std::function<void(const ChainWarmupProgress&)>& progress) {
+  if (absl::Status s = options.Validate(); !s.ok()) return s;
+  if (out_dir.empty()) return absl::InvalidArgumentError("out_dir: empty");
+  absl::StatusOr<ChainWarmupTemplates> templates = ChainWarmupTemplates::Load(options.prompts_dir);
+  if (!templates.ok()) return templates.status();
+  absl::StatusOr<std::unique_ptr<LlamaModel>> model = LlamaModel::Load(model_dir);
+  if (!model.ok()) return model.status();
+  if ((*model)->dtype() != torch::kFloat) {
+    return absl::InvalidArgumentError(absl::StrCat(model_dir, ": the warm-up trains float32 weights"));
+  }
+  if ((*model)->config().eos_token_ids.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(model_dir, "/config.json: no eos_token_id"));
+  }
+  const int64_t eos = (*model)->config().eos_token_ids.front();
+  absl::StatusOr<std::unique_ptr<Tokenizer>> tokenizer = Tokenizer::FromFile(model_dir + "/tokenizer.json");
+  if (!tokenizer.ok()) return tokenizer.status();
+
+  // Tiny weights and Adam moments go denormal, and x86 then slows down by an order of magnitude.
+  at::globalContext().setFlushDenormal(true);
+  torch::manual_seed(options.seed);
+  ChainWarmupRun run(options, *std::move(templates), *std::move(model), *std::move(tokenizer), eos);
+
+  ChainWarmupResult result;
+  std::deque<double> recent;
+  auto mean_recent = [&recent] {
+    return recent.empty() ? 0.0 : std::accumulate(recent.begin(), recent.end(), 0.0) / recent.size();
+  };
+  auto evaluate = [&]() -> absl::Status {
+    const auto start = std::chrono::steady_clock::now();
+    absl::StatusOr<std::map<std::string, double>> held_out = run.Evaluate();
+    result.eval_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    if (!held_out.ok()) return held_out.status();
+    result.curve.push_back(ChainWarmupEvaluation{result.steps, result.seconds, mean_recent(), *held_out});
+    return absl::OkStatus();
+  };
+
+  for (int step = 0; step < options.steps; ++step) {
+    const auto start = std::chrono::steady_clock::now();
+    absl::StatusOr<double> loss = run.Step(step);
+    if (!loss.ok()) return loss.status();
+    result.seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    result.steps = step + 1;
+    recent.push_back(*loss);
+    if (recent.size() > kLossWindow) recent.pop_front();
+    const bool out_of_time = options.max_seconds > 0 && result.seconds >= options.max_seconds;
+    const bool last = out_of_time || result.steps == options.steps;
+    const ChainWarmupEvaluation* evaluation = nullptr;
+    if (!last && options.eval_every > 0 && result.steps % options.eval_every == 0) {
+      if (absl::Status s = evaluate(); !s.ok()) return s;
+      evaluation = &result.curve.back();
+    }
+    if (progress) {
+      progress(ChainWarmupProgress{result.steps, options.steps, *loss, result.seconds, run.learning_rate(), evaluation});
+    }
+    if (out_of_time) break;
+  }
+  result.final_loss = mean_recent();
+  if (absl::Status s = evaluate(); !s.ok()) return s;
+  result.held_out = result.curve.back().held_out;
+  if (absl::Status s = WriteWarmedModel(run.model(), model_dir, out_dir); !s.ok()) return s;
+  return result;
+}
+
+}  // namespace dsm

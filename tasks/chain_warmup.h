@@ -1,0 +1,109 @@
+// Phase 0 for the built-in tiny model (DESIGN.md §5, §6): full-parameter supervised warm-up
+// of a freshly initialised model (model/model_init.h, tokenizer from chain_tokenizer.h) on the
+// chain domain's three output formats, so that the RL phases start from a model that has some
+// skill in each, and room to grow.
+//
+// Each step draws `batch` fresh TRAIN problems (never an EVAL one) and makes one example per
+// problem (chain_warmup_examples.h): generator, verifier and meta-verifier examples in the
+// proportions of the role shares, prompts rendered with the templates of `prompts_dir` exactly
+// as the pipeline renders them and tokenized as its samplers do (BOS + prompt), completions
+// followed by EOS. Loss: mean negative log-likelihood of all completion tokens of the step;
+// AdamW on every weight, global-norm clipping, linear warm-up then cosine decay to
+// final_lr_fraction × learning_rate at `steps`. Training stops after `steps` steps or once its
+// time passes max_seconds; then the held-out skills are measured (chain_warmup_eval.h) and the
+// model is written.
+//
+// Determinism: the same model, options and LibTorch thread count give the same weights on the
+// CPU when max_seconds does not cut the run short. LibTorch's thread count is the caller's
+// (at::set_num_threads from runtime.threads); this function reseeds LibTorch's default
+// generator. Not thread-safe with other LibTorch users of the same generator.
+#ifndef DSM_TASKS_CHAIN_WARMUP_H_
+#define DSM_TASKS_CHAIN_WARMUP_H_
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "tasks/chain_domain.h"
+
+namespace dsm {
+
+struct ChainWarmupOptions {
+  // The problems trained on and evaluated (the tiny default's domain; see configs/tiny.yaml).
+  ChainDomainOptions domain;
+  int steps = 400;           // optimizer steps: 1..1000000
+  double max_seconds = 0;    // training time limit (evaluations excluded); 0 = none
+  double learning_rate = 3e-3;  // peak AdamW rate: (0, 1]
+  int lr_warmup_steps = 30;     // linear warm-up: 0..steps
+  double final_lr_fraction = 0.1;  // cosine decay ends at this share of the peak: [0, 1]
+  int batch = 24;               // examples per step: 1..4096
+  // Relative shares of the roles among a step's examples (>= 0, not all 0).
+  double generator_share = 1;
+  double verifier_share = 1;
+  double meta_verifier_share = 1;
+  // Flawless proofs among the verifier's and meta-verifier's examples: [0, 1].
+  double correct_fraction = 0.3;
+  // Weight of the prompt tokens' NLL relative to the completion tokens' (0 = completions only).
+  // Verifier and meta-verifier prompts hold proofs, so a weight > 0 also teaches proof writing.
+  double prompt_loss_weight = 0;  // [0, 1]
+  double weight_decay = 0;      // decoupled: [0, 1)
+  double max_grad_norm = 1;     // global L2 clip; 0 = none
+  // Examples per forward/backward (gradient accumulation, longest first); 0 = the whole step.
+  int micro_batch = 0;
+  uint64_t seed = 0;
+  std::string prompts_dir = "configs/prompts/tiny";
+  int eval_problems = 64;            // held-out problems: 1..10000
+  int eval_temperature_samples = 4;  // temperature-1 generator outputs per problem: 0..64
+  // Also measure the held-out skills every this many steps (ChainWarmupResult::curve); 0 = only
+  // at the end.
+  int eval_every = 0;
+
+  // One line naming the field and the limit, e.g. "batch: 0 is outside 1..4096".
+  absl::Status Validate() const;
+};
+
+struct ChainWarmupEvaluation {
+  int step = 0;
+  double seconds = 0;  // training time at that step
+  double loss = 0;     // mean loss of the last (up to) 10 steps
+  std::map<std::string, double> held_out;  // EvaluateChainSkills's metrics
+};
+
+struct ChainWarmupProgress {
+  int step = 0;         // steps done
+  int total_steps = 0;  // options.steps
+  double loss = 0;      // this step's loss
+  double elapsed_seconds = 0;  // training time so far
+  double learning_rate = 0;    // this step's
+  // The evaluation made after this step (eval_every), else null; valid during the call.
+  const ChainWarmupEvaluation* evaluation = nullptr;
+};
+
+struct ChainWarmupResult {
+  int steps = 0;            // steps taken
+  double final_loss = 0;    // mean loss of the last (up to) 10 steps
+  double seconds = 0;       // training time (evaluations excluded)
+  double eval_seconds = 0;  // time of all evaluations
+  // The final evaluation's metrics (chain_warmup_eval.h lists them).
+  std::map<std::string, double> held_out;
+  // Every evaluation, in step order; the last one is `held_out`'s.
+  std::vector<ChainWarmupEvaluation> curve;
+};
+
+// Full-parameter SFT of the model in `model_dir` (HF folder: config.json, model.safetensors,
+// tokenizer.json, optionally tokenizer_config.json) on the chain domain's three formats;
+// writes the warmed model as an HF folder to `out_dir` (a temp folder beside it, then a rename;
+// an existing `out_dir` is replaced). `progress` (may be empty) is called after every step.
+// Errors: invalid options (InvalidArgument), unreadable model or templates, LibTorch errors
+// (Internal, with what was being done), write failures.
+absl::StatusOr<ChainWarmupResult> WarmUpChainModel(const std::string& model_dir, const std::string& out_dir,
+                                                   const ChainWarmupOptions& options,
+                                                   const std::function<void(const ChainWarmupProgress&)>& progress);
+
+}  // namespace dsm
+
+#endif  // DSM_TASKS_CHAIN_WARMUP_H_

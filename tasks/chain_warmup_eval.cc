@@ -1,0 +1,169 @@
+#include "tasks/chain_warmup_eval.h"
+
+#include <algorithm>
+#include <memory>
+#include <optional>
+#include <set>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "model/sampler.h"
+#include "services/scoring/score_parser.h"
+#include "tasks/chain_checker.h"
+#include "tasks/seeded_rng.h"
+
+namespace dsm {
+namespace {
+
+constexpr uint64_t kEvalSalt = 0x6576616c73616c74ULL;  // "evalsalt"
+
+v1::FinishReason ToProto(FinishReason reason) {
+  return reason == FinishReason::kLength ? v1::FINISH_REASON_LENGTH : v1::FINISH_REASON_STOP_TOKEN;
+}
+
+// Share of the most common value among `values` (0, 0.5, 1).
+double MajorityShare(const std::vector<double>& values) {
+  if (values.empty()) return 0;
+  int counts[3] = {0, 0, 0};
+  for (double v : values) ++counts[v == 0 ? 0 : v == 1 ? 2 : 1];
+  return static_cast<double>(*std::max_element(counts, counts + 3)) / static_cast<double>(values.size());
+}
+
+}  // namespace
+
+absl::Status ChainWarmupEvalOptions::Validate() const {
+  if (absl::Status s = domain.Validate(); !s.ok()) return absl::InvalidArgumentError(absl::StrCat("domain.", s.message()));
+  if (problems < 1 || problems > 10000) {
+    return absl::InvalidArgumentError(absl::StrCat("eval problems: ", problems, " is outside 1..10000"));
+  }
+  if (temperature_samples < 0 || temperature_samples > 64) {
+    return absl::InvalidArgumentError(absl::StrCat("temperature_samples: ", temperature_samples, " is outside 0..64"));
+  }
+  if (!(correct_fraction >= 0 && correct_fraction <= 1)) {
+    return absl::InvalidArgumentError(absl::StrCat("correct_fraction: ", correct_fraction, " is outside [0, 1]"));
+  }
+  if (max_batch < 1) return absl::InvalidArgumentError(absl::StrCat("max_batch: ", max_batch, " is under 1"));
+  if (max_new_tokens < 1) {
+    return absl::InvalidArgumentError(absl::StrCat("max_new_tokens: ", max_new_tokens, " is under 1"));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::map<std::string, double>> EvaluateChainSkills(const LlamaModel& model,
+                                                                   const Tokenizer& tokenizer,
+                                                                   const ChainWarmupTemplates& templates,
+                                                                   const ChainWarmupEvalOptions& options) {
+  if (absl::Status s = options.Validate(); !s.ok()) return s;
+  absl::StatusOr<std::vector<ChainProblem>> problems =
+      GenerateChainProblems(options.domain, ChainSplit::kEval, CombineSeeds(options.seed, kEvalSalt), options.problems);
+  if (!problems.ok()) return problems.status();
+
+  // Requests per problem: greedy generator, verifier, meta-verifier, then the temperature-1
+  // generator samples.
+  const int per_problem = 3 + options.temperature_samples;
+  std::vector<ChainWarmupExample> verifier_examples;
+  std::vector<ChainWarmupExample> meta_examples;
+  std::vector<SampleRequest> requests;
+  int64_t longest_prompt = 0;
+  auto request = [&](const std::string& prompt, double temperature, uint64_t seed) {
+    SampleRequest r;
+    r.prompt = tokenizer.Encode(prompt, /*add_special_tokens=*/true);
+    r.params.temperature = temperature;
+    r.params.max_tokens = options.max_new_tokens;
+    r.params.seed = seed;
+    longest_prompt = std::max<int64_t>(longest_prompt, static_cast<int64_t>(r.prompt.size()));
+    requests.push_back(std::move(r));
+  };
+  for (const ChainProblem& p : *problems) {
+    const uint64_t seed = CombineSeeds(options.seed, p.seed);
+    request(MakeChainWarmupExample(templates, PromptRole::kGenerator, p, 1.0, seed).prompt, 0, 0);
+    verifier_examples.push_back(
+        MakeChainWarmupExample(templates, PromptRole::kVerifier, p, options.correct_fraction, seed));
+    request(verifier_examples.back().prompt, 0, 0);
+    meta_examples.push_back(
+        MakeChainWarmupExample(templates, PromptRole::kMetaVerifier, p, options.correct_fraction, seed ^ 1));
+    request(meta_examples.back().prompt, 0, 0);
+    for (int k = 0; k < options.temperature_samples; ++k) {
+      request(MakeChainWarmupExample(templates, PromptRole::kGenerator, p, 1.0, seed).prompt, 1.0,
+              CombineSeeds(seed, static_cast<uint64_t>(k) + 1));
+    }
+  }
+
+  SamplerOptions sampler_options;
+  sampler_options.max_batch = options.max_batch;
+  sampler_options.max_len = longest_prompt + options.max_new_tokens;
+  absl::StatusOr<std::unique_ptr<Sampler>> sampler = Sampler::Create(&model, &tokenizer, sampler_options);
+  if (!sampler.ok()) return sampler.status();
+  torch::NoGradGuard no_grad;
+  std::vector<absl::StatusOr<SampleResult>> results = (*sampler)->Generate(std::move(requests));
+  for (const auto& r : results) {
+    if (!r.ok()) return absl::Status(r.status().code(), absl::StrCat("eval sampling: ", r.status().message()));
+  }
+
+  const OutputMarkers& gen_markers = templates.generator.markers();
+  // The checker's score of a generator output's proof; sets `format_ok` / `self_score`.
+  auto grade = [&](const ChainProblem& p, const SampleResult& r, bool* format_ok, std::optional<double>* self_score) {
+    const GeneratorOutput out = SplitGeneratorOutput(r.text, gen_markers, ToProto(r.finish_reason));
+    *format_ok = out.has_solution_header && out.self_score.format() == v1::FORMAT_STATUS_OK;
+    if (out.self_score.has_value()) *self_score = out.self_score.value();
+    return CheckChainProof(p.statement, out.proof).score;
+  };
+
+  std::map<std::string, double> m;
+  std::vector<double> verifier_truth;
+  std::vector<double> meta_truth;
+  int t1_samples = 0;
+  for (size_t i = 0; i < problems->size(); ++i) {
+    const ChainProblem& p = (*problems)[i];
+    const size_t base = i * static_cast<size_t>(per_problem);
+    bool format_ok = false;
+    std::optional<double> self_score;
+    const double score = grade(p, *results[base], &format_ok, &self_score);
+    m["generator_score1_rate"] += score == 1 ? 1 : 0;
+    m["generator_mean_score"] += score;
+    m["generator_format_ok"] += format_ok ? 1 : 0;
+    m["generator_self_agreement"] += format_ok && self_score == score ? 1 : 0;
+
+    const ChainWarmupExample& ver = verifier_examples[i];
+    const SampleResult& ver_out = *results[base + 1];
+    const v1::Score ver_score = ParseScore(ver_out.text, templates.verifier.markers(), ToProto(ver_out.finish_reason));
+    const bool ver_ok = ver_score.format() == v1::FORMAT_STATUS_OK;
+    m["verifier_format_ok"] += ver_ok ? 1 : 0;
+    m["verifier_agreement"] += ver_ok && ver_score.value() == ver.proof_score ? 1 : 0;
+    verifier_truth.push_back(ver.proof_score);
+    ChainAnalysisMarkers markers;
+    markers.evaluation = templates.verifier.markers().evaluation;
+    markers.score = templates.verifier.markers().score;
+    m["verifier_meta_score"] +=
+        AssessChainAnalysis(CheckChainProof(p.statement, ver.proof), ver_out.text, markers).meta_score;
+
+    const ChainWarmupExample& meta = meta_examples[i];
+    const SampleResult& meta_out = *results[base + 2];
+    const v1::Score meta_score =
+        ParseScore(meta_out.text, templates.meta_verifier.markers(), ToProto(meta_out.finish_reason));
+    const bool meta_ok = meta_score.format() == v1::FORMAT_STATUS_OK;
+    m["meta_format_ok"] += meta_ok ? 1 : 0;
+    m["meta_agreement"] += meta_ok && meta_score.value() == meta.meta_score ? 1 : 0;
+    meta_truth.push_back(meta.meta_score);
+
+    std::set<double> t1_scores;
+    for (int k = 0; k < options.temperature_samples; ++k) {
+      bool ok = false;
+      std::optional<double> self;
+      const double s = grade(p, *results[base + 3 + static_cast<size_t>(k)], &ok, &self);
+      m["generator_t1_score1_rate"] += s == 1 ? 1 : 0;
+      t1_scores.insert(s);
+      ++t1_samples;
+    }
+    m["generator_t1_varied_rate"] += t1_scores.size() > 1 ? 1 : 0;
+  }
+  const double n = static_cast<double>(problems->size());
+  for (auto& [name, value] : m) value /= n;
+  if (t1_samples > 0) m["generator_t1_score1_rate"] *= n / t1_samples;
+  m["verifier_majority_baseline"] = MajorityShare(verifier_truth);
+  m["meta_majority_baseline"] = MajorityShare(meta_truth);
+  return m;
+}
+
+}  // namespace dsm

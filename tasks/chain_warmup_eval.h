@@ -1,0 +1,64 @@
+// Held-out skill of a model on the chain domain's three output formats, graded by the exact
+// checker: the yardstick of the phase-0 warm-up (chain_warmup.h), usable on any model.
+//
+// On `problems` distinct problems of the domain's EVAL split (never trained on), with prompts
+// from chain_warmup_examples.h:
+//   generator:     one greedy output per problem, cut with SplitGeneratorOutput; the checker
+//                  scores the proof; plus `temperature_samples` outputs at temperature 1;
+//   verifier:      one greedy analysis of a labelled proof per problem (flawless with
+//                  probability correct_fraction), read with ParseScore;
+//   meta-verifier: one greedy meta-analysis of a labelled analysis per problem.
+// Metrics (all shares in [0, 1]):
+//   generator_score1_rate        greedy proofs the checker scores 1
+//   generator_mean_score         their mean checker score
+//   generator_format_ok          outputs with "## Solution" and a self-evaluation ParseScore accepts
+//   generator_self_agreement     outputs whose self-score equals the checker's score
+//   generator_t1_score1_rate     temperature-1 proofs scored 1
+//   generator_t1_varied_rate     problems whose temperature-1 proofs got different scores
+//                                (GRPO groups with a learning signal)
+//   verifier_agreement           analyses in format whose score equals the proof's true score
+//   verifier_format_ok           analyses ParseScore accepts
+//   verifier_majority_baseline   share of the most common true score ("always say x")
+//   verifier_meta_score          mean expert meta-score of the analyses (AssessChainAnalysis)
+//   meta_agreement               meta-analyses in format whose score equals the expert meta-score
+//   meta_format_ok               meta-analyses ParseScore accepts
+//   meta_majority_baseline       share of the most common expert meta-score
+//
+// Deterministic for a model, options and thread count. Thread-compatible (runs the model).
+#ifndef DSM_TASKS_CHAIN_WARMUP_EVAL_H_
+#define DSM_TASKS_CHAIN_WARMUP_EVAL_H_
+
+#include <cstdint>
+#include <map>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "model/llama_model.h"
+#include "model/tokenizer.h"
+#include "tasks/chain_domain.h"
+#include "tasks/chain_warmup_examples.h"
+
+namespace dsm {
+
+struct ChainWarmupEvalOptions {
+  ChainDomainOptions domain;
+  int problems = 64;             // 1..10000
+  int temperature_samples = 4;   // temperature-1 generator outputs per problem: 0..64
+  double correct_fraction = 0.4; // share of flawless proofs shown to the verifier: [0, 1]
+  uint64_t seed = 0;             // problems, flaws, analyses and sampling seeds
+  int max_batch = 64;            // sequences decoded together
+  int max_new_tokens = 192;      // per output
+
+  absl::Status Validate() const;
+};
+
+// Errors: invalid options, a domain that cannot give the eval problems, sampler errors.
+absl::StatusOr<std::map<std::string, double>> EvaluateChainSkills(const LlamaModel& model,
+                                                                   const Tokenizer& tokenizer,
+                                                                   const ChainWarmupTemplates& templates,
+                                                                   const ChainWarmupEvalOptions& options);
+
+}  // namespace dsm
+
+#endif  // DSM_TASKS_CHAIN_WARMUP_EVAL_H_

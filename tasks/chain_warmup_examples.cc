@@ -1,0 +1,89 @@
+#include "tasks/chain_warmup_examples.h"
+
+#include <optional>
+#include <utility>
+#include <vector>
+
+#include "tasks/chain_analysis.h"
+#include "tasks/chain_checker.h"
+#include "tasks/seeded_rng.h"
+
+namespace dsm {
+namespace {
+
+constexpr uint64_t kKindSalt = 0x6b696e6473616c74ULL;  // "kindsalt"
+
+ChainAnalysisMarkers MarkersOf(const PromptTemplate& t) {
+  ChainAnalysisMarkers markers;
+  markers.evaluation = t.markers().evaluation;
+  markers.score = t.markers().score;
+  return markers;
+}
+
+}  // namespace
+
+absl::StatusOr<ChainWarmupTemplates> ChainWarmupTemplates::Load(const std::string& dir) {
+  absl::StatusOr<PromptTemplate> generator = PromptTemplate::LoadRole(dir, PromptRole::kGenerator);
+  if (!generator.ok()) return generator.status();
+  absl::StatusOr<PromptTemplate> verifier = PromptTemplate::LoadRole(dir, PromptRole::kVerifier);
+  if (!verifier.ok()) return verifier.status();
+  absl::StatusOr<PromptTemplate> meta = PromptTemplate::LoadRole(dir, PromptRole::kMetaVerifier);
+  if (!meta.ok()) return meta.status();
+  return ChainWarmupTemplates{*std::move(generator), *std::move(verifier), *std::move(meta)};
+}
+
+const PromptTemplate& ChainWarmupTemplates::For(PromptRole role) const {
+  switch (role) {
+    case PromptRole::kGenerator:
+      return generator;
+    case PromptRole::kVerifier:
+      return verifier;
+    case PromptRole::kMetaVerifier:
+      return meta_verifier;
+  }
+  return generator;
+}
+
+ChainWarmupExample MakeChainWarmupExample(const ChainWarmupTemplates& templates, PromptRole role,
+                                          const ChainProblem& problem, double correct_fraction,
+                                          uint64_t seed) {
+  ChainWarmupExample out;
+  out.role = role;
+  const std::string statement = problem.statement.Text();
+  if (role == PromptRole::kGenerator) {
+    const std::string proof = CanonicalChainProof(problem).Text();
+    const ChainVerdict verdict = CheckChainProof(problem.statement, proof);
+    out.prompt = templates.generator.Render(PromptFields{statement, "", ""});
+    out.completion = RenderChainGeneratorOutput(
+        proof, RenderFaithfulChainAnalysis(verdict, MarkersOf(templates.generator)));
+    out.proof_score = verdict.score;
+    return out;
+  }
+  const LabelledChainProof proof =
+      MakeLabelledChainProof(problem, SampleChainFlaw(seed, correct_fraction), seed);
+  const ChainVerdict verdict = CheckChainProof(problem.statement, proof.text);
+  out.proof = proof.text;
+  out.proof_score = verdict.score;
+  if (role == PromptRole::kVerifier) {
+    out.prompt = templates.verifier.Render(PromptFields{statement, proof.text, ""});
+    out.completion = RenderFaithfulChainAnalysis(verdict, MarkersOf(templates.verifier));
+    return out;
+  }
+  // Meta-verifier: the first kind that exists for this proof, from a random start.
+  const std::vector<ChainAnalysisKind>& kinds = AllChainAnalysisKinds();
+  SeededRng rng(CombineSeeds(seed, kKindSalt));
+  const int first = rng.Uniform(static_cast<int>(kinds.size()));
+  std::optional<LabelledChainAnalysis> analysis;
+  for (size_t k = 0; k < kinds.size() && !analysis; ++k) {
+    analysis = MakeLabelledChainAnalysis(problem.statement, proof, kinds[(first + k) % kinds.size()], seed);
+  }
+  // kFaithful always exists, so `analysis` is set.
+  out.analysis = analysis->text;
+  out.meta_score = analysis->assessment.meta_score;
+  out.prompt = templates.meta_verifier.Render(PromptFields{statement, proof.text, analysis->text});
+  out.completion = RenderChainAnalysis(analysis->assessment.meta_score, {analysis->assessment.reason},
+                                       MarkersOf(templates.meta_verifier));
+  return out;
+}
+
+}  // namespace dsm

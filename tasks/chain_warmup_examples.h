@@ -1,0 +1,57 @@
+// The phase-0 warm-up's examples for the chain domain (chain_domain.h): for each role, a prompt
+// rendered with the role's prompt template (services/scoring/prompt_template.h) exactly as the
+// pipeline renders its prompts (PromptTemplate::Render with the problem statement, the proof
+// text and the analysis text), and the target completion:
+//   generator:     the canonical proof and its faithful self-evaluation
+//                  (RenderChainGeneratorOutput; the template's markers);
+//   verifier:      a labelled proof (flaw drawn with SampleChainFlaw) and the checker's faithful
+//                  analysis of it (RenderFaithfulChainAnalysis; the template's markers);
+//   meta-verifier: a labelled proof, a labelled analysis of it (kind drawn uniformly among the
+//                  kinds that exist for that proof) and the expert meta-analysis (the checker's
+//                  reason and meta-score in the meta-verifier template's markers).
+// Pure functions of their arguments (seeds included); thread-safe.
+#ifndef DSM_TASKS_CHAIN_WARMUP_EXAMPLES_H_
+#define DSM_TASKS_CHAIN_WARMUP_EXAMPLES_H_
+
+#include <cstdint>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "services/scoring/prompt_template.h"
+#include "tasks/chain_domain.h"
+
+namespace dsm {
+
+// The three roles' templates (configs/prompts/tiny for the built-in model).
+struct ChainWarmupTemplates {
+  PromptTemplate generator;
+  PromptTemplate verifier;
+  PromptTemplate meta_verifier;
+
+  // Loads <dir>/generator.txt, verifier.txt and meta_verifier.txt (PromptTemplate::LoadRole).
+  static absl::StatusOr<ChainWarmupTemplates> Load(const std::string& dir);
+  const PromptTemplate& For(PromptRole role) const;
+};
+
+struct ChainWarmupExample {
+  PromptRole role = PromptRole::kGenerator;
+  std::string prompt;      // the rendered template
+  std::string completion;  // the target output (no EOS)
+  // The proof the verifier / meta-verifier is shown (empty for the generator).
+  std::string proof;
+  // The true score of that proof (generator: 1, the canonical proof's).
+  double proof_score = 1;
+  // Meta-verifier: the analysis shown and its expert meta-score.
+  std::string analysis;
+  double meta_score = 1;
+};
+
+// The example of `role` for `problem`; flaws and analysis kinds are drawn from `seed`, a
+// flawless proof with probability `correct_fraction`.
+ChainWarmupExample MakeChainWarmupExample(const ChainWarmupTemplates& templates, PromptRole role,
+                                          const ChainProblem& problem, double correct_fraction,
+                                          uint64_t seed);
+
+}  // namespace dsm
+
+#endif  // DSM_TASKS_CHAIN_WARMUP_EXAMPLES_H_

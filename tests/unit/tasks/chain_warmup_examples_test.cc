@@ -1,0 +1,103 @@
+// The warm-up's examples (tasks/chain_warmup_examples.h) with the built-in tiny templates
+// (configs/prompts/tiny): prompts are the templates rendered the way the pipeline renders them,
+// and every target completion parses with the scoring services' parser to the checker's label.
+#include "tasks/chain_warmup_examples.h"
+
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <map>
+#include <memory>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "services/scoring/score_parser.h"
+#include "tasks/chain_checker.h"
+
+namespace dsm {
+namespace {
+
+std::string TinyPromptsDir() {
+  const char* source = std::getenv("DSM_SOURCE_DIR");
+  return absl::StrCat(source != nullptr ? source : ".", "/configs/prompts/tiny");
+}
+
+class ChainWarmupExamples : public testing::Test {
+ protected:
+  void SetUp() override {
+    auto loaded = ChainWarmupTemplates::Load(TinyPromptsDir());
+    ASSERT_TRUE(loaded.ok()) << loaded.status();
+    templates_ = std::make_unique<ChainWarmupTemplates>(*std::move(loaded));
+  }
+  std::unique_ptr<ChainWarmupTemplates> templates_;
+};
+
+TEST_F(ChainWarmupExamples, TinyTemplatesUseTheReleasedModelsMarkers) {
+  EXPECT_EQ(templates_->generator.markers().evaluation, VerifierMarkers().evaluation);
+  EXPECT_EQ(templates_->generator.markers().score, VerifierMarkers().score);
+  EXPECT_EQ(templates_->verifier.markers().evaluation, VerifierMarkers().evaluation);
+  EXPECT_EQ(templates_->verifier.markers().score, VerifierMarkers().score);
+  EXPECT_EQ(templates_->meta_verifier.markers().evaluation, MetaVerifierMarkers().evaluation);
+  EXPECT_EQ(templates_->meta_verifier.markers().score, MetaVerifierMarkers().score);
+}
+
+TEST_F(ChainWarmupExamples, PromptsAreTheRenderedTemplatesAndTargetsParseToTheLabels) {
+  std::map<double, int> verifier_labels;
+  std::map<double, int> meta_labels;
+  for (uint64_t seed = 0; seed < 200; ++seed) {
+    auto problem = GenerateChainProblem({}, ChainSplit::kTrain, seed);
+    ASSERT_TRUE(problem.ok());
+    const std::string statement = problem->statement.Text();
+
+    const ChainWarmupExample gen =
+        MakeChainWarmupExample(*templates_, PromptRole::kGenerator, *problem, 0.3, seed);
+    EXPECT_EQ(gen.prompt, templates_->generator.Render(PromptFields{statement, "", ""}));
+    const GeneratorOutput out = SplitGeneratorOutput(gen.completion, templates_->generator.markers());
+    EXPECT_TRUE(out.has_solution_header);
+    ASSERT_EQ(out.self_score.format(), v1::FORMAT_STATUS_OK) << gen.completion;
+    EXPECT_EQ(CheckChainProof(problem->statement, out.proof).score, 1.0) << gen.completion;
+    EXPECT_EQ(out.self_score.value(), 1.0);
+
+    const ChainWarmupExample ver =
+        MakeChainWarmupExample(*templates_, PromptRole::kVerifier, *problem, 0.3, seed);
+    EXPECT_EQ(ver.prompt, templates_->verifier.Render(PromptFields{statement, ver.proof, ""}));
+    EXPECT_EQ(ver.proof_score, CheckChainProof(problem->statement, ver.proof).score);
+    const v1::Score ver_score = ParseScore(ver.completion, templates_->verifier.markers());
+    ASSERT_EQ(ver_score.format(), v1::FORMAT_STATUS_OK) << ver.completion;
+    EXPECT_EQ(ver_score.value(), ver.proof_score);
+    ++verifier_labels[ver.proof_score];
+
+    const ChainWarmupExample meta =
+        MakeChainWarmupExample(*templates_, PromptRole::kMetaVerifier, *problem, 0.3, seed);
+    EXPECT_EQ(meta.prompt,
+              templates_->meta_verifier.Render(PromptFields{statement, meta.proof, meta.analysis}));
+    const v1::Score meta_score = ParseScore(meta.completion, templates_->meta_verifier.markers());
+    ASSERT_EQ(meta_score.format(), v1::FORMAT_STATUS_OK) << meta.completion;
+    EXPECT_EQ(meta_score.value(), meta.meta_score);
+    EXPECT_EQ(meta.meta_score, AssessChainAnalysis(CheckChainProof(problem->statement, meta.proof), meta.analysis)
+                                   .meta_score);
+    ++meta_labels[meta.meta_score];
+  }
+  // Every label turns up: the data teaches all three scores.
+  EXPECT_EQ(verifier_labels.size(), 3u);
+  EXPECT_EQ(meta_labels.size(), 3u);
+}
+
+TEST_F(ChainWarmupExamples, SameSeedSameExample) {
+  auto problem = GenerateChainProblem({}, ChainSplit::kTrain, 7);
+  ASSERT_TRUE(problem.ok());
+  const ChainWarmupExample a = MakeChainWarmupExample(*templates_, PromptRole::kMetaVerifier, *problem, 0.3, 11);
+  const ChainWarmupExample b = MakeChainWarmupExample(*templates_, PromptRole::kMetaVerifier, *problem, 0.3, 11);
+  EXPECT_EQ(a.prompt, b.prompt);
+  EXPECT_EQ(a.completion, b.completion);
+}
+
+TEST(ChainWarmupTemplatesLoad, NamesTheMissingFile) {
+  auto loaded = ChainWarmupTemplates::Load("/nonexistent-dsm-prompts");
+  ASSERT_FALSE(loaded.ok());
+  EXPECT_NE(std::string(loaded.status().message()).find("generator.txt"), std::string::npos)
+      << loaded.status();
+}
+
+}  // namespace
+}  // namespace dsm
