@@ -11,7 +11,8 @@
 // names as PEFT writes them).
 //
 // "grpc" (ours, the real path): a GrpcServer (common/grpc_server.h, default
-// options) serving Learner.WatchAdapters from an AdapterPublisher through the
+// options) serving Learner.WatchAdapters (a raw method: every stream writes
+// the same pre-serialised chunks) from an AdapterPublisher through the
 // WatchAdapters reactor, exactly as `dsm serve learner` wires them; 8
 // AdapterSubscribers (each its own channel made by MakeChannel with default
 // ChannelOptions, its own thread) reassemble every version, check the CRC-32C
@@ -67,6 +68,7 @@
 #include "services/adapters/adapter_publisher.h"
 #include "services/adapters/adapter_subscriber.h"
 #include "services/adapters/watch_adapters_reactor.h"
+#include "tests/integration/publishing_learner.h"
 
 namespace dsm {
 namespace {
@@ -81,14 +83,32 @@ using nlohmann::json;
 
 double Seconds(Clock::time_point a, Clock::time_point b) { return std::chrono::duration<double>(b - a).count(); }
 
-// User + system CPU seconds of the whole process so far (every thread: server,
-// subscribers, gRPC's own threads; or sender and receivers).
-double CpuSeconds() {
-  rusage u{};
-  ::getrusage(RUSAGE_SELF, &u);
-  return static_cast<double>(u.ru_utime.tv_sec + u.ru_stime.tv_sec) +
-         1e-6 * static_cast<double>(u.ru_utime.tv_usec + u.ru_stime.tv_usec);
-}
+// What the whole process (every thread: server, subscribers, gRPC's own
+// threads; or sender and receivers) has used so far: user + system CPU
+// seconds, page faults (each a first touch of memory the kernel must map: not
+// free on a virtual machine) and context switches.
+struct Usage {
+  double cpu_seconds = 0;
+  int64_t page_faults = 0;
+  int64_t context_switches = 0;
+
+  static Usage Now() {
+    rusage u{};
+    ::getrusage(RUSAGE_SELF, &u);
+    Usage now;
+    now.cpu_seconds = static_cast<double>(u.ru_utime.tv_sec + u.ru_stime.tv_sec) +
+                      1e-6 * static_cast<double>(u.ru_utime.tv_usec + u.ru_stime.tv_usec);
+    now.page_faults = u.ru_minflt + u.ru_majflt;
+    now.context_switches = u.ru_nvcsw + u.ru_nivcsw;
+    return now;
+  }
+  Usage operator-(const Usage& o) const {
+    return {cpu_seconds - o.cpu_seconds, page_faults - o.page_faults, context_switches - o.context_switches};
+  }
+  json ToJson() const {
+    return {{"cpu_seconds", cpu_seconds}, {"page_faults", page_faults}, {"context_switches", context_switches}};
+  }
+};
 
 void Emit(json obj) { std::cout << obj.dump() << std::endl; }
 
@@ -134,19 +154,9 @@ uint64_t TensorBytes(const AdapterVersionData& data) {
 
 // ------------------------------------------------------------------ gRPC side
 
-class StreamingLearner final : public v1::Learner::CallbackService {
- public:
-  AdapterPublisher publisher;
-
-  grpc::ServerWriteReactor<v1::AdapterChunk>* WatchAdapters(grpc::CallbackServerContext*,
-                                                            const v1::WatchAdaptersRequest* request) override {
-    std::map<v1::AdapterRole, uint64_t> held;
-    for (const auto& h : request->held()) held[h.role()] = h.version();
-    std::vector<v1::AdapterRole> roles;
-    for (int r : request->roles()) roles.push_back(static_cast<v1::AdapterRole>(r));
-    return StartWatchAdapters(publisher.Subscribe(roles, held), nullptr);
-  }
-};
+// The learner's side: WatchAdapters served raw from an AdapterPublisher, the
+// way LearnerService serves it (the tests' PublishingLearner).
+using StreamingLearner = dsm_test::PublishingLearner;
 
 // Counts, per version, the subscribers that received it.
 struct Arrivals {
@@ -212,8 +222,8 @@ class GrpcSide {
     return s;
   }
 
-  // CPU seconds of the process during the last Publish-to-all-received.
-  double last_cpu_seconds() const { return last_cpu_; }
+  // What the process used during the last Publish-to-all-received.
+  const Usage& last_usage() const { return last_usage_; }
 
   int64_t tensors_checked() {
     std::lock_guard<std::mutex> lock(arrivals_.mu);
@@ -235,13 +245,13 @@ class GrpcSide {
     const uint64_t version = ++version_;
     AdapterVersionData data = MakeAdapter(version, r_, flat_);  // made before the clock starts
     bytes_ = TensorBytes(data);
-    const double cpu0 = CpuSeconds();
+    const Usage usage0 = Usage::Now();
     *start = Clock::now();
     if (absl::Status s = learner_.publisher.Publish(data); !s.ok()) Die(std::string(s.ToString()));
     *encoded = Clock::now();
     Clock::time_point done;
     if (!arrivals_.Wait(version, subscribers_, &done)) Die("version " + std::to_string(version) + " did not arrive");
-    last_cpu_ = CpuSeconds() - cpu0;
+    last_usage_ = Usage::Now() - usage0;
     return Seconds(*start, done);
   }
 
@@ -254,7 +264,7 @@ class GrpcSide {
   Arrivals arrivals_;
   uint64_t version_ = 0;
   uint64_t bytes_ = 0;
-  double last_cpu_ = 0;
+  Usage last_usage_;
 };
 
 // ------------------------------------------------------------------ plain TCP
@@ -425,17 +435,18 @@ int Main(int argc, char** argv) {
       double encode = 0;
       uint64_t b = 0;
       const double s = grpc_side->Round(&encode, &b);
-      const double cpu = grpc_side->last_cpu_seconds();
-      Emit({{"kind", "stream"}, {"impl", "grpc"}, {"round", round}, {"seconds", s}, {"encode_seconds", encode},
-            {"cpu_seconds", cpu},
-            {"bytes", b}, {"subscribers", subscribers}, {"gb_s", subscribers * static_cast<double>(b) / s / 1e9}});
+      json line = {{"kind", "stream"}, {"impl", "grpc"}, {"round", round}, {"seconds", s}, {"encode_seconds", encode},
+                   {"bytes", b}, {"subscribers", subscribers}, {"gb_s", subscribers * static_cast<double>(b) / s / 1e9}};
+      line.update(grpc_side->last_usage().ToJson());
+      Emit(line);
     };
     auto run_tcp = [&] {
-      const double cpu0 = CpuSeconds();
+      const Usage usage0 = Usage::Now();
       const double s = tcp_side->Round();
-      const double cpu = CpuSeconds() - cpu0;
-      Emit({{"kind", "stream"}, {"impl", "tcp"}, {"round", round}, {"seconds", s}, {"bytes", bytes}, {"cpu_seconds", cpu},
-            {"subscribers", subscribers}, {"gb_s", subscribers * static_cast<double>(bytes) / s / 1e9}});
+      json line = {{"kind", "stream"}, {"impl", "tcp"}, {"round", round}, {"seconds", s}, {"bytes", bytes},
+                   {"subscribers", subscribers}, {"gb_s", subscribers * static_cast<double>(bytes) / s / 1e9}};
+      line.update((Usage::Now() - usage0).ToJson());
+      Emit(line);
     };
     if (round % 2 == 0) {
       if (do_grpc) run_grpc();

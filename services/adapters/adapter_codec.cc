@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/crc32c.h"
+#include "services/adapters/adapter_chunk_wire.h"
 #include "google/protobuf/util/time_util.h"
 
 namespace dsm {
@@ -28,20 +29,20 @@ absl::StatusOr<torch::ScalarType> TorchDtype(v1::TensorDtype type) {
   }
 }
 
-}  // namespace
-
-absl::StatusOr<std::vector<v1::AdapterChunk>> EncodeAdapterVersion(const AdapterVersionData& data,
-                                                                   std::size_t chunk_bytes) {
+// Cuts `data` into chunks: `emit(fields, bytes, n)` once per chunk, in order,
+// with every field but `data` set and the chunk's `n` tensor bytes at `bytes`.
+template <typename Emit>
+absl::Status ForEachChunk(const AdapterVersionData& data, std::size_t chunk_bytes, Emit&& emit) {
   if (chunk_bytes == 0 || chunk_bytes > kMaxAdapterChunkBytes) {
     return absl::InvalidArgumentError(absl::StrCat("chunk size ", chunk_bytes, " is outside [1, ",
                                                    kMaxAdapterChunkBytes, "]"));
   }
   if (data.tensors.empty()) return absl::InvalidArgumentError("an adapter version needs at least one tensor");
-  std::vector<v1::AdapterChunk> chunks;
   const uint32_t count = static_cast<uint32_t>(data.tensors.size());
   uint32_t index = 0;
   const auto published = google::protobuf::util::TimeUtil::NanosecondsToTimestamp(
       absl::ToUnixNanos(data.published_at));
+  bool first = true;
   for (const auto& [name, tensor] : data.tensors) {
     absl::StatusOr<v1::TensorDtype> dtype = WireDtype(tensor.scalar_type());
     if (!dtype.ok()) return absl::InvalidArgumentError(absl::StrCat(name, ": ", dtype.status().message()));
@@ -52,28 +53,67 @@ absl::StatusOr<std::vector<v1::AdapterChunk>> EncodeAdapterVersion(const Adapter
     std::size_t offset = 0;
     do {
       const std::size_t n = std::min(chunk_bytes, total - offset);
-      v1::AdapterChunk& c = chunks.emplace_back();
+      v1::AdapterChunk c;
       c.set_role(data.role);
       c.set_version(data.version);
       c.set_learner_step(data.learner_step);
-      if (chunks.size() == 1) {
+      if (first) {
         c.set_adapter_config_json(data.adapter_config_json);
         *c.mutable_published_at() = published;
+        first = false;
       }
       c.set_tensor_name(name);
       c.set_dtype(*dtype);
       for (int64_t d : bytes.sizes()) c.add_shape(d);
       c.set_tensor_bytes(total);
       c.set_offset(offset);
-      c.set_data(base + offset, n);
       c.set_tensor_crc32c(crc);
       c.set_tensor_index(index);
       c.set_tensor_count(count);
       offset += n;
+      c.set_last_chunk_of_version(index + 1 == count && offset == total);
+      emit(std::move(c), base + offset - n, n);
     } while (offset < total);
     ++index;
   }
-  chunks.back().set_last_chunk_of_version(true);
+  return absl::OkStatus();
+}
+
+// Copies `size` bytes to `to` and extends `crc` over them, a cache-sized block
+// at a time, so that the checksum reads the bytes while they are still cached.
+uint32_t CopyAndExtendCrc(uint32_t crc, char* to, const char* from, std::size_t size) {
+  constexpr std::size_t kBlock = 16 << 10;
+  while (size > 0) {
+    const std::size_t n = std::min(size, kBlock);
+    std::memcpy(to, from, n);
+    crc = Crc32cExtend(crc, to, n);
+    to += n;
+    from += n;
+    size -= n;
+  }
+  return crc;
+}
+
+}  // namespace
+
+absl::StatusOr<std::vector<v1::AdapterChunk>> EncodeAdapterVersion(const AdapterVersionData& data,
+                                                                   std::size_t chunk_bytes) {
+  std::vector<v1::AdapterChunk> chunks;
+  absl::Status status = ForEachChunk(data, chunk_bytes, [&chunks](v1::AdapterChunk c, const char* bytes, std::size_t n) {
+    c.set_data(bytes, n);
+    chunks.push_back(std::move(c));
+  });
+  if (!status.ok()) return status;
+  return chunks;
+}
+
+absl::StatusOr<std::vector<std::string>> SerializeAdapterVersion(const AdapterVersionData& data,
+                                                                 std::size_t chunk_bytes) {
+  std::vector<std::string> chunks;
+  absl::Status status = ForEachChunk(data, chunk_bytes, [&chunks](v1::AdapterChunk c, const char* bytes, std::size_t n) {
+    chunks.push_back(SerializeAdapterChunk(c, bytes, n));
+  });
+  if (!status.ok()) return status;
   return chunks;
 }
 
@@ -87,6 +127,14 @@ void AdapterAssembler::Reset() {
 }
 
 absl::StatusOr<std::optional<AdapterVersionData>> AdapterAssembler::Add(const v1::AdapterChunk& chunk) {
+  const absl::string_view data = chunk.data();
+  return Add(chunk, absl::MakeConstSpan(&data, 1));
+}
+
+absl::StatusOr<std::optional<AdapterVersionData>> AdapterAssembler::Add(const v1::AdapterChunk& chunk,
+                                                                        absl::Span<const absl::string_view> data) {
+  std::size_t size = 0;
+  for (absl::string_view piece : data) size += piece.size();
   auto fail = [this](absl::Status status) {
     Reset();
     return status;
@@ -122,26 +170,38 @@ absl::StatusOr<std::optional<AdapterVersionData>> AdapterAssembler::Add(const v1
     shape_.assign(chunk.shape().begin(), chunk.shape().end());
     absl::StatusOr<torch::ScalarType> dtype = TorchDtype(dtype_);
     if (!dtype.ok()) return fail(dtype.status());
-    int64_t elements = 1;
-    for (int64_t d : shape_) elements *= d;
-    if (elements * static_cast<int64_t>(c10::elementSize(*dtype)) != static_cast<int64_t>(tensor_bytes_)) {
+    int64_t bytes = static_cast<int64_t>(c10::elementSize(*dtype));
+    bool overflow = false;
+    for (int64_t d : shape_) overflow = overflow || d < 0 || __builtin_mul_overflow(bytes, d, &bytes);
+    if (overflow || bytes != static_cast<int64_t>(tensor_bytes_)) {
       return fail(absl::InvalidArgumentError(absl::StrCat(tensor_name_, ": shape does not match ", tensor_bytes_,
                                                           " bytes")));
     }
-    tensor_ = torch::empty(shape_, torch::TensorOptions().dtype(*dtype));
+    try {
+      tensor_ = torch::empty(shape_, torch::TensorOptions().dtype(*dtype));
+    } catch (const std::exception& e) {
+      return fail(absl::ResourceExhaustedError(absl::StrCat(tensor_name_, ": allocating ", tensor_bytes_,
+                                                            " bytes: ", e.what())));
+    }
     received_ = 0;
     running_crc_ = 0;
-  } else if (chunk.tensor_name() != tensor_name_ || chunk.offset() != received_) {
+  } else if (!tensor_.defined() || chunk.tensor_name() != tensor_name_ || chunk.offset() != received_) {
     return fail(absl::InvalidArgumentError(absl::StrCat("chunk of ", chunk.tensor_name(), " at offset ",
                                                         chunk.offset(), " out of order")));
   }
-  if (received_ + chunk.data().size() > tensor_bytes_ || chunk.data().size() > kMaxAdapterChunkBytes) {
+  if (size > kMaxAdapterChunkBytes) {
+    return fail(absl::InvalidArgumentError(absl::StrCat(tensor_name_, ": ", size, " bytes of data in one chunk > ",
+                                                        kMaxAdapterChunkBytes)));
+  }
+  if (received_ + size > tensor_bytes_) {
     return fail(absl::InvalidArgumentError(absl::StrCat(tensor_name_, ": more bytes than tensor_bytes ",
                                                         tensor_bytes_)));
   }
-  std::memcpy(static_cast<char*>(tensor_.data_ptr()) + received_, chunk.data().data(), chunk.data().size());
-  running_crc_ = Crc32cExtend(running_crc_, chunk.data().data(), chunk.data().size());
-  received_ += chunk.data().size();
+  for (absl::string_view piece : data) {
+    running_crc_ = CopyAndExtendCrc(running_crc_, static_cast<char*>(tensor_.data_ptr()) + received_, piece.data(),
+                                    piece.size());
+    received_ += piece.size();
+  }
   if (received_ < tensor_bytes_) return std::optional<AdapterVersionData>();
 
   // The tensor is complete: check it and keep it.

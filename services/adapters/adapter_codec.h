@@ -1,10 +1,11 @@
 // The wire form of one adapter version: a run of AdapterChunk messages, each
 // at most kMaxAdapterChunkBytes of tensor data, with a CRC-32C per tensor.
 //
-// EncodeAdapterVersion() cuts a version into chunks once (the publisher sends
-// the same chunks to every subscriber); AdapterAssembler puts a stream of
-// chunks back together, checking order, sizes and checksums, and yields whole
-// versions. Neither touches gRPC.
+// EncodeAdapterVersion() cuts a version into chunks once;
+// SerializeAdapterVersion() cuts it into serialised chunks (the publisher sends
+// the same bytes to every subscriber); AdapterAssembler puts a stream of chunks
+// back together, checking order, sizes and checksums, and yields whole
+// versions. None touches gRPC.
 #ifndef DSM_SERVICES_ADAPTERS_ADAPTER_CODEC_H_
 #define DSM_SERVICES_ADAPTERS_ADAPTER_CODEC_H_
 
@@ -18,7 +19,9 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "absl/types/span.h"
 #include "dsm/v1/learner.pb.h"
 
 namespace dsm {
@@ -39,6 +42,11 @@ struct AdapterVersionData {
 absl::StatusOr<std::vector<v1::AdapterChunk>> EncodeAdapterVersion(const AdapterVersionData& data,
                                                                    std::size_t chunk_bytes = kMaxAdapterChunkBytes);
 
+// The same chunks, each serialised (adapter_chunk_wire.h: `data` last, copied
+// once from the tensor).
+absl::StatusOr<std::vector<std::string>> SerializeAdapterVersion(const AdapterVersionData& data,
+                                                                 std::size_t chunk_bytes = kMaxAdapterChunkBytes);
+
 // Reassembles versions from a stream of chunks. Not thread-safe.
 class AdapterAssembler {
  public:
@@ -48,6 +56,12 @@ class AdapterAssembler {
   // after an error the partial version is dropped and the next chunk must
   // start a new version (offset 0 of tensor 0).
   absl::StatusOr<std::optional<AdapterVersionData>> Add(const v1::AdapterChunk& chunk);
+  // The same for a chunk whose data lies in `data` (pieces, in order; the
+  // chunk's own data field is ignored), as ParseAdapterChunk() leaves it: the
+  // bytes are copied once, into the tensor being assembled, and checksummed
+  // on the way.
+  absl::StatusOr<std::optional<AdapterVersionData>> Add(const v1::AdapterChunk& chunk,
+                                                        absl::Span<const absl::string_view> data);
 
  private:
   void Reset();

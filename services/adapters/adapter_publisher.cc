@@ -6,6 +6,12 @@
 
 namespace dsm {
 
+grpc::ByteBuffer OwningByteBuffer(std::string bytes) {
+  auto* owned = new std::string(std::move(bytes));
+  grpc::Slice slice(owned->data(), owned->size(), [](void* p) { delete static_cast<std::string*>(p); }, owned);
+  return grpc::ByteBuffer(&slice, 1);
+}
+
 AdapterPublisher::Subscription::Subscription(AdapterPublisher* publisher, std::vector<v1::AdapterRole> roles,
                                              std::map<v1::AdapterRole, uint64_t> held)
     : publisher_(publisher), roles_(std::move(roles)), sent_(std::move(held)) {}
@@ -59,13 +65,14 @@ void AdapterPublisher::Subscription::Wake() {
 }
 
 absl::Status AdapterPublisher::Publish(const AdapterVersionData& data, std::size_t chunk_bytes) {
-  absl::StatusOr<std::vector<v1::AdapterChunk>> chunks = EncodeAdapterVersion(data, chunk_bytes);
+  absl::StatusOr<std::vector<std::string>> chunks = SerializeAdapterVersion(data, chunk_bytes);
   if (!chunks.ok()) return chunks.status();
   auto encoded = std::make_shared<EncodedAdapterVersion>();
   encoded->role = data.role;
   encoded->version = data.version;
   for (const auto& [name, tensor] : data.tensors) encoded->bytes += tensor.numel() * tensor.element_size();
-  encoded->chunks = std::move(*chunks);
+  encoded->chunks.reserve(chunks->size());
+  for (std::string& chunk : *chunks) encoded->chunks.push_back(OwningByteBuffer(std::move(chunk)));
   std::vector<std::shared_ptr<Subscription>> to_wake;
   {
     absl::MutexLock lock(&mu_);

@@ -1,5 +1,7 @@
 // AdapterPublisher: the learner's side of adapter streaming. Each published
-// version is cut into chunks once; every subscriber (one WatchAdapters stream)
+// version is cut into chunks and serialised once, into ref-counted gRPC
+// buffers that every stream writes as they are; every subscriber (one
+// WatchAdapters stream)
 // is then sent, per role it wants, the NEWEST version it does not hold yet:
 // a late or slow subscriber skips straight to the newest version, and
 // versions of a role always arrive in increasing order.
@@ -13,7 +15,10 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <string>
 #include <vector>
+
+#include <grpcpp/support/byte_buffer.h>
 
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
@@ -24,9 +29,14 @@ namespace dsm {
 struct EncodedAdapterVersion {
   v1::AdapterRole role;
   uint64_t version;
-  std::vector<v1::AdapterChunk> chunks;
+  // The serialised AdapterChunks, in order. Each is one slice shared (never
+  // copied) by every write of it.
+  std::vector<grpc::ByteBuffer> chunks;
   uint64_t bytes = 0;  // tensor bytes of the whole version
 };
+
+// A buffer of one slice that owns `bytes` (no copy).
+grpc::ByteBuffer OwningByteBuffer(std::string bytes);
 
 class AdapterPublisher {
  public:

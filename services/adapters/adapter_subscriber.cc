@@ -4,17 +4,98 @@
 
 #include <spdlog/spdlog.h>
 
+#include "absl/strings/str_cat.h"
+#include "dsm/v1/learner.grpc.pb.h"
+#include "services/adapters/adapter_chunk_wire.h"
+#include "services/adapters/malloc_tuning.h"
+
 namespace dsm {
+namespace {
+
+// Learner.WatchAdapters called generically: the request serialised by hand,
+// the chunks read as they came off the wire. Blocking, on the calling thread;
+// one operation in flight at a time.
+class RawServerStream {
+ public:
+  RawServerStream(grpc::GenericStub* stub, grpc::ClientContext* context, const v1::WatchAdaptersRequest& request)
+      : call_(stub->PrepareCall(context, absl::StrCat("/", v1::Learner::service_full_name(), "/WatchAdapters"),
+                                &cq_)) {
+    if (call_ == nullptr) return;
+    call_->StartCall(nullptr);
+    if (!Await()) return;
+    grpc::ByteBuffer buffer;
+    bool own = false;
+    if (!grpc::SerializationTraits<v1::WatchAdaptersRequest>::Serialize(request, &buffer, &own).ok()) return;
+    call_->WriteLast(buffer, grpc::WriteOptions(), nullptr);
+    open_ = Await();
+  }
+
+  ~RawServerStream() {
+    cq_.Shutdown();
+    void* tag = nullptr;
+    bool ok = false;
+    while (cq_.Next(&tag, &ok)) {
+    }
+  }
+
+  // The next message; false when the stream has ended (then call Finish()).
+  bool Read(grpc::ByteBuffer* message) {
+    if (!open_) return false;
+    call_->Read(message, nullptr);
+    open_ = Await();
+    return open_;
+  }
+
+  grpc::Status Finish() {
+    if (call_ == nullptr) return grpc::Status(grpc::StatusCode::INTERNAL, "WatchAdapters: the call was not created");
+    grpc::Status status;
+    call_->Finish(&status, nullptr);
+    Await();
+    return status;
+  }
+
+ private:
+  bool Await() {
+    void* tag = nullptr;
+    bool ok = false;
+    return cq_.Next(&tag, &ok) && ok;
+  }
+
+  grpc::CompletionQueue cq_;
+  std::unique_ptr<grpc::GenericClientAsyncReaderWriter> call_;
+  bool open_ = false;
+};
+
+// Parses one received chunk in place and feeds it to `assembler`; `slices`
+// and `pieces` are scratch space kept across calls.
+absl::StatusOr<std::optional<AdapterVersionData>> AddChunk(const grpc::ByteBuffer& message,
+                                                           std::vector<grpc::Slice>* slices,
+                                                           std::vector<absl::string_view>* pieces,
+                                                           AdapterAssembler* assembler) {
+  if (const grpc::Status dumped = message.Dump(slices); !dumped.ok()) {
+    return absl::InternalError(absl::StrCat("reading a received chunk: ", dumped.error_message()));
+  }
+  pieces->clear();
+  for (const grpc::Slice& slice : *slices) {
+    pieces->emplace_back(reinterpret_cast<const char*>(slice.begin()), slice.size());
+  }
+  absl::StatusOr<AdapterChunkView> chunk = ParseAdapterChunk(*pieces);
+  if (!chunk.ok()) return chunk.status();
+  return assembler->Add(chunk->fields, chunk->data);
+}
+
+}  // namespace
 
 AdapterSubscriber::AdapterSubscriber(AdapterSubscriberOptions options, OnVersion on_version)
     : options_(std::move(options)), on_version_(std::move(on_version)) {
   channel_ = MakeChannel(options_.learner_address, options_.channel);
-  stub_ = v1::Learner::NewStub(channel_);
+  stub_ = std::make_unique<grpc::GenericStub>(channel_);
 }
 
 AdapterSubscriber::~AdapterSubscriber() { Stop(); }
 
 void AdapterSubscriber::Start() {
+  RetainMemoryForAdapterStreaming();
   if (!thread_.joinable()) thread_ = std::thread([this] { Run(); });
 }
 
@@ -65,12 +146,14 @@ bool AdapterSubscriber::StreamOnce() {
     context_ = &context;
   }
   ++connects_;
-  std::unique_ptr<grpc::ClientReader<v1::AdapterChunk>> reader = stub_->WatchAdapters(&context, request);
+  RawServerStream stream(stub_.get(), &context, request);
   AdapterAssembler assembler;
-  v1::AdapterChunk chunk;
+  grpc::ByteBuffer message;
+  std::vector<grpc::Slice> slices;
+  std::vector<absl::string_view> pieces;
   bool delivered = false;
-  while (reader->Read(&chunk)) {
-    absl::StatusOr<std::optional<AdapterVersionData>> result = assembler.Add(chunk);
+  while (stream.Read(&message)) {
+    absl::StatusOr<std::optional<AdapterVersionData>> result = AddChunk(message, &slices, &pieces, &assembler);
     if (!result.ok()) {
       // Drop the stream and ask again: the learner re-sends the newest version.
       ++rejected_;
@@ -90,7 +173,7 @@ bool AdapterSubscriber::StreamOnce() {
     delivered = true;
     on_version_(std::move(data));
   }
-  const grpc::Status status = reader->Finish();
+  const grpc::Status status = stream.Finish();
   {
     absl::MutexLock lock(&mu_);
     context_ = nullptr;

@@ -1,12 +1,15 @@
 // AdapterSubscriber: a sampler's side of adapter streaming. A thread of its
 // own keeps one Learner.WatchAdapters stream open, reassembles versions,
-// checks every tensor's CRC-32C and hands whole versions to a callback.
+// checks every tensor's CRC-32C and hands whole versions to a callback. The
+// stream is read raw (a generic call): each chunk's data is copied once, from
+// the slices gRPC received into the tensor being assembled.
 // A corrupt or out-of-order chunk drops that version and re-requests it (the
 // stream is reopened naming the versions already held); a lost connection or
 // a restarted learner is retried with exponential back-off, forever, until
 // Stop().
 //
-// Thread-safe. The callback runs on the subscriber's thread.
+// Thread-safe. The callback runs on the subscriber's thread. Start() also
+// tunes the process's malloc for streaming (malloc_tuning.h).
 #ifndef DSM_SERVICES_ADAPTERS_ADAPTER_SUBSCRIBER_H_
 #define DSM_SERVICES_ADAPTERS_ADAPTER_SUBSCRIBER_H_
 
@@ -18,12 +21,13 @@
 #include <thread>
 #include <vector>
 
+#include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/grpcpp.h>
 
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "common/grpc_client.h"
-#include "dsm/v1/learner.grpc.pb.h"
+#include "dsm/v1/learner.pb.h"
 #include "services/adapters/adapter_codec.h"
 
 namespace dsm {
@@ -60,7 +64,7 @@ class AdapterSubscriber {
   const AdapterSubscriberOptions options_;
   const OnVersion on_version_;
   std::shared_ptr<grpc::Channel> channel_;
-  std::unique_ptr<v1::Learner::Stub> stub_;
+  std::unique_ptr<grpc::GenericStub> stub_;
   mutable absl::Mutex mu_;
   std::map<v1::AdapterRole, uint64_t> held_ ABSL_GUARDED_BY(mu_);
   grpc::ClientContext* context_ ABSL_GUARDED_BY(mu_) = nullptr;

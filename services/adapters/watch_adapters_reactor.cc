@@ -1,11 +1,12 @@
 #include "services/adapters/watch_adapters_reactor.h"
 
+#include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 
 namespace dsm {
 namespace {
 
-class WatchAdaptersReactor final : public grpc::ServerWriteReactor<v1::AdapterChunk> {
+class WatchAdaptersReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
  public:
   WatchAdaptersReactor(std::shared_ptr<AdapterPublisher::Subscription> subscription,
                        std::function<void(const EncodedAdapterVersion&)> on_version_sent)
@@ -86,9 +87,30 @@ class WatchAdaptersReactor final : public grpc::ServerWriteReactor<v1::AdapterCh
   std::shared_ptr<State> state_;
 };
 
+// A stream that fails at once.
+class FailedWriteReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
+ public:
+  explicit FailedWriteReactor(const grpc::Status& status) { Finish(status); }
+  void OnDone() override { delete this; }
+};
+
 }  // namespace
 
-grpc::ServerWriteReactor<v1::AdapterChunk>* StartWatchAdapters(
+absl::StatusOr<v1::WatchAdaptersRequest> ParseWatchAdaptersRequest(const grpc::ByteBuffer& request) {
+  grpc::ByteBuffer copy(request);  // shares the slices; Deserialize consumes its argument
+  v1::WatchAdaptersRequest parsed;
+  const grpc::Status status = grpc::SerializationTraits<v1::WatchAdaptersRequest>::Deserialize(&copy, &parsed);
+  if (!status.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("WatchAdaptersRequest does not parse: ", status.error_message()));
+  }
+  return parsed;
+}
+
+grpc::ServerWriteReactor<grpc::ByteBuffer>* FailWatchAdapters(const grpc::Status& status) {
+  return new FailedWriteReactor(status);
+}
+
+grpc::ServerWriteReactor<grpc::ByteBuffer>* StartWatchAdapters(
     std::shared_ptr<AdapterPublisher::Subscription> subscription,
     std::function<void(const EncodedAdapterVersion&)> on_version_sent) {
   return new WatchAdaptersReactor(std::move(subscription), std::move(on_version_sent));

@@ -1,6 +1,7 @@
 // Adapter streaming over real gRPC: codec, publisher, WatchAdapters reactor
 // and the reconnecting subscriber.
 #include <atomic>
+#include <filesystem>
 #include <string>
 #include <vector>
 
@@ -12,6 +13,8 @@
 #include "services/adapters/adapter_publisher.h"
 #include "services/adapters/adapter_subscriber.h"
 #include "services/adapters/watch_adapters_reactor.h"
+#include "tests/integration/publishing_learner.h"
+#include "tests/integration/test_certs.h"
 
 namespace dsm {
 namespace {
@@ -102,47 +105,38 @@ TEST(AdapterCodec, OutOfOrderChunkIsRejected) {
   EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
 }
 
-// A Learner that only streams adapters, from a publisher; optionally
-// corrupting the first stream.
-class StreamingLearner final : public v1::Learner::CallbackService {
+// A Learner that only streams adapters, from a publisher, WatchAdapters
+// served raw as LearnerService serves it; optionally corrupting the first
+// stream.
+class StreamingLearner final : public LearnerRawWatchAdaptersService {
  public:
   AdapterPublisher publisher;
   std::atomic<int> corrupt_streams{0};
   std::atomic<int> streams{0};
+  std::atomic<int> versions_sent{0};
+  std::atomic<uint64_t> bytes_sent{0};
 
-  grpc::ServerWriteReactor<v1::AdapterChunk>* WatchAdapters(grpc::CallbackServerContext*,
-                                                            const v1::WatchAdaptersRequest* request) override {
+  grpc::ServerWriteReactor<grpc::ByteBuffer>* WatchAdapters(grpc::CallbackServerContext*,
+                                                            const grpc::ByteBuffer* request) override {
     ++streams;
-    std::map<v1::AdapterRole, uint64_t> held;
-    for (const auto& h : request->held()) held[h.role()] = h.version();
-    std::vector<v1::AdapterRole> roles;
-    for (int r : request->roles()) roles.push_back(static_cast<v1::AdapterRole>(r));
     if (corrupt_streams.load() > 0) {
       --corrupt_streams;
-      // Send a corrupted copy of the newest version through a private publisher.
-      auto latest = publisher.latest(v1::ADAPTER_ROLE_GENERATOR);
-      auto corrupt = std::make_shared<AdapterPublisher>();
-      AdapterVersionData copy = MakeVersion(latest->version);
-      auto it = copy.tensors.begin();
-      it->second = it->second.clone();
-      (void)corrupt->Publish(copy, 700);
-      corrupted_ = corrupt;  // keep alive
-      auto sub = corrupt->Subscribe(roles, held);
-      return StartWatchAdaptersCorrupting(sub);
+      return StartCorrupting(publisher.latest(v1::ADAPTER_ROLE_GENERATOR)->version);
     }
-    return StartWatchAdapters(publisher.Subscribe(roles, held), nullptr);
+    return dsm_test::WatchAdaptersFrom(&publisher, *request, [this](const EncodedAdapterVersion& v) {
+      ++versions_sent;
+      bytes_sent += v.bytes;
+    });
   }
 
  private:
-  // Streams the version with one flipped byte in its second chunk.
-  grpc::ServerWriteReactor<v1::AdapterChunk>* StartWatchAdaptersCorrupting(
-      std::shared_ptr<AdapterPublisher::Subscription> sub) {
-    class Corrupting final : public grpc::ServerWriteReactor<v1::AdapterChunk> {
+  // Streams `version` in 700-byte chunks (serialised by protobuf itself, data
+  // in field order) with one flipped byte in its second chunk, then holds the
+  // stream open until the client cancels.
+  grpc::ServerWriteReactor<grpc::ByteBuffer>* StartCorrupting(uint64_t version) {
+    class Corrupting final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
      public:
-      explicit Corrupting(std::shared_ptr<const EncodedAdapterVersion> v) : chunks_(v->chunks) {
-        chunks_[1].mutable_data()->at(0) ^= 0x01;
-        Next();
-      }
+      explicit Corrupting(std::vector<grpc::ByteBuffer> chunks) : chunks_(std::move(chunks)) { Next(); }
       void OnWriteDone(bool ok) override {
         if (!ok) return Close();
         Next();
@@ -161,14 +155,18 @@ class StreamingLearner final : public v1::Learner::CallbackService {
           StartWrite(&chunks_[i_++]);
         }  // then hold the stream open until the client cancels
       }
-      std::vector<v1::AdapterChunk> chunks_;
+      std::vector<grpc::ByteBuffer> chunks_;
       std::size_t i_ = 0;
       absl::Mutex mu_;
       bool finished_ = false;
     };
-    return new Corrupting(sub->Next());
+    auto chunks = EncodeAdapterVersion(MakeVersion(version), 700);
+    EXPECT_TRUE(chunks.ok()) << chunks.status();
+    (*chunks)[1].mutable_data()->at(0) ^= 0x01;
+    std::vector<grpc::ByteBuffer> buffers;
+    for (const v1::AdapterChunk& c : *chunks) buffers.push_back(OwningByteBuffer(c.SerializeAsString()));
+    return new Corrupting(std::move(buffers));
   }
-  std::shared_ptr<AdapterPublisher> corrupted_;
 };
 
 struct Received {
@@ -185,9 +183,11 @@ struct Received {
   }
 };
 
-std::unique_ptr<AdapterSubscriber> Subscribe(const std::string& address, Received* received) {
+std::unique_ptr<AdapterSubscriber> Subscribe(const std::string& address, Received* received,
+                                             ClientSecurity security = {}) {
   AdapterSubscriberOptions options;
   options.learner_address = address;
+  options.channel.security = std::move(security);
   options.roles = {v1::ADAPTER_ROLE_GENERATOR};
   options.initial_backoff = absl::Milliseconds(20);
   options.max_backoff = absl::Milliseconds(200);
@@ -280,6 +280,71 @@ TEST(AdapterStreaming, SubscriberReconnectsAfterLearnerRestart) {
   EXPECT_GE(sub->connects(), 2);
   absl::MutexLock lock(&received.mu);
   EXPECT_EQ(received.versions, (std::vector<uint64_t>{1, 2}));  // v1 is not sent again
+}
+
+TEST(AdapterStreaming, EverySubscriberGetsEveryVersionFromOneEncoding) {
+  StreamingLearner learner;
+  GrpcServer server(ServerOptions());
+  server.RegisterService(&learner, v1::Learner::service_full_name());
+  ASSERT_TRUE(server.Start().ok());
+  constexpr int kSubscribers = 4;
+  std::vector<std::unique_ptr<Received>> received;
+  std::vector<std::unique_ptr<AdapterSubscriber>> subs;
+  for (int i = 0; i < kSubscribers; ++i) {
+    received.push_back(std::make_unique<Received>());
+    subs.push_back(Subscribe(server.address(), received.back().get()));
+  }
+  uint64_t bytes = 0;
+  for (uint64_t v = 1; v <= 3; ++v) {
+    const AdapterVersionData data = MakeVersion(v, 3000);  // 576 KB in two chunks, each received in many slices
+    ASSERT_TRUE(learner.publisher.Publish(data).ok());
+    for (auto& r : received) ASSERT_TRUE(r->WaitFor(v));
+    bytes = learner.publisher.latest(v1::ADAPTER_ROLE_GENERATOR)->bytes;
+  }
+  for (auto& r : received) {
+    absl::MutexLock lock(&r->mu);
+    EXPECT_EQ(r->versions, (std::vector<uint64_t>{1, 2, 3}));
+    ExpectSameTensors(MakeVersion(3, 3000), r->data.back());
+  }
+  // The reactor reports each version once per stream (the learner counts the
+  // bytes sent from it), after its last chunk was written.
+  EXPECT_EQ(learner.versions_sent.load(), 3 * kSubscribers);
+  EXPECT_EQ(learner.bytes_sent.load(), 3 * kSubscribers * bytes);
+  for (auto& s : subs) EXPECT_EQ(s->rejected_versions(), 0);
+}
+
+TEST(AdapterStreaming, RawStreamNeedsTheBearerToken) {
+  dsm_test::TestCerts certs;
+  ASSERT_TRUE(dsm_test::MakeTestCerts(&certs)) << "openssl failed; see " << certs.dir << "/openssl.log";
+  constexpr char kToken[] = "adapter-stream-token-0123456789";
+  StreamingLearner learner;
+  ASSERT_TRUE(learner.publisher.Publish(MakeVersion(1)).ok());
+  GrpcServerOptions options = ServerOptions();
+  options.security.cert_chain_pem = dsm_test::TestCerts::Read(certs.server_crt);
+  options.security.private_key_pem = dsm_test::TestCerts::Read(certs.server_key);
+  options.security.token = kToken;
+  GrpcServer server(options);
+  server.RegisterService(&learner, v1::Learner::service_full_name());
+  ASSERT_TRUE(server.Start().ok());
+  auto client = [&certs](const std::string& token) {
+    ClientSecurity security;
+    security.tls = true;
+    security.root_ca_pem = dsm_test::TestCerts::Read(certs.ca_crt);
+    security.token = token;
+    return security;
+  };
+  Received wrong;
+  auto wrong_sub = Subscribe(server.address(), &wrong, client("adapter-stream-token-012345678X"));
+  Received right;
+  auto right_sub = Subscribe(server.address(), &right, client(kToken));
+  ASSERT_TRUE(right.WaitFor(1));
+  EXPECT_FALSE(wrong.WaitFor(1, absl::Milliseconds(500)));
+  EXPECT_GE(wrong_sub->connects(), 2);  // rejected and retried
+  EXPECT_EQ(learner.streams.load(), 1);  // the wrong token never reached the handler
+  wrong_sub->Stop();
+  right_sub->Stop();
+  std::error_code ignored;
+  std::filesystem::remove_all(certs.dir, ignored);
 }
 
 }  // namespace

@@ -54,7 +54,8 @@ class EchoSampler final : public v1::Sampler::CallbackService {
 // Every service a dsm process can host, unimplemented.
 struct AllServices {
   v1::Coordinator::CallbackService coordinator;
-  v1::Learner::CallbackService learner;
+  // WatchAdapters raw, as LearnerService serves it (LearnerRawWatchAdaptersService).
+  v1::Learner::WithRawCallbackMethod_WatchAdapters<v1::Learner::CallbackService> learner;
   v1::Verifier::CallbackService verifier;
   v1::MetaVerifier::CallbackService meta_verifier;
   EchoSampler sampler;
