@@ -169,6 +169,32 @@ void Visit(V& v, CoordinatorConfig& o) {
 }
 
 template <typename V>
+void Visit(V& v, BuiltinConfig& o) {
+  v.Str("domain", &o.domain);
+  v.Int("train_problems", &o.train_problems, 1, 1000000);
+  v.Int("eval_problems", &o.eval_problems, 1, 1000000);
+  v.Int("proofs_per_problem", &o.proofs_per_problem, 0, 64);
+  v.Num("correct_fraction", &o.correct_fraction, 0, 1);
+  v.Int("analyses_per_proof", &o.analyses_per_proof, 0, 64);
+  v.Int("num_variables", &o.num_variables, 3, 26);
+  v.Int("min_chain_length", &o.min_chain_length, 2, 25);
+  v.Int("max_chain_length", &o.max_chain_length, 2, 25);
+  v.Int("min_distractors", &o.min_distractors, 0, 23);
+  v.Int("max_distractors", &o.max_distractors, 0, 23);
+  v.Int("hidden_size", &o.hidden_size, 8, 8192);
+  v.Int("num_hidden_layers", &o.num_hidden_layers, 1, 256);
+  v.Int("num_attention_heads", &o.num_attention_heads, 1, 256);
+  v.Int("num_key_value_heads", &o.num_key_value_heads, 1, 256);
+  v.Int("intermediate_size", &o.intermediate_size, 1, 65536);
+  v.Int("vocab_size", &o.vocab_size, 64, 1 << 20);
+  v.Int("warmup_steps", &o.warmup_steps, 0, 1 << 24);
+  v.Num("warmup_max_seconds", &o.warmup_max_seconds, 0, 1e7);
+  v.Num("warmup_learning_rate", &o.warmup_learning_rate, 1e-9, 1);
+  v.Int("warmup_lr_warmup_steps", &o.warmup_lr_warmup_steps, 0, 1 << 24);
+  v.Int("warmup_batch", &o.warmup_batch, 1, 4096);
+}
+
+template <typename V>
 void Visit(V& v, DsmConfig& c) {
   v.Section("run", [&](V& s) { Visit(s, c.run); });
   v.Section("log", [&](V& s) { Visit(s, c.log); });
@@ -182,6 +208,7 @@ void Visit(V& v, DsmConfig& c) {
   v.Section("lora", [&](V& s) { Visit(s, c.lora); });
   v.Section("learner", [&](V& s) { Visit(s, c.learner); });
   v.Section("coordinator", [&](V& s) { Visit(s, c.coordinator); });
+  v.Section("builtin", [&](V& s) { Visit(s, c.builtin); });
 }
 
 std::string FormatNumber(double value) { return absl::StrFormat("%g", value); }
@@ -406,6 +433,10 @@ absl::Status ValidateConfig(const DsmConfig& config) {
   }
   if (!config.coordinator.grader.empty() && config.coordinator.grader != "chain") {
     return absl::InvalidArgumentError(absl::StrCat("coordinator.grader: \"", config.coordinator.grader,
+                                                   "\" is not one of \"\", chain"));
+  }
+  if (!config.builtin.domain.empty() && config.builtin.domain != "chain") {
+    return absl::InvalidArgumentError(absl::StrCat("builtin.domain: \"", config.builtin.domain,
                                                    "\" is not one of \"\", chain"));
   }
   if (config.coordinator.pipeline) {

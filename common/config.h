@@ -172,6 +172,39 @@ struct CoordinatorConfig {
   std::string grader;
 };
 
+// `builtin:`: the built-in default, which `dsm run` prepares before it
+// starts the services (DESIGN.md §6): the synthetic chain domain's data
+// (tasks/), and — when model.path holds no model yet — a small Llama that
+// dsm initialises and warms up itself (phase 0, full-parameter SFT).
+struct BuiltinConfig {
+  std::string domain;  // "chain" = prepare the built-in default; "" = bring your own model and data
+  // The data (tasks/jsonl_export.h), imported into the run.
+  int train_problems = 256;
+  int eval_problems = 48;
+  int proofs_per_problem = 4;
+  double correct_fraction = 0.4;
+  int analyses_per_proof = 1;
+  // Difficulty (tasks/chain_domain.h).
+  int num_variables = 10;
+  int min_chain_length = 2;
+  int max_chain_length = 4;
+  int min_distractors = 1;
+  int max_distractors = 3;
+  // The model dsm initialises (model/model_init.h) and its tokenizer.
+  int hidden_size = 128;
+  int num_hidden_layers = 4;
+  int num_attention_heads = 4;
+  int num_key_value_heads = 2;
+  int intermediate_size = 344;
+  int vocab_size = 1024;
+  // Phase 0: full-parameter SFT on the domain's three output formats.
+  int warmup_steps = 300;
+  double warmup_max_seconds = 300;  // stops earlier when the time is up
+  double warmup_learning_rate = 3e-3;
+  int warmup_lr_warmup_steps = 20;
+  int warmup_batch = 16;
+};
+
 struct DsmConfig {
   RunOptions run;
   LogOptions log;
@@ -185,6 +218,7 @@ struct DsmConfig {
   LoraOptions lora;
   LearnerConfig learner;
   CoordinatorConfig coordinator;
+  BuiltinConfig builtin;
 };
 
 // Parses YAML text (`source` names it in errors) and validates the result.

@@ -95,6 +95,8 @@ class Sampler {
 
   int64_t queued() const;
   int64_t running() const;
+  // Prompt + completion tokens a sequence may hold.
+  int64_t max_len() const { return options_.max_len; }
   struct Counters {
     int64_t steps = 0;
     int64_t prefill_tokens = 0;

@@ -27,6 +27,7 @@ int Main(int argc, char** argv) {
   AddServeCommand(app, &action);
   AddImportCommand(app, &action);
   AddInitModelCommand(app, &action);
+  AddRunCommand(app, &action);
 
   try {
     app.parse(argc, argv);

@@ -27,6 +27,7 @@ void AddModelCommands(CLI::App& app, Action* action);
 void AddServeCommand(CLI::App& app, Action* action);
 void AddImportCommand(CLI::App& app, Action* action);
 void AddInitModelCommand(CLI::App& app, Action* action);
+void AddRunCommand(CLI::App& app, Action* action);
 
 int Main(int argc, char** argv);
 

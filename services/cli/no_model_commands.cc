@@ -6,5 +6,6 @@ namespace dsm::cli {
 void AddModelCommands(CLI::App&, Action*) {}
 void AddServeCommand(CLI::App&, Action*) {}
 void AddInitModelCommand(CLI::App&, Action*) {}
+void AddRunCommand(CLI::App&, Action*) {}
 
 }  // namespace dsm::cli

@@ -39,7 +39,7 @@ struct ServeFlags {
   std::string config;
   std::string learner;
   std::string coordinator;
-  std::string prompts = "configs/prompts";
+  std::string prompts;  // empty = the config's coordinator.prompts_dir
 };
 
 // One service of this process: its gRPC server and /metrics endpoint.
@@ -153,7 +153,7 @@ int Serve(const ServeFlags& flags) {
   }
   if (hosts("verifier") || hosts("meta-verifier")) {
     ScoringProcessOptions options;
-    options.prompts_dir = flags.prompts;
+    options.prompts_dir = flags.prompts.empty() ? config->coordinator.prompts_dir : flags.prompts;
     options.verifier = hosts("verifier");
     options.meta_verifier = hosts("meta-verifier");
     options.limits = ScoringLimitsFromConfig(config->limits);
@@ -229,7 +229,8 @@ void AddServeCommand(CLI::App& app, Action* action) {
   serve->add_option("--coordinator", flags->coordinator,
                     "Coordinator host:port a worker pulls work from (overrides worker.coordinator)");
   serve->add_option("--prompts", flags->prompts,
-                    "Folder of the prompt templates verifier.txt, meta_verifier.txt (default configs/prompts)");
+                    "Folder of the prompt templates verifier.txt, meta_verifier.txt (default: the config's "
+                    "coordinator.prompts_dir, configs/prompts unless set)");
   serve->callback([action, flags] { *action = [flags] { return Serve(*flags); }; });
 }
 

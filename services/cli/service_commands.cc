@@ -1,5 +1,5 @@
-// `dsm config`, `dsm health`, `dsm run`: the commands that deal with configs
-// and running services.
+// `dsm config`, `dsm health`: the commands that deal with configs and
+// running services (`dsm run` is run_command.cc).
 #include <iostream>
 #include <memory>
 #include <string>
@@ -59,14 +59,6 @@ int Health(const HealthFlags& flags) {
   return response.status() == grpc::health::v1::HealthCheckResponse::SERVING ? kExitOk : kExitFailed;
 }
 
-int Run(const std::string& path) {
-  absl::StatusOr<DsmConfig> config = LoadConfig(path);
-  if (!config.ok()) return UsageError(std::string(config.status().message()));
-  std::cerr << "dsm: the config is valid, but this build of dsm does not contain the training "
-               "pipeline yet, so there is nothing to run\n";
-  return kExitFailed;
-}
-
 }  // namespace
 
 void AddServiceCommands(CLI::App& app, Action* action) {
@@ -93,12 +85,6 @@ void AddServiceCommands(CLI::App& app, Action* action) {
   health_cmd->add_option("--timeout", health->timeout_seconds, "Seconds to wait for the answer")
       ->check(CLI::Range(0.01, 3600.0));
   health_cmd->callback([action, health] { *action = [health] { return Health(*health); }; });
-
-  auto run_path = std::make_shared<std::string>();
-  CLI::App* run = app.add_subcommand(
-      "run", "Run the whole training pipeline on this machine, every service a child process");
-  run->add_option("CONFIG", *run_path, "YAML configuration file, e.g. configs/tiny.yaml")->required();
-  run->callback([action, run_path] { *action = [run_path] { return Run(*run_path); }; });
 }
 
 }  // namespace dsm::cli

@@ -46,6 +46,7 @@ absl::StatusOr<AutoLabelProgress> AutoLabelPhase::ProcessResults() {
     const bool ours = item.phase == v1::PHASE_AUTO_LABEL && item.iteration == options_.iteration &&
                       item.kind == WorkKind::kGenerate && item.state == WorkState::kDone;
     std::vector<v1::LabelledProof> labels;
+    if (item.phase == v1::PHASE_AUTO_LABEL && item.iteration == options_.iteration) ++progress.items;
     if (ours) {
       v1::GenerateWork work;
       v1::GenerateResult result;
@@ -78,6 +79,10 @@ absl::StatusOr<AutoLabelProgress> AutoLabelPhase::ProcessResults() {
         *verify.mutable_params() = options_.scoring_params;
         verify.set_request_id(absl::StrCat("p6-i", options_.iteration, "-", item.item_id, "-", c.index()));
         auto verified = scoring_->Verify(verify);
+        if (!verified.ok() && LeftOutByScorer(verified.status(), verify.request_id())) {
+          ++progress.dropped;
+          continue;
+        }
         if (!verified.ok()) return verified.status();
         std::vector<LabelEvidence> evidence;
         for (const v1::Analysis& a : verified->analyses()) {
@@ -92,8 +97,9 @@ absl::StatusOr<AutoLabelProgress> AutoLabelPhase::ProcessResults() {
             *assess.mutable_params() = options_.scoring_params;
             assess.set_request_id(absl::StrCat(verify.request_id(), "-a", a.completion().index()));
             auto assessed = scoring_->Assess(assess);
-            if (!assessed.ok()) return assessed.status();
-            for (const v1::Analysis& m : assessed->assessments()) {
+            if (!assessed.ok() && !LeftOutByScorer(assessed.status(), assess.request_id())) return assessed.status();
+            for (const v1::Analysis& m : assessed.ok() ? assessed->assessments()
+                                                       : google::protobuf::RepeatedPtrField<v1::Analysis>()) {
               if (m.score().format() == v1::FORMAT_STATUS_OK) e.meta_scores.push_back(m.score().value());
             }
           }

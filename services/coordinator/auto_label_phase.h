@@ -41,6 +41,7 @@ struct AutoLabelPhaseOptions {
 
 struct AutoLabelProgress {
   uint32_t enqueued = 0;
+  uint32_t items = 0;       // this phase's work items processed (done or failed)
   uint32_t proofs = 0;      // well-formed new proofs considered
   uint32_t labelled = 0;    // labels stored
   uint32_t dropped = 0;     // no confident label

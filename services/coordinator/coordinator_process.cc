@@ -49,6 +49,12 @@ CoordinatorProcessOptions CoordinatorOptionsFromConfig(const DsmConfig& config, 
     p.options.auto_label.proofs_per_problem = group;
     p.options.generator_problems = static_cast<uint32_t>(config.coordinator.generator_problems);
     p.options.auto_label_problems = static_cast<uint32_t>(config.coordinator.auto_label_problems);
+    // Progress is recorded after each batch of this many items.
+    p.options.verifier.max_proofs = 8;
+    p.options.meta_verifier.max_analyses = 8;
+    // Evaluations are greedy: one deterministic answer per held-out item.
+    p.options.evaluation.params.set_temperature(0);
+    p.options.generator_evaluation.params.set_temperature(0);
     o.pipeline = std::move(p);
   }
   return o;

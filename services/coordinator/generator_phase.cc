@@ -81,8 +81,8 @@ absl::StatusOr<GeneratorPhaseProgress> GeneratorPhase::ProcessResults() {
         verify.set_aggregation(v1::AGGREGATION_MEAN);
         verify.set_request_id(absl::StrCat(group.group_id, "-v", c.index()));
         auto verified = scoring_->Verify(verify);
-        if (!verified.ok()) return verified.status();
-        if (verified->has_aggregate_score()) s = verified->aggregate_score();
+        if (!verified.ok() && !LeftOutByScorer(verified.status(), verify.request_id())) return verified.status();
+        if (verified.ok() && verified->has_aggregate_score()) s = verified->aggregate_score();
         v1::AssessRequest assess;
         assess.set_problem((*problem)->statement());
         assess.set_proof(out.proof);
@@ -92,8 +92,8 @@ absl::StatusOr<GeneratorPhaseProgress> GeneratorPhase::ProcessResults() {
         assess.set_aggregation(v1::AGGREGATION_MEAN);
         assess.set_request_id(absl::StrCat(group.group_id, "-m", c.index()));
         auto assessed = scoring_->Assess(assess);
-        if (!assessed.ok()) return assessed.status();
-        if (assessed->has_aggregate_meta_score()) ms = assessed->aggregate_meta_score();
+        if (!assessed.ok() && !LeftOutByScorer(assessed.status(), assess.request_id())) return assessed.status();
+        if (assessed.ok() && assessed->has_aggregate_meta_score()) ms = assessed->aggregate_meta_score();
       }
       absl::StatusOr<GeneratorReward> reward = ComputeGeneratorReward(format_ok, self, s, ms, options_.reward);
       if (!reward.ok()) {

@@ -39,6 +39,7 @@ absl::StatusOr<ScoringPhaseProgress> MetaVerifierPhase::RunOnce() {
     }
     if ((*problem)->split() == v1::DATASET_SPLIT_EVAL) {  // held out: evaluation only, never trained on
       if (absl::Status s = store_->SetCursor(CursorName(), stored.seq, absl::Now()); !s.ok()) return s;
+      ++progress.skipped;
       continue;
     }
     v1::AssessRequest request;
@@ -52,6 +53,11 @@ absl::StatusOr<ScoringPhaseProgress> MetaVerifierPhase::RunOnce() {
     request.set_request_id(absl::StrCat("p", static_cast<int>(options_.phase), "-i", options_.iteration, "-",
                                         labelled.analysis_id()));
     absl::StatusOr<v1::AssessResponse> assessed = scoring_->Assess(request);
+    if (!assessed.ok() && LeftOutByScorer(assessed.status(), absl::StrCat("analysis ", labelled.analysis_id()))) {
+      if (absl::Status s = store_->SetCursor(CursorName(), stored.seq, absl::Now()); !s.ok()) return s;
+      ++progress.skipped;
+      continue;
+    }
     if (!assessed.ok()) return assessed.status();
     GroupRecord group = NewGroup(request.request_id(), options_.role, options_.phase, options_.iteration,
                                  (*proof)->problem_id(), "meta_verifier_rl", options_.params,

@@ -4,8 +4,15 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "spdlog/spdlog.h"
 
 namespace dsm {
+
+bool LeftOutByScorer(const absl::Status& status, const std::string& what) {
+  if (!absl::IsInvalidArgument(status)) return false;
+  spdlog::warn("coordinator: {} left out: {}", what, std::string(status.message()));
+  return true;
+}
 
 GroupRecord NewGroup(std::string group_id, v1::AdapterRole role, v1::Phase phase, uint32_t iteration,
                      std::string problem_id, std::string source, const v1::SamplingParams& params,

@@ -19,11 +19,18 @@ namespace dsm {
 // What one RunOnce() of a scoring-role phase did.
 struct ScoringPhaseProgress {
   uint32_t items = 0;          // proofs (or analyses) done by this call
+  uint32_t skipped = 0;        // held-out ones passed over (never trained on)
+  uint32_t unjudged = 0;       // samples left out: a judge (meta-verifier) gave no valid score
   uint32_t groups_recorded = 0;
   uint32_t format_failures = 0;
   double reward_sum = 0;       // over every analysis of this call
   uint32_t analyses = 0;
 };
+
+// A scorer answers INVALID_ARGUMENT about one request it cannot judge (a
+// text over its limits, say): that item or sample is left out of training
+// and logged, never given a made-up reward; any other error stops the phase.
+bool LeftOutByScorer(const absl::Status& status, const std::string& what);
 
 // An empty GRPO group; the behaviour log-probs were taken at params' temperature.
 GroupRecord NewGroup(std::string group_id, v1::AdapterRole role, v1::Phase phase, uint32_t iteration,

@@ -31,8 +31,8 @@ void PipelineRunner::Wake() {
 }
 
 absl::Status PipelineRunner::Run(const std::atomic<bool>* stop) {
-  absl::Status status = absl::OkStatus();
-  if (options_.warmup.has_value()) status = RunPhase(v1::PHASE_WARMUP_SFT, 0, stop);
+  absl::Status status = PublishFreshAdapters();
+  if (status.ok() && options_.warmup.has_value()) status = RunPhase(v1::PHASE_WARMUP_SFT, 0, stop);
   for (uint32_t it = 1; status.ok() && it <= options_.iterations; ++it) {
     std::vector<v1::Phase> phases = {v1::PHASE_ENHANCED_VERIFIER_RL, v1::PHASE_GENERATOR_RL, v1::PHASE_AUTO_LABEL};
     if (it == 1) phases.insert(phases.begin(), {v1::PHASE_VERIFIER_RL, v1::PHASE_META_VERIFIER_RL});
@@ -56,10 +56,18 @@ absl::Status PipelineRunner::RunPhase(v1::Phase phase, uint32_t iteration, const
   if (absl::Status s = store_->StartPhase(phase, iteration, started); !s.ok()) return s;
   spdlog::info("coordinator: phase {} (iteration {}) started", v1::Phase_Name(phase), iteration);
   absl::Status status;
+  // Trains the role on everything the phase produced; `version` gets the result.
+  uint64_t version = 0;
+  auto finish = [&](v1::AdapterRole role) {
+    absl::StatusOr<uint64_t> v = FinishTraining(role, stop);
+    if (v.ok()) version = *v;
+    return v.status();
+  };
   switch (phase) {
     case v1::PHASE_WARMUP_SFT: {
       WarmupPhase warmup(store_, WarmupTemplates{templates_.generator, templates_.verifier, templates_.meta_verifier},
                          *options_.warmup);
+      WarmupProgress total;
       while (status.ok()) {
         absl::StatusOr<WarmupProgress> p = warmup.RunOnce();
         if (!p.ok()) {
@@ -68,23 +76,35 @@ absl::Status PipelineRunner::RunPhase(v1::Phase phase, uint32_t iteration, const
         }
         Wake();
         if (p->verifier + p->meta_verifier + p->generator == 0) break;
+        total.verifier += p->verifier;
+        total.meta_verifier += p->meta_verifier;
+        total.generator += p->generator;
+        Progress(phase, iteration, total.verifier + total.meta_verifier + total.generator, 0, "groups");
       }
+      if (status.ok() && total.verifier > 0) status = finish(v1::ADAPTER_ROLE_VERIFIER);
+      if (status.ok() && total.meta_verifier > 0) status = finish(v1::ADAPTER_ROLE_META_VERIFIER);
+      if (status.ok() && total.generator > 0) status = finish(v1::ADAPTER_ROLE_GENERATOR);
       break;
     }
     case v1::PHASE_VERIFIER_RL:
-      status = Evaluate(phase, iteration, v1::EVALUATION_POINT_BEFORE);
+      status = Evaluate(phase, iteration, v1::EVALUATION_POINT_BEFORE, 0);
       if (status.ok()) status = Scoring(phase, iteration);
-      if (status.ok()) status = Evaluate(phase, iteration, v1::EVALUATION_POINT_AFTER);
+      if (status.ok()) status = finish(v1::ADAPTER_ROLE_VERIFIER);
+      if (status.ok()) status = Evaluate(phase, iteration, v1::EVALUATION_POINT_AFTER, version);
       break;
     case v1::PHASE_META_VERIFIER_RL:
       status = Scoring(phase, iteration);
+      if (status.ok()) status = finish(v1::ADAPTER_ROLE_META_VERIFIER);
       break;
     case v1::PHASE_ENHANCED_VERIFIER_RL:
       status = Scoring(phase, iteration);
-      if (status.ok()) status = Evaluate(phase, iteration, v1::EVALUATION_POINT_AFTER);
+      if (status.ok()) status = finish(v1::ADAPTER_ROLE_VERIFIER);
+      if (status.ok()) status = Evaluate(phase, iteration, v1::EVALUATION_POINT_AFTER, version);
       break;
     case v1::PHASE_GENERATOR_RL: {
       if (iteration == 1) status = InitGeneratorFromVerifier();
+      if (status.ok()) status = finish(v1::ADAPTER_ROLE_GENERATOR);
+      if (status.ok()) status = EvaluateGenerator(iteration, v1::EVALUATION_POINT_BEFORE, version, stop);
       if (!status.ok()) break;
       GeneratorPhaseOptions o = options_.generator;
       o.iteration = iteration;
@@ -95,7 +115,21 @@ absl::Status PipelineRunner::RunPhase(v1::Phase phase, uint32_t iteration, const
         status = enqueued.status();
         break;
       }
-      status = AwaitQueue([&generator] { return generator.ProcessResults().status(); }, stop);
+      uint64_t done = 0;
+      const uint64_t total = enqueued->enqueued;
+      status = AwaitQueue(
+          [&] {
+            absl::StatusOr<GeneratorPhaseProgress> p = generator.ProcessResults();
+            if (!p.ok()) return p.status();
+            if (p->groups + p->failed_items > 0) {
+              done += p->groups + p->failed_items;
+              Progress(phase, iteration, done, total, "problems");
+            }
+            return absl::OkStatus();
+          },
+          stop);
+      if (status.ok()) status = finish(v1::ADAPTER_ROLE_GENERATOR);
+      if (status.ok()) status = EvaluateGenerator(iteration, v1::EVALUATION_POINT_AFTER, version, stop);
       break;
     }
     case v1::PHASE_AUTO_LABEL: {
@@ -107,7 +141,22 @@ absl::Status PipelineRunner::RunPhase(v1::Phase phase, uint32_t iteration, const
         status = enqueued.status();
         break;
       }
-      status = AwaitQueue([&labeller] { return labeller.ProcessResults().status(); }, stop);
+      uint64_t done = 0;
+      uint32_t considered = 0;
+      const uint64_t total = enqueued->enqueued;
+      status = AwaitQueue(
+          [&] {
+            absl::StatusOr<AutoLabelProgress> p = labeller.ProcessResults();
+            if (!p.ok()) return p.status();
+            considered += p->proofs;
+            if (p->items > 0) {
+              done += p->items;
+              Progress(phase, iteration, done, total, "problems");
+            }
+            return absl::OkStatus();
+          },
+          stop);
+      if (status.ok()) status = EvaluateAutoLabels(iteration, considered);
       break;
     }
     default:
@@ -126,18 +175,40 @@ absl::Status PipelineRunner::RunPhase(v1::Phase phase, uint32_t iteration, const
   return absl::OkStatus();
 }
 
+void PipelineRunner::Progress(v1::Phase phase, uint32_t iteration, uint64_t done, uint64_t total, const char* unit) {
+  v1::PhaseProgress p;
+  p.set_phase(phase);
+  p.set_iteration(iteration);
+  p.set_done(done);
+  p.set_total(total);
+  p.set_unit(unit);
+  if (absl::Status s = store_->SetProgress(p, absl::Now()); !s.ok()) {
+    spdlog::warn("coordinator: recording progress: {}", std::string(s.message()));
+  }
+}
+
 absl::Status PipelineRunner::Scoring(v1::Phase phase, uint32_t iteration) {
   const bool verifier = phase != v1::PHASE_META_VERIFIER_RL;
   const bool meta = phase != v1::PHASE_VERIFIER_RL;
+  absl::StatusOr<DatasetCounts> counts = store_->CountRecords();
+  if (!counts.ok()) return counts.status();
+  const uint64_t total = (verifier ? counts->proofs : 0) + (meta ? counts->analyses : 0);
+  const char* unit = verifier && meta ? "proofs+analyses" : verifier ? "proofs" : "analyses";
+  uint64_t done = 0;
+  auto count = [&](const ScoringPhaseProgress& p) {
+    done += p.items + p.skipped;
+    Progress(phase, iteration, done, total, unit);
+    return p.items + p.skipped > 0;
+  };
   if (verifier) {
     VerifierPhaseOptions o = options_.verifier;
     o.phase = phase;
     o.iteration = iteration;
     VerifierPhase p(store_, scoring_, o, [this] { Wake(); });
     for (;;) {
-      absl::StatusOr<ScoringPhaseProgress> done = p.RunOnce();
-      if (!done.ok()) return done.status();
-      if (done->items == 0) break;
+      absl::StatusOr<ScoringPhaseProgress> step = p.RunOnce();
+      if (!step.ok()) return step.status();
+      if (!count(*step)) break;
     }
   }
   if (meta) {
@@ -148,12 +219,42 @@ absl::Status PipelineRunner::Scoring(v1::Phase phase, uint32_t iteration) {
     o.role = phase == v1::PHASE_ENHANCED_VERIFIER_RL ? v1::ADAPTER_ROLE_VERIFIER : v1::ADAPTER_ROLE_META_VERIFIER;
     MetaVerifierPhase p(store_, scoring_, o, [this] { Wake(); });
     for (;;) {
-      absl::StatusOr<ScoringPhaseProgress> done = p.RunOnce();
-      if (!done.ok()) return done.status();
-      if (done->items == 0) break;
+      absl::StatusOr<ScoringPhaseProgress> step = p.RunOnce();
+      if (!step.ok()) return step.status();
+      if (!count(*step)) break;
     }
   }
   return absl::OkStatus();
+}
+
+absl::StatusOr<uint64_t> PipelineRunner::FinishTraining(v1::AdapterRole role, const std::atomic<bool>* stop) {
+  if (learner_ == nullptr) return absl::FailedPreconditionError("learner: no learner to train the phase's groups");
+  // Every recorded group acknowledged by the learner (the feeder re-sends
+  // after a learner restart, so this also waits that out). Without a feeder
+  // nothing delivers them: flush what the learner has.
+  while (feeder_ != nullptr) {
+    if (stop != nullptr && stop->load()) return Stopped();
+    absl::StatusOr<std::vector<GroupRecord>> pending = store_->GroupsWithStatus(kGroupPending, 1);
+    if (!pending.ok()) return pending.status();
+    if (pending->empty()) break;
+    Wake();
+    absl::SleepFor(options_.poll);
+  }
+  v1::FlushRequest request;
+  request.set_role(role);
+  for (int attempt = 1;; ++attempt) {
+    grpc::ClientContext context;
+    SetDeadline(&context, options_.learner_deadline);
+    v1::FlushResponse response;
+    const grpc::Status s = learner_->Flush(&context, request, &response);
+    if (s.ok()) return response.published().version();
+    const absl::Status status = FromGrpcStatus(s);
+    if (!absl::IsUnavailable(status) || attempt >= 30) {
+      return absl::Status(status.code(), absl::StrCat("Flush(", v1::AdapterRole_Name(role), "): ", s.error_message()));
+    }
+    if (stop != nullptr && stop->load()) return Stopped();
+    absl::SleepFor(absl::Seconds(1));  // the learner is restarting
+  }
 }
 
 absl::Status PipelineRunner::AwaitQueue(const std::function<absl::Status()>& drain, const std::atomic<bool>* stop) {
@@ -167,12 +268,14 @@ absl::Status PipelineRunner::AwaitQueue(const std::function<absl::Status()>& dra
   }
 }
 
-absl::Status PipelineRunner::Evaluate(v1::Phase phase, uint32_t iteration, v1::EvaluationPoint point) {
+absl::Status PipelineRunner::Evaluate(v1::Phase phase, uint32_t iteration, v1::EvaluationPoint point,
+                                    uint64_t min_version) {
   if (options_.grader == nullptr) return absl::OkStatus();
   VerifierEvaluationOptions o = options_.evaluation;
   o.phase = phase;
   o.iteration = iteration;
   o.point = point;
+  o.min_adapter_version = min_version;
   absl::StatusOr<v1::Evaluation> e = EvaluateVerifier(store_, scoring_, *options_.grader, o);
   if (absl::IsFailedPrecondition(e.status())) {
     spdlog::info("coordinator: no verifier evaluation: {}", std::string(e.status().message()));
@@ -182,6 +285,72 @@ absl::Status PipelineRunner::Evaluate(v1::Phase phase, uint32_t iteration, v1::E
   spdlog::info("coordinator: verifier after {} {}: agreement {:.3f}, hallucinated issues {:.3f}",
                v1::Phase_Name(phase), v1::EvaluationPoint_Name(point), e->metrics().at("verifier_agreement"),
                e->metrics().at("hallucinated_issue_rate"));
+  return absl::OkStatus();
+}
+
+absl::Status PipelineRunner::EvaluateGenerator(uint32_t iteration, v1::EvaluationPoint point, uint64_t min_version,
+                                             const std::atomic<bool>* stop) {
+  if (options_.grader == nullptr) return absl::OkStatus();
+  GeneratorEvaluationOptions o = options_.generator_evaluation;
+  o.iteration = iteration;
+  o.point = point;
+  o.min_adapter_version = min_version;
+  absl::StatusOr<v1::Evaluation> e =
+      dsm::EvaluateGenerator(store_, dispatcher_, templates_.generator, templates_.verifier_markers,
+                             *options_.grader, o, stop);
+  if (absl::IsFailedPrecondition(e.status())) {
+    spdlog::info("coordinator: no generator evaluation: {}", std::string(e.status().message()));
+    return absl::OkStatus();
+  }
+  if (!e.ok()) return e.status();
+  spdlog::info("coordinator: generator {} phase 4 (iteration {}): score {:.3f}, self-score agreement {:.3f}",
+               v1::EvaluationPoint_Name(point), iteration, e->metrics().at("generator_score"),
+               e->metrics().at("self_score_agreement"));
+  return absl::OkStatus();
+}
+
+absl::Status PipelineRunner::EvaluateAutoLabels(uint32_t iteration, uint32_t considered) {
+  if (options_.grader == nullptr) return absl::OkStatus();
+  absl::StatusOr<v1::Evaluation> e = dsm::EvaluateAutoLabels(store_, *options_.grader, iteration, considered);
+  if (absl::IsFailedPrecondition(e.status())) {
+    spdlog::info("coordinator: no auto-label evaluation: {}", std::string(e.status().message()));
+    return absl::OkStatus();
+  }
+  if (!e.ok()) return e.status();
+  spdlog::info("coordinator: auto-labels (iteration {}): agreement {:.3f}, kept {:.3f}", iteration,
+               e->metrics().at("autolabel_agreement"), e->metrics().at("autolabel_kept_fraction"));
+  return absl::OkStatus();
+}
+
+absl::Status PipelineRunner::PublishFreshAdapters() {
+  if (learner_ == nullptr) return absl::OkStatus();
+  v1::LearnerState state;
+  for (int attempt = 1;; ++attempt) {
+    grpc::ClientContext context;
+    SetDeadline(&context, options_.learner_deadline);
+    const grpc::Status s = learner_->GetState(&context, v1::GetStateRequest(), &state);
+    if (s.ok()) break;
+    if (s.error_code() != grpc::StatusCode::UNAVAILABLE || attempt >= 30) {
+      return absl::Status(FromGrpcStatus(s).code(), absl::StrCat("learner GetState: ", s.error_message()));
+    }
+    absl::SleepFor(absl::Seconds(1));
+  }
+  for (const v1::RoleState& role : state.roles()) {
+    if (role.adapter_version() > 0) continue;
+    grpc::ClientContext context;
+    SetDeadline(&context, options_.learner_deadline);
+    v1::InitAdapterRequest request;
+    request.set_role(role.role());
+    request.mutable_fresh();
+    v1::InitAdapterResponse response;
+    const grpc::Status s = learner_->InitAdapter(&context, request, &response);
+    if (!s.ok()) {
+      return absl::Status(FromGrpcStatus(s).code(),
+                          absl::StrCat("InitAdapter(", v1::AdapterRole_Name(role.role()), "): ", s.error_message()));
+    }
+    spdlog::info("coordinator: published a fresh {} adapter (version {})", v1::AdapterRole_Name(role.role()),
+                 response.published().version());
+  }
   return absl::OkStatus();
 }
 

@@ -8,8 +8,14 @@
 //
 // Each phase appends PhaseStarted / PhaseFinished events and progress to the
 // RunStore; training groups go to the learner through the GroupFeeder (Wake
-// after each group). With a Grader, the verifier is evaluated on held-out
-// proofs before phase 1 and after phases 1 and 3. Every phase is restart-safe through its cursors, so a
+// after each group). A training phase ends when the learner has trained on
+// every group it produced: the runner waits until the GroupFeeder delivered
+// them, then calls Learner.Flush for the phase's role, so evaluations after
+// the phase (and the next phase) use the adapter that saw all of it. With a
+// Grader, held-out evaluations against the exact checker: the verifier
+// before phase 1 and after phases 1 and 3, the generator before and after
+// phase 4, the auto-labels after phase 5 (each with the adapter version the
+// flush returned). Every phase is restart-safe through its cursors, so a
 // restarted coordinator that runs the pipeline again carries on where it
 // stopped. The run ends SUCCEEDED, or FAILED with the error that stopped it
 // (CANCELLED when `stop` was set).
@@ -24,7 +30,9 @@
 #include "absl/status/status.h"
 #include "absl/time/time.h"
 #include "dsm/v1/learner.grpc.pb.h"
+#include "services/coordinator/auto_label_evaluation.h"
 #include "services/coordinator/auto_label_phase.h"
+#include "services/coordinator/generator_evaluation.h"
 #include "services/coordinator/generator_phase.h"
 #include "services/coordinator/group_feeder.h"
 #include "services/coordinator/lease_dispatcher.h"
@@ -50,6 +58,7 @@ struct PipelineOptions {
   // verifier before phase 1 and after phases 1 and 3. Not owned; null = none.
   const Grader* grader = nullptr;
   VerifierEvaluationOptions evaluation;  // phase, iteration and point are set by the runner
+  GeneratorEvaluationOptions generator_evaluation;  // likewise, and min_adapter_version
   absl::Duration poll = absl::Milliseconds(100);
   absl::Duration learner_deadline = absl::Seconds(60);
 };
@@ -75,9 +84,21 @@ class PipelineRunner {
   absl::Status Scoring(v1::Phase phase, uint32_t iteration);
   // Waits until the work queue holds nothing queued or leased, calling `drain` meanwhile.
   absl::Status AwaitQueue(const std::function<absl::Status()>& drain, const std::atomic<bool>* stop);
+  // Samplers need a published adapter of each role before they can serve
+  // it: a role the learner has never published (version 0) gets a fresh
+  // adapter (LoRA B = 0, so it samples as the base model) as version 1.
+  absl::Status PublishFreshAdapters();
   absl::Status InitGeneratorFromVerifier();
-  // EvaluateVerifier when a grader is set; a run without evaluation data skips it.
-  absl::Status Evaluate(v1::Phase phase, uint32_t iteration, v1::EvaluationPoint point);
+  // Waits until every recorded group reached the learner, then has the
+  // learner train what it buffered for `role`; returns the role's version.
+  absl::StatusOr<uint64_t> FinishTraining(v1::AdapterRole role, const std::atomic<bool>* stop);
+  // The evaluations when a grader is set; a run without evaluation data skips them.
+  absl::Status Evaluate(v1::Phase phase, uint32_t iteration, v1::EvaluationPoint point, uint64_t min_version);
+  absl::Status EvaluateGenerator(uint32_t iteration, v1::EvaluationPoint point, uint64_t min_version,
+                                 const std::atomic<bool>* stop);
+  absl::Status EvaluateAutoLabels(uint32_t iteration, uint32_t considered);
+  // Records the current phase's progress (best effort: a failure is logged).
+  void Progress(v1::Phase phase, uint32_t iteration, uint64_t done, uint64_t total, const char* unit);
   void Wake();
 
   RunStore* const store_;

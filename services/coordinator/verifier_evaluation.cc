@@ -25,6 +25,7 @@ absl::StatusOr<v1::Evaluation> EvaluateVerifier(RunStore* store, ScoringClient* 
       request.set_proof(p.record.proof());
       request.set_n(1);
       *request.mutable_params() = options.params;
+      request.set_min_adapter_version(options.min_adapter_version);
       request.set_request_id(absl::StrCat("eval-p", static_cast<int>(options.phase), "-i", options.iteration, "-",
                                           p.record.proof_id()));
       absl::StatusOr<v1::VerifyResponse> verified = scoring->Verify(request);

@@ -26,6 +26,7 @@ struct VerifierEvaluationOptions {
   v1::EvaluationPoint point = v1::EVALUATION_POINT_AFTER;
   uint32_t max_proofs = 64;
   v1::SamplingParams params;  // e.g. temperature 0 for greedy
+  uint64_t min_adapter_version = 0;  // the verifier version to evaluate (at least)
 };
 
 absl::StatusOr<v1::Evaluation> EvaluateVerifier(RunStore* store, ScoringClient* scoring, const Grader& grader,

@@ -3,6 +3,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "spdlog/spdlog.h"
 #include "services/coordinator/phase_groups.h"
 #include "services/coordinator/rewards.h"
 
@@ -34,6 +35,7 @@ absl::StatusOr<ScoringPhaseProgress> VerifierPhase::RunOnce() {
     }
     if ((*problem)->split() == v1::DATASET_SPLIT_EVAL) {  // held out: evaluation only, never trained on
       if (absl::Status s = store_->SetCursor(CursorName(), stored.seq, absl::Now()); !s.ok()) return s;
+      ++progress.skipped;
       continue;
     }
     v1::VerifyRequest request;
@@ -46,6 +48,11 @@ absl::StatusOr<ScoringPhaseProgress> VerifierPhase::RunOnce() {
     request.set_request_id(absl::StrCat("p", static_cast<int>(options_.phase), "-i", options_.iteration, "-",
                                         proof.proof_id()));
     absl::StatusOr<v1::VerifyResponse> verified = scoring_->Verify(request);
+    if (!verified.ok() && LeftOutByScorer(verified.status(), absl::StrCat("proof ", proof.proof_id()))) {
+      if (absl::Status s = store_->SetCursor(CursorName(), stored.seq, absl::Now()); !s.ok()) return s;
+      ++progress.skipped;
+      continue;
+    }
     if (!verified.ok()) return verified.status();
 
     GroupRecord group = NewGroup(request.request_id(), v1::ADAPTER_ROLE_VERIFIER, options_.phase,
@@ -63,8 +70,15 @@ absl::StatusOr<ScoringPhaseProgress> VerifierPhase::RunOnce() {
         assess.set_aggregation(v1::AGGREGATION_MEAN);
         assess.set_request_id(absl::StrCat(request.request_id(), "-a", a.completion().index()));
         absl::StatusOr<v1::AssessResponse> assessed = scoring_->Assess(assess);
+        if (!assessed.ok() && LeftOutByScorer(assessed.status(), assess.request_id())) continue;
         if (!assessed.ok()) return assessed.status();
         if (assessed->has_aggregate_meta_score()) meta = assessed->aggregate_meta_score();
+        if (!meta.has_value()) {
+          // No valid meta-judgement: the sample is left out, never given a made-up R_meta.
+          spdlog::warn("coordinator: {} left out: the meta-verifier gave no valid score", assess.request_id());
+          ++progress.unjudged;
+          continue;
+        }
       }
       absl::StatusOr<double> reward = enhanced ? EnhancedVerifierReward(a.score(), proof.score(), meta)
                                                : VerifierReward(a.score(), proof.score());

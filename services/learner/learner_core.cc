@@ -629,6 +629,64 @@ void LearnerCore::InitAdapterAsync(v1::AdapterRole role, AdapterSource source,
   });
 }
 
+void LearnerCore::FlushAsync(v1::AdapterRole role, std::function<void(absl::StatusOr<FlushResult>)> done) {
+  Enqueue([this, role, done = std::move(done)](bool run) {
+    if (!run) return done(absl::UnavailableError("the learner is shutting down"));
+    done(DoFlush(role));
+  });
+}
+
+absl::StatusOr<FlushResult> LearnerCore::Flush(v1::AdapterRole role) {
+  std::promise<absl::StatusOr<FlushResult>> promise;
+  auto future = promise.get_future();
+  FlushAsync(role, [&promise](absl::StatusOr<FlushResult> r) { promise.set_value(std::move(r)); });
+  return future.get();
+}
+
+absl::StatusOr<FlushResult> LearnerCore::DoFlush(v1::AdapterRole r) {
+  RoleState* role = nullptr;
+  std::vector<std::pair<Objective, std::vector<PendingGroup>>> batches;
+  {
+    absl::MutexLock lock(&mu_);
+    role = FindRole(r);
+    if (role == nullptr) {
+      return absl::InvalidArgumentError(absl::StrCat("role: ", RoleEnumName(r), " is not trained by this learner"));
+    }
+    bool buffered = false;
+    for (const auto& [objective, queue] : role->queues) buffered |= !queue.empty();
+    if (buffered && options_.trainer.parallel.world_size > 1) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("Flush: ", options_.trainer.parallel.world_size,
+                       " learner ranks train only full batches (groups_per_step), so every rank steps together"));
+    }
+    for (auto& [objective, queue] : role->queues) {
+      while (!queue.empty()) {
+        std::vector<PendingGroup> groups;
+        while (!queue.empty() && groups.size() < options_.groups_per_step) {
+          groups.push_back(std::move(queue.front()));
+          queue.pop_front();
+        }
+        batches.emplace_back(objective, std::move(groups));
+      }
+    }
+  }
+  FlushResult result;
+  for (auto& [objective, groups] : batches) {
+    const auto n = static_cast<uint32_t>(groups.size());
+    TrainStep(role, objective, std::move(groups));
+    {
+      absl::MutexLock lock(&mu_);
+      buffered_ -= n;
+    }
+    ++result.steps;
+    result.groups += n;
+  }
+  if (!batches.empty()) NotifySpace();
+  absl::MutexLock lock(&mu_);
+  result.version = role->version;
+  return result;
+}
+
 absl::StatusOr<CheckpointResult> LearnerCore::Checkpoint(std::string path) {
   std::promise<absl::StatusOr<CheckpointResult>> promise;
   auto future = promise.get_future();

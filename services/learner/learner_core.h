@@ -132,6 +132,12 @@ struct CheckpointResult {
   absl::Time written_at;
 };
 
+struct FlushResult {
+  uint64_t version = 0;  // the role's newest published version afterwards
+  uint32_t steps = 0;    // optimizer steps taken by the flush
+  uint32_t groups = 0;   // groups they trained on
+};
+
 // Where InitAdapter takes the new weights from (exactly one).
 struct AdapterSource {
   enum class Kind { kFresh, kCopy, kLoad };
@@ -184,9 +190,16 @@ class LearnerCore {
   // groups and publishes the result; `done` gets the new version.
   void InitAdapterAsync(v1::AdapterRole role, AdapterSource source,
                         std::function<void(absl::StatusOr<uint64_t>)> done);
+  // Trains `role` on every group buffered for it now, in steps of at most
+  // groups_per_step (the last one smaller), publishing after each; `done`
+  // gets the role's version afterwards and what was trained. Nothing
+  // buffered: the current version. FAILED_PRECONDITION with several ranks
+  // (their steps must match; they flush by training full batches only).
+  void FlushAsync(v1::AdapterRole role, std::function<void(absl::StatusOr<FlushResult>)> done);
   // Blocking forms (tests, CLI).
   absl::StatusOr<CheckpointResult> Checkpoint(std::string path);
   absl::StatusOr<uint64_t> InitAdapter(v1::AdapterRole role, AdapterSource source);
+  absl::StatusOr<FlushResult> Flush(v1::AdapterRole role);
 
   // Snapshot of `role`'s adapter (the training thread's copy may move on).
   absl::StatusOr<std::unique_ptr<LoraAdapter>> SnapshotAdapter(v1::AdapterRole role) const;
@@ -239,6 +252,7 @@ class LearnerCore {
   std::string PublishedVersionDir(const RoleState& role) const;
   absl::StatusOr<CheckpointResult> DoCheckpoint(const std::string& path);
   absl::StatusOr<uint64_t> DoInitAdapter(v1::AdapterRole role, const AdapterSource& source);
+  absl::StatusOr<FlushResult> DoFlush(v1::AdapterRole role);
   void Enqueue(Task task);
   void NotifySpace();
   uint64_t DurableSequence() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

@@ -174,13 +174,6 @@ class SubmitGroupsReactor final : public grpc::ServerBidiReactor<v1::SubmitGroup
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
 };
 
-// A server stream that fails at once (bad request).
-class FailedWriteReactor final : public grpc::ServerWriteReactor<v1::AdapterChunk> {
- public:
-  explicit FailedWriteReactor(const grpc::Status& status) { Finish(status); }
-  void OnDone() override { delete this; }
-};
-
 void FillTrainMetrics(const RoleStepMetrics& m, v1::TrainMetrics* out) {
   out->set_loss(m.stats.loss);
   out->set_kl(m.stats.kl);
@@ -218,36 +211,39 @@ grpc::ServerBidiReactor<v1::SubmitGroupsRequest, v1::SubmitGroupsResponse>* Lear
   return new SubmitGroupsReactor(core_, StreamWindow());
 }
 
-grpc::ServerWriteReactor<v1::AdapterChunk>* LearnerService::WatchAdapters(grpc::CallbackServerContext* /*context*/,
-                                                                          const v1::WatchAdaptersRequest* request) {
+grpc::ServerWriteReactor<grpc::ByteBuffer>* LearnerService::WatchAdapters(grpc::CallbackServerContext* /*context*/,
+                                                                          const grpc::ByteBuffer* raw_request) {
+  absl::StatusOr<v1::WatchAdaptersRequest> parsed = ParseWatchAdaptersRequest(*raw_request);
+  if (!parsed.ok()) return FailWatchAdapters(ToGrpcStatus(parsed.status()));
+  const v1::WatchAdaptersRequest& request = *parsed;
   const std::vector<v1::AdapterRole> trained = core_->roles();
   auto is_trained = [&trained](v1::AdapterRole r) {
     return std::find(trained.begin(), trained.end(), r) != trained.end();
   };
   std::vector<v1::AdapterRole> roles;
-  for (int i = 0; i < request->roles_size(); ++i) {
-    const auto r = static_cast<v1::AdapterRole>(request->roles(i));
+  for (int i = 0; i < request.roles_size(); ++i) {
+    const auto r = static_cast<v1::AdapterRole>(request.roles(i));
     if (!IsTrainableRole(r) || !is_trained(r)) {
-      return new FailedWriteReactor(grpc::Status(
+      return FailWatchAdapters(grpc::Status(
           grpc::StatusCode::INVALID_ARGUMENT,
           absl::StrCat("roles[", i, "]: ", v1::AdapterRole_Name(r), " is not a role this learner trains")));
     }
     roles.push_back(r);
   }
   std::map<v1::AdapterRole, uint64_t> held;
-  for (int i = 0; i < request->held_size(); ++i) {
-    const v1::AdapterVersion& h = request->held(i);
+  for (int i = 0; i < request.held_size(); ++i) {
+    const v1::AdapterVersion& h = request.held(i);
     if (!held.emplace(h.role(), h.version()).second) {
-      return new FailedWriteReactor(
+      return FailWatchAdapters(
           grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                        absl::StrCat("held[", i, "]: a second entry for ", v1::AdapterRole_Name(h.role()))));
     }
   }
   const uint32_t max_id = core_->options().max_id_bytes;
-  if (request->subscriber_id().size() > max_id) {
-    return new FailedWriteReactor(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                                               absl::StrCat("subscriber_id: ", request->subscriber_id().size(),
-                                                            " bytes > max_id_bytes ", max_id)));
+  if (request.subscriber_id().size() > max_id) {
+    return FailWatchAdapters(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                                          absl::StrCat("subscriber_id: ", request.subscriber_id().size(),
+                                                       " bytes > max_id_bytes ", max_id)));
   }
   LearnerMetrics* metrics = metrics_;
   return StartWatchAdapters(publisher_->Subscribe(std::move(roles), std::move(held)),
@@ -335,6 +331,22 @@ grpc::ServerUnaryReactor* LearnerService::InitAdapter(grpc::CallbackServerContex
       response->mutable_published()->set_version(*version);
     }
     reactor->Finish(ToGrpcStatus(version.status()));
+  });
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* LearnerService::Flush(grpc::CallbackServerContext* context, const v1::FlushRequest* request,
+                                                v1::FlushResponse* response) {
+  auto* reactor = context->DefaultReactor();
+  const v1::AdapterRole role = request->role();
+  core_->FlushAsync(role, [reactor, response, role](absl::StatusOr<FlushResult> flushed) {
+    if (flushed.ok()) {
+      response->mutable_published()->set_role(role);
+      response->mutable_published()->set_version(flushed->version);
+      response->set_steps(flushed->steps);
+      response->set_groups(flushed->groups);
+    }
+    reactor->Finish(ToGrpcStatus(flushed.status()));
   });
   return reactor;
 }

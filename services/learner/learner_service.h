@@ -9,8 +9,9 @@
 //    client waits with a zero balance. Responses waiting to be written are
 //    bounded: the next read starts only when fewer than kMaxPendingWrites
 //    are queued.
-//  - WatchAdapters: StartWatchAdapters on an AdapterPublisher subscription.
-//  - GetState, GetServerInfo: answered inline. Checkpoint, InitAdapter: queued
+//  - WatchAdapters (served raw: the request is parsed here, the chunks go out
+//    pre-serialised): StartWatchAdapters on an AdapterPublisher subscription.
+//  - GetState, GetServerInfo: answered inline. Checkpoint, InitAdapter, Flush: queued
 //    to the core's training thread, finished from there (no RPC thread blocks).
 //
 // Thread-safe. `core`, `publisher` and `metrics` are not owned and must
@@ -25,6 +26,7 @@
 #include "absl/time/time.h"
 #include "dsm/v1/learner.grpc.pb.h"
 #include "services/adapters/adapter_publisher.h"
+#include "services/adapters/watch_adapters_reactor.h"
 #include "services/learner/learner_core.h"
 #include "services/learner/learner_metrics.h"
 
@@ -38,21 +40,23 @@ struct LearnerServiceOptions {
   uint64_t max_message_bytes = 16 << 20;
 };
 
-class LearnerService final : public v1::Learner::CallbackService {
+class LearnerService final : public LearnerRawWatchAdaptersService {
  public:
   LearnerService(LearnerCore* core, AdapterPublisher* publisher, LearnerMetrics* metrics,
                  LearnerServiceOptions options = {});
 
   grpc::ServerBidiReactor<v1::SubmitGroupsRequest, v1::SubmitGroupsResponse>* SubmitGroups(
       grpc::CallbackServerContext* context) override;
-  grpc::ServerWriteReactor<v1::AdapterChunk>* WatchAdapters(grpc::CallbackServerContext* context,
-                                                            const v1::WatchAdaptersRequest* request) override;
+  grpc::ServerWriteReactor<grpc::ByteBuffer>* WatchAdapters(grpc::CallbackServerContext* context,
+                                                            const grpc::ByteBuffer* request) override;
   grpc::ServerUnaryReactor* GetState(grpc::CallbackServerContext* context, const v1::GetStateRequest* request,
                                      v1::LearnerState* response) override;
   grpc::ServerUnaryReactor* Checkpoint(grpc::CallbackServerContext* context, const v1::CheckpointRequest* request,
                                        v1::CheckpointResponse* response) override;
   grpc::ServerUnaryReactor* InitAdapter(grpc::CallbackServerContext* context, const v1::InitAdapterRequest* request,
                                         v1::InitAdapterResponse* response) override;
+  grpc::ServerUnaryReactor* Flush(grpc::CallbackServerContext* context, const v1::FlushRequest* request,
+                                  v1::FlushResponse* response) override;
   grpc::ServerUnaryReactor* GetServerInfo(grpc::CallbackServerContext* context,
                                           const v1::GetServerInfoRequest* request,
                                           v1::ServerInfo* response) override;

@@ -14,6 +14,7 @@ ScoringLimits ScoringLimitsFromConfig(const LimitsOptions& limits) {
   l.max_prompt_tokens = limits.max_prompt_tokens;
   l.max_completion_tokens = limits.max_completion_tokens;
   l.max_n = limits.max_n;
+  l.default_max_tokens = std::min(l.default_max_tokens, limits.max_completion_tokens);
   return l;
 }
 

@@ -1,5 +1,7 @@
 #include "services/worker/generation_service.h"
 
+#include <algorithm>
+
 #include <memory>
 #include <random>
 #include <thread>
@@ -176,7 +178,13 @@ void GenerationService::Launch(const v1::GenerateRequest& request, std::vector<i
   params.top_k = static_cast<int>(p.top_k());
   params.top_p = p.top_p() > 0 ? p.top_p() : 1.0;
   params.min_p = p.min_p();
-  params.max_tokens = p.max_tokens() > 0 ? static_cast<int>(p.max_tokens()) : limits_.default_max_tokens;
+  // Unset: the default, within what the context leaves after the prompt (as vLLM does).
+  params.max_tokens =
+      p.max_tokens() > 0
+          ? static_cast<int>(p.max_tokens())
+          : static_cast<int>(std::max<int64_t>(
+                1, std::min<int64_t>(limits_.default_max_tokens,
+                                     sampler_->max_len() - static_cast<int64_t>(prompt.size()))));
   params.stop.assign(p.stop().begin(), p.stop().end());
   params.stop_token_ids.assign(p.stop_token_ids().begin(), p.stop_token_ids().end());
   params.ignore_eos = p.ignore_eos();

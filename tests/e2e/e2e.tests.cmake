@@ -8,3 +8,8 @@ if(TARGET dsm_services AND TARGET dsm_coordinator)
     DEPS dsm_services dsm_coordinator LABELS e2e TORCH TIMEOUT 300)
   add_dependencies(worker_kill_test dsm)
 endif()
+if(TARGET dsm_services AND TARGET dsm_coordinator)
+  dsm_add_test(dsm_run_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/dsm_run_test.cc
+    DEPS dsm_coordinator nlohmann_json::nlohmann_json LABELS e2e TIMEOUT 900)
+  add_dependencies(dsm_run_test dsm)
+endif()

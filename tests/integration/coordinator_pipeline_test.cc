@@ -61,9 +61,20 @@ class FakeLearner final : public v1::Learner::Service {
     inits_.push_back(*request);
     return grpc::Status::OK;
   }
+  // Every group is acked at once, so there is never anything left to train.
+  grpc::Status Flush(grpc::ServerContext*, const v1::FlushRequest* request, v1::FlushResponse* response) override {
+    absl::MutexLock lock(&mu_);
+    ++flushes_;
+    response->mutable_published()->set_role(request->role());
+    return grpc::Status::OK;
+  }
   std::set<std::string> groups() {
     absl::MutexLock lock(&mu_);
     return groups_;
+  }
+  int flushes() {
+    absl::MutexLock lock(&mu_);
+    return flushes_;
   }
   std::vector<v1::InitAdapterRequest> inits() {
     absl::MutexLock lock(&mu_);
@@ -74,6 +85,7 @@ class FakeLearner final : public v1::Learner::Service {
   absl::Mutex mu_;
   std::set<std::string> groups_ ABSL_GUARDED_BY(mu_);
   std::vector<v1::InitAdapterRequest> inits_ ABSL_GUARDED_BY(mu_);
+  int flushes_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 TEST(CoordinatorPipeline, ARunStartedOnTheCoordinatorRunsEveryPhase) {
@@ -174,6 +186,7 @@ TEST(CoordinatorPipeline, ARunStartedOnTheCoordinatorRunsEveryPhase) {
   EXPECT_EQ(generator, 1);
   ASSERT_EQ(learner.inits().size(), 1u);
   EXPECT_EQ(learner.inits()[0].copy_from(), v1::ADAPTER_ROLE_VERIFIER);
+  EXPECT_EQ(learner.flushes(), 5);  // phases 1, 2, 3, and 4 twice (after the initialisation and after training)
   stop = true;
   worker.join();
 }

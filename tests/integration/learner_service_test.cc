@@ -395,6 +395,49 @@ TEST_F(LearnerServiceTest, FullBufferStopsCreditsUntilTrainingFreesSpace) {
   EXPECT_TRUE(stream.Close().ok());
 }
 
+TEST_F(LearnerServiceTest, FlushTrainsTheGroupsLeftBelowAFullBatch) {
+  LearnerOptions o = TestOptions();
+  o.groups_per_step = 4;
+  Start(o);
+  GroupStream stream(stub_.get());
+  for (const char* id : {"f/a", "f/b", "f/c", "f/d", "f/e"}) {
+    ASSERT_EQ(stream.Send(MakeGroup(id, {0, 1, 0.5})).status(), v1::GROUP_STATUS_ACCEPTED);
+  }
+  v1::LearnerState state = WaitState([](const v1::LearnerState& s) { return s.step() >= 1; });
+  ASSERT_EQ(state.step(), 1u);  // one full batch; one group left over
+  EXPECT_EQ(Role(state, v1::ADAPTER_ROLE_GENERATOR)->buffered_groups(), 1u);
+
+  grpc::ClientContext context;
+  v1::FlushRequest request;
+  request.set_role(v1::ADAPTER_ROLE_GENERATOR);
+  v1::FlushResponse response;
+  grpc::Status s = stub_->Flush(&context, request, &response);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(response.steps(), 1u);
+  EXPECT_EQ(response.groups(), 1u);
+  EXPECT_EQ(response.published().version(), 2u);
+  state = State();
+  EXPECT_EQ(state.step(), 2u);
+  EXPECT_EQ(Role(state, v1::ADAPTER_ROLE_GENERATOR)->buffered_groups(), 0u);
+  EXPECT_EQ(state.counters().samples_trained(), 15u);
+
+  // Nothing buffered: the current version at once, no step.
+  grpc::ClientContext again_context;
+  v1::FlushResponse again;
+  ASSERT_TRUE(stub_->Flush(&again_context, request, &again).ok());
+  EXPECT_EQ(again.steps(), 0u);
+  EXPECT_EQ(again.published().version(), 2u);
+
+  grpc::ClientContext bad_context;
+  v1::FlushRequest bad;
+  bad.set_role(v1::ADAPTER_ROLE_META_VERIFIER);  // not trained here
+  v1::FlushResponse unused;
+  s = stub_->Flush(&bad_context, bad, &unused);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(s.error_message(), HasSubstr("role"));
+  EXPECT_TRUE(stream.Close().ok());
+}
+
 TEST_F(LearnerServiceTest, InitAdapterCopiesAnotherRoleAndCheckpointWritesEveryRole) {
   LearnerOptions o = TestOptions();
   const std::string dir = ::testing::TempDir() + "/learner_service_ckpt_" + std::to_string(::getpid());

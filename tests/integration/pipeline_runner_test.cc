@@ -152,6 +152,14 @@ TEST(PipelineRunner, RunsEveryPhaseOfAnIterationInOrder) {
         EXPECT_EQ(r.copy_from(), v1::ADAPTER_ROLE_VERIFIER);
         return grpc::Status::OK;
       });
+  std::vector<v1::AdapterRole> flushed;
+  EXPECT_CALL(learner, Flush(_, _, _))
+      .WillRepeatedly([&flushed](grpc::ClientContext*, const v1::FlushRequest& r, v1::FlushResponse* response) {
+        flushed.push_back(r.role());
+        response->mutable_published()->set_role(r.role());
+        response->mutable_published()->set_version(flushed.size());
+        return grpc::Status::OK;
+      });
 
   PipelineOptions options;
   options.verifier.group_size = 2;
@@ -193,14 +201,38 @@ TEST(PipelineRunner, RunsEveryPhaseOfAnIterationInOrder) {
                                         v1::PHASE_AUTO_LABEL};
   EXPECT_EQ(started, order);
   EXPECT_EQ(finished, order);
-  // The verifier was evaluated before and after phase 1 and after phase 3, on the held-out proof only.
+  // Each training phase ended with a flush of its role (phase 4: after the generator's initialisation, then
+  // after its training).
+  EXPECT_EQ(flushed, (std::vector<v1::AdapterRole>{v1::ADAPTER_ROLE_VERIFIER, v1::ADAPTER_ROLE_META_VERIFIER,
+                                                   v1::ADAPTER_ROLE_VERIFIER, v1::ADAPTER_ROLE_GENERATOR,
+                                                   v1::ADAPTER_ROLE_GENERATOR}));
+  // The verifier was evaluated before and after phase 1 and after phase 3, on the held-out proof only; the
+  // generator before and after phase 4 on the held-out problem; the auto-labels after phase 5.
   auto evaluations = (*store)->Evaluations();
   ASSERT_TRUE(evaluations.ok());
-  ASSERT_EQ(evaluations->size(), 3u);
-  for (const v1::Evaluation& e : *evaluations) {
+  ASSERT_EQ(evaluations->size(), 6u);
+  for (int i : {0, 1, 2}) {
+    const v1::Evaluation& e = (*evaluations)[i];
     EXPECT_EQ(e.items(), 1u);
     EXPECT_EQ(e.metrics().at("verifier_agreement"), 0.0);  // the fake says 1, the truth is 0.5
   }
+  for (int i : {3, 4}) {
+    const v1::Evaluation& e = (*evaluations)[i];
+    EXPECT_EQ(e.phase(), v1::PHASE_GENERATOR_RL);
+    EXPECT_EQ(e.point(), i == 3 ? v1::EVALUATION_POINT_BEFORE : v1::EVALUATION_POINT_AFTER);
+    EXPECT_EQ(e.items(), 1u);
+    EXPECT_EQ(e.metrics().at("generator_score"), 0.5);       // the grader's score of the proof
+    EXPECT_EQ(e.metrics().at("self_score_agreement"), 0.0);  // the self-evaluation says 1
+    EXPECT_EQ(e.metrics().at("format_ok_rate"), 1.0);
+  }
+  const v1::Evaluation& labels = (*evaluations)[5];
+  EXPECT_EQ(labels.phase(), v1::PHASE_AUTO_LABEL);
+  EXPECT_EQ(labels.metrics().at("autolabel_agreement"), 0.0);  // labelled 0, the truth is 0.5
+  EXPECT_EQ(labels.metrics().at("autolabel_kept_fraction"), 1.0);
+  // The evaluation's generations never became training groups.
+  auto all_groups = (*store)->GroupsWithStatus(kGroupPending, 1000);
+  ASSERT_TRUE(all_groups.ok());
+  for (const GroupRecord& g : *all_groups) EXPECT_NE(g.problem_id, "e1") << g.group_id;
   EXPECT_FALSE((*store)->GetGroup("p2-i1-qe").value().has_value()) << "trained on a held-out proof";
   for (const char* id : {"p2-i1-q1", "p3-i1-a1", "p4-i1-q1", "p4-i1-a1"}) {
     auto g = (*store)->GetGroup(id);

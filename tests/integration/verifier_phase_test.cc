@@ -63,10 +63,11 @@ class FakeScorers final : public v1::Verifier::CallbackService {
 class FakeMeta final : public v1::MetaVerifier::CallbackService {
  public:
   std::atomic<int> last_role{0};
+  std::atomic<bool> no_valid_score{false};  // every meta-verification malformed: no aggregate
   grpc::ServerUnaryReactor* Assess(grpc::CallbackServerContext* context, const v1::AssessRequest* request,
                                    v1::AssessResponse* response) override {
     last_role = request->adapter_role();
-    response->set_aggregate_meta_score(0.5);
+    if (!no_valid_score) response->set_aggregate_meta_score(0.5);
     for (int id : {5, 6}) response->add_prompt_token_ids(id);
     const double scores[] = {1, 0.5, 0};
     for (uint32_t i = 0; i < request->n() && request->params().return_logprobs(); ++i) {
@@ -186,6 +187,22 @@ TEST_F(VerifierPhaseTest, TheEnhancedPhaseMultipliesTheMetaScore) {
   EXPECT_EQ((*q0)->samples[2].sample.reward(), 0.25);
   EXPECT_EQ((*q0)->samples[3].sample.reward(), 0.0);  // format failure, no meta call needed
   EXPECT_EQ((*q0)->samples[0].reward_parts.at("r_meta"), 0.5);
+}
+
+TEST_F(VerifierPhaseTest, AnAnalysisTheMetaVerifierCannotJudgeIsLeftOutOfTheGroup) {
+  meta_.no_valid_score = true;
+  VerifierPhaseOptions o;
+  o.phase = v1::PHASE_ENHANCED_VERIFIER_RL;
+  o.group_size = 4;
+  VerifierPhase phase(store_.get(), scoring_.get(), o);
+  absl::StatusOr<ScoringPhaseProgress> done = phase.RunOnce();
+  ASSERT_TRUE(done.ok()) << done.status();
+  EXPECT_GT(done->unjudged, 0u);
+  auto q0 = store_->GetGroup("p4-i1-q0");
+  ASSERT_TRUE(q0.ok() && q0->has_value());
+  // Only the format failure is left: its reward needs no meta-verification; the others have no R_meta.
+  ASSERT_EQ((*q0)->samples.size(), 1u);
+  EXPECT_EQ((*q0)->samples[0].sample.reward(), 0.0);
 }
 
 TEST_F(VerifierPhaseTest, AScoringOutageStopsThePhaseWithoutRecording) {

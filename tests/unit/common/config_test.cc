@@ -55,7 +55,7 @@ services: {verifier: {port: 6000, metrics_port: 0}}
 
 TEST(Config, UnknownTopLevelKey) {
   EXPECT_EQ(ErrorOf("run: {name: demo}\nrunn: 1\n"),
-            "test.yaml: unknown key \"runn\" (allowed at the top level: client, coordinator, learner, limits, "
+            "test.yaml: unknown key \"runn\" (allowed at the top level: builtin, client, coordinator, learner, limits, "
             "log, lora, model, run, runtime, server, services, worker)");
 }
 
@@ -129,6 +129,10 @@ TEST(Config, CrossFieldCheck) {
             "test.yaml: coordinator.meta_verifier: required with coordinator.pipeline: true (host:port)");
   EXPECT_EQ(ErrorOf("run: {name: demo}\ncoordinator: {grader: exact}\n"),
             "test.yaml: coordinator.grader: \"exact\" is not one of \"\", chain");
+  EXPECT_EQ(ErrorOf("run: {name: demo}\nbuiltin: {domain: algebra}\n"),
+            "test.yaml: builtin.domain: \"algebra\" is not one of \"\", chain");
+  EXPECT_EQ(ErrorOf("run: {name: demo}\nbuiltin: {warmup_batch: 0}\n"),
+            "test.yaml: builtin.warmup_batch: 0 is out of range [1, 4096]");
   EXPECT_EQ(ErrorOf("run: {name: demo}\nworker: {capacity: 0}\n"),
             "test.yaml: worker.capacity: 0 is out of range [1, 4096]");
 }

@@ -1,0 +1,572 @@
+// `dsm run CONFIG [--fresh]`: the main job on one machine. With the built-in
+// default (builtin.domain: chain, e.g. configs/tiny.yaml) it
+//   1. initialises the tiny model and warms it up (phase 0, full-parameter
+//      SFT) when model.path holds no model yet, and writes the chain domain's
+//      data (runs/<name>/data/*.jsonl);
+//   2. writes the services' effective config (runs/<name>/config.yaml: the
+//      pipeline on, every address on loopback) and starts every service as a
+//      child process (`dsm serve ROLE`), restarting a child that dies;
+//   3. imports the data, starts the run, and shows a progress line per phase
+//      until the run ends;
+//   4. writes runs/<name>/summary.json and runs/<name>/report.html, stops the
+//      services, and exits 0 when the run SUCCEEDED (1 otherwise).
+// An interrupted `dsm run` (Ctrl-C, or a crash) carries on where it stopped
+// when started again with the same config; a run that already ended is
+// reported, not repeated (--fresh deletes runs/<name> and starts over).
+// Bad config: exit 2 with one line.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <tuple>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/time/clock.h"
+#include "common/config.h"
+#include "common/grpc_client.h"
+#include "common/shutdown_signal.h"
+#include "dsm/v1/coordinator.grpc.pb.h"
+#include "dsm/v1/learner.grpc.pb.h"
+#include "google/protobuf/util/time_util.h"
+#include "grpc/health/v1/health.grpc.pb.h"
+#include "model/model_init.h"
+#include "nlohmann/json.hpp"
+#include "services/cli/app.h"
+#include "services/coordinator/jsonl_import.h"
+#include "services/coordinator/run_store.h"
+#include "services/report/run_report.h"
+#include "services/runner/progress_line.h"
+#include "services/runner/run_monitor.h"
+#include "services/runner/run_summary.h"
+#include "services/runner/service_supervisor.h"
+#include "tasks/chain_tokenizer.h"
+#include "tasks/chain_warmup.h"
+#include "tasks/jsonl_export.h"
+#include "torch/torch.h"
+
+namespace dsm::cli {
+namespace {
+
+namespace fs = std::filesystem;
+
+struct RunFlags {
+  std::string config;
+  bool fresh = false;
+  double poll_seconds = 0.5;
+  double start_timeout_seconds = 300;
+};
+
+// Set by the signal waiter thread; the main loop stops the services and exits.
+std::atomic<int> g_signal{0};
+
+bool IsTerminal(v1::RunState s) {
+  return s == v1::RUN_STATE_SUCCEEDED || s == v1::RUN_STATE_FAILED || s == v1::RUN_STATE_CANCELLED;
+}
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+absl::Status WriteFile(const std::string& path, const std::string& text) {
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    out << text;
+    if (!out) return absl::InternalError(absl::StrCat(tmp, ": cannot write"));
+  }
+  std::error_code ec;
+  fs::rename(tmp, path, ec);
+  if (ec) return absl::InternalError(absl::StrCat(path, ": ", ec.message()));
+  return absl::OkStatus();
+}
+
+ChainDomainOptions DomainOf(const BuiltinConfig& b) {
+  ChainDomainOptions d;
+  d.num_variables = b.num_variables;
+  d.min_chain_length = b.min_chain_length;
+  d.max_chain_length = b.max_chain_length;
+  d.min_distractors = b.min_distractors;
+  d.max_distractors = b.max_distractors;
+  return d;
+}
+
+// The state of an existing run, or nullopt when there is none yet.
+absl::StatusOr<std::optional<v1::RunStatus>> ExistingRun(const DsmConfig& config) {
+  const std::string path = RunStore::StatePath(config.run.runs_dir, config.run.name);
+  if (!fs::exists(path)) return std::optional<v1::RunStatus>();
+  auto store = RunStore::Open(path, RunStoreOptions{});
+  if (!store.ok()) return store.status();
+  absl::StatusOr<v1::RunStatus> run = (*store)->GetRun();
+  if (absl::IsNotFound(run.status())) return std::optional<v1::RunStatus>();
+  if (!run.ok()) return run.status();
+  return std::optional<v1::RunStatus>(*run);
+}
+
+// Phase 0 for the built-in model: a fresh tiny Llama with the domain's tokenizer, warmed up.
+// Returns the warm-up's held-out numbers (also written to <run_dir>/warmup.json).
+absl::StatusOr<std::map<std::string, double>> PrepareModel(const DsmConfig& config, const std::string& run_dir) {
+  const BuiltinConfig& b = config.builtin;
+  const std::string& model_dir = config.model.path;
+  const std::string warmup_json = run_dir + "/warmup.json";
+  if (fs::exists(fs::path(model_dir) / "config.json")) {
+    std::map<std::string, double> held_out;
+    if (fs::exists(warmup_json)) {
+      nlohmann::json j = nlohmann::json::parse(ReadFile(warmup_json), nullptr, false);
+      if (j.is_object() && j.contains("held_out") && j["held_out"].is_object()) {
+        for (auto& [k, v] : j["held_out"].items()) {
+          if (v.is_number()) held_out[k] = v.get<double>();
+        }
+      }
+    }
+    std::cout << "model: " << model_dir << " (already there; phase 0 skipped)\n";
+    return held_out;
+  }
+  // 1. A fresh model and tokenizer (the prompt templates are in the tokenizer's corpus).
+  std::vector<std::string> templates;
+  for (const char* role : {"generator", "verifier", "meta_verifier"}) {
+    const std::string path = absl::StrCat(config.coordinator.prompts_dir, "/", role, ".txt");
+    if (!fs::exists(path)) return absl::InvalidArgumentError(absl::StrCat("coordinator.prompts_dir: ", path, " is missing"));
+    templates.push_back(ReadFile(path));
+  }
+  ModelInitOptions init;
+  init.hidden_size = b.hidden_size;
+  init.num_hidden_layers = b.num_hidden_layers;
+  init.num_attention_heads = b.num_attention_heads;
+  init.num_key_value_heads = b.num_key_value_heads;
+  init.intermediate_size = b.intermediate_size;
+  init.max_position_embeddings = config.model.max_len;
+  init.seed = static_cast<uint64_t>(config.run.seed);
+  if (absl::Status s = init.Validate(); !s.ok()) return absl::InvalidArgumentError(absl::StrCat("builtin.", s.message()));
+  ChainTokenizerOptions tokenizer_options;
+  tokenizer_options.vocab_size = b.vocab_size;
+  tokenizer_options.seed = init.seed;
+  tokenizer_options.domain = DomainOf(b);
+  tokenizer_options.model_max_length = config.model.max_len;
+  if (absl::Status s = tokenizer_options.Validate(); !s.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("builtin.", s.message()));
+  }
+  absl::StatusOr<ChainTokenizer> tokenizer = ChainTokenizer::Build(tokenizer_options, templates);
+  if (!tokenizer.ok()) return tokenizer.status();
+  const std::string fresh_dir = run_dir + "/model-init";
+  absl::StatusOr<ModelConfig> model_config =
+      WriteInitialModel(fresh_dir, init, tokenizer->TokenizerJson(), tokenizer->TokenizerConfigJson());
+  if (!model_config.ok()) return model_config.status();
+  std::cout << "model: a fresh " << CountModelParameters(*model_config) << "-parameter Llama ("
+            << model_config->num_hidden_layers << " layers, hidden " << model_config->hidden_size << ", vocab "
+            << model_config->vocab_size << ")\n";
+
+  // 2. Phase 0: full-parameter SFT on the domain's three formats.
+  ChainWarmupOptions w;
+  w.domain = DomainOf(b);
+  w.steps = b.warmup_steps;
+  w.max_seconds = b.warmup_max_seconds;
+  w.learning_rate = b.warmup_learning_rate;
+  w.lr_warmup_steps = std::min(b.warmup_lr_warmup_steps, b.warmup_steps);
+  w.batch = b.warmup_batch;
+  w.seed = static_cast<uint64_t>(config.run.seed);
+  w.prompts_dir = config.coordinator.prompts_dir;
+  w.eval_problems = b.eval_problems;
+  if (absl::Status s = w.Validate(); !s.ok()) return absl::InvalidArgumentError(absl::StrCat("builtin: ", s.message()));
+  const bool tty = isatty(STDOUT_FILENO) != 0;
+  int last_printed = -1;
+  absl::StatusOr<ChainWarmupResult> warmed = WarmUpChainModel(
+      fresh_dir, model_dir, w, [&](const ChainWarmupProgress& p) {
+        const int tenth = p.total_steps == 0 ? 0 : p.step * 10 / p.total_steps;
+        if (!tty && tenth == last_printed && p.step != p.total_steps) return;
+        last_printed = tenth;
+        const std::string line =
+            ProgressLine(PhaseLabel(v1::PHASE_WARMUP_SFT), static_cast<uint64_t>(p.step),
+                         static_cast<uint64_t>(p.total_steps), absl::StrFormat("steps loss %.3f", p.loss),
+                         absl::Seconds(p.elapsed_seconds));
+        std::cout << (tty ? "\r" : "") << line << (tty ? "" : "\n") << std::flush;
+      });
+  if (tty) std::cout << "\n";
+  if (!warmed.ok()) return warmed.status();
+  std::error_code ec;
+  fs::remove_all(fresh_dir, ec);
+  nlohmann::ordered_json j;
+  j["steps"] = warmed->steps;
+  j["seconds"] = warmed->seconds;
+  j["final_loss"] = warmed->final_loss;
+  j["held_out"] = warmed->held_out;
+  if (absl::Status s = WriteFile(warmup_json, j.dump(2) + "\n"); !s.ok()) return s;
+  std::cout << "phase 0: " << warmed->steps << " steps in " << absl::StrFormat("%.0f", warmed->seconds)
+            << " s, loss " << absl::StrFormat("%.3f", warmed->final_loss) << "; held out:";
+  for (const auto& [k, v] : warmed->held_out) std::cout << " " << k << " " << absl::StrFormat("%.3f", v);
+  std::cout << "\n";
+  std::map<std::string, double> extra;
+  for (const auto& [k, v] : warmed->held_out) extra["warmup_" + k] = v;
+  return extra;
+}
+
+// A free TCP port on `host` (an IPv4 address): bind to port 0, read it back, close.
+absl::StatusOr<int> PickPort(const std::string& host) {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) return absl::UnavailableError("socket: no free TCP port");
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = 0;
+  if (inet_pton(AF_INET, host.c_str(), &addr.sin_addr) != 1) addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(addr);
+  const bool ok = bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0 &&
+                  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0;
+  close(fd);
+  if (!ok) return absl::UnavailableError(absl::StrCat("no free TCP port on ", host));
+  return static_cast<int>(ntohs(addr.sin_port));
+}
+
+// The services' config: the pipeline on, every service on loopback (server.host), the worker pulling from
+// the coordinator, the grader of the built-in domain, fixed ports.
+absl::StatusOr<DsmConfig> ServicesConfig(DsmConfig config) {
+  const std::string& host = config.server.host;
+  for (Endpoint* e : {&config.services.coordinator, &config.services.learner, &config.services.worker,
+                      &config.services.verifier, &config.services.meta_verifier}) {
+    if (e->port == 0) {
+      absl::StatusOr<int> port = PickPort(host);
+      if (!port.ok()) return port.status();
+      e->port = *port;
+    }
+  }
+  auto address = [&host](const Endpoint& e) { return absl::StrCat(host, ":", e.port); };
+  config.coordinator.pipeline = true;
+  config.coordinator.learner = address(config.services.learner);
+  config.coordinator.verifier = address(config.services.verifier);
+  config.coordinator.meta_verifier = address(config.services.meta_verifier);
+  if (config.builtin.domain == "chain") config.coordinator.grader = "chain";
+  config.worker.coordinator = address(config.services.coordinator);
+  config.worker.learner = address(config.services.learner);
+  if (absl::Status s = ValidateConfig(config); !s.ok()) return s;
+  return config;
+}
+
+// Waits until `address` answers its health check SERVING (or the time runs out, or a child fails).
+absl::Status AwaitServing(const std::string& name, const std::string& address, const ChannelOptions& channel,
+                          ServiceSupervisor* supervisor, absl::Duration timeout) {
+  ChannelOptions once = channel;
+  once.max_attempts = 1;
+  auto stub = grpc::health::v1::Health::NewStub(MakeChannel(address, once));
+  const absl::Time until = absl::Now() + timeout;
+  while (absl::Now() < until) {
+    if (g_signal.load() != 0) return absl::CancelledError("interrupted");
+    std::vector<std::string> events;
+    if (absl::Status s = supervisor->Poll(&events); !s.ok()) return s;
+    for (const std::string& e : events) std::cout << "dsm run: " << e << "\n";
+    grpc::ClientContext context;
+    SetDeadline(&context, absl::Seconds(2));
+    grpc::health::v1::HealthCheckResponse response;
+    if (stub->Check(&context, grpc::health::v1::HealthCheckRequest(), &response).ok() &&
+        response.status() == grpc::health::v1::HealthCheckResponse::SERVING) {
+      return absl::OkStatus();
+    }
+    absl::SleepFor(absl::Milliseconds(200));
+  }
+  return absl::DeadlineExceededError(absl::StrCat(name, " at ", address, " did not become healthy within ",
+                                                  absl::FormatDuration(timeout), "; see ",
+                                                  supervisor->LogPath(name)));
+}
+
+// Sends the JSONL files to the coordinator (ImportRecords; ids make a repeat harmless).
+absl::Status ImportData(v1::Coordinator::Stub* stub, const std::string& run_name,
+                        const std::vector<std::string>& files) {
+  std::vector<v1::ImportRecordsRequest> records;
+  for (const std::string& file : files) {
+    absl::StatusOr<JsonlParseResult> parsed = ParseJsonlFile(file, JsonlOptions{});
+    if (!parsed.ok()) return parsed.status();
+    if (parsed->error_count > 0) {
+      return absl::InvalidArgumentError(absl::StrCat(FormatImportError(parsed->errors.front())));
+    }
+    for (v1::ImportRecordsRequest& r : parsed->records) records.push_back(std::move(r));
+  }
+  grpc::ClientContext context;
+  SetDeadline(&context, absl::Seconds(600));
+  v1::ImportRecordsResponse response;
+  auto writer = stub->ImportRecords(&context, &response);
+  for (v1::ImportRecordsRequest& r : records) {
+    r.set_run_name(run_name);
+    if (!writer->Write(r)) break;
+  }
+  writer->WritesDone();
+  const grpc::Status status = writer->Finish();
+  if (!status.ok()) return absl::UnavailableError(absl::StrCat("ImportRecords: ", status.error_message()));
+  if (response.error_count() > 0) {
+    return absl::InvalidArgumentError(absl::StrCat("ImportRecords: ", FormatImportError(response.errors(0))));
+  }
+  std::cout << "data: imported " << response.imported() << " records (" << response.duplicates()
+            << " already there)\n";
+  return absl::OkStatus();
+}
+
+std::string EvaluationPointName(v1::EvaluationPoint p) {
+  return p == v1::EVALUATION_POINT_BEFORE ? "before" : "after";
+}
+
+// summary.json and report.html from the run's evaluations and what the monitor saw.
+absl::Status WriteResults(const DsmConfig& config, const std::string& run_dir, const v1::RunStatus& run,
+                          const RunMonitor& monitor, const std::map<std::string, double>& extra,
+                          double wall_seconds, absl::Time started) {
+  std::vector<v1::Evaluation> evaluations(run.evaluations().begin(), run.evaluations().end());
+  const RunSummary summary = SummarizeRun(evaluations, wall_seconds, extra);
+  const std::string state = v1::RunState_Name(run.state());
+  if (absl::Status s = WriteFile(run_dir + "/summary.json", RunSummaryJson(summary, config.run.name, state));
+      !s.ok()) {
+    return s;
+  }
+  RunReportData data;
+  data.run_name = config.run.name;
+  data.state = state;
+  data.started_at = absl::FormatTime(absl::RFC3339_sec, started, absl::UTCTimeZone());
+  data.wall_seconds = wall_seconds;
+  data.config_yaml = ConfigToYaml(config);
+  for (const MonitorPhaseSpan& p : monitor.phases()) {
+    data.phases.push_back(ReportPhaseSpan{PhaseLabel(p.phase), p.iteration, p.start_seconds, p.end_seconds});
+  }
+  std::map<std::tuple<std::string, std::string, uint32_t>, size_t> index;
+  for (const MonitorPoint& p : monitor.points()) {
+    const std::string metric = absl::StrCat(p.metric, " (", p.role, ")");
+    auto key = std::make_tuple(metric, PhaseLabel(p.phase), p.iteration);
+    auto it = index.find(key);
+    if (it == index.end()) {
+      it = index.emplace(key, data.series.size()).first;
+      data.series.push_back(ReportSeries{metric, PhaseLabel(p.phase), p.iteration, {}});
+    }
+    data.series[it->second].points.push_back(ReportPoint{p.seconds, p.value});
+  }
+  for (const v1::Evaluation& e : evaluations) {
+    ReportEvaluation r;
+    r.phase = PhaseLabel(e.phase());
+    r.iteration = e.iteration();
+    r.point = EvaluationPointName(e.point());
+    r.metrics.insert(e.metrics().begin(), e.metrics().end());
+    r.items = e.items();
+    r.at_seconds = absl::ToDoubleSeconds(
+                       absl::FromUnixNanos(google::protobuf::util::TimeUtil::TimestampToNanoseconds(e.time())) -
+                       started);
+    data.evaluations.push_back(std::move(r));
+  }
+  for (const auto& [key, value] : summary.fields) {
+    if (value.has_value()) data.summary[key] = *value;
+  }
+  for (const SummaryClaim& c : summary.claims) {
+    data.claims.push_back(ReportClaim{c.name, c.description, c.before.value_or(std::nan("")),
+                                      c.after.value_or(std::nan("")), c.held});
+  }
+  return WriteRunReport(data, run_dir + "/report.html");
+}
+
+int RunPipeline(const RunFlags& flags) {
+  const absl::Time started = absl::Now();
+  absl::StatusOr<DsmConfig> loaded = LoadConfig(flags.config);
+  if (!loaded.ok()) return UsageError(std::string(loaded.status().message()));
+  DsmConfig config = *std::move(loaded);
+  if (config.builtin.domain.empty()) {
+    return UsageError(flags.config +
+                      ": builtin.domain is empty: `dsm run` prepares and runs the built-in default "
+                      "(builtin.domain: chain); with your own model and data start the services with "
+                      "`dsm serve` and import the data with `dsm import` (README: Bringing a real model)");
+  }
+  const std::string run_dir = absl::StrCat(config.run.runs_dir, "/", config.run.name);
+  if (config.model.path.empty()) config.model.path = run_dir + "/model";
+  std::error_code ec;
+  if (flags.fresh) fs::remove_all(run_dir, ec);
+  fs::create_directories(run_dir + "/logs", ec);
+  if (ec) return UsageError(absl::StrCat("run.runs_dir: cannot create ", run_dir, ": ", ec.message()));
+
+  // A run that already ended is reported, not repeated.
+  absl::StatusOr<std::optional<v1::RunStatus>> existing = ExistingRun(config);
+  if (!existing.ok()) {
+    std::cerr << "dsm: run: " << existing.status().message() << "\n";
+    return kExitFailed;
+  }
+  if (existing->has_value() && IsTerminal((*existing)->state())) {
+    std::cout << "run " << config.run.name << " already ended " << v1::RunState_Name((*existing)->state())
+              << "; its results: " << run_dir << "/summary.json, " << run_dir
+              << "/report.html (dsm run --fresh starts it over)\n";
+    return (*existing)->state() == v1::RUN_STATE_SUCCEEDED ? kExitOk : kExitFailed;
+  }
+
+  std::thread([] { g_signal = WaitForShutdownSignal(); }).detach();
+  torch::set_num_threads(config.runtime.threads);
+
+  // 1. The built-in default's model and data.
+  absl::StatusOr<std::map<std::string, double>> extra = PrepareModel(config, run_dir);
+  if (!extra.ok()) {
+    std::cerr << "dsm: run: phase 0: " << extra.status().message() << "\n";
+    return extra.status().code() == absl::StatusCode::kInvalidArgument ? kExitUsage : kExitFailed;
+  }
+  if (g_signal.load() != 0) return 130;
+  ChainDatasetOptions data;
+  data.domain = DomainOf(config.builtin);
+  data.train_problems = config.builtin.train_problems;
+  data.eval_problems = config.builtin.eval_problems;
+  data.proofs_per_problem = config.builtin.proofs_per_problem;
+  data.correct_fraction = config.builtin.correct_fraction;
+  data.analyses_per_proof = config.builtin.analyses_per_proof;
+  data.seed = static_cast<uint64_t>(config.run.seed);
+  if (absl::Status s = data.Validate(); !s.ok()) return UsageError(absl::StrCat("builtin: ", s.message()));
+  const std::string data_dir = run_dir + "/data";
+  absl::StatusOr<ChainDatasetCounts> counts = WriteChainDatasetFiles(data, data_dir);
+  if (!counts.ok()) {
+    std::cerr << "dsm: run: writing the data: " << counts.status().message() << "\n";
+    return kExitFailed;
+  }
+
+  // 2. The services, as children.
+  absl::StatusOr<DsmConfig> services = ServicesConfig(config);
+  if (!services.ok()) return UsageError(std::string(services.status().message()));
+  const std::string services_yaml = run_dir + "/config.yaml";
+  if (absl::Status s = WriteFile(services_yaml, ConfigToYaml(*services)); !s.ok()) {
+    std::cerr << "dsm: run: " << s.message() << "\n";
+    return kExitFailed;
+  }
+  SupervisorOptions so;
+  so.binary = fs::canonical("/proc/self/exe", ec).string();
+  so.log_dir = run_dir + "/logs";
+  ServiceSupervisor supervisor(so);
+  const std::vector<std::pair<std::string, const Endpoint*>> roles = {
+      {"coordinator", &services->services.coordinator},
+      {"learner", &services->services.learner},
+      {"verifier", &services->services.verifier},
+      {"meta-verifier", &services->services.meta_verifier},
+      {"worker", &services->services.worker}};
+  std::vector<SupervisedChild> children;
+  for (const auto& [role, endpoint] : roles) {
+    children.push_back(SupervisedChild{role, {"serve", role, "--config", services_yaml}});
+  }
+  if (absl::Status s = supervisor.Start(children); !s.ok()) {
+    std::cerr << "dsm: run: " << s.message() << "\n";
+    return kExitFailed;
+  }
+  std::cout << "services:";
+  for (const auto& [role, endpoint] : roles) {
+    std::cout << " " << role << " " << services->server.host << ":" << endpoint->port << " (pid "
+              << supervisor.pid(role) << ")";
+  }
+  std::cout << "; logs in " << so.log_dir << "\n";
+  const ChannelOptions channel = ChannelOptions::From(services->server, services->client);
+  for (const auto& [role, endpoint] : roles) {
+    const std::string address = absl::StrCat(services->server.host, ":", endpoint->port);
+    if (absl::Status s = AwaitServing(role, address, channel, &supervisor,
+                                      absl::Seconds(flags.start_timeout_seconds));
+        !s.ok()) {
+      std::cerr << "dsm: run: " << s.message() << "\n";
+      return absl::IsCancelled(s) ? 130 : kExitFailed;
+    }
+  }
+
+  // 3. Data in, run started, progress until it ends.
+  auto coordinator = v1::Coordinator::NewStub(MakeChannel(services->worker.coordinator, channel));
+  auto learner = v1::Learner::NewStub(MakeChannel(services->coordinator.learner, channel));
+  RunMonitor monitor(coordinator.get(), learner.get(), config.run.name, absl::Seconds(10));
+  absl::StatusOr<v1::RunStatus> run = monitor.Poll();
+  if (run.ok() && run->state() == v1::RUN_STATE_PENDING) {
+    if (absl::Status s = ImportData(coordinator.get(), config.run.name,
+                                    {data_dir + "/problems.jsonl", data_dir + "/proofs.jsonl",
+                                     data_dir + "/analyses.jsonl"});
+        !s.ok()) {
+      std::cerr << "dsm: run: " << s.message() << "\n";
+      return kExitFailed;
+    }
+    grpc::ClientContext context;
+    SetDeadline(&context, absl::Seconds(30));
+    v1::StartRunRequest request;
+    request.set_name(config.run.name);
+    request.set_config_yaml(ReadFile(services_yaml));
+    v1::RunStatus started_run;
+    const grpc::Status s = coordinator->StartRun(&context, request, &started_run);
+    if (!s.ok()) {
+      std::cerr << "dsm: run: StartRun: " << s.error_message() << "\n";
+      return kExitFailed;
+    }
+  } else if (!run.ok()) {
+    std::cerr << "dsm: run: " << run.status().message() << "\n";
+    return kExitFailed;
+  }
+  const bool tty = isatty(STDOUT_FILENO) != 0;
+  std::string shown_phase;
+  absl::Time phase_started = absl::Now();
+  absl::Time last_line = absl::InfinitePast();
+  v1::RunStatus last;
+  while (true) {
+    if (g_signal.load() != 0) {
+      std::cout << "\ndsm run: interrupted; the services stop, and `dsm run " << flags.config
+                << "` carries on from here\n";
+      return 130;
+    }
+    std::vector<std::string> events;
+    if (absl::Status s = supervisor.Poll(&events); !s.ok()) {
+      std::cerr << "\ndsm: run: " << s.message() << "\n";
+      return kExitFailed;
+    }
+    for (const std::string& e : events) std::cout << (tty ? "\n" : "") << "dsm run: " << e << "\n";
+    absl::StatusOr<v1::RunStatus> polled = monitor.Poll();
+    if (polled.ok()) {
+      last = *polled;
+      const std::string label = absl::StrCat(PhaseLabel(last.phase()), " (it ", last.iteration(), ")");
+      if (label != shown_phase) {
+        if (!shown_phase.empty() && tty) std::cout << "\n";
+        shown_phase = label;
+        phase_started = absl::Now();
+        last_line = absl::InfinitePast();
+      }
+      if (tty || absl::Now() - last_line >= absl::Seconds(10) || IsTerminal(last.state())) {
+        const std::string line = ProgressLine(label, last.progress().done(), last.progress().total(),
+                                              last.progress().unit(), absl::Now() - phase_started);
+        std::cout << (tty ? "\r" : "") << line << (tty ? "" : "\n") << std::flush;
+        last_line = absl::Now();
+      }
+      if (IsTerminal(last.state())) break;
+    }
+    absl::SleepFor(absl::Seconds(flags.poll_seconds));
+  }
+  if (tty) std::cout << "\n";
+  monitor.Finish();
+
+  // 4. Results.
+  const double wall = absl::ToDoubleSeconds(absl::Now() - started);
+  if (absl::Status s = WriteResults(config, run_dir, last, monitor, *extra, wall, started); !s.ok()) {
+    std::cerr << "dsm: run: " << s.message() << "\n";
+    return kExitFailed;
+  }
+  supervisor.StopAll();
+  std::cout << "run " << config.run.name << " " << v1::RunState_Name(last.state());
+  if (!last.error().empty()) std::cout << ": " << last.error();
+  std::cout << absl::StrFormat(" in %.0f s\n", wall);
+  std::vector<v1::Evaluation> evaluations(last.evaluations().begin(), last.evaluations().end());
+  for (const SummaryClaim& c : SummarizeRun(evaluations, wall, *extra).claims) {
+    auto num = [](const std::optional<double>& v) { return v.has_value() ? absl::StrFormat("%.3f", *v) : "n/a"; };
+    std::cout << "  " << (c.held ? "held      " : "NOT held  ") << c.description << ": " << num(c.before) << " -> "
+              << num(c.after) << "\n";
+  }
+  std::cout << "results: " << run_dir << "/summary.json, " << run_dir << "/report.html\n";
+  return last.state() == v1::RUN_STATE_SUCCEEDED ? kExitOk : kExitFailed;
+}
+
+}  // namespace
+
+void AddRunCommand(CLI::App& app, Action* action) {
+  auto flags = std::make_shared<RunFlags>();
+  CLI::App* run = app.add_subcommand(
+      "run", "Run the whole training pipeline on this machine, every service a child process");
+  run->add_option("CONFIG", flags->config, "YAML configuration file, e.g. configs/tiny.yaml")->required();
+  run->add_flag("--fresh", flags->fresh, "Delete runs/<name> first and start the run over");
+  run->add_option("--poll-seconds", flags->poll_seconds, "How often the progress is refreshed (default 0.5)");
+  run->callback([action, flags] { *action = [flags] { return RunPipeline(*flags); }; });
+}
+
+}  // namespace dsm::cli

@@ -1,0 +1,134 @@
+// `dsm run` end to end on a shortened built-in configuration: phase 0 warms up a fresh tiny
+// model, every service runs as a child process, the worker is SIGKILLed during phase 1 and
+// restarted by `dsm run` (phases 4 and 5 need it), the run SUCCEEDS and writes summary.json (every field of issue 6) and
+// report.html; a second `dsm run` reports the finished run instead of repeating it; a bad config
+// is exit 2 with one line.
+#include <signal.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <string>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "nlohmann/json.hpp"
+#include "tests/integration/child_process.h"
+#include "tests/integration/dsm_process.h"
+#include "tests/unit/coordinator/test_dir.h"
+
+namespace dsm {
+namespace {
+
+using ::testing::HasSubstr;
+
+// configs/tiny.yaml, shortened: a few warm-up steps, a few problems, short completions.
+std::string ShortConfig(const std::string& dir) {
+  const std::string source = std::getenv("DSM_SOURCE_DIR");
+  return absl::StrCat(R"(run: {name: short, runs_dir: ")", dir, R"(/runs", seed: 7}
+runtime: {threads: 1}
+server: {host: 127.0.0.1, drain_seconds: 0.2, shutdown_grace_seconds: 2}
+services:
+  coordinator: {port: 0}
+  learner: {port: 0}
+  worker: {port: 0}
+  verifier: {port: 0}
+  meta_verifier: {port: 0}
+limits: {max_prompt_tokens: 400, max_completion_tokens: 48, max_n: 16}
+model: {max_batch: 16, max_len: 512}
+lora: {r: 4, alpha: 8}
+learner: {learning_rate: 1.0e-3, groups_per_step: 4, checkpoint_every_steps: 1000}
+worker: {roles: [generator], capacity: 4}
+coordinator:
+  lease_ttl_seconds: 20
+  heartbeat_seconds: 1
+  prompts_dir: ")", source, R"(/configs/prompts/tiny"
+  group_size: 4
+  generator_problems: 6
+  auto_label_problems: 3
+builtin:
+  domain: chain
+  train_problems: 6
+  eval_problems: 4
+  proofs_per_problem: 1
+  analyses_per_proof: 1
+  hidden_size: 32
+  num_hidden_layers: 1
+  num_attention_heads: 2
+  num_key_value_heads: 1
+  intermediate_size: 64
+  vocab_size: 300
+  warmup_steps: 2
+  warmup_batch: 4
+)");
+}
+
+TEST(DsmRun, RunsThePipelineRestartsAKilledWorkerAndWritesTheResults) {
+  TestDir dir;
+  const std::string config = dir.path() + "/short.yaml";
+  std::ofstream(config) << ShortConfig(dir.path());
+  dsm_test::ChildProcess run({"run", config}, dir.path() + "/run.log");
+
+  // The worker's pid from the services line.
+  std::optional<std::string> services = run.WaitForLine("services:", absl::Seconds(240));
+  ASSERT_TRUE(services.has_value()) << run.Log();
+  const size_t at = services->find("worker ");
+  ASSERT_NE(at, std::string::npos) << *services;
+  const size_t pid_at = services->find("(pid ", at);
+  int worker_pid = 0;
+  ASSERT_TRUE(absl::SimpleAtoi(services->substr(pid_at + 5, services->find(')', pid_at) - pid_at - 5), &worker_pid));
+
+  // Killed in phase 1; `dsm run` starts it again, and phases 4 and 5 get their proofs from the new one.
+  ASSERT_TRUE(run.WaitForLine("phase 1 verifier RL", absl::Seconds(300)).has_value()) << run.Log();
+  ASSERT_EQ(kill(worker_pid, SIGKILL), 0);
+  ASSERT_TRUE(run.WaitForLine("worker restarted", absl::Seconds(60)).has_value()) << run.Log();
+
+  ASSERT_TRUE(run.WaitForLine("results:", absl::Seconds(400)).has_value()) << run.Log();
+  EXPECT_EQ(run.Stop(0), 0) << run.Log();  // signal 0: only waits
+  const std::string log = run.Log();
+  EXPECT_THAT(log, HasSubstr("worker was killed by signal 9"));
+  EXPECT_THAT(log, HasSubstr("run short RUN_STATE_SUCCEEDED"));
+
+  const std::string run_dir = dir.path() + "/runs/short";
+  const nlohmann::json summary = nlohmann::json::parse(dsm_test::ReadWholeFile(run_dir + "/summary.json"));
+  EXPECT_EQ(summary["state"], "RUN_STATE_SUCCEEDED");
+  // Every field of the issue is there; these are measured on every run (held-out problems exist).
+  for (const char* key : {"verifier_agreement_before", "verifier_agreement_after", "hallucinated_issue_rate_phase1",
+                          "hallucinated_issue_rate_phase3", "generator_score_before", "generator_score_after",
+                          "self_score_agreement_before", "self_score_agreement_after", "wall_seconds"}) {
+    ASSERT_TRUE(summary.contains(key)) << key;
+    EXPECT_TRUE(summary[key].is_number()) << key << ": " << summary[key];
+  }
+  for (const char* key : {"autolabel_agreement", "autolabel_kept_fraction"}) {
+    ASSERT_TRUE(summary.contains(key)) << key;  // null when phase 5 kept no label
+  }
+  EXPECT_GT(summary["wall_seconds"].get<double>(), 0);
+  EXPECT_EQ(summary["claims"].size(), 5u);
+  const std::string report = dsm_test::ReadWholeFile(run_dir + "/report.html");
+  EXPECT_THAT(report, HasSubstr("phase 1 verifier RL"));
+  EXPECT_THAT(report, HasSubstr("Phase 1 raises the verifier"));
+
+  // A finished run is reported, not repeated.
+  const dsm_test::DsmResult again = dsm_test::RunDsm("run " + config);
+  EXPECT_EQ(again.exit_code, 0) << again.err;
+  EXPECT_THAT(again.out, HasSubstr("already ended RUN_STATE_SUCCEEDED"));
+}
+
+TEST(DsmRun, ABadConfigIsExitTwoWithOneLine) {
+  TestDir dir;
+  const std::string config = dir.path() + "/bad.yaml";
+  std::ofstream(config) << "run: {name: bad}\nbuiltin: {domain: chain, warmup_batch: 0}\n";
+  const dsm_test::DsmResult r = dsm_test::RunDsm("run " + config);
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_EQ(dsm_test::CountLines(r.err), 1) << r.err;
+  EXPECT_THAT(r.err, HasSubstr("builtin.warmup_batch: 0 is out of range"));
+  std::ofstream(config) << "run: {name: mine}\n";
+  const dsm_test::DsmResult own = dsm_test::RunDsm("run " + config);
+  EXPECT_EQ(own.exit_code, 2);
+  EXPECT_THAT(own.err, HasSubstr("builtin.domain is empty"));
+}
+
+}  // namespace
+}  // namespace dsm
