@@ -69,7 +69,7 @@ TEST(Cli, GoodConfigChecksAndShows) {
   EXPECT_EQ(r.exit_code, 0) << r.err;
   r = RunDsm("config show " + path);
   EXPECT_EQ(r.exit_code, 0) << r.err;
-  EXPECT_THAT(r.out, HasSubstr("threads: 2"));
+  EXPECT_THAT(r.out, HasSubstr("threads: 1"));
   EXPECT_THAT(r.out, HasSubstr("max_message_bytes: 16777216"));
 }
 
