@@ -38,6 +38,7 @@
 #include "common/config.h"
 #include "common/grpc_client.h"
 #include "common/shutdown_signal.h"
+#include "common/run_states.h"
 #include "dsm/v1/coordinator.grpc.pb.h"
 #include "dsm/v1/learner.grpc.pb.h"
 #include "google/protobuf/util/time_util.h"
@@ -49,6 +50,7 @@
 #include "services/coordinator/run_store.h"
 #include "services/report/run_report.h"
 #include "services/runner/progress_line.h"
+#include "services/runner/run_event_follower.h"
 #include "services/runner/run_monitor.h"
 #include "services/runner/run_summary.h"
 #include "services/runner/service_supervisor.h"
@@ -72,9 +74,6 @@ struct RunFlags {
 // Set by the signal waiter thread; the main loop stops the services and exits.
 std::atomic<int> g_signal{0};
 
-bool IsTerminal(v1::RunState s) {
-  return s == v1::RUN_STATE_SUCCEEDED || s == v1::RUN_STATE_FAILED || s == v1::RUN_STATE_CANCELLED;
-}
 
 std::string ReadFile(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -393,7 +392,7 @@ int RunPipeline(const RunFlags& flags) {
     std::cerr << "dsm: run: " << existing.status().message() << "\n";
     return kExitFailed;
   }
-  if (existing->has_value() && IsTerminal((*existing)->state())) {
+  if (existing->has_value() && IsTerminalRunState((*existing)->state())) {
     std::cout << "run " << config.run.name << " already ended " << v1::RunState_Name((*existing)->state())
               << "; its results: " << run_dir << "/summary.json, " << run_dir
               << "/report.html (dsm run --fresh starts it over)\n";
@@ -497,44 +496,49 @@ int RunPipeline(const RunFlags& flags) {
     std::cerr << "dsm: run: " << run.status().message() << "\n";
     return kExitFailed;
   }
+  // Events from the run's first one (or, for a run carried on, from where it is now): every phase is
+  // shown and timed, however short.
+  const uint64_t first_event = run.ok() && run->state() != v1::RUN_STATE_PENDING ? run->last_event_sequence() + 1 : 1;
+  RunEventFollower events(coordinator.get(), config.run.name, first_event);
   const bool tty = isatty(STDOUT_FILENO) != 0;
-  std::string shown_phase;
-  absl::Time phase_started = absl::Now();
-  absl::Time last_line = absl::InfinitePast();
+  PhaseProgressDisplay display(&std::cout, tty);
+  auto show_events = [&] {
+    for (const v1::RunEvent& e : events.Drain()) {
+      monitor.OnEvent(e);
+      display.OnEvent(e);
+    }
+  };
   v1::RunStatus last;
   while (true) {
     if (g_signal.load() != 0) {
-      std::cout << "\ndsm run: interrupted; the services stop, and `dsm run " << flags.config
+      display.EndLine();
+      std::cout << "dsm run: interrupted; the services stop, and `dsm run " << flags.config
                 << "` carries on from here\n";
       return 130;
     }
-    std::vector<std::string> events;
-    if (absl::Status s = supervisor.Poll(&events); !s.ok()) {
-      std::cerr << "\ndsm: run: " << s.message() << "\n";
+    std::vector<std::string> events_seen;
+    if (absl::Status s = supervisor.Poll(&events_seen); !s.ok()) {
+      display.EndLine();
+      std::cerr << "dsm: run: " << s.message() << "\n";
       return kExitFailed;
     }
-    for (const std::string& e : events) std::cout << (tty ? "\n" : "") << "dsm run: " << e << "\n";
+    if (!events_seen.empty()) display.EndLine();
+    for (const std::string& e : events_seen) std::cout << "dsm run: " << e << "\n";
+    show_events();
     absl::StatusOr<v1::RunStatus> polled = monitor.Poll();
     if (polled.ok()) {
       last = *polled;
-      const std::string label = absl::StrCat(PhaseLabel(last.phase()), " (it ", last.iteration(), ")");
-      if (label != shown_phase) {
-        if (!shown_phase.empty() && tty) std::cout << "\n";
-        shown_phase = label;
-        phase_started = absl::Now();
-        last_line = absl::InfinitePast();
+      if (IsTerminalRunState(last.state())) {
+        // The last phase's end is in the events still on their way.
+        events.WaitForEnd(absl::Seconds(5));
+        show_events();
+        break;
       }
-      if (tty || absl::Now() - last_line >= absl::Seconds(10) || IsTerminal(last.state())) {
-        const std::string line = ProgressLine(label, last.progress().done(), last.progress().total(),
-                                              last.progress().unit(), absl::Now() - phase_started);
-        std::cout << (tty ? "\r" : "") << line << (tty ? "" : "\n") << std::flush;
-        last_line = absl::Now();
-      }
-      if (IsTerminal(last.state())) break;
+      display.OnStatus(last, absl::Now());
     }
     absl::SleepFor(absl::Seconds(flags.poll_seconds));
   }
-  if (tty) std::cout << "\n";
+  display.EndLine();
   monitor.Finish();
 
   // 4. Results.

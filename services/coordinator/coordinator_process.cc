@@ -9,13 +9,11 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "spdlog/spdlog.h"
+#include "common/run_states.h"
 
 namespace dsm {
 namespace {
 
-bool IsTerminal(v1::RunState s) {
-  return s == v1::RUN_STATE_SUCCEEDED || s == v1::RUN_STATE_FAILED || s == v1::RUN_STATE_CANCELLED;
-}
 
 std::string RandomId() {
   std::random_device rd;
@@ -182,10 +180,10 @@ absl::StatusOr<v1::RunStatus> CoordinatorProcess::StartRun(const v1::StartRunReq
   if (!run.ok()) return run.status();
   const v1::RunState state = run->state();
   if (state == v1::RUN_STATE_RUNNING || state == v1::RUN_STATE_SUCCEEDED ||
-      (IsTerminal(state) && !request.resume())) {
+      (IsTerminalRunState(state) && !request.resume())) {
     return absl::AlreadyExistsError(absl::StrCat("name: run \"", request.name(), "\" is ",
                                                  v1::RunState_Name(state),
-                                                 IsTerminal(state) && state != v1::RUN_STATE_SUCCEEDED
+                                                 IsTerminalRunState(state) && state != v1::RUN_STATE_SUCCEEDED
                                                      ? " (resume: true carries it on)"
                                                      : ""));
   }
@@ -241,7 +239,7 @@ absl::StatusOr<v1::RunStatus> CoordinatorProcess::CancelRun(const v1::CancelRunR
   if (absl::Status s = CheckName(request.name(), "name"); !s.ok()) return s;
   auto run = store_->GetRun();
   if (!run.ok()) return run.status();
-  if (IsTerminal(run->state())) return GetRun(request.name());
+  if (IsTerminalRunState(run->state())) return GetRun(request.name());
   const std::string reason = request.reason().empty() ? "cancelled by user" : request.reason();
   stop_pipeline_ = true;
   if (absl::Status s = dispatcher_->CancelAll(reason); !s.ok()) return s;

@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/status_conversion.h"
+#include "common/run_states.h"
 #include "services/coordinator/lease_reactor.h"
 
 namespace dsm {
@@ -19,12 +20,6 @@ grpc::ServerUnaryReactor* Answer(grpc::CallbackServerContext* context, absl::Sta
   if (result.ok()) *response = *std::move(result);
   reactor->Finish(ToGrpcStatus(result.status()));
   return reactor;
-}
-
-bool IsTerminalEvent(const v1::RunEvent& e) {
-  if (!e.has_state_changed()) return false;
-  const v1::RunState s = e.state_changed().state();
-  return s == v1::RUN_STATE_SUCCEEDED || s == v1::RUN_STATE_FAILED || s == v1::RUN_STATE_CANCELLED;
 }
 
 // Buffers an ImportRecords stream, then imports it in one call.
@@ -132,7 +127,7 @@ void CoordinatorService::PollWatches() {
       }
       for (v1::RunEvent& e : *events) {
         w.next = e.sequence() + 1;
-        const bool terminal = IsTerminalEvent(e);
+        const bool terminal = IsRunEndEvent(e);
         if (!w.handle.Push(std::move(e))) {
           done = true;
           break;

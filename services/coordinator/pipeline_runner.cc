@@ -171,6 +171,10 @@ absl::Status PipelineRunner::RunPhase(v1::Phase phase, uint32_t iteration, const
   finished.mutable_phase_finished()->set_iteration(iteration);
   *finished.mutable_phase_finished()->mutable_elapsed() =
       google::protobuf::util::TimeUtil::NanosecondsToDuration(absl::ToInt64Nanoseconds(absl::Now() - started));
+  if (absl::StatusOr<v1::RunStatus> run = store_->GetRun();
+      run.ok() && run->progress().phase() == phase && run->progress().iteration() == iteration) {
+    *finished.mutable_phase_finished()->mutable_progress() = run->progress();
+  }
   if (absl::StatusOr<uint64_t> s = store_->AppendEvent(finished, absl::Now()); !s.ok()) return s.status();
   return absl::OkStatus();
 }

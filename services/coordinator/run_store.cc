@@ -6,6 +6,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "common/run_states.h"
 
 namespace dsm {
 namespace {
@@ -25,9 +26,6 @@ void SetTimestamp(int64_t micros, google::protobuf::Timestamp* out) {
   out->set_nanos(static_cast<int32_t>(rest * 1000));
 }
 
-bool IsTerminal(v1::RunState s) {
-  return s == v1::RUN_STATE_SUCCEEDED || s == v1::RUN_STATE_FAILED || s == v1::RUN_STATE_CANCELLED;
-}
 
 // Packed little-endian arrays (the hosts dsm runs on are little-endian).
 template <typename T>
@@ -281,7 +279,7 @@ absl::StatusOr<v1::RunStatus> RunStore::SetRunState(v1::RunState state, const st
                          c.Prepare("UPDATE runs SET state = ?1, updated_us = ?2, "
                                    "started_us = CASE WHEN ?1 = 2 THEN ?2 ELSE started_us END, "
                                    "finished_us = CASE WHEN ?3 THEN ?2 ELSE NULL END, error = ?4"));
-    st.BindInt(1, state).BindInt(2, Micros(now)).BindInt(3, IsTerminal(state) ? 1 : 0);
+    st.BindInt(1, state).BindInt(2, Micros(now)).BindInt(3, IsTerminalRunState(state) ? 1 : 0);
     st.BindText(4, state == v1::RUN_STATE_FAILED ? message : "");
     DSM_RETURN_IF_ERROR(UpdateRun(c, st));
     v1::RunEvent event;

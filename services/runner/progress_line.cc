@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "google/protobuf/util/time_util.h"
 
 namespace dsm {
 
@@ -36,6 +37,65 @@ std::string ProgressLine(const std::string& label, uint64_t done, uint64_t total
   }
   absl::StrAppend(&line, " ", absl::StrFormat("%-16s", unit), " ", clock);
   return line;
+}
+
+namespace {
+
+std::string Label(v1::Phase phase, uint32_t iteration) {
+  return absl::StrCat(PhaseLabel(phase), " (it ", iteration, ")");
+}
+
+absl::Time EventTime(const v1::RunEvent& event) {
+  return absl::FromUnixNanos(google::protobuf::util::TimeUtil::TimestampToNanoseconds(event.time()));
+}
+
+}  // namespace
+
+PhaseProgressDisplay::PhaseProgressDisplay(std::ostream* out, bool tty, absl::Duration refresh)
+    : out_(out), tty_(tty), refresh_(refresh) {}
+
+void PhaseProgressDisplay::OnEvent(const v1::RunEvent& event) {
+  if (event.has_phase_started()) {
+    EndLine();
+    open_ = true;
+    phase_ = event.phase_started().phase();
+    iteration_ = event.phase_started().iteration();
+    phase_started_ = EventTime(event);
+    Draw(ProgressLine(Label(phase_, iteration_), 0, 0, "", absl::ZeroDuration()), false);
+    last_drawn_ = phase_started_;
+  } else if (event.has_phase_finished()) {
+    const v1::PhaseFinished& f = event.phase_finished();
+    const absl::Duration elapsed =
+        absl::Nanoseconds(google::protobuf::util::TimeUtil::DurationToNanoseconds(f.elapsed()));
+    Draw(ProgressLine(Label(f.phase(), f.iteration()), f.progress().done(), f.progress().total(), f.progress().unit(),
+                      elapsed),
+         true);
+    if (f.phase() == phase_ && f.iteration() == iteration_) open_ = false;
+  }
+}
+
+void PhaseProgressDisplay::OnStatus(const v1::RunStatus& status, absl::Time now) {
+  if (!open_ || status.phase() != phase_ || status.iteration() != iteration_) return;
+  if (!tty_ && now - last_drawn_ < refresh_) return;
+  const v1::PhaseProgress& p = status.progress();
+  Draw(ProgressLine(Label(phase_, iteration_), p.done(), p.total(), p.unit(), now - phase_started_), false);
+  last_drawn_ = now;
+}
+
+void PhaseProgressDisplay::EndLine() {
+  if (line_pending_) *out_ << "\n" << std::flush;
+  line_pending_ = false;
+}
+
+void PhaseProgressDisplay::Draw(const std::string& line, bool final_line) {
+  if (tty_) {
+    *out_ << "\r" << line;
+    line_pending_ = true;
+    if (final_line) EndLine();
+    *out_ << std::flush;
+  } else {
+    *out_ << line << "\n" << std::flush;
+  }
 }
 
 }  // namespace dsm

@@ -4,6 +4,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "google/protobuf/util/time_util.h"
 #include "common/grpc_client.h"
 #include "common/status_conversion.h"
 
@@ -33,14 +34,6 @@ absl::StatusOr<v1::RunStatus> RunMonitor::Poll() {
   v1::RunStatus run;
   const grpc::Status s = coordinator_->GetRun(&context, request, &run);
   if (!s.ok()) return absl::Status(FromGrpcStatus(s).code(), absl::StrCat("GetRun: ", s.error_message()));
-  const double now = seconds();
-  if (run.phase() != v1::PHASE_UNSPECIFIED &&
-      (phases_.empty() || phases_.back().phase != run.phase() || phases_.back().iteration != run.iteration())) {
-    if (!phases_.empty()) phases_.back().end_seconds = now;
-    phases_.push_back(MonitorPhaseSpan{run.phase(), run.iteration(), now, now});
-  } else if (!phases_.empty()) {
-    phases_.back().end_seconds = now;
-  }
   PollLearner(run.phase(), run.iteration());
   return run;
 }
@@ -70,8 +63,26 @@ void RunMonitor::PollLearner(v1::Phase phase, uint32_t iteration) {
   }
 }
 
-void RunMonitor::Finish() {
-  if (!phases_.empty()) phases_.back().end_seconds = seconds();
+void RunMonitor::OnEvent(const v1::RunEvent& event) {
+  const double at = absl::ToDoubleSeconds(absl::FromUnixNanos(google::protobuf::util::TimeUtil::TimestampToNanoseconds(
+                                              event.time())) -
+                                          started_);
+  if (event.has_phase_started()) {
+    CloseOpenSpan(at);
+    phases_.push_back(MonitorPhaseSpan{event.phase_started().phase(), event.phase_started().iteration(), at, at});
+    open_span_ = true;
+  } else if (event.has_phase_finished() && open_span_ && phases_.back().phase == event.phase_finished().phase() &&
+             phases_.back().iteration == event.phase_finished().iteration()) {
+    CloseOpenSpan(at);
+  }
 }
+
+void RunMonitor::CloseOpenSpan(double at) {
+  if (!open_span_) return;
+  phases_.back().end_seconds = std::max(at, phases_.back().start_seconds);
+  open_span_ = false;
+}
+
+void RunMonitor::Finish() { CloseOpenSpan(seconds()); }
 
 }  // namespace dsm

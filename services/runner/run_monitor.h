@@ -1,7 +1,8 @@
 // RunMonitor: what `dsm run` watches while the pipeline runs. Each Poll()
 // asks the coordinator for the run's status and the learner for its state,
 // and records, against seconds since the monitor started:
-//   - phase spans (when the run's phase/iteration changed);
+//   - phase spans, from the run's phase_started/phase_finished events
+//     (OnEvent), so a phase shorter than a poll is still there;
 //   - a point per new optimizer step of each role: loss, KL, reward mean,
 //     clip fraction and gradient norm of the step (the learner's
 //     RoleState.last_step), tagged with the phase running at the time.
@@ -36,7 +37,7 @@ struct MonitorPhaseSpan {
   v1::Phase phase = v1::PHASE_UNSPECIFIED;
   uint32_t iteration = 0;
   double start_seconds = 0;
-  double end_seconds = 0;  // = start until the next phase starts (or Finish)
+  double end_seconds = 0;  // = start until the phase finishes (or Finish)
 };
 
 class RunMonitor {
@@ -47,7 +48,9 @@ class RunMonitor {
 
   // The run's status (errors: the coordinator's, with its code).
   absl::StatusOr<v1::RunStatus> Poll();
-  // Closes the last phase span at the current time.
+  // Records a phase span's start or end; other events are ignored.
+  void OnEvent(const v1::RunEvent& event);
+  // Closes a phase span still open at the current time.
   void Finish();
 
   double seconds() const { return absl::ToDoubleSeconds(absl::Now() - started_); }
@@ -56,6 +59,7 @@ class RunMonitor {
 
  private:
   void PollLearner(v1::Phase phase, uint32_t iteration);
+  void CloseOpenSpan(double at);
 
   v1::Coordinator::StubInterface* const coordinator_;
   v1::Learner::StubInterface* const learner_;
@@ -65,6 +69,7 @@ class RunMonitor {
   std::map<int, uint64_t> steps_seen_;  // role -> optimizer steps already recorded
   std::vector<MonitorPoint> points_;
   std::vector<MonitorPhaseSpan> phases_;
+  bool open_span_ = false;  // phases_.back() has started and not finished
 };
 
 }  // namespace dsm

@@ -1,5 +1,5 @@
 // `dsm run` end to end on a shortened built-in configuration: phase 0 warms up a fresh tiny
-// model, every service runs as a child process, the worker is SIGKILLed during phase 1 and
+// model, every service runs as a child process, the worker is SIGKILLed once phase 1 has begun and
 // restarted by `dsm run` (phases 4 and 5 need it), the run SUCCEEDS and writes summary.json (every field of issue 6) and
 // report.html; a second `dsm run` reports the finished run instead of repeating it; a bad config
 // is exit 2 with one line.
@@ -80,7 +80,7 @@ TEST(DsmRun, RunsThePipelineRestartsAKilledWorkerAndWritesTheResults) {
   int worker_pid = 0;
   ASSERT_TRUE(absl::SimpleAtoi(services->substr(pid_at + 5, services->find(')', pid_at) - pid_at - 5), &worker_pid));
 
-  // Killed in phase 1; `dsm run` starts it again, and phases 4 and 5 get their proofs from the new one.
+  // Killed once phase 1 has begun; `dsm run` starts it again, and phases 4 and 5 get their proofs from the new one.
   ASSERT_TRUE(run.WaitForLine("phase 1 verifier RL", absl::Seconds(300)).has_value()) << run.Log();
   ASSERT_EQ(kill(worker_pid, SIGKILL), 0);
   ASSERT_TRUE(run.WaitForLine("worker restarted", absl::Seconds(60)).has_value()) << run.Log();
@@ -90,6 +90,12 @@ TEST(DsmRun, RunsThePipelineRestartsAKilledWorkerAndWritesTheResults) {
   const std::string log = run.Log();
   EXPECT_THAT(log, HasSubstr("worker was killed by signal 9"));
   EXPECT_THAT(log, HasSubstr("run short RUN_STATE_SUCCEEDED"));
+  // Every phase has its lines, however short it was.
+  for (const char* phase : {"phase 1 verifier RL (it 1)", "phase 2 meta-verifier RL (it 1)",
+                            "phase 3 enhanced verifier RL (it 1)", "phase 4 generator RL (it 1)",
+                            "phase 5 auto-labelling (it 1)"}) {
+    EXPECT_THAT(log, HasSubstr(phase));
+  }
 
   const std::string run_dir = dir.path() + "/runs/short";
   const nlohmann::json summary = nlohmann::json::parse(dsm_test::ReadWholeFile(run_dir + "/summary.json"));
