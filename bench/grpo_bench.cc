@@ -48,6 +48,7 @@
 #include <string>
 #include <vector>
 
+#include "common/malloc_tuning.h"
 #include "CLI/CLI.hpp"
 #include "absl/strings/str_split.h"
 #include "learner/grpo_loss.h"
@@ -285,4 +286,7 @@ int Main(int argc, char** argv) {
 }  // namespace
 }  // namespace dsm
 
-int main(int argc, char** argv) { return dsm::Main(argc, argv); }
+int main(int argc, char** argv) {
+  dsm::RetainFreedMemory();  // as the dsm binary does
+  return dsm::Main(argc, argv);
+}

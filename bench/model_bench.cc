@@ -43,6 +43,7 @@
 
 #include <torch/csrc/autograd/profiler_legacy.h>
 
+#include "common/malloc_tuning.h"
 #include "CLI/CLI.hpp"
 #include "absl/strings/str_split.h"
 #include "model/attention.h"
@@ -677,4 +678,7 @@ int Main(int argc, char** argv) {
 }  // namespace
 }  // namespace dsm
 
-int main(int argc, char** argv) { return dsm::Main(argc, argv); }
+int main(int argc, char** argv) {
+  dsm::RetainFreedMemory();  // as the dsm binary does
+  return dsm::Main(argc, argv);
+}

@@ -61,6 +61,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "common/malloc_tuning.h"
 #include "CLI/CLI.hpp"
 #include "common/grpc_server.h"
 #include "model/lora.h"
@@ -466,4 +467,7 @@ int Main(int argc, char** argv) {
 }  // namespace
 }  // namespace dsm
 
-int main(int argc, char** argv) { return dsm::Main(argc, argv); }
+int main(int argc, char** argv) {
+  dsm::RetainFreedMemory();  // as the dsm binary does
+  return dsm::Main(argc, argv);
+}

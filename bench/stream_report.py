@@ -40,8 +40,8 @@ def main():
           adapter["wire_bytes"] / 1e6, subs, subs * adapter["bytes"] / 1e6))
     w("")
     w("| | rounds | time per version, median (min–max) | aggregate GB/s, median | CPU seconds per version, median "
-      "| encode (Publish) median |")
-    w("|---|---:|---:|---:|---:|---:|")
+      "| page faults / context switches per version, median | encode (Publish) median |")
+    w("|---|---:|---:|---:|---:|---:|---:|")
     med = {}
     for impl, name in (("grpc", "ours: GrpcServer + AdapterPublisher → 8 AdapterSubscribers"),
                        ("tcp", "plain TCP copy, 1 sender thread → 8 receiver threads")):
@@ -51,9 +51,12 @@ def main():
         t = [r["seconds"] for r in rs]
         med[impl] = statistics.median(t)
         enc = ("%.1f ms" % (1e3 * statistics.median(r["encode_seconds"] for r in rs))) if impl == "grpc" else ""
-        w("| %s | %d | %.1f ms (%.1f–%.1f) | %.2f | %.3f | %s |" % (
+        faults = "%s / %s" % tuple(
+            f"{statistics.median(r[k] for r in rs):,.0f}" if all(k in r for r in rs) else "?"
+            for k in ("page_faults", "context_switches"))
+        w("| %s | %d | %.1f ms (%.1f–%.1f) | %.2f | %.3f | %s | %s |" % (
             name, len(rs), 1e3 * med[impl], 1e3 * min(t), 1e3 * max(t),
-            statistics.median(r["gb_s"] for r in rs), statistics.median(r["cpu_seconds"] for r in rs), enc))
+            statistics.median(r["gb_s"] for r in rs), statistics.median(r["cpu_seconds"] for r in rs), faults, enc))
     w("")
     if "grpc" in med and "tcp" in med:
         gbs = statistics.median(r["gb_s"] for r in runs["grpc"])

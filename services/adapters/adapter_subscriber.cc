@@ -7,64 +7,9 @@
 #include "absl/strings/str_cat.h"
 #include "dsm/v1/learner.grpc.pb.h"
 #include "services/adapters/adapter_chunk_wire.h"
-#include "services/adapters/malloc_tuning.h"
 
 namespace dsm {
 namespace {
-
-// Learner.WatchAdapters called generically: the request serialised by hand,
-// the chunks read as they came off the wire. Blocking, on the calling thread;
-// one operation in flight at a time.
-class RawServerStream {
- public:
-  RawServerStream(grpc::GenericStub* stub, grpc::ClientContext* context, const v1::WatchAdaptersRequest& request)
-      : call_(stub->PrepareCall(context, absl::StrCat("/", v1::Learner::service_full_name(), "/WatchAdapters"),
-                                &cq_)) {
-    if (call_ == nullptr) return;
-    call_->StartCall(nullptr);
-    if (!Await()) return;
-    grpc::ByteBuffer buffer;
-    bool own = false;
-    if (!grpc::SerializationTraits<v1::WatchAdaptersRequest>::Serialize(request, &buffer, &own).ok()) return;
-    call_->WriteLast(buffer, grpc::WriteOptions(), nullptr);
-    open_ = Await();
-  }
-
-  ~RawServerStream() {
-    cq_.Shutdown();
-    void* tag = nullptr;
-    bool ok = false;
-    while (cq_.Next(&tag, &ok)) {
-    }
-  }
-
-  // The next message; false when the stream has ended (then call Finish()).
-  bool Read(grpc::ByteBuffer* message) {
-    if (!open_) return false;
-    call_->Read(message, nullptr);
-    open_ = Await();
-    return open_;
-  }
-
-  grpc::Status Finish() {
-    if (call_ == nullptr) return grpc::Status(grpc::StatusCode::INTERNAL, "WatchAdapters: the call was not created");
-    grpc::Status status;
-    call_->Finish(&status, nullptr);
-    Await();
-    return status;
-  }
-
- private:
-  bool Await() {
-    void* tag = nullptr;
-    bool ok = false;
-    return cq_.Next(&tag, &ok) && ok;
-  }
-
-  grpc::CompletionQueue cq_;
-  std::unique_ptr<grpc::GenericClientAsyncReaderWriter> call_;
-  bool open_ = false;
-};
 
 // Parses one received chunk in place and feeds it to `assembler`; `slices`
 // and `pieces` are scratch space kept across calls.
@@ -84,6 +29,96 @@ absl::StatusOr<std::optional<AdapterVersionData>> AddChunk(const grpc::ByteBuffe
   return assembler->Add(chunk->fields, chunk->data);
 }
 
+// Learner.WatchAdapters called generically with the callback API: the
+// request is serialised here, and each chunk is parsed and assembled on the
+// gRPC thread that received it (no hand-off per message). A whole version
+// waits for the subscriber's thread to take it before the next read starts,
+// so a slow callback holds the stream back (HTTP/2 flow control) instead of
+// queueing versions.
+class WatchAdaptersCall final : public grpc::ClientBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer> {
+ public:
+  WatchAdaptersCall(grpc::GenericStub* stub, grpc::ClientContext* context, const v1::WatchAdaptersRequest& request)
+      : context_(context) {
+    grpc::Slice serialized(request.SerializeAsString());
+    request_ = grpc::ByteBuffer(&serialized, 1);
+    stub->PrepareBidiStreamingCall(context, absl::StrCat("/", v1::Learner::service_full_name(), "/WatchAdapters"),
+                                   grpc::StubOptions(), this);
+    StartWriteLast(&request_, grpc::WriteOptions());
+    StartRead(&message_);
+    AddHold();  // reads are also started from Next(), outside the reactions: released when reading ends
+    StartCall();
+  }
+
+  // Blocks until the next whole version (then the stream reads on) or the
+  // end of the stream (nullopt; see Finish()). A chunk the assembler rejects
+  // cancels the call.
+  std::optional<AdapterVersionData> Next() {
+    std::optional<AdapterVersionData> next;
+    {
+      absl::MutexLock lock(&mu_);
+      auto ready = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) { return version_.has_value() || done_; };
+      mu_.Await(absl::Condition(&ready));
+      if (!version_) return std::nullopt;
+      next = std::move(version_);
+      version_.reset();
+    }
+    StartRead(&message_);
+    return next;
+  }
+
+  // After Next() returned nullopt: how the call ended, and in `rejected` the
+  // chunk error that ended it, if any.
+  grpc::Status Finish(absl::Status* rejected) {
+    absl::MutexLock lock(&mu_);
+    mu_.Await(absl::Condition(&done_));
+    *rejected = rejected_;
+    return status_;
+  }
+
+  void OnReadDone(bool ok) override {
+    if (!ok) {  // the stream is over; OnDone follows
+      RemoveHold();
+      return;
+    }
+    absl::StatusOr<std::optional<AdapterVersionData>> result = AddChunk(message_, &slices_, &pieces_, &assembler_);
+    if (!result.ok()) {
+      {
+        absl::MutexLock lock(&mu_);
+        rejected_ = result.status();
+      }
+      context_->TryCancel();
+      RemoveHold();  // no more reads
+      return;
+    }
+    if (!result->has_value()) {
+      StartRead(&message_);
+      return;
+    }
+    absl::MutexLock lock(&mu_);
+    version_ = std::move(*result);  // Next() starts the next read
+  }
+
+  void OnDone(const grpc::Status& status) override {
+    absl::MutexLock lock(&mu_);
+    status_ = status;
+    done_ = true;
+  }
+
+ private:
+  grpc::ClientContext* const context_;
+  grpc::ByteBuffer request_;
+  // Used by the reading callbacks only (one at a time).
+  grpc::ByteBuffer message_;
+  std::vector<grpc::Slice> slices_;
+  std::vector<absl::string_view> pieces_;
+  AdapterAssembler assembler_;
+  absl::Mutex mu_;
+  std::optional<AdapterVersionData> version_ ABSL_GUARDED_BY(mu_);
+  absl::Status rejected_ ABSL_GUARDED_BY(mu_);
+  grpc::Status status_ ABSL_GUARDED_BY(mu_);
+  bool done_ ABSL_GUARDED_BY(mu_) = false;
+};
+
 }  // namespace
 
 AdapterSubscriber::AdapterSubscriber(AdapterSubscriberOptions options, OnVersion on_version)
@@ -95,7 +130,6 @@ AdapterSubscriber::AdapterSubscriber(AdapterSubscriberOptions options, OnVersion
 AdapterSubscriber::~AdapterSubscriber() { Stop(); }
 
 void AdapterSubscriber::Start() {
-  RetainMemoryForAdapterStreaming();
   if (!thread_.joinable()) thread_ = std::thread([this] { Run(); });
 }
 
@@ -146,34 +180,26 @@ bool AdapterSubscriber::StreamOnce() {
     context_ = &context;
   }
   ++connects_;
-  RawServerStream stream(stub_.get(), &context, request);
-  AdapterAssembler assembler;
-  grpc::ByteBuffer message;
-  std::vector<grpc::Slice> slices;
-  std::vector<absl::string_view> pieces;
+  WatchAdaptersCall stream(stub_.get(), &context, request);
   bool delivered = false;
-  while (stream.Read(&message)) {
-    absl::StatusOr<std::optional<AdapterVersionData>> result = AddChunk(message, &slices, &pieces, &assembler);
-    if (!result.ok()) {
-      // Drop the stream and ask again: the learner re-sends the newest version.
-      ++rejected_;
-      spdlog::warn("adapter stream from {}: {}; re-requesting", options_.learner_address,
-                   std::string(result.status().message()));
-      context.TryCancel();
-      break;
-    }
-    if (!result->has_value()) continue;
-    AdapterVersionData data = std::move(**result);
+  while (std::optional<AdapterVersionData> data = stream.Next()) {
     {
       absl::MutexLock lock(&mu_);
-      uint64_t& held = held_[data.role];
-      if (data.version <= held) continue;  // never go backwards
-      held = data.version;
+      uint64_t& held = held_[data->role];
+      if (data->version <= held) continue;  // never go backwards
+      held = data->version;
     }
     delivered = true;
-    on_version_(std::move(data));
+    on_version_(std::move(*data));
   }
-  const grpc::Status status = stream.Finish();
+  absl::Status rejected;
+  const grpc::Status status = stream.Finish(&rejected);
+  if (!rejected.ok()) {
+    // The stream was dropped to ask again: the learner re-sends the newest version.
+    ++rejected_;
+    spdlog::warn("adapter stream from {}: {}; re-requesting", options_.learner_address,
+                 std::string(rejected.message()));
+  }
   {
     absl::MutexLock lock(&mu_);
     context_ = nullptr;

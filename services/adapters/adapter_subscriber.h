@@ -1,15 +1,15 @@
 // AdapterSubscriber: a sampler's side of adapter streaming. A thread of its
 // own keeps one Learner.WatchAdapters stream open, reassembles versions,
 // checks every tensor's CRC-32C and hands whole versions to a callback. The
-// stream is read raw (a generic call): each chunk's data is copied once, from
-// the slices gRPC received into the tensor being assembled.
+// stream is read raw (a generic call, callback API): each chunk is parsed on
+// the gRPC thread that received it, its data copied once, from the slices
+// gRPC received into the tensor being assembled.
 // A corrupt or out-of-order chunk drops that version and re-requests it (the
 // stream is reopened naming the versions already held); a lost connection or
 // a restarted learner is retried with exponential back-off, forever, until
 // Stop().
 //
-// Thread-safe. The callback runs on the subscriber's thread. Start() also
-// tunes the process's malloc for streaming (malloc_tuning.h).
+// Thread-safe. The callback runs on the subscriber's thread.
 #ifndef DSM_SERVICES_ADAPTERS_ADAPTER_SUBSCRIBER_H_
 #define DSM_SERVICES_ADAPTERS_ADAPTER_SUBSCRIBER_H_
 

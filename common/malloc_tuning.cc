@@ -1,4 +1,4 @@
-#include "services/adapters/malloc_tuning.h"
+#include "common/malloc_tuning.h"
 
 #include <mutex>
 
@@ -8,12 +8,13 @@
 
 namespace dsm {
 
-void RetainMemoryForAdapterStreaming() {
+void RetainFreedMemory() {
   static std::once_flag once;
   std::call_once(once, [] {
 #if defined(__GLIBC__)
-    mallopt(M_MMAP_THRESHOLD, 32 << 20);
-    mallopt(M_TOP_PAD, 64 << 20);
+    mallopt(M_MMAP_THRESHOLD, 1 << 30);
+    mallopt(M_TRIM_THRESHOLD, 1 << 30);
+    mallopt(M_TOP_PAD, 256 << 20);
 #endif
   });
 }
