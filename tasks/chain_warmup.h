@@ -41,8 +41,11 @@ struct ChainWarmupOptions {
   int lr_warmup_steps = 30;     // linear warm-up: 0..steps
   double final_lr_fraction = 0.1;  // cosine decay ends at this share of the peak: [0, 1]
   int batch = 24;               // examples per step: 1..4096
-  // Relative shares of the roles among a step's examples (>= 0, not all 0).
-  double generator_share = 1;
+  // Relative shares of the roles among a step's examples (>= 0, not all 0). The generator gets
+  // half: writing a proof means finding each next fact in the prompt, the slowest skill to come
+  // (measured, built-in model, 900 steps of 16: 1:1:1 left no held-out proof correct; 2:1:1
+  // gave 10% correct with the verifier and meta-verifier still at 0.73 and 0.96 agreement).
+  double generator_share = 2;
   double verifier_share = 1;
   double meta_verifier_share = 1;
   // Flawless proofs among the verifier's and meta-verifier's examples: [0, 1].

@@ -106,6 +106,8 @@ void AddInitModelCommand(CLI::App& app, Action* action) {
   cmd->add_option("--intermediate", flags->model.intermediate_size, "MLP intermediate size (default 344)");
   cmd->add_option("--max-len", flags->model.max_position_embeddings, "Context length in tokens (default 512)");
   cmd->add_option("--vocab", flags->vocab_size, "Tokenizer vocabulary size (default 1024)");
+  cmd->add_flag("--tie-embeddings", flags->model.tie_word_embeddings,
+                "Share the input and output embeddings (default: separate; tied, a model this small cannot copy from its prompt)");
   cmd->add_option("--seed", flags->seed, "Seed of the weights and the tokenizer corpus (default 0)");
   cmd->add_option("--templates", flags->templates,
                   "Folder of prompt templates (*.txt) added to the tokenizer corpus (default configs/prompts)");

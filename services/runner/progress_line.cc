@@ -26,7 +26,7 @@ std::string ProgressLine(const std::string& label, uint64_t done, uint64_t total
                          absl::Duration elapsed, int bar_width) {
   const int64_t seconds = std::max<int64_t>(0, absl::ToInt64Seconds(elapsed));
   const std::string clock = absl::StrFormat("%d:%02d", seconds / 60, seconds % 60);
-  std::string line = absl::StrFormat("%-34s", label);
+  std::string line = absl::StrFormat("%-36s ", label);
   if (total > 0) {
     const uint64_t shown = std::min(done, total);
     const int filled = static_cast<int>(shown * static_cast<uint64_t>(bar_width) / total);

@@ -36,7 +36,7 @@ TEST(InitModelCli, WritesALoadableModelWithTheAskedSizes) {
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(r.out,
             "wrote " + out + ": LlamaForCausalLM, " +
-                std::to_string(600 * 64 + 64 + 2 * (2 * 64 + 64 * 64 + 2 * 16 * 64 + 64 * 64 + 3 * 96 * 64)) +
+                std::to_string(2 * 600 * 64 + 64 + 2 * (2 * 64 + 64 * 64 + 2 * 16 * 64 + 64 * 64 + 3 * 96 * 64)) +
                 " parameters (vocab 600, hidden 64, layers 2, heads 4/1, intermediate 96, context 256, "
                 "3 templates in the tokenizer corpus)\n");
   auto model = LlamaModel::Load(out);

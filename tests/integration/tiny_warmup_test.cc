@@ -13,7 +13,7 @@
 //   DSM_WARMUP_CORRECT DSM_WARMUP_PROMPT_LOSS DSM_WARMUP_WD DSM_WARMUP_SEED DSM_WARMUP_EVAL (problems)
 //   DSM_WARMUP_EVAL_EVERY DSM_WARMUP_T1 (temperature-1 samples per problem)
 //   model: DSM_WARMUP_HIDDEN DSM_WARMUP_LAYERS DSM_WARMUP_HEADS DSM_WARMUP_KV_HEADS
-//   DSM_WARMUP_INTERMEDIATE DSM_WARMUP_VOCAB
+//   DSM_WARMUP_INTERMEDIATE DSM_WARMUP_VOCAB DSM_WARMUP_TIE (0: separate input and output embeddings)
 //   domain: DSM_WARMUP_VARS DSM_WARMUP_MIN_CHAIN DSM_WARMUP_MAX_CHAIN DSM_WARMUP_MIN_DISTRACT
 //   DSM_WARMUP_MAX_DISTRACT
 #include "tasks/chain_warmup.h"
@@ -213,6 +213,7 @@ TEST(TinyWarmup, Experiment) {
   m.num_attention_heads = EnvInt("DSM_WARMUP_HEADS", static_cast<int>(m.num_attention_heads));
   m.num_key_value_heads = EnvInt("DSM_WARMUP_KV_HEADS", static_cast<int>(m.num_key_value_heads));
   m.intermediate_size = EnvInt("DSM_WARMUP_INTERMEDIATE", static_cast<int>(m.intermediate_size));
+  m.tie_word_embeddings = EnvInt("DSM_WARMUP_TIE", m.tie_word_embeddings ? 1 : 0) != 0;
   ChainWarmupOptions o = RecipeOptions();
   o.steps = EnvInt("DSM_WARMUP_STEPS", o.steps);
   o.max_seconds = EnvDouble("DSM_WARMUP_SECONDS", o.max_seconds);
@@ -237,12 +238,13 @@ TEST(TinyWarmup, Experiment) {
   o.domain.min_distractors = EnvInt("DSM_WARMUP_MIN_DISTRACT", o.domain.min_distractors);
   o.domain.max_distractors = EnvInt("DSM_WARMUP_MAX_DISTRACT", o.domain.max_distractors);
   std::printf("SETUP hidden=%lld layers=%lld heads=%lld/%lld inter=%lld lr=%g warmup=%d batch=%d steps=%d "
-              "shares=%g/%g/%g vars=%d chain=%d..%d distract=%d..%d\n",
+              "shares=%g/%g/%g vars=%d chain=%d..%d distract=%d..%d tied=%d\n",
               static_cast<long long>(m.hidden_size), static_cast<long long>(m.num_hidden_layers),
               static_cast<long long>(m.num_attention_heads), static_cast<long long>(m.num_key_value_heads),
               static_cast<long long>(m.intermediate_size), o.learning_rate, o.lr_warmup_steps, o.batch, o.steps,
               o.generator_share, o.verifier_share, o.meta_verifier_share, o.domain.num_variables,
-              o.domain.min_chain_length, o.domain.max_chain_length, o.domain.min_distractors, o.domain.max_distractors);
+              o.domain.min_chain_length, o.domain.max_chain_length, o.domain.min_distractors, o.domain.max_distractors,
+              m.tie_word_embeddings ? 1 : 0);
   std::fflush(stdout);
   WarmUp("tiny_warmup_experiment", m, EnvInt("DSM_WARMUP_VOCAB", 1024), o);
 }

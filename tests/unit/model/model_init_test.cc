@@ -76,19 +76,28 @@ TEST_F(ModelInitTest, LoadsWithTheAskedArchitecture) {
   EXPECT_EQ(c.head_dim, 16);
   EXPECT_EQ(c.intermediate_size, 172);
   EXPECT_EQ(c.max_position_embeddings, 256);
-  EXPECT_TRUE(c.tie_word_embeddings);
+  EXPECT_FALSE(c.tie_word_embeddings);
   EXPECT_DOUBLE_EQ(c.rms_norm_eps, 1e-5);
   EXPECT_DOUBLE_EQ(c.rope_theta, 10000.0);
   EXPECT_EQ(c.bos_token_id, ChainTokenizer::kBosId);
   EXPECT_THAT(c.eos_token_ids, testing::ElementsAre(ChainTokenizer::kEosId));
 
-  // embed 400x64 + final norm 64 + 2 x (2 norms x 64 + q 64x64 + k,v 32x64 + o 64x64 + 3 x 172x64)
-  const int64_t expected = 400 * 64 + 64 + 2 * (2 * 64 + 64 * 64 + 2 * 32 * 64 + 64 * 64 + 3 * 172 * 64);
+  // embed 400x64 + lm_head 400x64 + final norm 64 + 2 x (2 norms x 64 + q 64x64 + k,v 32x64 + o 64x64 + 3 x 172x64)
+  const int64_t expected = 2 * 400 * 64 + 64 + 2 * (2 * 64 + 64 * 64 + 2 * 32 * 64 + 64 * 64 + 3 * 172 * 64);
   EXPECT_EQ(CountModelParameters(c), expected);
   int64_t loaded = 0;
   for (const auto& [name, tensor] : (*model)->NamedWeights()) loaded += tensor.numel();
   EXPECT_EQ(loaded, expected);
-  EXPECT_EQ((*model)->NamedWeights().count("lm_head.weight"), 0u);
+  EXPECT_EQ((*model)->NamedWeights().count("lm_head.weight"), 1u);
+
+  // Tied on request: no lm_head.weight, one embedding fewer.
+  options.tie_word_embeddings = true;
+  ASSERT_TRUE(Write("arch_tied", options).ok());
+  auto tied = LlamaModel::Load(testing::TempDir() + "/arch_tied");
+  ASSERT_TRUE(tied.ok()) << tied.status();
+  EXPECT_TRUE((*tied)->config().tie_word_embeddings);
+  EXPECT_EQ(CountModelParameters((*tied)->config()), expected - 400 * 64);
+  EXPECT_EQ((*tied)->NamedWeights().count("lm_head.weight"), 0u);
 
   EXPECT_EQ(ReadAll(testing::TempDir() + "/arch/tokenizer.json"), *tokenizer_json_);
   EXPECT_EQ(ReadAll(testing::TempDir() + "/arch/tokenizer_config.json"), *tokenizer_config_json_);

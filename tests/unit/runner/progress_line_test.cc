@@ -62,6 +62,9 @@ TEST(ProgressLine, BarCountUnitAndClock) {
   EXPECT_THAT(line, HasSubstr("proofs"));
   EXPECT_THAT(line, HasSubstr("1:15"));
   EXPECT_THAT(ProgressLine("x", 3, 0, "steps", absl::ZeroDuration(), 8), testing::Not(HasSubstr("[")));
+  // The longest label still has a space before its bar.
+  EXPECT_THAT(ProgressLine("phase 3 enhanced verifier RL (it 12)", 1, 2, "proofs+analyses", absl::ZeroDuration()),
+              HasSubstr("(it 12) ["));
 }
 
 TEST(PhaseProgressDisplay, APhaseThatEndsBetweenTwoPollsStillGetsItsLines) {
