@@ -7,9 +7,16 @@
 #
 # Stages: build-base (Debian bookworm + the build packages of
 # scripts/setup.sh, read from that file so the two never drift) -> torch-cpu or
-# torch-cuda (where LibTorch comes from) -> builder (cmake + ninja, the `dsm`
-# target only) -> runtime (bookworm-slim + exactly the Debian packages the
-# binary links against, found with ldd/dpkg in the builder).
+# torch-cuda (where LibTorch comes from) -> build-source (cmake + ninja, the
+# `dsm` target only) -> runtime (bookworm-slim + exactly the Debian packages the
+# binary links against, found with ldd/dpkg by deploy/runtime-libs.sh).
+#
+# A binary already built on a Debian 12 machine (scripts/setup.sh) skips the
+# compile: DSM_BUILD=prebuilt takes the build context's prebuilt/ folder, as
+# `deploy/runtime-libs.sh build/dsm CONTEXT/prebuilt` writes it, instead of
+# build-source (deploy/compose-e2e.sh builds its image so). Only the stages
+# the image needs are built (BuildKit; podman/buildah when the ARGs are given
+# with --build-arg).
 #
 # CUDA variant (TORCH=cuda): LibTorch comes from PyTorch's CUDA wheel
 # (TORCH_CUDA_INDEX, default CUDA 12.6, which runs on a T4's sm_75) installed
@@ -26,6 +33,8 @@ ARG DEBIAN_IMAGE=debian:bookworm
 ARG DEBIAN_SLIM_IMAGE=debian:bookworm-slim
 # cpu | cuda
 ARG TORCH=cpu
+# source | prebuilt
+ARG DSM_BUILD=source
 
 # --------------------------------------------------------------------------
 FROM ${DEBIAN_IMAGE} AS build-base
@@ -57,7 +66,7 @@ RUN apt-get update \
 ENV TORCH_PREFIX=/opt/torch
 
 # --------------------------------------------------------------------------
-FROM torch-${TORCH} AS builder
+FROM torch-${TORCH} AS build-source
 WORKDIR /src
 COPY . .
 RUN prefix="" \
@@ -66,9 +75,7 @@ RUN prefix="" \
     fi \
  && cmake -S . -B /build -G Ninja -DCMAKE_BUILD_TYPE=Release -DDSM_BUILD_TESTS=OFF \
       ${prefix:+-DCMAKE_PREFIX_PATH="$prefix"} \
- && cmake --build /build --target dsm \
- && mkdir -p /out/lib \
- && cp /build/dsm /out/dsm
+ && cmake --build /build --target dsm
 # Runtime needs: every shared library the binary loads. Those from Debian
 # packages become a package list for the runtime stage; the rest (the CUDA
 # wheel's LibTorch and CUDA libraries) are copied as files.
@@ -76,19 +83,13 @@ RUN if [[ -n "${TORCH_PREFIX}" ]]; then \
       site="$("${TORCH_PREFIX}/bin/python3" -c 'import torch, os; print(os.path.dirname(os.path.dirname(torch.__file__)))')"; \
       export LD_LIBRARY_PATH="$site/torch/lib:$(ls -d "$site"/nvidia/*/lib | paste -sd:)"; \
     fi \
- && ldd /out/dsm | awk '/=> \//{print $3}' | sort -u > /tmp/libs.txt \
- && : > /out/runtime-packages.txt \
- && while read -r lib; do \
-      real="$(readlink -f "$lib")"; \
-      if pkg="$(dpkg -S "$real" 2>/dev/null || dpkg -S "$lib" 2>/dev/null)"; then \
-        echo "${pkg%%:*}" >> /out/runtime-packages.txt; \
-      else \
-        cp -L "$lib" /out/lib/; \
-      fi; \
-    done < /tmp/libs.txt \
- && sort -u -o /out/runtime-packages.txt /out/runtime-packages.txt \
- && echo "runtime packages: $(tr '\n' ' ' < /out/runtime-packages.txt)" \
- && echo "bundled libraries: $(ls /out/lib | tr '\n' ' ')"
+ && deploy/runtime-libs.sh /build/dsm /out
+
+# A binary built elsewhere on Debian 12, with what runtime-libs.sh found for it.
+FROM ${DEBIAN_IMAGE} AS build-prebuilt
+COPY prebuilt/ /out/
+
+FROM build-${DSM_BUILD} AS builder
 
 # --------------------------------------------------------------------------
 FROM ${DEBIAN_SLIM_IMAGE} AS runtime
@@ -104,9 +105,12 @@ COPY --from=builder /out/dsm /usr/local/bin/dsm
 # relative to the working directory by default.
 COPY configs /opt/dsm/configs
 ENV LD_LIBRARY_PATH=/opt/dsm/lib
+# /models and /data belong to dsm: a new named volume mounted there (the CPU
+# variant's dsm-models, dsm-data) takes that owner, so `dsm prepare` can write
+# the built-in model and data into it.
 RUN useradd --system --uid 10001 --home-dir /var/lib/dsm --shell /usr/sbin/nologin dsm \
- && mkdir -p /var/lib/dsm/runs /var/lib/dsm/checkpoints /models \
- && chown -R dsm:dsm /var/lib/dsm \
+ && mkdir -p /var/lib/dsm/runs /var/lib/dsm/checkpoints /models /data \
+ && chown -R dsm:dsm /var/lib/dsm /models /data \
  && dsm --help > /dev/null
 WORKDIR /opt/dsm
 USER dsm

@@ -28,6 +28,7 @@ int Main(int argc, char** argv) {
   AddImportCommand(app, &action);
   AddInitModelCommand(app, &action);
   AddRunCommand(app, &action);
+  AddSetupCommands(app, &action);
 
   try {
     app.parse(argc, argv);

@@ -28,6 +28,7 @@ void AddServeCommand(CLI::App& app, Action* action);
 void AddImportCommand(CLI::App& app, Action* action);
 void AddInitModelCommand(CLI::App& app, Action* action);
 void AddRunCommand(CLI::App& app, Action* action);
+void AddSetupCommands(CLI::App& app, Action* action);
 
 int Main(int argc, char** argv);
 

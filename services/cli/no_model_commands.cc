@@ -7,5 +7,6 @@ void AddModelCommands(CLI::App&, Action*) {}
 void AddServeCommand(CLI::App&, Action*) {}
 void AddInitModelCommand(CLI::App&, Action*) {}
 void AddRunCommand(CLI::App&, Action*) {}
+void AddSetupCommands(CLI::App&, Action*) {}
 
 }  // namespace dsm::cli

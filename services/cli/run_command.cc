@@ -43,19 +43,15 @@
 #include "dsm/v1/learner.grpc.pb.h"
 #include "google/protobuf/util/time_util.h"
 #include "grpc/health/v1/health.grpc.pb.h"
-#include "model/model_init.h"
-#include "nlohmann/json.hpp"
 #include "services/cli/app.h"
-#include "services/coordinator/jsonl_import.h"
 #include "services/coordinator/run_store.h"
 #include "services/report/run_report.h"
+#include "services/runner/builtin_setup.h"
 #include "services/runner/progress_line.h"
 #include "services/runner/run_event_follower.h"
 #include "services/runner/run_monitor.h"
 #include "services/runner/run_summary.h"
 #include "services/runner/service_supervisor.h"
-#include "tasks/chain_tokenizer.h"
-#include "tasks/chain_warmup.h"
 #include "tasks/jsonl_export.h"
 #include "torch/torch.h"
 
@@ -95,16 +91,6 @@ absl::Status WriteFile(const std::string& path, const std::string& text) {
   return absl::OkStatus();
 }
 
-ChainDomainOptions DomainOf(const BuiltinConfig& b) {
-  ChainDomainOptions d;
-  d.num_variables = b.num_variables;
-  d.min_chain_length = b.min_chain_length;
-  d.max_chain_length = b.max_chain_length;
-  d.min_distractors = b.min_distractors;
-  d.max_distractors = b.max_distractors;
-  return d;
-}
-
 // The state of an existing run, or nullopt when there is none yet.
 absl::StatusOr<std::optional<v1::RunStatus>> ExistingRun(const DsmConfig& config) {
   const std::string path = RunStore::StatePath(config.run.runs_dir, config.run.name);
@@ -115,103 +101,6 @@ absl::StatusOr<std::optional<v1::RunStatus>> ExistingRun(const DsmConfig& config
   if (absl::IsNotFound(run.status())) return std::optional<v1::RunStatus>();
   if (!run.ok()) return run.status();
   return std::optional<v1::RunStatus>(*run);
-}
-
-// Phase 0 for the built-in model: a fresh tiny Llama with the domain's tokenizer, warmed up.
-// Returns the warm-up's held-out numbers (also written to <run_dir>/warmup.json).
-absl::StatusOr<std::map<std::string, double>> PrepareModel(const DsmConfig& config, const std::string& run_dir) {
-  const BuiltinConfig& b = config.builtin;
-  const std::string& model_dir = config.model.path;
-  const std::string warmup_json = run_dir + "/warmup.json";
-  if (fs::exists(fs::path(model_dir) / "config.json")) {
-    std::map<std::string, double> held_out;
-    if (fs::exists(warmup_json)) {
-      nlohmann::json j = nlohmann::json::parse(ReadFile(warmup_json), nullptr, false);
-      if (j.is_object() && j.contains("held_out") && j["held_out"].is_object()) {
-        for (auto& [k, v] : j["held_out"].items()) {
-          if (v.is_number()) held_out[k] = v.get<double>();
-        }
-      }
-    }
-    std::cout << "model: " << model_dir << " (already there; phase 0 skipped)\n";
-    return held_out;
-  }
-  // 1. A fresh model and tokenizer (the prompt templates are in the tokenizer's corpus).
-  std::vector<std::string> templates;
-  for (const char* role : {"generator", "verifier", "meta_verifier"}) {
-    const std::string path = absl::StrCat(config.coordinator.prompts_dir, "/", role, ".txt");
-    if (!fs::exists(path)) return absl::InvalidArgumentError(absl::StrCat("coordinator.prompts_dir: ", path, " is missing"));
-    templates.push_back(ReadFile(path));
-  }
-  ModelInitOptions init;
-  init.hidden_size = b.hidden_size;
-  init.num_hidden_layers = b.num_hidden_layers;
-  init.num_attention_heads = b.num_attention_heads;
-  init.num_key_value_heads = b.num_key_value_heads;
-  init.intermediate_size = b.intermediate_size;
-  init.max_position_embeddings = config.model.max_len;
-  init.seed = static_cast<uint64_t>(config.run.seed);
-  if (absl::Status s = init.Validate(); !s.ok()) return absl::InvalidArgumentError(absl::StrCat("builtin.", s.message()));
-  ChainTokenizerOptions tokenizer_options;
-  tokenizer_options.vocab_size = b.vocab_size;
-  tokenizer_options.seed = init.seed;
-  tokenizer_options.domain = DomainOf(b);
-  tokenizer_options.model_max_length = config.model.max_len;
-  if (absl::Status s = tokenizer_options.Validate(); !s.ok()) {
-    return absl::InvalidArgumentError(absl::StrCat("builtin.", s.message()));
-  }
-  absl::StatusOr<ChainTokenizer> tokenizer = ChainTokenizer::Build(tokenizer_options, templates);
-  if (!tokenizer.ok()) return tokenizer.status();
-  const std::string fresh_dir = run_dir + "/model-init";
-  absl::StatusOr<ModelConfig> model_config =
-      WriteInitialModel(fresh_dir, init, tokenizer->TokenizerJson(), tokenizer->TokenizerConfigJson());
-  if (!model_config.ok()) return model_config.status();
-  std::cout << "model: a fresh " << CountModelParameters(*model_config) << "-parameter Llama ("
-            << model_config->num_hidden_layers << " layers, hidden " << model_config->hidden_size << ", vocab "
-            << model_config->vocab_size << ")\n";
-
-  // 2. Phase 0: full-parameter SFT on the domain's three formats.
-  ChainWarmupOptions w;
-  w.domain = DomainOf(b);
-  w.steps = b.warmup_steps;
-  w.max_seconds = b.warmup_max_seconds;
-  w.learning_rate = b.warmup_learning_rate;
-  w.lr_warmup_steps = std::min(b.warmup_lr_warmup_steps, b.warmup_steps);
-  w.batch = b.warmup_batch;
-  w.seed = static_cast<uint64_t>(config.run.seed);
-  w.prompts_dir = config.coordinator.prompts_dir;
-  w.eval_problems = b.eval_problems;
-  if (absl::Status s = w.Validate(); !s.ok()) return absl::InvalidArgumentError(absl::StrCat("builtin: ", s.message()));
-  const bool tty = isatty(STDOUT_FILENO) != 0;
-  int last_printed = -1;
-  absl::StatusOr<ChainWarmupResult> warmed = WarmUpChainModel(
-      fresh_dir, model_dir, w, [&](const ChainWarmupProgress& p) {
-        const int tenth = p.total_steps == 0 ? 0 : p.step * 10 / p.total_steps;
-        if (!tty && tenth == last_printed && p.step != p.total_steps) return;
-        last_printed = tenth;
-        const std::string line =
-            ProgressLine(PhaseLabel(v1::PHASE_WARMUP_SFT), static_cast<uint64_t>(p.step),
-                         static_cast<uint64_t>(p.total_steps), absl::StrFormat("steps loss %.3f", p.loss),
-                         absl::Seconds(p.elapsed_seconds));
-        std::cout << (tty ? "\r" : "") << line << (tty ? "" : "\n") << std::flush;
-      });
-  if (tty) std::cout << "\n";
-  if (!warmed.ok()) return warmed.status();
-  std::error_code ec;
-  fs::remove_all(fresh_dir, ec);
-  nlohmann::ordered_json j;
-  j["steps"] = warmed->steps;
-  j["seconds"] = warmed->seconds;
-  j["final_loss"] = warmed->final_loss;
-  j["held_out"] = warmed->held_out;
-  if (absl::Status s = WriteFile(warmup_json, j.dump(2) + "\n"); !s.ok()) return s;
-  std::cout << "phase 0: " << warmed->steps << " steps in " << absl::StrFormat("%.0f", warmed->seconds)
-            << " s, loss " << absl::StrFormat("%.3f", warmed->final_loss) << "; held out:";
-  for (const auto& [k, v] : warmed->held_out) std::cout << " " << k << " " << absl::StrFormat("%.3f", v);
-  std::cout << "\n";
-  std::map<std::string, double> extra;
-  for (const auto& [k, v] : warmed->held_out) extra["warmup_" + k] = v;
-  return extra;
 }
 
 // A free TCP port on `host` (an IPv4 address): bind to port 0, read it back, close.
@@ -243,11 +132,8 @@ absl::StatusOr<DsmConfig> ServicesConfig(DsmConfig config) {
     }
   }
   auto address = [&host](const Endpoint& e) { return absl::StrCat(host, ":", e.port); };
-  config.coordinator.pipeline = true;
-  config.coordinator.learner = address(config.services.learner);
-  config.coordinator.verifier = address(config.services.verifier);
-  config.coordinator.meta_verifier = address(config.services.meta_verifier);
-  if (config.builtin.domain == "chain") config.coordinator.grader = "chain";
+  config = WithPipeline(config, address(config.services.learner), address(config.services.verifier),
+                      address(config.services.meta_verifier));
   config.worker.coordinator = address(config.services.coordinator);
   config.worker.learner = address(config.services.learner);
   if (absl::Status s = ValidateConfig(config); !s.ok()) return s;
@@ -278,37 +164,6 @@ absl::Status AwaitServing(const std::string& name, const std::string& address, c
   return absl::DeadlineExceededError(absl::StrCat(name, " at ", address, " did not become healthy within ",
                                                   absl::FormatDuration(timeout), "; see ",
                                                   supervisor->LogPath(name)));
-}
-
-// Sends the JSONL files to the coordinator (ImportRecords; ids make a repeat harmless).
-absl::Status ImportData(v1::Coordinator::Stub* stub, const std::string& run_name,
-                        const std::vector<std::string>& files) {
-  std::vector<v1::ImportRecordsRequest> records;
-  for (const std::string& file : files) {
-    absl::StatusOr<JsonlParseResult> parsed = ParseJsonlFile(file, JsonlOptions{});
-    if (!parsed.ok()) return parsed.status();
-    if (parsed->error_count > 0) {
-      return absl::InvalidArgumentError(absl::StrCat(FormatImportError(parsed->errors.front())));
-    }
-    for (v1::ImportRecordsRequest& r : parsed->records) records.push_back(std::move(r));
-  }
-  grpc::ClientContext context;
-  SetDeadline(&context, absl::Seconds(600));
-  v1::ImportRecordsResponse response;
-  auto writer = stub->ImportRecords(&context, &response);
-  for (v1::ImportRecordsRequest& r : records) {
-    r.set_run_name(run_name);
-    if (!writer->Write(r)) break;
-  }
-  writer->WritesDone();
-  const grpc::Status status = writer->Finish();
-  if (!status.ok()) return absl::UnavailableError(absl::StrCat("ImportRecords: ", status.error_message()));
-  if (response.error_count() > 0) {
-    return absl::InvalidArgumentError(absl::StrCat("ImportRecords: ", FormatImportError(response.errors(0))));
-  }
-  std::cout << "data: imported " << response.imported() << " records (" << response.duplicates()
-            << " already there)\n";
-  return absl::OkStatus();
 }
 
 std::string EvaluationPointName(v1::EvaluationPoint p) {
@@ -403,23 +258,15 @@ int RunPipeline(const RunFlags& flags) {
   torch::set_num_threads(config.runtime.threads);
 
   // 1. The built-in default's model and data.
-  absl::StatusOr<std::map<std::string, double>> extra = PrepareModel(config, run_dir);
+  absl::StatusOr<std::map<std::string, double>> extra = PrepareBuiltinModel(config, run_dir);
   if (!extra.ok()) {
     std::cerr << "dsm: run: phase 0: " << extra.status().message() << "\n";
     return extra.status().code() == absl::StatusCode::kInvalidArgument ? kExitUsage : kExitFailed;
   }
   if (g_signal.load() != 0) return 130;
-  ChainDatasetOptions data;
-  data.domain = DomainOf(config.builtin);
-  data.train_problems = config.builtin.train_problems;
-  data.eval_problems = config.builtin.eval_problems;
-  data.proofs_per_problem = config.builtin.proofs_per_problem;
-  data.correct_fraction = config.builtin.correct_fraction;
-  data.analyses_per_proof = config.builtin.analyses_per_proof;
-  data.seed = static_cast<uint64_t>(config.run.seed);
-  if (absl::Status s = data.Validate(); !s.ok()) return UsageError(absl::StrCat("builtin: ", s.message()));
   const std::string data_dir = run_dir + "/data";
-  absl::StatusOr<ChainDatasetCounts> counts = WriteChainDatasetFiles(data, data_dir);
+  absl::StatusOr<ChainDatasetCounts> counts = WriteBuiltinData(config, data_dir);
+  if (absl::IsInvalidArgument(counts.status())) return UsageError(std::string(counts.status().message()));
   if (!counts.ok()) {
     std::cerr << "dsm: run: writing the data: " << counts.status().message() << "\n";
     return kExitFailed;
@@ -474,22 +321,10 @@ int RunPipeline(const RunFlags& flags) {
   RunMonitor monitor(coordinator.get(), learner.get(), config.run.name, absl::Seconds(10));
   absl::StatusOr<v1::RunStatus> run = monitor.Poll();
   if (run.ok() && run->state() == v1::RUN_STATE_PENDING) {
-    if (absl::Status s = ImportData(coordinator.get(), config.run.name,
-                                    {data_dir + "/problems.jsonl", data_dir + "/proofs.jsonl",
-                                     data_dir + "/analyses.jsonl"});
-        !s.ok()) {
-      std::cerr << "dsm: run: " << s.message() << "\n";
-      return kExitFailed;
-    }
-    grpc::ClientContext context;
-    SetDeadline(&context, absl::Seconds(30));
-    v1::StartRunRequest request;
-    request.set_name(config.run.name);
-    request.set_config_yaml(ReadFile(services_yaml));
-    v1::RunStatus started_run;
-    const grpc::Status s = coordinator->StartRun(&context, request, &started_run);
-    if (!s.ok()) {
-      std::cerr << "dsm: run: StartRun: " << s.error_message() << "\n";
+    absl::StatusOr<v1::RunStatus> started_run =
+        ImportAndStartRun(coordinator.get(), config.run.name, DataFilesIn(data_dir), ReadFile(services_yaml));
+    if (!started_run.ok()) {
+      std::cerr << "dsm: run: " << started_run.status().message() << "\n";
       return kExitFailed;
     }
   } else if (!run.ok()) {

@@ -25,6 +25,7 @@
 #include "services/coordinator/coordinator_process.h"
 #include "services/coordinator/coordinator_service.h"
 #include "services/learner/learner_process.h"
+#include "services/runner/builtin_setup.h"
 #include "services/verifier/generation_engine.h"
 #include "services/verifier/lease_scoring.h"
 #include "services/verifier/scoring_process.h"
@@ -40,6 +41,11 @@ struct ServeFlags {
   std::string learner;
   std::string coordinator;
   std::string prompts;  // empty = the config's coordinator.prompts_dir
+  // The coordinator runs the pipeline (coordinator.pipeline on), calling the
+  // learner (--learner) and scorers at these addresses (empty = the config's).
+  bool pipeline = false;
+  std::string verifier;
+  std::string meta_verifier;
 };
 
 // One service of this process: its gRPC server and /metrics endpoint.
@@ -85,7 +91,9 @@ int Serve(const ServeFlags& flags) {
     // Addresses given on the command line obey the same security rule as the config's.
     const SecuritySettings security = ChannelOptions::From(config->server, config->client).security.settings();
     for (const auto& [flag, target] : {std::pair<const char*, std::string>{"--learner", flags.learner},
-                                       {"--coordinator", flags.coordinator}}) {
+                                       {"--coordinator", flags.coordinator},
+                                       {"--verifier", flags.verifier},
+                                       {"--meta-verifier", flags.meta_verifier}}) {
       if (target.empty()) continue;
       if (absl::Status s = CheckClientTarget(flag, target, security); !s.ok()) {
         return UsageError(std::string(s.message()));
@@ -93,6 +101,10 @@ int Serve(const ServeFlags& flags) {
     }
   }
   auto hosts = [&roles](const char* role) { return std::find(roles.begin(), roles.end(), role) != roles.end(); };
+  if (!flags.pipeline && (!flags.verifier.empty() || !flags.meta_verifier.empty())) {
+    return UsageError("serve: --verifier and --meta-verifier need --pipeline");
+  }
+  if (flags.pipeline && !hosts("coordinator")) return UsageError("serve: --pipeline is the coordinator's");
   if (absl::Status s = InitLogging(config->log, flags.roles); !s.ok()) return UsageError(std::string(s.message()));
   auto fail = [](const std::string& role, const absl::Status& s) {
     std::cerr << "dsm: serve " << role << ": " << s.message() << "\n";
@@ -115,9 +127,21 @@ int Serve(const ServeFlags& flags) {
   if (hosts("coordinator")) {
     std::ifstream in(flags.config);
     const std::string yaml((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    CoordinatorProcessOptions options = CoordinatorOptionsFromConfig(*config, yaml);
+    DsmConfig coordinator_config = *config;
+    if (flags.pipeline) {
+      auto pick = [](const std::string& flag, const std::string& configured) {
+        return flag.empty() ? configured : flag;
+      };
+      coordinator_config = WithPipeline(coordinator_config, pick(flags.learner, config->coordinator.learner),
+                                        pick(flags.verifier, config->coordinator.verifier),
+                                        pick(flags.meta_verifier, config->coordinator.meta_verifier));
+      if (absl::Status s = ValidateConfig(coordinator_config); !s.ok()) {
+        return UsageError(absl::StrCat("serve --pipeline: ", s.message()));
+      }
+    }
+    CoordinatorProcessOptions options = CoordinatorOptionsFromConfig(coordinator_config, yaml);
     static const ChainGrader chain_grader;  // the built-in domain's exact checker, for evaluations
-    if (options.pipeline.has_value() && config->coordinator.grader == "chain") {
+    if (options.pipeline.has_value() && coordinator_config.coordinator.grader == "chain") {
       options.pipeline->options.grader = &chain_grader;
     }
     absl::StatusOr<std::unique_ptr<CoordinatorProcess>> created = CoordinatorProcess::Create(options, &metrics);
@@ -225,12 +249,18 @@ void AddServeCommand(CLI::App& app, Action* action) {
   serve->add_option("ROLES", flags->roles, "Services to run, e.g. learner or worker,verifier,meta-verifier")
       ->required();
   serve->add_option("--config", flags->config, "YAML configuration file")->required();
-  serve->add_option("--learner", flags->learner, "Learner host:port (overrides the config)");
+  serve->add_option("--learner", flags->learner,
+                    "Learner host:port (overrides the config; with --pipeline also the coordinator's)");
   serve->add_option("--coordinator", flags->coordinator,
                     "Coordinator host:port a worker pulls work from (overrides worker.coordinator)");
   serve->add_option("--prompts", flags->prompts,
                     "Folder of the prompt templates verifier.txt, meta_verifier.txt (default: the config's "
                     "coordinator.prompts_dir, configs/prompts unless set)");
+  serve->add_flag("--pipeline", flags->pipeline,
+                  "The coordinator runs the pipeline (coordinator.pipeline: true) with --learner, --verifier, "
+                  "--meta-verifier (default: the config's coordinator.learner, ...)");
+  serve->add_option("--verifier", flags->verifier, "With --pipeline: the verifier's host:port (or DNS name:port)");
+  serve->add_option("--meta-verifier", flags->meta_verifier, "With --pipeline: the meta-verifier's host:port");
   serve->callback([action, flags] { *action = [flags] { return Serve(*flags); }; });
 }
 

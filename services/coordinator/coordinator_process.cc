@@ -116,6 +116,9 @@ absl::Status CoordinatorProcess::CreatePipeline(MetricsRegistry* metrics) {
   scoring.verifier_target = s.verifier;
   scoring.meta_verifier_target = s.meta_verifier;
   scoring.channel = s.channel;
+  // A scorer that dies is restarted within seconds (compose, Kubernetes, `dsm run`): its calls are tried
+  // again for about two minutes (back-off up to max_backoff) before they fail the phase.
+  scoring.max_attempts = 30;
   auto client = ScoringClient::Create(scoring, metrics);
   if (!client.ok()) return client.status();
   scoring_ = *std::move(client);

@@ -133,6 +133,39 @@ for variant, services, config, cfg_path in (("gpu", gpu, t4, "configs/t4-qwen2.5
     for name in model_services:
         if not mounted(name, "/models") or not config["model"]["path"].startswith("/models/"):
             errors.append(f"{variant}: {name}: the model folder {config['model']['path']} is not on the /models mount")
+    # The run around the services: `init` (dsm prepare) before them, `start`
+    # (dsm start) once they are healthy, the coordinator running the pipeline.
+    ports = {k: config["services"][k]["port"] for k in ("coordinator", "learner", "verifier", "meta_verifier")}
+    init, start = services.get("init", {}), services.get("start", {})
+    def writable(svc, target):
+        return any(isinstance(v, str) and v.split(":")[1] == target and not v.endswith(":ro")
+                   for v in svc.get("volumes", []))
+    if init.get("command") != ["prepare", cfg_path, "--data", "/data"]:
+        errors.append(f"{variant}: init: command {init.get('command')} is not prepare {cfg_path} --data /data")
+    if init.get("restart") not in (None, "no"):
+        errors.append(f"{variant}: init: a one-shot service restarts ({init.get('restart')})")
+    for target in ("/models", "/data", config["run"]["runs_dir"]):
+        if not writable(init, target):
+            errors.append(f"{variant}: init: {target} is not mounted writable")
+    if start.get("command") != ["start", cfg_path, "--coordinator", f"coordinator:{ports['coordinator']}",
+                                "--data", "/data"]:
+        errors.append(f"{variant}: start: command {start.get('command')} does not start {cfg_path}")
+    if start.get("restart") not in (None, "no"):
+        errors.append(f"{variant}: start: a one-shot service restarts ({start.get('restart')})")
+    want_deps = {"start": {"init": "service_completed_successfully", "coordinator": "service_healthy",
+                           "learner": "service_healthy", "worker": "service_healthy"},
+                 "learner": {"init": "service_completed_successfully"},
+                 "worker": {"init": "service_completed_successfully"}}
+    for name, deps in want_deps.items():
+        got = services.get(name, {}).get("depends_on", {})
+        for dep, condition in deps.items():
+            if (got.get(dep) or {}).get("condition") != condition:
+                errors.append(f"{variant}: {name}: does not wait for {dep} ({condition})")
+    cmd = services.get("coordinator", {}).get("command", [])
+    want = ["--pipeline", "--learner", f"learner:{ports['learner']}", "--verifier", f"worker:{ports['verifier']}",
+            "--meta-verifier", f"worker:{ports['meta_verifier']}"]
+    if cmd[4:] != want:
+        errors.append(f"{variant}: coordinator: {cmd[4:]} is not {want}")
 if "profiles" not in gpu.get("verifier", {}):
     errors.append("gpu: verifier: not behind a profile, yet the worker hosts it by default")
 for e in errors:

@@ -35,3 +35,20 @@ if(TARGET dsm_services AND TARGET dsm_coordinator)
   add_dependencies(deploy_multihost_netns_test dsm)
   set_tests_properties(deploy_multihost_netns_test PROPERTIES SKIP_REGULAR_EXPRESSION "\\[  SKIPPED \\]")
 endif()
+
+# `dsm prepare` and `dsm start`, the one-shot `init` and `start` services of
+# docker-compose.yml, against a real coordinator.
+if(TARGET dsm_services AND TARGET dsm_coordinator)
+  dsm_add_test(deploy_setup_commands_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/setup_commands_test.cc
+    DEPS dsm_coordinator LABELS integration TIMEOUT 180)
+  add_dependencies(deploy_setup_commands_test dsm)
+endif()
+
+# docker-compose.yml for real with podman (issue 8): images built here, the
+# CPU variant's stack healthy, a worker killed mid-phase 1 and restarted with
+# no work lost or doubled, Prometheus targets up, workers scaled 2 and back,
+# nothing left behind. Minutes: labelled `slow` (scripts/test.sh --slow runs
+# it); skips with a message where podman or podman-compose is missing.
+add_test(NAME deploy_compose_e2e_test COMMAND bash ${PROJECT_SOURCE_DIR}/deploy/compose-e2e.sh $<TARGET_FILE:dsm>)
+set_tests_properties(deploy_compose_e2e_test PROPERTIES LABELS "e2e;slow" TIMEOUT 3600 SKIP_RETURN_CODE 77
+  RUN_SERIAL TRUE)

@@ -1,0 +1,108 @@
+// `dsm prepare` and `dsm start`, what docker-compose.yml's one-shot `init`
+// and `start` services run, against the real binary and a real coordinator:
+// prepare makes the built-in model (phase 0) and data once; start waits for
+// the coordinator, imports the data into the PENDING run and starts it, and
+// leaves a running run alone; no data, no coordinator or a misplaced
+// --pipeline are clear errors.
+#include <fstream>
+#include <string>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "absl/strings/str_cat.h"
+#include "tests/integration/child_process.h"
+#include "tests/integration/dsm_process.h"
+#include "tests/integration/learner_client.h"
+#include "tests/unit/coordinator/test_dir.h"
+
+namespace dsm {
+namespace {
+
+using ::testing::HasSubstr;
+
+// A built-in default small enough to prepare in seconds.
+std::string WriteConfig(const std::string& dir, const std::string& run) {
+  const std::string path = absl::StrCat(dir, "/", run, ".yaml");
+  std::ofstream(path) << "run: {name: " << run << ", runs_dir: " << dir << "/runs, seed: 3}\n"
+                      << "server: {host: 127.0.0.1, drain_seconds: 0.1, shutdown_grace_seconds: 1}\n"
+                      << "services: {coordinator: {port: 0, metrics_port: 0}}\n"
+                      << "model: {path: " << dir << "/model, max_len: 512}\n"
+                      << "coordinator: {prompts_dir: " << std::getenv("DSM_SOURCE_DIR") << "/configs/prompts/tiny}\n"
+                      << "builtin: {domain: chain, train_problems: 5, eval_problems: 3, proofs_per_problem: 1,"
+                      << " hidden_size: 32, num_hidden_layers: 1, num_attention_heads: 2, num_key_value_heads: 1,"
+                      << " intermediate_size: 64, vocab_size: 300, warmup_steps: 50, warmup_batch: 2}\n";
+  return path;
+}
+
+TEST(SetupCommands, PrepareOnceThenStartImportsAndStartsTheRunOnce) {
+  TestDir dir;
+  const std::string config = WriteConfig(dir.path(), "short");
+
+  // --warmup-steps (DSM_WARMUP_STEPS in compose) shortens phase 0.
+  const dsm_test::DsmResult prepared = dsm_test::RunDsm("prepare " + config + " --warmup-steps 2");
+  ASSERT_EQ(prepared.exit_code, 0) << prepared.out << prepared.err;
+  EXPECT_THAT(prepared.out, HasSubstr("phase 0: 2 steps"));
+  EXPECT_THAT(prepared.out, HasSubstr("data: 8 problems, 8 labelled proofs"));
+  EXPECT_TRUE(std::ifstream(dir.File("model/config.json")).good());
+  const dsm_test::DsmResult again = dsm_test::RunDsm("prepare " + config);
+  ASSERT_EQ(again.exit_code, 0) << again.err;
+  EXPECT_THAT(again.out, HasSubstr("already there; phase 0 skipped"));
+
+  // No coordinator yet: a clear failure once --wait is over.
+  const std::string nobody = absl::StrCat("127.0.0.1:", dsm_test::FreePort());
+  const dsm_test::DsmResult unreachable =
+      dsm_test::RunDsm("start " + config + " --coordinator " + nobody + " --wait 1");
+  EXPECT_EQ(unreachable.exit_code, 1);
+  EXPECT_THAT(unreachable.err, HasSubstr("did not answer within 1 s"));
+
+  dsm_test::ChildProcess coordinator({"serve", "coordinator", "--config", config}, dir.File("coordinator.log"));
+  const std::optional<std::string> line = coordinator.WaitForLine("dsm serve coordinator: grpc ", absl::Seconds(60));
+  ASSERT_TRUE(line.has_value()) << coordinator.Log();
+  const std::string address = dsm_test::ServeAddress(*line);
+  const dsm_test::DsmResult started = dsm_test::RunDsm("start " + config + " --coordinator " + address);
+  ASSERT_EQ(started.exit_code, 0) << started.out << started.err;
+  // 8 problems, 8 proofs, 8 analyses (one per proof).
+  EXPECT_THAT(started.out, HasSubstr("data: imported 24 records (0 already there)"));
+  EXPECT_THAT(started.out, HasSubstr("run short RUN_STATE_RUNNING"));
+  const dsm_test::DsmResult twice = dsm_test::RunDsm("start " + config + " --coordinator " + address);
+  EXPECT_EQ(twice.exit_code, 0) << twice.err;
+  EXPECT_THAT(twice.out, HasSubstr("run short is already RUNNING"));
+  EXPECT_THAT(twice.out, ::testing::Not(HasSubstr("imported")));
+}
+
+TEST(SetupCommands, StartWithoutDataAndMisplacedFlagsAreClearErrors) {
+  TestDir dir;
+  const std::string config = WriteConfig(dir.path(), "empty");
+  dsm_test::ChildProcess coordinator({"serve", "coordinator", "--config", config}, dir.File("coordinator.log"));
+  const std::optional<std::string> line = coordinator.WaitForLine("dsm serve coordinator: grpc ", absl::Seconds(60));
+  ASSERT_TRUE(line.has_value()) << coordinator.Log();
+  const dsm_test::DsmResult r = dsm_test::RunDsm("start " + config + " --coordinator " +
+                                                 dsm_test::ServeAddress(*line) + " --data " + dir.path());
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.err, HasSubstr("no data in " + dir.path()));
+
+  // A config for your own model and data has nothing to prepare.
+  const std::string own = dir.File("own.yaml");
+  std::ofstream(own) << "run: {name: own, runs_dir: " << dir.path() << "/runs}\n";
+  const dsm_test::DsmResult nothing = dsm_test::RunDsm("prepare " + own);
+  EXPECT_EQ(nothing.exit_code, 0) << nothing.err;
+  EXPECT_THAT(nothing.out, HasSubstr("builtin.domain is empty: nothing to prepare"));
+
+  const dsm_test::DsmResult learner = dsm_test::RunDsm("serve learner --config " + own + " --pipeline");
+  EXPECT_EQ(learner.exit_code, 2);
+  EXPECT_THAT(learner.err, HasSubstr("--pipeline is the coordinator's"));
+  const dsm_test::DsmResult lone = dsm_test::RunDsm("serve coordinator --config " + own + " --verifier 127.0.0.1:1");
+  EXPECT_EQ(lone.exit_code, 2);
+  EXPECT_THAT(lone.err, HasSubstr("--verifier and --meta-verifier need --pipeline"));
+  const dsm_test::DsmResult half =
+      dsm_test::RunDsm("serve coordinator --config " + own +
+                       " --pipeline --learner 127.0.0.1:1 --verifier 127.0.0.1:2");
+  EXPECT_EQ(half.exit_code, 2);
+  EXPECT_THAT(half.err, HasSubstr("coordinator.meta_verifier: required"));
+  const dsm_test::DsmResult steps = dsm_test::RunDsm("prepare " + config + " --warmup-steps 0");
+  EXPECT_EQ(steps.exit_code, 2);
+}
+
+}  // namespace
+}  // namespace dsm
