@@ -11,6 +11,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "common/adapter_roles.h"
 #include "services/learner/published_version.h"
 #include "spdlog/spdlog.h"
 
@@ -109,7 +110,7 @@ absl::Status LearnerCore::Init() {
   for (v1::AdapterRole r : options_.roles) {
     RoleState& role = roles_[r];
     role.role = r;
-    role.name = LearnerRoleName(r);
+    role.name = AdapterRoleName(r);
     auto adapter = LoraAdapter::Create(model_->config(), options_.lora, options_.seed + i++, model_->dtype(),
                                        model_->device());
     if (!adapter.ok()) {

@@ -5,21 +5,6 @@
 
 namespace dsm {
 
-const char* LearnerRoleName(v1::AdapterRole role) {
-  switch (role) {
-    case v1::ADAPTER_ROLE_GENERATOR:
-      return "generator";
-    case v1::ADAPTER_ROLE_VERIFIER:
-      return "verifier";
-    case v1::ADAPTER_ROLE_META_VERIFIER:
-      return "meta_verifier";
-    case v1::ADAPTER_ROLE_BASE:
-      return "base";
-    default:
-      return "unspecified";
-  }
-}
-
 absl::StatusOr<std::unique_ptr<LearnerMetrics>> LearnerMetrics::Create(MetricsRegistry& registry) {
   const std::vector<std::string> role_label = {"role"};
   auto steps = registry.AddCounter("dsm_learner_steps_total", "Optimizer steps taken.", role_label);
@@ -59,7 +44,7 @@ absl::StatusOr<std::unique_ptr<LearnerMetrics>> LearnerMetrics::Create(MetricsRe
   std::unique_ptr<LearnerMetrics> m(new LearnerMetrics());
   for (v1::AdapterRole role :
        {v1::ADAPTER_ROLE_GENERATOR, v1::ADAPTER_ROLE_VERIFIER, v1::ADAPTER_ROLE_META_VERIFIER}) {
-    const std::vector<absl::string_view> l = {LearnerRoleName(role)};
+    const std::vector<absl::string_view> l = {AdapterRoleName(role)};
     RoleHandles& h = m->roles_[role];
     h.steps = &(*steps)->WithLabels(l);
     h.loss = &(*loss)->WithLabels(l);

@@ -12,14 +12,12 @@
 #include <memory>
 
 #include "absl/status/statusor.h"
+#include "common/adapter_roles.h"
 #include "common/metrics_registry.h"
 #include "dsm/v1/learner.pb.h"
 
 namespace dsm {
 
-// "generator", "verifier", "meta_verifier" ("base" / "unspecified" otherwise):
-// the adapter names in the model and the `role` label values.
-const char* LearnerRoleName(v1::AdapterRole role);
 
 class LearnerMetrics {
  public:

@@ -5,23 +5,11 @@
 
 #include "absl/strings/str_cat.h"
 #include "google/protobuf/util/time_util.h"
+#include "common/adapter_roles.h"
 #include "common/grpc_client.h"
 #include "common/status_conversion.h"
 
 namespace dsm {
-namespace {
-
-std::string RoleName(v1::AdapterRole role) {
-  switch (role) {
-    case v1::ADAPTER_ROLE_GENERATOR: return "generator";
-    case v1::ADAPTER_ROLE_VERIFIER: return "verifier";
-    case v1::ADAPTER_ROLE_META_VERIFIER: return "meta_verifier";
-    default: return "unknown";
-  }
-}
-
-}  // namespace
-
 RunMonitor::RunMonitor(v1::Coordinator::StubInterface* coordinator, v1::Learner::StubInterface* learner,
                        std::string run_name, absl::Duration deadline)
     : coordinator_(coordinator), learner_(learner), run_name_(std::move(run_name)), deadline_(deadline) {}
@@ -58,7 +46,7 @@ void RunMonitor::PollLearner(v1::Phase phase, uint32_t iteration) {
                                         {"reward_mean", m.reward_mean()},
                                         {"clip_fraction", m.clip_fraction()},
                                         {"grad_norm", m.grad_norm()}}) {
-      points_.push_back(MonitorPoint{metric, RoleName(r.role()), phase, iteration, now, value});
+      points_.push_back(MonitorPoint{metric, AdapterRoleName(r.role()), phase, iteration, now, value});
     }
   }
 }

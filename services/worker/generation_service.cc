@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "common/adapter_roles.h"
 #include "services/learner/learner_metrics.h"
 
 namespace dsm {
@@ -254,7 +255,7 @@ void GenerationService::Launch(const v1::GenerateRequest& request, std::vector<i
           completions_.fetch_add(1);
           generated_tokens_.fetch_add(static_cast<int64_t>(result->tokens.size()));
           if (tokens_counter_ != nullptr) {
-            tokens_counter_->WithLabels({LearnerRoleName(pinned.role)})
+            tokens_counter_->WithLabels({AdapterRoleName(pinned.role)})
                 .Increment(static_cast<double>(result->tokens.size()));
           }
           bool report = false;

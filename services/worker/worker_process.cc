@@ -7,6 +7,7 @@
 #include <spdlog/spdlog.h>
 
 #include "absl/strings/str_cat.h"
+#include "common/adapter_roles.h"
 #include "services/learner/learner_metrics.h"
 
 namespace dsm {
@@ -86,7 +87,7 @@ absl::StatusOr<std::unique_ptr<WorkerProcess>> WorkerProcess::Create(const DsmCo
   }
   AdapterRegistry* registry = w->registry_.get();
   w->subscriber_ = std::make_unique<AdapterSubscriber>(subscriber, [registry, versions, updates](AdapterVersionData data) {
-    const std::string role = LearnerRoleName(data.role);  // the learner's label values
+    const std::string role = AdapterRoleName(data.role);  // the learner's label values
     const uint64_t version = data.version;
     absl::Status status = registry->Install(data);
     if (!status.ok()) spdlog::error("installing adapter {} v{}: {}", role, version, std::string(status.message()));
