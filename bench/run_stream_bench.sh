@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The adapter-streaming benchmark in one command: builds dsm_stream_bench and
 # runs it (a 10.0M-parameter fp32 adapter, 39.98 MB, streamed by the real
-# AdapterPublisher + WatchAdapters reactor from a GrpcServer to 8 real
+# AdapterPublisher + WatchAdapters reactor from a GrpcServer, bytes over its
+# bulk endpoint (the default path) and in chunks (the in-band path), to 8 real
 # AdapterSubscribers on loopback, against one sender thread copying the same
 # bytes to 8 receiver threads over plain loopback TCP; rounds interleaved),
 # then renders the table of BENCHMARKS.md with bench/stream_report.py.

@@ -2,7 +2,7 @@
 // loopback, against a plain TCP copy of the same bytes (BENCHMARKS.md,
 // "Adapter streaming").
 //
-//   dsm_stream_bench [--subscribers 8] [--rounds 10] [--rank 4] [--what grpc,tcp]
+//   dsm_stream_bench [--subscribers 8] [--rounds 10] [--rank 4] [--what bulk,grpc,tcp]
 //                    [--distinct-connections] [--flat]
 //
 // The adapter: the PEFT LoRA adapter of a Llama-2-7B-shaped model (hidden
@@ -10,17 +10,23 @@
 // 448 fp32 tensors, 9,994,240 parameters = 39.98 MB (random values; shapes and
 // names as PEFT writes them).
 //
-// "grpc" (ours, the real path): a GrpcServer (common/grpc_server.h, default
-// options) serving Learner.WatchAdapters (a raw method: every stream writes
-// the same pre-serialised chunks) from an AdapterPublisher through the
-// WatchAdapters reactor, exactly as `dsm serve learner` wires them; 8
-// AdapterSubscribers (each its own channel made by MakeChannel with default
-// ChannelOptions, its own thread) reassemble every version, check the CRC-32C
-// of every tensor and build the torch tensors. Version 1 is published and
-// received first (connections up, buffers warm). Then per round: a new version
-// (new tensors) is published, and the time runs from the Publish() call (which
-// encodes the chunks once, CRC included) until every subscriber's callback has
-// received that version. Aggregate GB/s = subscribers × bytes / time.
+// "bulk" (ours, the default path): a GrpcServer (common/grpc_server.h,
+// default options) serving Learner.WatchAdapters (a raw method) from an
+// AdapterPublisher through the WatchAdapters reactor, and the learner's
+// AdapterBulkServer beside it, exactly as `dsm serve learner` wires them
+// without TLS: each version goes on every stream as one bulk offer, and 8
+// AdapterSubscribers (default options: each its own channel made by
+// MakeChannel with default ChannelOptions, its own thread, its own TCP
+// connection to the bulk endpoint) receive the bytes straight into the
+// tensors, checking the CRC-32C of every tensor.
+// "grpc" (ours, the in-band path: with TLS, or learner.bulk_transfer off):
+// the same, without the bulk endpoint: every stream writes the same
+// pre-serialised chunks and the subscribers reassemble them.
+// On both, version 1 is published and received first (connections up,
+// buffers warm). Then per round: a new version (new tensors) is published, and
+// the time runs from the Publish() call (which encodes the chunks once, CRC
+// included) until every subscriber's callback has received that version.
+// Aggregate GB/s = subscribers × bytes / time.
 //
 // "tcp" (the baseline): the same bytes copied plainly: one sender thread
 // writes the same buffer to 8 loopback TCP connections (non-blocking sockets,
@@ -29,8 +35,9 @@
 // round the time runs from the start signal until every receiver has every
 // byte.
 //
-// Prints one JSON line per round and side; the two sides alternate round by
-// round (which one goes first, too), so that both see the same machine load.
+// Prints one JSON line per round and side; the sides take turns round by
+// round (which one goes first rotates, too), so that all see the same machine
+// load.
 // --distinct-connections (an experiment, not the shipped configuration) gives
 // every subscriber its own TCP connection: by default gRPC's global subchannel
 // pool puts all 8 channels to the same address with the same arguments on one.
@@ -53,6 +60,7 @@
 #include <cstdint>
 #include <cstring>
 #include <iostream>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -66,6 +74,7 @@
 #include "common/grpc_server.h"
 #include "model/lora.h"
 #include "nlohmann/json.hpp"
+#include "services/adapters/adapter_bulk_server.h"
 #include "services/adapters/adapter_publisher.h"
 #include "services/adapters/adapter_subscriber.h"
 #include "services/adapters/watch_adapters_reactor.h"
@@ -156,7 +165,8 @@ uint64_t TensorBytes(const AdapterVersionData& data) {
 // ------------------------------------------------------------------ gRPC side
 
 // The learner's side: WatchAdapters served raw from an AdapterPublisher, the
-// way LearnerService serves it (the tests' PublishingLearner).
+// way LearnerService serves it (the tests' PublishingLearner), offering the
+// bulk endpoint when it has one.
 using StreamingLearner = dsm_test::PublishingLearner;
 
 // Counts, per version, the subscribers that received it.
@@ -184,7 +194,9 @@ struct Arrivals {
 
 class GrpcSide {
  public:
-  GrpcSide(int subscribers, int64_t r, bool distinct_connections, bool flat)
+  // `bulk`: the learner runs its bulk endpoint (the default path); otherwise
+  // versions go in chunks on the streams.
+  GrpcSide(int subscribers, int64_t r, bool distinct_connections, bool flat, bool bulk)
       : r_(r), flat_(flat), subscribers_(subscribers) {
     GrpcServerOptions o;
     o.port = 0;
@@ -193,6 +205,11 @@ class GrpcSide {
     server_ = std::make_unique<GrpcServer>(o);
     server_->RegisterService(&learner_, v1::Learner::service_full_name());
     if (absl::Status s = server_->Start(); !s.ok()) Die(std::string(s.ToString()));
+    if (bulk) {
+      bulk_ = std::make_unique<AdapterBulkServer>(&learner_.publisher, AdapterBulkServerOptions{});
+      if (absl::Status s = bulk_->Start(); !s.ok()) Die(std::string(s.ToString()));
+      learner_.bulk_endpoint = "127.0.0.1:" + std::to_string(bulk_->port());
+    }
     for (int i = 0; i < subscribers; ++i) {
       AdapterSubscriberOptions so;
       so.learner_address = server_->address();
@@ -211,6 +228,7 @@ class GrpcSide {
 
   ~GrpcSide() {
     for (auto& s : subs_) s->Stop();
+    if (bulk_) bulk_->Stop();
     server_->Drain();
   }
 
@@ -230,14 +248,10 @@ class GrpcSide {
     std::lock_guard<std::mutex> lock(arrivals_.mu);
     return arrivals_.tensors_checked;
   }
-  int64_t rejected() const {
+  // A count summed over the subscribers (AdapterSubscriber::connects, ...).
+  int64_t Total(int64_t (AdapterSubscriber::*count)() const) const {
     int64_t n = 0;
-    for (const auto& s : subs_) n += s->rejected_versions();
-    return n;
-  }
-  int64_t connects() const {
-    int64_t n = 0;
-    for (const auto& s : subs_) n += s->connects();
+    for (const auto& s : subs_) n += ((*s).*count)();
     return n;
   }
 
@@ -261,6 +275,7 @@ class GrpcSide {
   int subscribers_;
   StreamingLearner learner_;
   std::unique_ptr<GrpcServer> server_;
+  std::unique_ptr<AdapterBulkServer> bulk_;
   std::vector<std::unique_ptr<AdapterSubscriber>> subs_;
   Arrivals arrivals_;
   uint64_t version_ = 0;
@@ -393,7 +408,7 @@ int Main(int argc, char** argv) {
   int subscribers = 8;
   int rounds = 10;
   int64_t r = 4;
-  std::string what = "grpc,tcp";
+  std::string what = "bulk,grpc,tcp";
   int threads = 1;
   bool distinct_connections = false;
   bool flat = false;
@@ -401,16 +416,14 @@ int Main(int argc, char** argv) {
   app.add_option("--subscribers", subscribers);
   app.add_option("--rounds", rounds);
   app.add_option("--rank", r, "LoRA r of the 7B-shaped adapter (4: 10.0M parameters)");
-  app.add_option("--what", what, "grpc,tcp");
+  app.add_option("--what", what, "bulk (default path), grpc (in-band chunks), tcp (plain copy)");
   app.add_option("--torch-threads", threads, "LibTorch intra-op threads (the subscribers' tensor copies)");
   app.add_flag("--distinct-connections", distinct_connections,
-               "experiment: one TCP connection per subscriber (default: gRPC shares one)");
+               "experiment: one gRPC TCP connection per subscriber (default: gRPC shares one)");
   app.add_flag("--flat", flat, "experiment: the same bytes as 10 tensors (10 chunks instead of 448)");
   CLI11_PARSE(app, argc, argv);
   at::set_num_threads(threads);
   spdlog::set_level(spdlog::level::warn);  // the server's start/stop lines would mix with the JSON
-  const bool do_grpc = what.find("grpc") != std::string::npos;
-  const bool do_tcp = what.find("tcp") != std::string::npos;
 
   const AdapterVersionData probe = MakeAdapter(0, r, flat);
   int64_t params = 0;
@@ -424,42 +437,48 @@ int Main(int argc, char** argv) {
         {"chunks", chunks->size()}, {"wire_bytes", wire}, {"subscribers", subscribers}, {"lora_r", r},
         {"distinct_connections", distinct_connections}, {"flat", flat}});
 
-  std::unique_ptr<GrpcSide> grpc_side;
+  // The sides, in the order of round 0; each later round starts one further on.
+  std::vector<std::string> sides;
+  std::map<std::string, std::unique_ptr<GrpcSide>> streams;
   std::unique_ptr<TcpSide> tcp_side;
-  if (do_grpc) grpc_side = std::make_unique<GrpcSide>(subscribers, r, distinct_connections, flat);
-  if (do_tcp) {
-    tcp_side = std::make_unique<TcpSide>(subscribers, bytes);
-    tcp_side->Round();  // warm-up
-  }
-  for (int round = 0; round < rounds; ++round) {
-    auto run_grpc = [&] {
-      double encode = 0;
-      uint64_t b = 0;
-      const double s = grpc_side->Round(&encode, &b);
-      json line = {{"kind", "stream"}, {"impl", "grpc"}, {"round", round}, {"seconds", s}, {"encode_seconds", encode},
-                   {"bytes", b}, {"subscribers", subscribers}, {"gb_s", subscribers * static_cast<double>(b) / s / 1e9}};
-      line.update(grpc_side->last_usage().ToJson());
-      Emit(line);
-    };
-    auto run_tcp = [&] {
-      const Usage usage0 = Usage::Now();
-      const double s = tcp_side->Round();
-      json line = {{"kind", "stream"}, {"impl", "tcp"}, {"round", round}, {"seconds", s}, {"bytes", bytes},
-                   {"subscribers", subscribers}, {"gb_s", subscribers * static_cast<double>(bytes) / s / 1e9}};
-      line.update((Usage::Now() - usage0).ToJson());
-      Emit(line);
-    };
-    if (round % 2 == 0) {
-      if (do_grpc) run_grpc();
-      if (do_tcp) run_tcp();
+  for (const char* impl : {"bulk", "grpc", "tcp"}) {
+    if (what.find(impl) == std::string::npos) continue;
+    sides.push_back(impl);
+    if (sides.back() == "tcp") {
+      tcp_side = std::make_unique<TcpSide>(subscribers, bytes);
+      tcp_side->Round();  // warm-up
     } else {
-      if (do_tcp) run_tcp();
-      if (do_grpc) run_grpc();
+      streams[impl] = std::make_unique<GrpcSide>(subscribers, r, distinct_connections, flat, sides.back() == "bulk");
     }
   }
-  if (grpc_side) {
-    Emit({{"kind", "stream_checks"}, {"tensors_checked", grpc_side->tensors_checked()},
-          {"rejected_versions", grpc_side->rejected()}, {"connects", grpc_side->connects()}});
+  for (int round = 0; round < rounds; ++round) {
+    for (std::size_t k = 0; k < sides.size(); ++k) {
+      const std::string& impl = sides[(k + static_cast<std::size_t>(round)) % sides.size()];
+      json line;
+      if (impl == "tcp") {
+        const Usage usage0 = Usage::Now();
+        const double s = tcp_side->Round();
+        line = {{"kind", "stream"}, {"impl", impl}, {"round", round}, {"seconds", s}, {"bytes", bytes},
+                {"subscribers", subscribers}, {"gb_s", subscribers * static_cast<double>(bytes) / s / 1e9}};
+        line.update((Usage::Now() - usage0).ToJson());
+      } else {
+        GrpcSide& side = *streams[impl];
+        double encode = 0;
+        uint64_t b = 0;
+        const double s = side.Round(&encode, &b);
+        line = {{"kind", "stream"}, {"impl", impl}, {"round", round}, {"seconds", s}, {"encode_seconds", encode},
+                {"bytes", b}, {"subscribers", subscribers}, {"gb_s", subscribers * static_cast<double>(b) / s / 1e9}};
+        line.update(side.last_usage().ToJson());
+      }
+      Emit(line);
+    }
+  }
+  for (const auto& [impl, side] : streams) {
+    Emit({{"kind", "stream_checks"}, {"impl", impl}, {"tensors_checked", side->tensors_checked()},
+          {"rejected_versions", side->Total(&AdapterSubscriber::rejected_versions)},
+          {"connects", side->Total(&AdapterSubscriber::connects)},
+          {"bulk_versions", side->Total(&AdapterSubscriber::bulk_versions)},
+          {"in_band_versions", side->Total(&AdapterSubscriber::in_band_versions)}});
   }
   return 0;
 }

@@ -147,6 +147,9 @@ void Visit(V& v, LearnerConfig& o) {
   v.Str("checkpoint_dir", &o.checkpoint_dir);
   v.Int("checkpoint_every_steps", &o.checkpoint_every_steps, 1, 1 << 30);
   v.Int("keep_checkpoints", &o.keep_checkpoints, 1, 1000);
+  v.Bool("bulk_transfer", &o.bulk_transfer);
+  v.Int("bulk_port", &o.bulk_port, 0, 65535);
+  v.Str("bulk_host", &o.bulk_host);
   v.Section("grpo", [&](V& s) { Visit(s, o.grpo); });
 }
 
@@ -165,6 +168,13 @@ void Visit(V& v, CoordinatorConfig& o) {
   v.Int("group_size", &o.group_size, 1, 1024);
   v.Int("generator_problems", &o.generator_problems, 1, 1 << 20);
   v.Int("auto_label_problems", &o.auto_label_problems, 1, 1 << 20);
+  v.Int("verifications", &o.verifications, 1, 64);
+  v.Int("meta_verifications", &o.meta_verifications, 1, 64);
+  v.Num("alpha", &o.alpha, 0, 1);
+  v.Num("beta", &o.beta, 0, 1);
+  v.Int("auto_label_n", &o.auto_label_n, 1, 64);
+  v.Int("auto_label_m", &o.auto_label_m, 1, 64);
+  v.Int("auto_label_k", &o.auto_label_k, 1, 64);
   v.Str("grader", &o.grader);
 }
 
@@ -174,6 +184,7 @@ void Visit(V& v, BuiltinConfig& o) {
   v.Int("train_problems", &o.train_problems, 1, 1000000);
   v.Int("eval_problems", &o.eval_problems, 1, 1000000);
   v.Int("proofs_per_problem", &o.proofs_per_problem, 0, 64);
+  v.Int("own_proofs_per_problem", &o.own_proofs_per_problem, 0, 64);
   v.Num("correct_fraction", &o.correct_fraction, 0, 1);
   v.Int("analyses_per_proof", &o.analyses_per_proof, 0, 64);
   v.Int("num_variables", &o.num_variables, 3, 26);
@@ -192,6 +203,7 @@ void Visit(V& v, BuiltinConfig& o) {
   v.Num("warmup_learning_rate", &o.warmup_learning_rate, 1e-9, 1);
   v.Int("warmup_lr_warmup_steps", &o.warmup_lr_warmup_steps, 0, 1 << 24);
   v.Int("warmup_batch", &o.warmup_batch, 1, 4096);
+  v.Num("warmup_own_proof_share", &o.warmup_own_proof_share, 0, 1);
 }
 
 template <typename V>
@@ -430,6 +442,11 @@ absl::Status ValidateConfig(const DsmConfig& config) {
     return absl::InvalidArgumentError(absl::StrCat(
         "coordinator.heartbeat_seconds: ", FormatNumber(config.coordinator.heartbeat_seconds),
         " must be below coordinator.lease_ttl_seconds (", FormatNumber(config.coordinator.lease_ttl_seconds), ")"));
+  }
+  if (config.coordinator.auto_label_k > config.coordinator.auto_label_n) {
+    return absl::InvalidArgumentError(absl::StrCat("coordinator.auto_label_k: ", config.coordinator.auto_label_k,
+                                                   " is over coordinator.auto_label_n (",
+                                                   config.coordinator.auto_label_n, "): no proof could be labelled"));
   }
   if (!config.coordinator.grader.empty() && config.coordinator.grader != "chain") {
     return absl::InvalidArgumentError(absl::StrCat("coordinator.grader: \"", config.coordinator.grader,

@@ -146,6 +146,11 @@ struct LearnerConfig {
   std::string checkpoint_dir;    // default: <runs_dir>/<run.name>/checkpoints
   int checkpoint_every_steps = 50;
   int keep_checkpoints = 3;
+  // Adapter bytes over the learner's plain-TCP bulk endpoint (only when the
+  // gRPC server has no TLS); WatchAdapters then carries one offer per version.
+  bool bulk_transfer = true;
+  int bulk_port = 0;             // 0 = an ephemeral port (offered to subscribers)
+  std::string bulk_host;         // host offered; empty = the one the subscriber dialled
   GrpoConfig grpo;
 };
 
@@ -167,6 +172,18 @@ struct CoordinatorConfig {
   int group_size = 8;             // samples per GRPO group, every phase
   int generator_problems = 64;    // problems per generator phase
   int auto_label_problems = 32;   // problems per auto-labelling phase
+  // Phase 4's reward R = R_format · (α·s + β·(1 − |s' − s|)·ms): s the mean of `verifications`
+  // verifier scores of the proof, ms the mean of `meta_verifications` meta-verifier scores of
+  // the self-evaluation.
+  int verifications = 4;
+  int meta_verifications = 1;
+  double alpha = 0.76;
+  double beta = 0.24;
+  // Phase 5: n verifier analyses per proof, m meta-verifications of each analysis that reports
+  // an issue, a label when at least k lowest-score analyses are confirmed.
+  int auto_label_n = 8;
+  int auto_label_m = 4;
+  int auto_label_k = 2;
   // An exact judge for evaluations (never rewards): "chain" = the built-in
   // domain's checker (tasks/); "" = none (real data has no exact checker).
   std::string grader;
@@ -182,6 +199,9 @@ struct BuiltinConfig {
   int train_problems = 256;
   int eval_problems = 48;
   int proofs_per_problem = 4;
+  // Labelled proofs per problem that the warmed-up model writes itself (temperature 1), graded by
+  // the checker: the paper's verifier data are expert-graded proofs of its own generator.
+  int own_proofs_per_problem = 1;
   double correct_fraction = 0.4;
   int analyses_per_proof = 1;
   // Difficulty (tasks/chain_domain.h).
@@ -203,6 +223,9 @@ struct BuiltinConfig {
   double warmup_learning_rate = 3e-3;
   int warmup_lr_warmup_steps = 20;
   int warmup_batch = 16;
+  // Share of the warm-up's verifier examples, in its second half, that show the model's own
+  // temperature-1 proofs graded by the checker (tasks/chain_warmup.h): 0 = made-up flaws only.
+  double warmup_own_proof_share = 0.5;
 };
 
 struct DsmConfig {

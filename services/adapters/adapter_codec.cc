@@ -20,19 +20,12 @@ absl::StatusOr<v1::TensorDtype> WireDtype(torch::ScalarType type) {
   }
 }
 
-absl::StatusOr<torch::ScalarType> TorchDtype(v1::TensorDtype type) {
-  switch (type) {
-    case v1::TENSOR_DTYPE_F32: return torch::kFloat;
-    case v1::TENSOR_DTYPE_F16: return torch::kHalf;
-    case v1::TENSOR_DTYPE_BF16: return torch::kBFloat16;
-    default: return absl::InvalidArgumentError(absl::StrCat("unknown tensor dtype ", static_cast<int>(type)));
-  }
-}
-
 // Cuts `data` into chunks: `emit(fields, bytes, n)` once per chunk, in order,
 // with every field but `data` set and the chunk's `n` tensor bytes at `bytes`.
+// With `layout`, also describes every tensor and chunk there.
 template <typename Emit>
-absl::Status ForEachChunk(const AdapterVersionData& data, std::size_t chunk_bytes, Emit&& emit) {
+absl::Status ForEachChunk(const AdapterVersionData& data, std::size_t chunk_bytes, Emit&& emit,
+                          AdapterPayloadLayout* layout = nullptr) {
   if (chunk_bytes == 0 || chunk_bytes > kMaxAdapterChunkBytes) {
     return absl::InvalidArgumentError(absl::StrCat("chunk size ", chunk_bytes, " is outside [1, ",
                                                    kMaxAdapterChunkBytes, "]"));
@@ -50,6 +43,16 @@ absl::Status ForEachChunk(const AdapterVersionData& data, std::size_t chunk_byte
     const auto* base = static_cast<const char*>(bytes.data_ptr());
     const std::size_t total = bytes.numel() * bytes.element_size();
     const uint32_t crc = Crc32c(base, total);
+    if (layout != nullptr) {
+      v1::AdapterBulkTensor& t = layout->tensors.emplace_back();
+      t.set_name(name);
+      t.set_dtype(*dtype);
+      for (int64_t d : bytes.sizes()) t.add_shape(d);
+      t.set_offset(layout->total_bytes);
+      t.set_size(total);
+      t.set_crc32c(crc);
+      layout->total_bytes += total;
+    }
     std::size_t offset = 0;
     do {
       const std::size_t n = std::min(chunk_bytes, total - offset);
@@ -72,6 +75,7 @@ absl::Status ForEachChunk(const AdapterVersionData& data, std::size_t chunk_byte
       c.set_tensor_count(count);
       offset += n;
       c.set_last_chunk_of_version(index + 1 == count && offset == total);
+      if (layout != nullptr) layout->chunk_data_bytes.push_back(n);
       emit(std::move(c), base + offset - n, n);
     } while (offset < total);
     ++index;
@@ -96,6 +100,15 @@ uint32_t CopyAndExtendCrc(uint32_t crc, char* to, const char* from, std::size_t 
 
 }  // namespace
 
+absl::StatusOr<torch::ScalarType> TorchDtypeFromWire(v1::TensorDtype type) {
+  switch (type) {
+    case v1::TENSOR_DTYPE_F32: return torch::kFloat;
+    case v1::TENSOR_DTYPE_F16: return torch::kHalf;
+    case v1::TENSOR_DTYPE_BF16: return torch::kBFloat16;
+    default: return absl::InvalidArgumentError(absl::StrCat("unknown tensor dtype ", static_cast<int>(type)));
+  }
+}
+
 absl::StatusOr<std::vector<v1::AdapterChunk>> EncodeAdapterVersion(const AdapterVersionData& data,
                                                                    std::size_t chunk_bytes) {
   std::vector<v1::AdapterChunk> chunks;
@@ -108,11 +121,16 @@ absl::StatusOr<std::vector<v1::AdapterChunk>> EncodeAdapterVersion(const Adapter
 }
 
 absl::StatusOr<std::vector<std::string>> SerializeAdapterVersion(const AdapterVersionData& data,
-                                                                 std::size_t chunk_bytes) {
+                                                                 std::size_t chunk_bytes,
+                                                                 AdapterPayloadLayout* layout) {
   std::vector<std::string> chunks;
-  absl::Status status = ForEachChunk(data, chunk_bytes, [&chunks](v1::AdapterChunk c, const char* bytes, std::size_t n) {
-    chunks.push_back(SerializeAdapterChunk(c, bytes, n));
-  });
+  if (layout != nullptr) *layout = AdapterPayloadLayout();
+  absl::Status status = ForEachChunk(
+      data, chunk_bytes,
+      [&chunks](v1::AdapterChunk c, const char* bytes, std::size_t n) {
+        chunks.push_back(SerializeAdapterChunk(c, bytes, n));
+      },
+      layout);
   if (!status.ok()) return status;
   return chunks;
 }
@@ -168,7 +186,7 @@ absl::StatusOr<std::optional<AdapterVersionData>> AdapterAssembler::Add(const v1
     tensor_crc_ = chunk.tensor_crc32c();
     dtype_ = chunk.dtype();
     shape_.assign(chunk.shape().begin(), chunk.shape().end());
-    absl::StatusOr<torch::ScalarType> dtype = TorchDtype(dtype_);
+    absl::StatusOr<torch::ScalarType> dtype = TorchDtypeFromWire(dtype_);
     if (!dtype.ok()) return fail(dtype.status());
     int64_t bytes = static_cast<int64_t>(c10::elementSize(*dtype));
     bool overflow = false;

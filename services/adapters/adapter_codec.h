@@ -38,14 +38,28 @@ struct AdapterVersionData {
   absl::Time published_at;
 };
 
+// The torch type of a wire dtype; InvalidArgument for an unknown one.
+absl::StatusOr<torch::ScalarType> TorchDtypeFromWire(v1::TensorDtype type);
+
 // Chunks of `data` in tensor-name order. Tensors must be F32, F16 or BF16.
 absl::StatusOr<std::vector<v1::AdapterChunk>> EncodeAdapterVersion(const AdapterVersionData& data,
                                                                    std::size_t chunk_bytes = kMaxAdapterChunkBytes);
 
+// Where the tensor bytes lie in the serialised chunks, for the bulk path:
+// every tensor's description (its offset in the tensors' bytes concatenated
+// in order, size and CRC-32C), and how many tensor bytes end each chunk.
+struct AdapterPayloadLayout {
+  std::vector<v1::AdapterBulkTensor> tensors;
+  std::vector<std::size_t> chunk_data_bytes;  // one per chunk: its last bytes are tensor data
+  uint64_t total_bytes = 0;
+};
+
 // The same chunks, each serialised (adapter_chunk_wire.h: `data` last, copied
-// once from the tensor).
+// once from the tensor); with `layout`, also where their data lies (the
+// checksums are computed once for both).
 absl::StatusOr<std::vector<std::string>> SerializeAdapterVersion(const AdapterVersionData& data,
-                                                                 std::size_t chunk_bytes = kMaxAdapterChunkBytes);
+                                                                 std::size_t chunk_bytes = kMaxAdapterChunkBytes,
+                                                                 AdapterPayloadLayout* layout = nullptr);
 
 // Reassembles versions from a stream of chunks. Not thread-safe.
 class AdapterAssembler {
@@ -62,6 +76,8 @@ class AdapterAssembler {
   // on the way.
   absl::StatusOr<std::optional<AdapterVersionData>> Add(const v1::AdapterChunk& chunk,
                                                         absl::Span<const absl::string_view> data);
+  // True between the first and the last chunk of a version.
+  bool in_version() const { return pending_.has_value(); }
 
  private:
   void Reset();

@@ -1,8 +1,10 @@
 #include "services/adapters/adapter_publisher.h"
 
 #include <algorithm>
+#include <random>
 
 #include "absl/strings/str_cat.h"
+#include "google/protobuf/util/time_util.h"
 
 namespace dsm {
 
@@ -65,14 +67,42 @@ void AdapterPublisher::Subscription::Wake() {
 }
 
 absl::Status AdapterPublisher::Publish(const AdapterVersionData& data, std::size_t chunk_bytes) {
-  absl::StatusOr<std::vector<std::string>> chunks = SerializeAdapterVersion(data, chunk_bytes);
+  AdapterPayloadLayout layout;
+  absl::StatusOr<std::vector<std::string>> chunks = SerializeAdapterVersion(data, chunk_bytes, &layout);
   if (!chunks.ok()) return chunks.status();
   auto encoded = std::make_shared<EncodedAdapterVersion>();
   encoded->role = data.role;
   encoded->version = data.version;
-  for (const auto& [name, tensor] : data.tensors) encoded->bytes += tensor.numel() * tensor.element_size();
+  encoded->bytes = layout.total_bytes;
   encoded->chunks.reserve(chunks->size());
-  for (std::string& chunk : *chunks) encoded->chunks.push_back(OwningByteBuffer(std::move(chunk)));
+  encoded->payload.reserve(chunks->size());
+  std::vector<grpc::Slice> slices;
+  for (std::size_t i = 0; i < chunks->size(); ++i) {
+    grpc::ByteBuffer& buffer = encoded->chunks.emplace_back(OwningByteBuffer(std::move((*chunks)[i])));
+    slices.clear();
+    (void)buffer.Dump(&slices);  // one slice, the chunk; its tensor data is at its end
+    const grpc::Slice& slice = slices.front();
+    const std::size_t n = layout.chunk_data_bytes[i];
+    encoded->payload.emplace_back(reinterpret_cast<const char*>(slice.end()) - n, n);
+  }
+  std::random_device random;
+  for (int i = 0; i < 4; ++i) {
+    const uint32_t word = random();
+    encoded->ticket.append(reinterpret_cast<const char*>(&word), sizeof(word));
+  }
+  v1::AdapterChunk& offer = encoded->bulk_offer;
+  offer.set_role(data.role);
+  offer.set_version(data.version);
+  offer.set_learner_step(data.learner_step);
+  offer.set_adapter_config_json(data.adapter_config_json);
+  *offer.mutable_published_at() =
+      google::protobuf::util::TimeUtil::NanosecondsToTimestamp(absl::ToUnixNanos(data.published_at));
+  offer.set_tensor_count(static_cast<uint32_t>(layout.tensors.size()));
+  offer.set_last_chunk_of_version(true);
+  v1::AdapterBulkOffer* bulk = offer.mutable_bulk();
+  bulk->set_ticket(encoded->ticket);
+  bulk->set_total_bytes(layout.total_bytes);
+  for (v1::AdapterBulkTensor& t : layout.tensors) *bulk->add_tensors() = std::move(t);
   std::vector<std::shared_ptr<Subscription>> to_wake;
   {
     absl::MutexLock lock(&mu_);
@@ -81,6 +111,7 @@ absl::Status AdapterPublisher::Publish(const AdapterVersionData& data, std::size
       return absl::FailedPreconditionError(absl::StrCat("adapter version ", data.version, " is not above the published ",
                                                         slot->version));
     }
+    previous_[data.role] = std::move(slot);
     slot = std::move(encoded);
     for (const auto& weak : subscriptions_) {
       if (auto s = weak.lock()) to_wake.push_back(std::move(s));
@@ -120,6 +151,18 @@ std::shared_ptr<const EncodedAdapterVersion> AdapterPublisher::latest(v1::Adapte
   absl::MutexLock lock(&mu_);
   auto it = latest_.find(role);
   return it == latest_.end() ? nullptr : it->second;
+}
+
+std::shared_ptr<const EncodedAdapterVersion> AdapterPublisher::FindForBulk(v1::AdapterRole role, uint64_t version,
+                                                                          absl::string_view ticket) const {
+  absl::MutexLock lock(&mu_);
+  for (const auto* versions : {&latest_, &previous_}) {
+    auto it = versions->find(role);
+    if (it != versions->end() && it->second && it->second->version == version && it->second->ticket == ticket) {
+      return it->second;
+    }
+  }
+  return nullptr;
 }
 
 int AdapterPublisher::subscribers() const {

@@ -6,6 +6,11 @@
 // a late or slow subscriber skips straight to the newest version, and
 // versions of a role always arrive in increasing order.
 //
+// Each version also carries what its bulk transfer needs (the bulk offer, a
+// random ticket, and views of its tensor bytes inside the serialised chunks:
+// the bulk endpoint sends those same bytes, no copy); the newest version of
+// each role and the one before it can be looked up by ticket.
+//
 // Thread-safe. Subscriptions are woken through a callback, called without any
 // of the publisher's locks held.
 #ifndef DSM_SERVICES_ADAPTERS_ADAPTER_PUBLISHER_H_
@@ -21,6 +26,7 @@
 #include <grpcpp/support/byte_buffer.h>
 
 #include "absl/status/status.h"
+#include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "services/adapters/adapter_codec.h"
 
@@ -33,6 +39,13 @@ struct EncodedAdapterVersion {
   // copied) by every write of it.
   std::vector<grpc::ByteBuffer> chunks;
   uint64_t bytes = 0;  // tensor bytes of the whole version
+  // The bulk path: 16 random bytes naming this version on the bulk endpoint;
+  // the version's one message when offered for bulk transfer (every field
+  // but bulk.endpoint, which depends on the stream); and the tensor bytes
+  // concatenated in order, as views into `chunks` (valid while this lives).
+  std::string ticket;
+  v1::AdapterChunk bulk_offer;
+  std::vector<absl::string_view> payload;
 };
 
 // A buffer of one slice that owns `bytes` (no copy).
@@ -79,6 +92,10 @@ class AdapterPublisher {
   // Newest published version of `role` (0 if none).
   uint64_t latest_version(v1::AdapterRole role) const;
   std::shared_ptr<const EncodedAdapterVersion> latest(v1::AdapterRole role) const;
+  // The version of `role` named `version` and `ticket`, if it is the newest
+  // or the one before it; null otherwise.
+  std::shared_ptr<const EncodedAdapterVersion> FindForBulk(v1::AdapterRole role, uint64_t version,
+                                                           absl::string_view ticket) const;
   int subscribers() const;
 
  private:
@@ -86,6 +103,9 @@ class AdapterPublisher {
 
   mutable absl::Mutex mu_;
   std::map<v1::AdapterRole, std::shared_ptr<const EncodedAdapterVersion>> latest_ ABSL_GUARDED_BY(mu_);
+  // The version before the newest, per role: a subscriber offered it just
+  // before the next was published can still fetch it.
+  std::map<v1::AdapterRole, std::shared_ptr<const EncodedAdapterVersion>> previous_ ABSL_GUARDED_BY(mu_);
   std::vector<std::weak_ptr<Subscription>> subscriptions_ ABSL_GUARDED_BY(mu_);
 };
 

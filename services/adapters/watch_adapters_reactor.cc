@@ -9,11 +9,12 @@ namespace {
 class WatchAdaptersReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
  public:
   WatchAdaptersReactor(std::shared_ptr<AdapterPublisher::Subscription> subscription,
-                       std::function<void(const EncodedAdapterVersion&)> on_version_sent)
+                       std::function<void(const EncodedAdapterVersion&)> on_version_sent, std::string bulk_endpoint)
       : state_(std::make_shared<State>()) {
     state_->reactor = this;
     state_->subscription = std::move(subscription);
     state_->on_version_sent = std::move(on_version_sent);
+    state_->bulk_endpoint = std::move(bulk_endpoint);
     std::weak_ptr<State> weak = state_;
     state_->subscription->SetWakeup([weak] {
       if (auto state = weak.lock()) state->Pump();
@@ -50,20 +51,35 @@ class WatchAdaptersReactor final : public grpc::ServerWriteReactor<grpc::ByteBuf
     bool finished ABSL_GUARDED_BY(mu) = false;
     std::shared_ptr<const EncodedAdapterVersion> current ABSL_GUARDED_BY(mu);
     std::size_t next_chunk ABSL_GUARDED_BY(mu) = 0;
+    grpc::ByteBuffer offer ABSL_GUARDED_BY(mu);  // the bulk offer being written
     std::shared_ptr<AdapterPublisher::Subscription> subscription;
     std::function<void(const EncodedAdapterVersion&)> on_version_sent;
+    std::string bulk_endpoint;  // empty: versions go in chunks
+
+    // Messages of `current`: its chunks, or its one bulk offer.
+    std::size_t Messages() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+      return bulk_endpoint.empty() ? current->chunks.size() : 1;
+    }
 
     // Starts the next write if none is in flight and there is something to send.
     void Pump() {
       absl::MutexLock lock(&mu);
       if (reactor == nullptr || writing || finished) return;
-      if (!current || next_chunk == current->chunks.size()) {
+      if (!current || next_chunk == Messages()) {
         current = subscription->Next();
         next_chunk = 0;
         if (!current) return;
       }
       writing = true;
-      reactor->StartWrite(&current->chunks[next_chunk++]);
+      if (bulk_endpoint.empty()) {
+        reactor->StartWrite(&current->chunks[next_chunk++]);
+        return;
+      }
+      v1::AdapterChunk message = current->bulk_offer;
+      message.mutable_bulk()->set_endpoint(bulk_endpoint);
+      offer = OwningByteBuffer(message.SerializeAsString());
+      ++next_chunk;
+      reactor->StartWrite(&offer);
     }
 
     void WriteDone() {
@@ -71,7 +87,7 @@ class WatchAdaptersReactor final : public grpc::ServerWriteReactor<grpc::ByteBuf
       {
         absl::MutexLock lock(&mu);
         writing = false;
-        if (current && next_chunk == current->chunks.size()) sent = current;
+        if (current && next_chunk == Messages() && bulk_endpoint.empty()) sent = current;
       }
       if (sent && on_version_sent) on_version_sent(*sent);
     }
@@ -112,8 +128,8 @@ grpc::ServerWriteReactor<grpc::ByteBuffer>* FailWatchAdapters(const grpc::Status
 
 grpc::ServerWriteReactor<grpc::ByteBuffer>* StartWatchAdapters(
     std::shared_ptr<AdapterPublisher::Subscription> subscription,
-    std::function<void(const EncodedAdapterVersion&)> on_version_sent) {
-  return new WatchAdaptersReactor(std::move(subscription), std::move(on_version_sent));
+    std::function<void(const EncodedAdapterVersion&)> on_version_sent, std::string bulk_endpoint) {
+  return new WatchAdaptersReactor(std::move(subscription), std::move(on_version_sent), std::move(bulk_endpoint));
 }
 
 }  // namespace dsm

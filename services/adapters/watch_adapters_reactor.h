@@ -10,6 +10,7 @@
 
 #include <functional>
 #include <memory>
+#include <string>
 
 #include "absl/status/statusor.h"
 #include "dsm/v1/learner.grpc.pb.h"
@@ -31,10 +32,12 @@ absl::StatusOr<v1::WatchAdaptersRequest> ParseWatchAdaptersRequest(const grpc::B
 
 // Starts streaming `subscription` on the call; the reactor deletes itself
 // when the call ends. `on_version_sent(version)` (may be empty) runs after the
-// last chunk of each version was written.
+// last chunk of each version sent in chunks was written. With a
+// `bulk_endpoint` (host:port), each version is sent instead as its one bulk
+// offer naming that endpoint (the bulk endpoint counts what it sends).
 grpc::ServerWriteReactor<grpc::ByteBuffer>* StartWatchAdapters(
     std::shared_ptr<AdapterPublisher::Subscription> subscription,
-    std::function<void(const EncodedAdapterVersion&)> on_version_sent);
+    std::function<void(const EncodedAdapterVersion&)> on_version_sent, std::string bulk_endpoint = "");
 
 // A WatchAdapters call that ends at once with `status` (a bad request).
 grpc::ServerWriteReactor<grpc::ByteBuffer>* FailWatchAdapters(const grpc::Status& status);

@@ -35,10 +35,14 @@ absl::StatusOr<std::unique_ptr<LearnerMetrics>> LearnerMetrics::Create(MetricsRe
   auto bytes = registry.AddCounter("dsm_adapter_bytes_sent_total",
                                    "Adapter tensor bytes sent to WatchAdapters subscribers.");
   auto version = registry.AddGauge("dsm_adapter_version", "Newest published adapter version.", role_label);
+  auto versions_sent = registry.AddCounter(
+      "dsm_adapter_versions_sent_total",
+      "Adapter versions sent to subscribers, by path: bulk (the bulk endpoint) or in_band (WatchAdapters chunks).",
+      {"path"});
   for (const absl::Status& s :
        {steps.status(), loss.status(), kl.status(), clip.status(), reward_mean.status(), reward_std.status(),
         grad_norm.status(), tokens.status(), step_seconds.status(), policy_lag.status(), dropped.status(),
-        groups.status(), bytes.status(), version.status()}) {
+        groups.status(), bytes.status(), version.status(), versions_sent.status()}) {
     if (!s.ok()) return s;
   }
   std::unique_ptr<LearnerMetrics> m(new LearnerMetrics());
@@ -70,6 +74,8 @@ absl::StatusOr<std::unique_ptr<LearnerMetrics>> LearnerMetrics::Create(MetricsRe
   m->dropped_stale_ = &(*dropped)->WithLabels({"stale"});
   m->dropped_no_variance_ = &(*dropped)->WithLabels({"no_variance"});
   m->adapter_bytes_sent_ = &(*bytes)->Default();
+  m->versions_sent_bulk_ = &(*versions_sent)->WithLabels({"bulk"});
+  m->versions_sent_in_band_ = &(*versions_sent)->WithLabels({"in_band"});
   return m;
 }
 
@@ -113,8 +119,9 @@ void LearnerMetrics::RecordAdapterPublished(v1::AdapterRole role, uint64_t versi
   if (const RoleHandles* h = Role(role)) h->adapter_version->Set(static_cast<double>(version));
 }
 
-void LearnerMetrics::RecordAdapterBytesSent(uint64_t bytes) {
+void LearnerMetrics::RecordAdapterVersionSent(uint64_t bytes, bool bulk) {
   adapter_bytes_sent_->Increment(static_cast<double>(bytes));
+  (bulk ? versions_sent_bulk_ : versions_sent_in_band_)->Increment();
 }
 
 }  // namespace dsm

@@ -43,7 +43,9 @@ class LearnerMetrics {
   // How many versions behind the current one an accepted sample was.
   void RecordPolicyLag(v1::AdapterRole role, double versions);
   void RecordAdapterPublished(v1::AdapterRole role, uint64_t version);
-  void RecordAdapterBytesSent(uint64_t bytes);
+  // One adapter version of `bytes` tensor bytes sent to a subscriber, over
+  // the bulk endpoint or in WatchAdapters chunks.
+  void RecordAdapterVersionSent(uint64_t bytes, bool bulk);
 
  private:
   struct RoleHandles {
@@ -67,6 +69,8 @@ class LearnerMetrics {
   Counter* dropped_stale_ = nullptr;
   Counter* dropped_no_variance_ = nullptr;
   Counter* adapter_bytes_sent_ = nullptr;
+  Counter* versions_sent_bulk_ = nullptr;
+  Counter* versions_sent_in_band_ = nullptr;
 };
 
 }  // namespace dsm

@@ -80,12 +80,24 @@ absl::StatusOr<std::unique_ptr<LearnerProcess>> LearnerProcess::Create(const Dsm
   LearnerServiceOptions service_options;
   service_options.model_name = config.model.path;
   service_options.max_message_bytes = static_cast<uint64_t>(config.server.max_message_bytes);
+  LearnerMetrics* const learner_metrics_ptr = p->metrics_.get();
+  absl::StatusOr<std::unique_ptr<AdapterBulkServer>> bulk =
+      StartAdapterBulkServer(config, p->publisher_.get(), [learner_metrics_ptr](const EncodedAdapterVersion& v) {
+        learner_metrics_ptr->RecordAdapterVersionSent(v.bytes, /*bulk=*/true);
+      });
+  if (!bulk.ok()) return bulk.status();
+  p->bulk_server_ = std::move(*bulk);
+  if (p->bulk_server_ != nullptr) {
+    service_options.bulk_port = p->bulk_server_->port();
+    service_options.bulk_host = config.learner.bulk_host;
+  }
   p->service_ = std::make_unique<LearnerService>(p->core_.get(), p->publisher_.get(), p->metrics_.get(),
                                                  service_options);
   return p;
 }
 
 LearnerProcess::~LearnerProcess() {
+  if (bulk_server_) bulk_server_->Stop();
   if (core_) core_->Stop();
 }
 

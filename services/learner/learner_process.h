@@ -1,6 +1,8 @@
 // LearnerProcess: the learner service wired from the config: the base model
 // (float32, trained through LoRA), one adapter and trainer per role, the
-// adapter publisher, metrics, and the dsm.v1.Learner service. The caller
+// adapter publisher and its bulk endpoint (adapter_bulk_server.h; off with
+// learner.bulk_transfer: false or TLS), metrics, and the dsm.v1.Learner
+// service. The caller
 // registers service() on a GrpcServer.
 #ifndef DSM_SERVICES_LEARNER_LEARNER_PROCESS_H_
 #define DSM_SERVICES_LEARNER_LEARNER_PROCESS_H_
@@ -10,6 +12,7 @@
 #include "absl/status/statusor.h"
 #include "common/config.h"
 #include "common/metrics_registry.h"
+#include "services/adapters/adapter_bulk_server.h"
 #include "services/adapters/adapter_publisher.h"
 #include "services/learner/learner_core.h"
 #include "services/learner/learner_metrics.h"
@@ -33,6 +36,7 @@ class LearnerProcess {
 
   std::unique_ptr<LlamaModel> model_;
   std::unique_ptr<AdapterPublisher> publisher_;
+  std::unique_ptr<AdapterBulkServer> bulk_server_;  // null when off (or TLS)
   std::unique_ptr<LearnerMetrics> metrics_;
   std::unique_ptr<LearnerCore> core_;
   std::unique_ptr<LearnerService> service_;

@@ -190,6 +190,14 @@ void FillTrainMetrics(const RoleStepMetrics& m, v1::TrainMetrics* out) {
   *out->mutable_step_time() = ToProto(m.stats.seconds);
 }
 
+// The host of a call's :authority ("host:port", "[v6]:port" or "host").
+std::string AuthorityHost(grpc::string_ref authority) {
+  const std::string a(authority.data(), authority.size());
+  if (!a.empty() && a.front() == '[') return a.substr(0, a.find(']') + 1);
+  const std::size_t colon = a.find(':');
+  return colon == std::string::npos || a.find(':', colon + 1) != std::string::npos ? a : a.substr(0, colon);
+}
+
 }  // namespace
 
 LearnerService::LearnerService(LearnerCore* core, AdapterPublisher* publisher, LearnerMetrics* metrics,
@@ -211,7 +219,7 @@ grpc::ServerBidiReactor<v1::SubmitGroupsRequest, v1::SubmitGroupsResponse>* Lear
   return new SubmitGroupsReactor(core_, StreamWindow());
 }
 
-grpc::ServerWriteReactor<grpc::ByteBuffer>* LearnerService::WatchAdapters(grpc::CallbackServerContext* /*context*/,
+grpc::ServerWriteReactor<grpc::ByteBuffer>* LearnerService::WatchAdapters(grpc::CallbackServerContext* context,
                                                                           const grpc::ByteBuffer* raw_request) {
   absl::StatusOr<v1::WatchAdaptersRequest> parsed = ParseWatchAdaptersRequest(*raw_request);
   if (!parsed.ok()) return FailWatchAdapters(ToGrpcStatus(parsed.status()));
@@ -245,9 +253,17 @@ grpc::ServerWriteReactor<grpc::ByteBuffer>* LearnerService::WatchAdapters(grpc::
                                           absl::StrCat("subscriber_id: ", request.subscriber_id().size(),
                                                        " bytes > max_id_bytes ", max_id)));
   }
+  std::string bulk_endpoint;
+  if (request.accept_bulk() && options_.bulk_port > 0) {
+    const std::string host =
+        !options_.bulk_host.empty() ? options_.bulk_host : AuthorityHost(context->ExperimentalGetAuthority());
+    if (!host.empty()) bulk_endpoint = absl::StrCat(host, ":", options_.bulk_port);
+  }
   LearnerMetrics* metrics = metrics_;
-  return StartWatchAdapters(publisher_->Subscribe(std::move(roles), std::move(held)),
-                            [metrics](const EncodedAdapterVersion& v) { metrics->RecordAdapterBytesSent(v.bytes); });
+  return StartWatchAdapters(
+      publisher_->Subscribe(std::move(roles), std::move(held)),
+      [metrics](const EncodedAdapterVersion& v) { metrics->RecordAdapterVersionSent(v.bytes, /*bulk=*/false); },
+      std::move(bulk_endpoint));
 }
 
 grpc::ServerUnaryReactor* LearnerService::GetState(grpc::CallbackServerContext* context,

@@ -10,7 +10,8 @@
 //    bounded: the next read starts only when fewer than kMaxPendingWrites
 //    are queued.
 //  - WatchAdapters (served raw: the request is parsed here, the chunks go out
-//    pre-serialised): StartWatchAdapters on an AdapterPublisher subscription.
+//    pre-serialised): StartWatchAdapters on an AdapterPublisher subscription,
+//    offering the bulk endpoint when there is one and the request accepts it.
 //  - GetState, GetServerInfo: answered inline. Checkpoint, InitAdapter, Flush: queued
 //    to the core's training thread, finished from there (no RPC thread blocks).
 //
@@ -38,6 +39,12 @@ struct LearnerServiceOptions {
   uint32_t stream_credit_window = 0;
   std::string model_name;  // ServerInfo.model.name
   uint64_t max_message_bytes = 16 << 20;
+  // The bulk endpoint offered to WatchAdapters subscribers that accept it
+  // (0 = none: every version goes in chunks), and the host named in the
+  // offer (empty = the host the subscriber dialled, from the call's
+  // authority).
+  int bulk_port = 0;
+  std::string bulk_host;
 };
 
 class LearnerService final : public LearnerRawWatchAdaptersService {

@@ -66,8 +66,9 @@ case "$CHECK" in
     # The container copies of a config only differ where containers need it.
     same_config_except configs/tiny.yaml deploy/compose/tiny.yaml \
       server.host server.allow_insecure model.path run.runs_dir learner.checkpoint_dir
-    same_config_except deploy/compose/tiny.yaml deploy/k8s/overlays/cpu/dsm.yaml
-    same_config_except configs/t4-qwen2.5-math-1.5b.yaml deploy/k8s/base/dsm.yaml
+    # Kubernetes: the learner's bulk endpoint on a fixed port its Service exposes.
+    same_config_except deploy/compose/tiny.yaml deploy/k8s/overlays/cpu/dsm.yaml learner.bulk_port
+    same_config_except configs/t4-qwen2.5-math-1.5b.yaml deploy/k8s/base/dsm.yaml learner.bulk_port
     # The T4 config is what the issue asks: fp16, LoRA, a model folder under /models.
     flat_config configs/t4-qwen2.5-math-1.5b.yaml > "$WORK/t4.txt"
     grep -qx "model.dtype: 'float16'" "$WORK/t4.txt" || fail "t4 config: model.dtype is not float16"

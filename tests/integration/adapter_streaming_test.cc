@@ -9,10 +9,14 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include "absl/strings/str_cat.h"
 #include "common/grpc_server.h"
+#include "services/adapters/adapter_bulk_client.h"
+#include "services/adapters/adapter_bulk_server.h"
 #include "services/adapters/adapter_publisher.h"
 #include "services/adapters/adapter_subscriber.h"
 #include "services/adapters/watch_adapters_reactor.h"
+#include "tests/integration/learner_client.h"
 #include "tests/integration/publishing_learner.h"
 #include "tests/integration/test_certs.h"
 
@@ -115,6 +119,7 @@ class StreamingLearner final : public LearnerRawWatchAdaptersService {
   std::atomic<int> streams{0};
   std::atomic<int> versions_sent{0};
   std::atomic<uint64_t> bytes_sent{0};
+  std::string bulk_endpoint;  // offered to requests that accept bulk transfers; empty = chunks only
 
   grpc::ServerWriteReactor<grpc::ByteBuffer>* WatchAdapters(grpc::CallbackServerContext*,
                                                             const grpc::ByteBuffer* request) override {
@@ -123,10 +128,13 @@ class StreamingLearner final : public LearnerRawWatchAdaptersService {
       --corrupt_streams;
       return StartCorrupting(publisher.latest(v1::ADAPTER_ROLE_GENERATOR)->version);
     }
-    return dsm_test::WatchAdaptersFrom(&publisher, *request, [this](const EncodedAdapterVersion& v) {
-      ++versions_sent;
-      bytes_sent += v.bytes;
-    });
+    return dsm_test::WatchAdaptersFrom(
+        &publisher, *request,
+        [this](const EncodedAdapterVersion& v) {
+          ++versions_sent;
+          bytes_sent += v.bytes;
+        },
+        bulk_endpoint);
   }
 
  private:
@@ -343,6 +351,194 @@ TEST(AdapterStreaming, RawStreamNeedsTheBearerToken) {
   EXPECT_EQ(learner.streams.load(), 1);  // the wrong token never reached the handler
   wrong_sub->Stop();
   right_sub->Stop();
+  std::error_code ignored;
+  std::filesystem::remove_all(certs.dir, ignored);
+}
+
+// ------------------------------------------------------------ bulk transfers
+
+// A learner serving WatchAdapters and, beside it, the bulk endpoint of the
+// same publisher, offered to subscribers that accept it.
+struct BulkLearner {
+  StreamingLearner learner;
+  AdapterBulkServer bulk{&learner.publisher, AdapterBulkServerOptions{}};
+  GrpcServer server;
+
+  explicit BulkLearner(GrpcServerOptions options = ServerOptions()) : server(std::move(options)) {
+    EXPECT_TRUE(bulk.Start().ok());
+    learner.bulk_endpoint = absl::StrCat("127.0.0.1:", bulk.port());
+    server.RegisterService(&learner, v1::Learner::service_full_name());
+    EXPECT_TRUE(server.Start().ok());
+  }
+};
+
+TEST(AdapterBulk, VersionsArriveBitIdenticalInOrderAndLateSubscriberGetsNewestFirst) {
+  BulkLearner l;
+  Received early;
+  auto early_sub = Subscribe(l.server.address(), &early);
+  for (uint64_t v = 1; v <= 3; ++v) {
+    ASSERT_TRUE(l.learner.publisher.Publish(MakeVersion(v, 3000)).ok());  // 576 KB, F32 and BF16
+    ASSERT_TRUE(early.WaitFor(v));
+  }
+  Received late;
+  auto late_sub = Subscribe(l.server.address(), &late);
+  ASSERT_TRUE(late.WaitFor(3));
+  ASSERT_TRUE(l.learner.publisher.Publish(MakeVersion(4, 3000)).ok());
+  ASSERT_TRUE(early.WaitFor(4));
+  ASSERT_TRUE(late.WaitFor(4));
+  {
+    absl::MutexLock lock(&early.mu);
+    EXPECT_EQ(early.versions, (std::vector<uint64_t>{1, 2, 3, 4}));
+    for (std::size_t i = 0; i < early.data.size(); ++i) {
+      ExpectSameTensors(MakeVersion(i + 1, 3000), early.data[i]);
+      EXPECT_EQ(early.data[i].learner_step, (i + 1) * 10);
+      EXPECT_EQ(early.data[i].adapter_config_json, R"({"r": 4, "lora_alpha": 8})");
+    }
+  }
+  {
+    absl::MutexLock lock(&late.mu);
+    EXPECT_EQ(late.versions, (std::vector<uint64_t>{3, 4}));
+    ExpectSameTensors(MakeVersion(4, 3000), late.data.back());
+  }
+  EXPECT_EQ(early_sub->bulk_versions(), 4);
+  EXPECT_EQ(early_sub->in_band_versions(), 0);
+  EXPECT_EQ(late_sub->bulk_versions(), 2);
+  EXPECT_EQ(l.bulk.versions_sent(), 6);
+  EXPECT_EQ(l.learner.versions_sent.load(), 0);  // no chunks went on the streams
+  EXPECT_EQ(early_sub->connects(), 1);
+}
+
+TEST(AdapterBulk, CorruptByteIsRejectedAndReRequested) {
+  BulkLearner l;
+  ASSERT_TRUE(l.learner.publisher.Publish(MakeVersion(1)).ok());
+  l.bulk.CorruptNextTransfers(1);
+  Received received;
+  auto sub = Subscribe(l.server.address(), &received);
+  ASSERT_TRUE(received.WaitFor(1));
+  EXPECT_EQ(sub->rejected_versions(), 1);
+  EXPECT_EQ(sub->bulk_versions(), 1);
+  EXPECT_GE(l.learner.streams.load(), 2);  // the stream was reopened to ask again
+  EXPECT_EQ(l.bulk.versions_sent(), 2);
+  absl::MutexLock lock(&received.mu);
+  EXPECT_EQ(received.versions, std::vector<uint64_t>{1});
+  ExpectSameTensors(MakeVersion(1), received.data[0]);
+}
+
+TEST(AdapterBulk, UnreachableEndpointFallsBackToChunksWhileTheStreamGoesOn) {
+  StreamingLearner learner;
+  learner.bulk_endpoint = absl::StrCat("127.0.0.1:", dsm_test::FreePort());  // nothing listens there
+  GrpcServer server(ServerOptions());
+  server.RegisterService(&learner, v1::Learner::service_full_name());
+  ASSERT_TRUE(server.Start().ok());
+  Received received;
+  auto sub = Subscribe(server.address(), &received);
+  for (uint64_t v = 1; v <= 2; ++v) {
+    ASSERT_TRUE(learner.publisher.Publish(MakeVersion(v)).ok());
+    ASSERT_TRUE(received.WaitFor(v));
+  }
+  EXPECT_EQ(sub->bulk_fallbacks(), 2);
+  EXPECT_EQ(sub->in_band_versions(), 2);
+  EXPECT_EQ(sub->bulk_versions(), 0);
+  EXPECT_EQ(sub->connects(), 1);  // the main stream never dropped
+  EXPECT_EQ(learner.versions_sent.load(), 2);  // each version in chunks, on a fallback call
+  absl::MutexLock lock(&received.mu);
+  EXPECT_EQ(received.versions, (std::vector<uint64_t>{1, 2}));
+  ExpectSameTensors(MakeVersion(2), received.data.back());
+}
+
+TEST(AdapterBulk, ClientReusesTheBufferOfAVersionNoLongerHeld) {
+  AdapterPublisher publisher;
+  AdapterBulkServer bulk(&publisher, AdapterBulkServerOptions{});
+  ASSERT_TRUE(bulk.Start().ok());
+  AdapterBulkClient client;
+  auto fetch = [&](uint64_t version) {
+    EXPECT_TRUE(publisher.Publish(MakeVersion(version)).ok());
+    v1::AdapterChunk offer = publisher.latest(v1::ADAPTER_ROLE_GENERATOR)->bulk_offer;
+    offer.mutable_bulk()->set_endpoint(absl::StrCat("127.0.0.1:", bulk.port()));
+    return client.Fetch(offer);
+  };
+  absl::StatusOr<AdapterVersionData> one = fetch(1);
+  ASSERT_TRUE(one.ok()) << one.status();
+  ExpectSameTensors(MakeVersion(1), *one);
+  const void* first = one->tensors.begin()->second.data_ptr();
+  absl::StatusOr<AdapterVersionData> two = fetch(2);  // version 1 still held: a new buffer
+  ASSERT_TRUE(two.ok()) << two.status();
+  EXPECT_NE(two->tensors.begin()->second.data_ptr(), first);
+  *one = AdapterVersionData();  // version 1 dropped: its buffer is free
+  absl::StatusOr<AdapterVersionData> three = fetch(3);
+  ASSERT_TRUE(three.ok()) << three.status();
+  EXPECT_EQ(three->tensors.begin()->second.data_ptr(), first);
+  ExpectSameTensors(MakeVersion(3), *three);
+  ExpectSameTensors(MakeVersion(2), *two);  // untouched by the reuse
+
+  // A ticket the endpoint does not know: NotFound, and the connection serves on.
+  v1::AdapterChunk stale = publisher.latest(v1::ADAPTER_ROLE_GENERATOR)->bulk_offer;
+  stale.mutable_bulk()->set_endpoint(absl::StrCat("127.0.0.1:", bulk.port()));
+  stale.mutable_bulk()->set_ticket(std::string(16, 'x'));
+  EXPECT_EQ(client.Fetch(stale).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_TRUE(fetch(4).ok());
+  EXPECT_EQ(bulk.versions_sent(), 4);
+}
+
+TEST(AdapterBulk, ConnectionTheEndpointClosedWhileIdleIsReplaced) {
+  AdapterPublisher publisher;
+  AdapterBulkServerOptions options;
+  options.idle_timeout = absl::Milliseconds(50);
+  AdapterBulkServer bulk(&publisher, options);
+  ASSERT_TRUE(bulk.Start().ok());
+  AdapterBulkClient client;
+  for (uint64_t version = 1; version <= 2; ++version) {
+    ASSERT_TRUE(publisher.Publish(MakeVersion(version)).ok());
+    v1::AdapterChunk offer = publisher.latest(v1::ADAPTER_ROLE_GENERATOR)->bulk_offer;
+    offer.mutable_bulk()->set_endpoint(absl::StrCat("127.0.0.1:", bulk.port()));
+    absl::StatusOr<AdapterVersionData> data = client.Fetch(offer);
+    ASSERT_TRUE(data.ok()) << data.status();
+    ExpectSameTensors(MakeVersion(version), *data);
+    absl::SleepFor(absl::Milliseconds(300));  // the endpoint drops the idle connection
+  }
+}
+
+TEST(AdapterBulk, OfferedOnlyWithoutTls) {
+  DsmConfig config;
+  config.learner.bulk_port = 0;
+  AdapterPublisher publisher;
+  absl::StatusOr<std::unique_ptr<AdapterBulkServer>> plain = StartAdapterBulkServer(config, &publisher, nullptr);
+  ASSERT_TRUE(plain.ok()) << plain.status();
+  ASSERT_NE(*plain, nullptr);
+  EXPECT_GT((*plain)->port(), 0);
+  config.server.tls_cert_file = "server.crt";
+  absl::StatusOr<std::unique_ptr<AdapterBulkServer>> tls = StartAdapterBulkServer(config, &publisher, nullptr);
+  ASSERT_TRUE(tls.ok());
+  EXPECT_EQ(*tls, nullptr);
+  config.server.tls_cert_file.clear();
+  config.learner.bulk_transfer = false;
+  absl::StatusOr<std::unique_ptr<AdapterBulkServer>> off = StartAdapterBulkServer(config, &publisher, nullptr);
+  ASSERT_TRUE(off.ok());
+  EXPECT_EQ(*off, nullptr);
+  config.learner.bulk_transfer = true;
+  config.learner.bulk_port = (*plain)->port();  // taken
+  absl::StatusOr<std::unique_ptr<AdapterBulkServer>> taken = StartAdapterBulkServer(config, &publisher, nullptr);
+  EXPECT_THAT(std::string(taken.status().message()), testing::StartsWith("learner.bulk_port: "));
+}
+
+TEST(AdapterBulk, TlsSubscriberNeverAsksForBulk) {
+  dsm_test::TestCerts certs;
+  ASSERT_TRUE(dsm_test::MakeTestCerts(&certs)) << "openssl failed; see " << certs.dir << "/openssl.log";
+  GrpcServerOptions options = ServerOptions();
+  options.security.cert_chain_pem = dsm_test::TestCerts::Read(certs.server_crt);
+  options.security.private_key_pem = dsm_test::TestCerts::Read(certs.server_key);
+  BulkLearner l(options);  // would offer bulk to any request that accepts it
+  ASSERT_TRUE(l.learner.publisher.Publish(MakeVersion(1)).ok());
+  ClientSecurity security;
+  security.tls = true;
+  security.root_ca_pem = dsm_test::TestCerts::Read(certs.ca_crt);
+  Received received;
+  auto sub = Subscribe(l.server.address(), &received, security);
+  ASSERT_TRUE(received.WaitFor(1));
+  EXPECT_EQ(sub->in_band_versions(), 1);
+  EXPECT_EQ(sub->bulk_versions(), 0);
+  EXPECT_EQ(l.bulk.versions_sent(), 0);
+  sub->Stop();
   std::error_code ignored;
   std::filesystem::remove_all(certs.dir, ignored);
 }

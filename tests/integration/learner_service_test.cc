@@ -23,6 +23,7 @@
 #include "dsm/v1/learner.grpc.pb.h"
 #include "learner/checkpoint.h"
 #include "model/llama_model.h"
+#include "services/adapters/adapter_bulk_server.h"
 #include "services/adapters/adapter_publisher.h"
 #include "services/adapters/adapter_subscriber.h"
 #include "services/learner/learner_core.h"
@@ -127,7 +128,9 @@ class GroupStream {
 
 class LearnerServiceTest : public ::testing::Test {
  protected:
-  void Start(LearnerOptions options) {
+  // `bulk`: the learner's bulk endpoint runs beside the service, which
+  // offers it, as `dsm serve learner` does without TLS.
+  void Start(LearnerOptions options, bool bulk = false) {
     torch::set_num_threads(1);
     const std::string ref = model_test::ReferenceDir();
     ASSERT_FALSE(ref.empty());
@@ -140,7 +143,17 @@ class LearnerServiceTest : public ::testing::Test {
     auto core = LearnerCore::Create(model_.get(), std::move(options), &publisher_, metrics_.get());
     ASSERT_TRUE(core.ok()) << core.status();
     core_ = *std::move(core);
-    service_ = std::make_unique<LearnerService>(core_.get(), &publisher_, metrics_.get());
+    LearnerServiceOptions service_options;
+    if (bulk) {
+      LearnerMetrics* sent = metrics_.get();
+      bulk_ = std::make_unique<AdapterBulkServer>(&publisher_, AdapterBulkServerOptions{},
+                                                  [sent](const EncodedAdapterVersion& v) {
+                                                    sent->RecordAdapterVersionSent(v.bytes, /*bulk=*/true);
+                                                  });
+      ASSERT_TRUE(bulk_->Start().ok());
+      service_options.bulk_port = bulk_->port();
+    }
+    service_ = std::make_unique<LearnerService>(core_.get(), &publisher_, metrics_.get(), service_options);
     GrpcServerOptions server_options;
     server_options.drain = absl::ZeroDuration();
     server_options.shutdown_grace = absl::Milliseconds(200);
@@ -150,8 +163,24 @@ class LearnerServiceTest : public ::testing::Test {
     stub_ = v1::Learner::NewStub(grpc::CreateChannel(server_->address(), grpc::InsecureChannelCredentials()));
   }
 
+  // A started subscriber to the generator's versions, adding each to
+  // `received` under `mu`.
+  std::unique_ptr<AdapterSubscriber> SubscribeGenerator(absl::Mutex* mu, std::vector<AdapterVersionData>* received) {
+    AdapterSubscriberOptions so;
+    so.learner_address = server_->address();
+    so.roles = {v1::ADAPTER_ROLE_GENERATOR};
+    so.initial_backoff = absl::Milliseconds(20);
+    auto subscriber = std::make_unique<AdapterSubscriber>(so, [mu, received](AdapterVersionData d) {
+      absl::MutexLock lock(mu);
+      received->push_back(std::move(d));
+    });
+    subscriber->Start();
+    return subscriber;
+  }
+
   void TearDown() override {
     if (core_) core_->Stop();
+    if (bulk_) bulk_->Stop();
     server_.reset();
     service_.reset();
     core_.reset();
@@ -190,6 +219,7 @@ class LearnerServiceTest : public ::testing::Test {
   std::unique_ptr<LlamaModel> model_;
   std::unique_ptr<LearnerMetrics> metrics_;
   AdapterPublisher publisher_;
+  std::unique_ptr<AdapterBulkServer> bulk_;
   std::unique_ptr<LearnerCore> core_;
   std::unique_ptr<LearnerService> service_;
   std::unique_ptr<GrpcServer> server_;
@@ -277,20 +307,40 @@ TEST_F(LearnerServiceTest, GroupWithEqualRewardsIsDroppedForNoVariance) {
   EXPECT_THAT(Metrics(), HasSubstr("dsm_learner_dropped_samples_total{reason=\"no_variance\"} 3"));
 }
 
+TEST_F(LearnerServiceTest, OffersTheBulkEndpointAtTheHostTheSubscriberDialled) {
+  Start(TestOptions(), /*bulk=*/true);
+  absl::Mutex mu;
+  std::vector<AdapterVersionData> received;
+  // At 127.0.0.1:port: the offer names 127.0.0.1.
+  std::unique_ptr<AdapterSubscriber> subscriber = SubscribeGenerator(&mu, &received);
+  GroupStream stream(stub_.get());
+  EXPECT_EQ(stream.Send(MakeGroup("b/a", {0, 1, 1})).status(), v1::GROUP_STATUS_ACCEPTED);
+  EXPECT_EQ(stream.Send(MakeGroup("b/b", {1, 0, 0.5})).status(), v1::GROUP_STATUS_ACCEPTED);
+  {
+    absl::MutexLock lock(&mu);
+    auto has_v1 = [&]() ABSL_SHARED_LOCKS_REQUIRED(mu) { return !received.empty(); };
+    ASSERT_TRUE(mu.AwaitWithTimeout(absl::Condition(&has_v1), absl::Seconds(20)));
+    auto trained = core_->SnapshotAdapter(v1::ADAPTER_ROLE_GENERATOR);
+    ASSERT_TRUE(trained.ok()) << trained.status();
+    for (const auto& [name, t] : (*trained)->NamedTensors()) {
+      ASSERT_TRUE(received.back().tensors.count(name)) << name;
+      EXPECT_TRUE(torch::equal(received.back().tensors.at(name), t)) << name;
+    }
+  }
+  EXPECT_TRUE(stream.Close().ok());
+  EXPECT_EQ(subscriber->bulk_versions(), 1);
+  EXPECT_EQ(subscriber->in_band_versions(), 0);
+  EXPECT_EQ(subscriber->bulk_fallbacks(), 0);
+  subscriber->Stop();
+  EXPECT_THAT(Metrics(), HasSubstr("dsm_adapter_versions_sent_total{path=\"bulk\"} 1"));
+}
+
 TEST_F(LearnerServiceTest, TrainsPublishesToSubscribersAndDropsStaleSamples) {
   Start(TestOptions());  // 2 groups per step, max_policy_lag 1
 
   absl::Mutex mu;
   std::vector<AdapterVersionData> received;
-  AdapterSubscriberOptions so;
-  so.learner_address = server_->address();
-  so.roles = {v1::ADAPTER_ROLE_GENERATOR};
-  so.initial_backoff = absl::Milliseconds(20);
-  AdapterSubscriber subscriber(so, [&](AdapterVersionData d) {
-    absl::MutexLock lock(&mu);
-    received.push_back(std::move(d));
-  });
-  subscriber.Start();
+  std::unique_ptr<AdapterSubscriber> subscriber = SubscribeGenerator(&mu, &received);
 
   GroupStream stream(stub_.get());
   EXPECT_EQ(stream.Send(MakeGroup("s1/a", {0, 1, 1})).status(), v1::GROUP_STATUS_ACCEPTED);
@@ -358,7 +408,9 @@ TEST_F(LearnerServiceTest, TrainsPublishesToSubscribersAndDropsStaleSamples) {
   EXPECT_THAT(metrics, HasSubstr("dsm_adapter_version{role=\"generator\"} 3"));
   EXPECT_THAT(metrics, HasSubstr("dsm_learner_step_seconds_count{role=\"generator\"} 3"));
   EXPECT_THAT(metrics, ::testing::Not(HasSubstr("dsm_adapter_bytes_sent_total 0\n")));
-  subscriber.Stop();
+  EXPECT_THAT(metrics, HasSubstr("dsm_adapter_versions_sent_total{path=\"bulk\"} 0\n"));  // none offered
+  EXPECT_THAT(metrics, ::testing::Not(HasSubstr("dsm_adapter_versions_sent_total{path=\"in_band\"} 0\n")));
+  subscriber->Stop();
 }
 
 TEST_F(LearnerServiceTest, FullBufferStopsCreditsUntilTrainingFreesSpace) {

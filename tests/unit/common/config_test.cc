@@ -127,6 +127,12 @@ TEST(Config, CrossFieldCheck) {
             "test.yaml: coordinator.heartbeat_seconds: 5 must be below coordinator.lease_ttl_seconds (5)");
   EXPECT_EQ(ErrorOf("run: {name: demo}\ncoordinator: {pipeline: true, learner: \"h:1\", verifier: \"h:2\"}\n"),
             "test.yaml: coordinator.meta_verifier: required with coordinator.pipeline: true (host:port)");
+  EXPECT_EQ(ErrorOf("run: {name: demo}\ncoordinator: {auto_label_n: 2, auto_label_k: 3}\n"),
+            "test.yaml: coordinator.auto_label_k: 3 is over coordinator.auto_label_n (2): no proof could be labelled");
+  EXPECT_EQ(ErrorOf("run: {name: demo}\ncoordinator: {alpha: 1.5}\n"),
+            "test.yaml: coordinator.alpha: 1.5 is out of range [0, 1]");
+  EXPECT_EQ(ErrorOf("run: {name: demo}\nbuiltin: {warmup_own_proof_share: -0.1}\n"),
+            "test.yaml: builtin.warmup_own_proof_share: -0.1 is out of range [0, 1]");
   EXPECT_EQ(ErrorOf("run: {name: demo}\ncoordinator: {grader: exact}\n"),
             "test.yaml: coordinator.grader: \"exact\" is not one of \"\", chain");
   EXPECT_EQ(ErrorOf("run: {name: demo}\nbuiltin: {domain: algebra}\n"),
@@ -142,6 +148,25 @@ TEST(Config, EveryMessageIsOneLine) {
     const std::string error = ErrorOf(yaml);
     EXPECT_EQ(error.find('\n'), std::string::npos) << error;
   }
+}
+
+TEST(Config, LearnerBulkTransferKeys) {
+  absl::StatusOr<DsmConfig> defaults = ParseConfig("run: {name: d}\n", "test.yaml");
+  ASSERT_TRUE(defaults.ok()) << defaults.status();
+  EXPECT_TRUE(defaults->learner.bulk_transfer);
+  EXPECT_EQ(defaults->learner.bulk_port, 0);
+  EXPECT_EQ(defaults->learner.bulk_host, "");
+  absl::StatusOr<DsmConfig> config =
+      ParseConfig("run: {name: d}\nlearner: {bulk_transfer: false, bulk_port: 50060, bulk_host: learner-0}\n",
+                  "test.yaml");
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_FALSE(config->learner.bulk_transfer);
+  EXPECT_EQ(config->learner.bulk_port, 50060);
+  EXPECT_EQ(config->learner.bulk_host, "learner-0");
+  EXPECT_EQ(ErrorOf("run: {name: d}\nlearner: {bulk_port: 70000}\n"),
+            "test.yaml: learner.bulk_port: 70000 is out of range [0, 65535]");
+  EXPECT_EQ(ErrorOf("run: {name: d}\nlearner: {bulk_transfer: maybe}\n"),
+            "test.yaml: learner.bulk_transfer: expected true or false, got \"maybe\"");
 }
 
 TEST(Config, LearnerSection) {

@@ -259,7 +259,7 @@ INSTANTIATE_TEST_SUITE_P(
     testing::Values(FileCase{"dsm/v1/common.proto", &v1::Completion::descriptor, 11},
                     FileCase{"dsm/v1/sampler.proto", &v1::GenerateRequest::descriptor, 4},
                     FileCase{"dsm/v1/scoring.proto", &v1::VerifyRequest::descriptor, 5},
-                    FileCase{"dsm/v1/learner.proto", &v1::ScoredGroup::descriptor, 19},
+                    FileCase{"dsm/v1/learner.proto", &v1::ScoredGroup::descriptor, 21},
                     FileCase{"dsm/v1/coordinator.proto", &v1::WorkerMessage::descriptor, 38},
                     FileCase{"grpc/health/v1/health.proto", &grpc::health::v1::HealthCheckRequest::descriptor,
                              2}),
