@@ -18,6 +18,8 @@
 #include "model/llama_model.h"
 #include "model/safetensors.h"
 #include "model/tokenizer.h"
+#include "tasks/chain_checker.h"
+#include "tasks/chain_sampling.h"
 #include "tasks/chain_warmup_eval.h"
 #include "tasks/chain_warmup_examples.h"
 #include "tasks/seeded_rng.h"
@@ -28,6 +30,7 @@ namespace {
 namespace fs = std::filesystem;
 
 constexpr uint64_t kTrainSalt = 0x7761726d75703031ULL;  // "warmup01"
+constexpr uint64_t kOwnProofSalt = 0x6f776e70726f6f66ULL;  // "ownproof"
 constexpr size_t kLossWindow = 10;
 
 absl::Status Invalid(absl::string_view field, double value, absl::string_view range) {
@@ -92,6 +95,7 @@ class ChainWarmupRun {
 
   // One optimizer step; returns its loss.
   absl::StatusOr<double> Step(int step) {
+    if (absl::Status s = MaybeRefreshOwnProofs(step); !s.ok()) return s;
     const std::vector<Sequence> batch = MakeBatch(step);
     // The loss's denominator: completion tokens, plus prompt tokens (after BOS) at their weight.
     double targets = 0;
@@ -135,18 +139,58 @@ class ChainWarmupRun {
   }
 
   double learning_rate() const { return learning_rate_; }
+  int own_proof_pools() const { return own_proof_pools_; }
+  double own_proof_score1_rate() const {
+    return own_proofs_sampled_ == 0 ? 0.0 : static_cast<double>(own_proofs_score1_) / own_proofs_sampled_;
+  }
+  double own_proof_seconds() const { return own_proof_seconds_; }
   const LlamaModel& model() const { return *model_; }
 
  private:
+  // From own_proof_start × steps on, every own_proof_refresh_steps steps: a new pool of the
+  // model's own temperature-1 proofs of fresh train problems.
+  absl::Status MaybeRefreshOwnProofs(int step) {
+    if (options_.own_proof_share <= 0) return absl::OkStatus();
+    const int start = static_cast<int>(options_.own_proof_start * options_.steps);
+    if (step < start || (step - start) % options_.own_proof_refresh_steps != 0) return absl::OkStatus();
+    const auto began = std::chrono::steady_clock::now();
+    const uint64_t seed = CombineSeeds(CombineSeeds(options_.seed, kOwnProofSalt), step);
+    absl::StatusOr<std::vector<ChainProblem>> problems =
+        GenerateChainProblems(options_.domain, ChainSplit::kTrain, seed, options_.own_proof_pool);
+    if (!problems.ok()) return problems.status();
+    absl::StatusOr<std::vector<std::string>> proofs =
+        SampleChainProofs(*model_, *tokenizer_, templates_, *problems, 1.0, seed, ChainSamplingOptions{});
+    if (!proofs.ok()) {
+      return absl::Status(proofs.status().code(), absl::StrCat("warm-up step ", step, ": own proofs: ", proofs.status().message()));
+    }
+    own_problems_ = *std::move(problems);
+    own_proofs_ = *std::move(proofs);
+    for (size_t i = 0; i < own_proofs_.size(); ++i) {
+      own_proofs_score1_ += CheckChainProof(own_problems_[i].statement, own_proofs_[i]).score == 1 ? 1 : 0;
+    }
+    own_proofs_sampled_ += static_cast<int>(own_proofs_.size());
+    ++own_proof_pools_;
+    own_proof_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - began).count();
+    return absl::OkStatus();
+  }
+
   std::vector<Sequence> MakeBatch(int step) const {
     std::vector<Sequence> batch;
     for (int j = 0; j < options_.batch; ++j) {
       const uint64_t seed = CombineSeeds(CombineSeeds(CombineSeeds(options_.seed, kTrainSalt), step), j);
-      absl::StatusOr<ChainProblem> problem = GenerateChainProblem(options_.domain, ChainSplit::kTrain, seed);
-      // Validate() checked the domain and every seed gives a train problem for sane options.
-      if (!problem.ok()) continue;
-      const ChainWarmupExample example =
-          MakeChainWarmupExample(templates_, RoleOf(j, options_), *problem, options_.correct_fraction, seed);
+      const PromptRole role = RoleOf(j, options_);
+      ChainWarmupExample example;
+      if (role == PromptRole::kVerifier && !own_proofs_.empty() &&
+          SeededRng(CombineSeeds(seed, kOwnProofSalt)).Chance(options_.own_proof_share)) {
+        const size_t k = static_cast<size_t>(step) * static_cast<size_t>(options_.batch) + static_cast<size_t>(j);
+        example = MakeChainVerifierExample(templates_, own_problems_[k % own_problems_.size()],
+                                           own_proofs_[k % own_proofs_.size()]);
+      } else {
+        absl::StatusOr<ChainProblem> problem = GenerateChainProblem(options_.domain, ChainSplit::kTrain, seed);
+        // Validate() checked the domain and every seed gives a train problem for sane options.
+        if (!problem.ok()) continue;
+        example = MakeChainWarmupExample(templates_, role, *problem, options_.correct_fraction, seed);
+      }
       Sequence s;
       for (int32_t id : tokenizer_->Encode(example.prompt, /*add_special_tokens=*/true)) s.prompt.push_back(id);
       for (int32_t id : tokenizer_->Encode(example.completion)) s.completion.push_back(id);
@@ -205,6 +249,13 @@ class ChainWarmupRun {
   std::vector<torch::Tensor> params_;
   std::unique_ptr<torch::optim::AdamW> optimizer_;
   double learning_rate_ = 0;
+  // The current pool of own proofs (own_proof_share > 0) and its counters.
+  std::vector<ChainProblem> own_problems_;
+  std::vector<std::string> own_proofs_;
+  int own_proof_pools_ = 0;
+  int own_proofs_sampled_ = 0;
+  int own_proofs_score1_ = 0;
+  double own_proof_seconds_ = 0;
 };
 
 // Writes the model's weights and `model_dir`'s config and tokenizer files to `out_dir` through a
@@ -271,6 +322,10 @@ absl::Status ChainWarmupOptions::Validate() const {
     return Invalid("eval_temperature_samples", eval_temperature_samples, "0..64");
   }
   if (eval_every < 0) return Invalid("eval_every", eval_every, "0..");
+  if (!(own_proof_share >= 0 && own_proof_share <= 1)) return Invalid("own_proof_share", own_proof_share, "[0, 1]");
+  if (!(own_proof_start >= 0 && own_proof_start < 1)) return Invalid("own_proof_start", own_proof_start, "[0, 1)");
+  if (own_proof_pool < 1 || own_proof_pool > 4096) return Invalid("own_proof_pool", own_proof_pool, "1..4096");
+  if (own_proof_refresh_steps < 1) return Invalid("own_proof_refresh_steps", own_proof_refresh_steps, "1..");
   return absl::OkStatus();
 }
 
@@ -333,6 +388,9 @@ absl::StatusOr<ChainWarmupResult> WarmUpChainModel(const std::string& model_dir,
     if (out_of_time) break;
   }
   result.final_loss = mean_recent();
+  result.own_proof_pools = run.own_proof_pools();
+  result.own_proof_score1_rate = run.own_proof_score1_rate();
+  result.own_proof_seconds = run.own_proof_seconds();
   if (absl::Status s = evaluate(); !s.ok()) return s;
   result.held_out = result.curve.back().held_out;
   if (absl::Status s = WriteWarmedModel(run.model(), model_dir, out_dir); !s.ok()) return s;

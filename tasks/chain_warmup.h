@@ -50,6 +50,17 @@ struct ChainWarmupOptions {
   double meta_verifier_share = 1;
   // Flawless proofs among the verifier's and meta-verifier's examples: [0, 1].
   double correct_fraction = 0.3;
+  // The model's own proofs among the verifier's examples. Phase 5 asks the verifier to label this
+  // generator's proofs, whose mistakes (an extra step, a fact cited twice, a chain that wanders)
+  // are mostly not the made-up flaws of chain_domain.h; the paper's verifier, likewise, learns
+  // from expert-graded proofs its own generator wrote. From step own_proof_start × steps on, this
+  // share of the verifier's examples shows a proof the model itself wrote at temperature 1 for a
+  // train problem, with the checker's faithful analysis as the target. The pool of own proofs
+  // (own_proof_pool fresh train problems) is resampled every own_proof_refresh_steps steps.
+  double own_proof_share = 0;        // [0, 1]; 0 = made-up flaws only
+  double own_proof_start = 0.5;      // [0, 1)
+  int own_proof_pool = 64;           // 1..4096
+  int own_proof_refresh_steps = 50;  // 1..
   // Weight of the prompt tokens' NLL relative to the completion tokens' (0 = completions only).
   // Verifier and meta-verifier prompts hold proofs, so a weight > 0 also teaches proof writing.
   double prompt_loss_weight = 0;  // [0, 1]
@@ -91,6 +102,11 @@ struct ChainWarmupResult {
   double final_loss = 0;    // mean loss of the last (up to) 10 steps
   double seconds = 0;       // training time (evaluations excluded)
   double eval_seconds = 0;  // time of all evaluations
+  // Own-proof pools sampled, their proofs the checker scored 1, and the time it took (included
+  // in `seconds`).
+  int own_proof_pools = 0;
+  double own_proof_score1_rate = 0;  // over all pools
+  double own_proof_seconds = 0;
   // The final evaluation's metrics (chain_warmup_eval.h lists them).
   std::map<std::string, double> held_out;
   // Every evaluation, in step order; the last one is `held_out`'s.

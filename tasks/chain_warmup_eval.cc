@@ -8,19 +8,15 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "model/sampler.h"
 #include "services/scoring/score_parser.h"
 #include "tasks/chain_checker.h"
+#include "tasks/chain_sampling.h"
 #include "tasks/seeded_rng.h"
 
 namespace dsm {
 namespace {
 
 constexpr uint64_t kEvalSalt = 0x6576616c73616c74ULL;  // "evalsalt"
-
-v1::FinishReason ToProto(FinishReason reason) {
-  return reason == FinishReason::kLength ? v1::FINISH_REASON_LENGTH : v1::FINISH_REASON_STOP_TOKEN;
-}
 
 // Share of the most common value among `values` (0, 0.5, 1).
 double MajorityShare(const std::vector<double>& values) {
@@ -59,52 +55,37 @@ absl::StatusOr<std::map<std::string, double>> EvaluateChainSkills(const LlamaMod
       GenerateChainProblems(options.domain, ChainSplit::kEval, CombineSeeds(options.seed, kEvalSalt), options.problems);
   if (!problems.ok()) return problems.status();
 
-  // Requests per problem: greedy generator, verifier, meta-verifier, then the temperature-1
+  // Prompts per problem: greedy generator, verifier, meta-verifier, then the temperature-1
   // generator samples.
   const int per_problem = 3 + options.temperature_samples;
   std::vector<ChainWarmupExample> verifier_examples;
   std::vector<ChainWarmupExample> meta_examples;
-  std::vector<SampleRequest> requests;
-  int64_t longest_prompt = 0;
-  auto request = [&](const std::string& prompt, double temperature, uint64_t seed) {
-    SampleRequest r;
-    r.prompt = tokenizer.Encode(prompt, /*add_special_tokens=*/true);
-    r.params.temperature = temperature;
-    r.params.max_tokens = options.max_new_tokens;
-    r.params.seed = seed;
-    longest_prompt = std::max<int64_t>(longest_prompt, static_cast<int64_t>(r.prompt.size()));
-    requests.push_back(std::move(r));
-  };
+  std::vector<ChainPrompt> prompts;
   for (const ChainProblem& p : *problems) {
     const uint64_t seed = CombineSeeds(options.seed, p.seed);
-    request(MakeChainWarmupExample(templates, PromptRole::kGenerator, p, 1.0, seed).prompt, 0, 0);
+    const std::string generator_prompt = MakeChainWarmupExample(templates, PromptRole::kGenerator, p, 1.0, seed).prompt;
+    prompts.push_back(ChainPrompt{generator_prompt, 0, 0});
     verifier_examples.push_back(
         MakeChainWarmupExample(templates, PromptRole::kVerifier, p, options.correct_fraction, seed));
-    request(verifier_examples.back().prompt, 0, 0);
+    prompts.push_back(ChainPrompt{verifier_examples.back().prompt, 0, 0});
     meta_examples.push_back(
         MakeChainWarmupExample(templates, PromptRole::kMetaVerifier, p, options.correct_fraction, seed ^ 1));
-    request(meta_examples.back().prompt, 0, 0);
+    prompts.push_back(ChainPrompt{meta_examples.back().prompt, 0, 0});
     for (int k = 0; k < options.temperature_samples; ++k) {
-      request(MakeChainWarmupExample(templates, PromptRole::kGenerator, p, 1.0, seed).prompt, 1.0,
-              CombineSeeds(seed, static_cast<uint64_t>(k) + 1));
+      prompts.push_back(ChainPrompt{generator_prompt, 1.0, CombineSeeds(seed, static_cast<uint64_t>(k) + 1)});
     }
   }
-
-  SamplerOptions sampler_options;
-  sampler_options.max_batch = options.max_batch;
-  sampler_options.max_len = longest_prompt + options.max_new_tokens;
-  absl::StatusOr<std::unique_ptr<Sampler>> sampler = Sampler::Create(&model, &tokenizer, sampler_options);
-  if (!sampler.ok()) return sampler.status();
-  torch::NoGradGuard no_grad;
-  std::vector<absl::StatusOr<SampleResult>> results = (*sampler)->Generate(std::move(requests));
-  for (const auto& r : results) {
-    if (!r.ok()) return absl::Status(r.status().code(), absl::StrCat("eval sampling: ", r.status().message()));
-  }
+  ChainSamplingOptions sampling;
+  sampling.max_batch = options.max_batch;
+  sampling.max_new_tokens = options.max_new_tokens;
+  absl::StatusOr<std::vector<SampleResult>> sampled = SampleChainPrompts(model, tokenizer, prompts, sampling);
+  if (!sampled.ok()) return absl::Status(sampled.status().code(), absl::StrCat("eval ", sampled.status().message()));
+  const std::vector<SampleResult>& results = *sampled;
 
   const OutputMarkers& gen_markers = templates.generator.markers();
   // The checker's score of a generator output's proof; sets `format_ok` / `self_score`.
   auto grade = [&](const ChainProblem& p, const SampleResult& r, bool* format_ok, std::optional<double>* self_score) {
-    const GeneratorOutput out = SplitGeneratorOutput(r.text, gen_markers, ToProto(r.finish_reason));
+    const GeneratorOutput out = SplitGeneratorOutput(r.text, gen_markers, ToProtoFinishReason(r.finish_reason));
     *format_ok = out.has_solution_header && out.self_score.format() == v1::FORMAT_STATUS_OK;
     if (out.self_score.has_value()) *self_score = out.self_score.value();
     return CheckChainProof(p.statement, out.proof).score;
@@ -119,15 +100,15 @@ absl::StatusOr<std::map<std::string, double>> EvaluateChainSkills(const LlamaMod
     const size_t base = i * static_cast<size_t>(per_problem);
     bool format_ok = false;
     std::optional<double> self_score;
-    const double score = grade(p, *results[base], &format_ok, &self_score);
+    const double score = grade(p, results[base], &format_ok, &self_score);
     m["generator_score1_rate"] += score == 1 ? 1 : 0;
     m["generator_mean_score"] += score;
     m["generator_format_ok"] += format_ok ? 1 : 0;
     m["generator_self_agreement"] += format_ok && self_score == score ? 1 : 0;
 
     const ChainWarmupExample& ver = verifier_examples[i];
-    const SampleResult& ver_out = *results[base + 1];
-    const v1::Score ver_score = ParseScore(ver_out.text, templates.verifier.markers(), ToProto(ver_out.finish_reason));
+    const SampleResult& ver_out = results[base + 1];
+    const v1::Score ver_score = ParseScore(ver_out.text, templates.verifier.markers(), ToProtoFinishReason(ver_out.finish_reason));
     const bool ver_ok = ver_score.format() == v1::FORMAT_STATUS_OK;
     m["verifier_format_ok"] += ver_ok ? 1 : 0;
     m["verifier_agreement"] += ver_ok && ver_score.value() == ver.proof_score ? 1 : 0;
@@ -139,9 +120,9 @@ absl::StatusOr<std::map<std::string, double>> EvaluateChainSkills(const LlamaMod
         AssessChainAnalysis(CheckChainProof(p.statement, ver.proof), ver_out.text, markers).meta_score;
 
     const ChainWarmupExample& meta = meta_examples[i];
-    const SampleResult& meta_out = *results[base + 2];
+    const SampleResult& meta_out = results[base + 2];
     const v1::Score meta_score =
-        ParseScore(meta_out.text, templates.meta_verifier.markers(), ToProto(meta_out.finish_reason));
+        ParseScore(meta_out.text, templates.meta_verifier.markers(), ToProtoFinishReason(meta_out.finish_reason));
     const bool meta_ok = meta_score.format() == v1::FORMAT_STATUS_OK;
     m["meta_format_ok"] += meta_ok ? 1 : 0;
     m["meta_agreement"] += meta_ok && meta_score.value() == meta.meta_score ? 1 : 0;
@@ -151,15 +132,37 @@ absl::StatusOr<std::map<std::string, double>> EvaluateChainSkills(const LlamaMod
     for (int k = 0; k < options.temperature_samples; ++k) {
       bool ok = false;
       std::optional<double> self;
-      const double s = grade(p, *results[base + 3 + static_cast<size_t>(k)], &ok, &self);
+      const double s = grade(p, results[base + 3 + static_cast<size_t>(k)], &ok, &self);
       m["generator_t1_score1_rate"] += s == 1 ? 1 : 0;
       t1_scores.insert(s);
       ++t1_samples;
     }
     m["generator_t1_varied_rate"] += t1_scores.size() > 1 ? 1 : 0;
   }
+  // The verifier on the model's own proofs (each problem's first temperature-1 output): the
+  // proofs phase 5 asks it to label.
+  std::vector<double> own_truth;
+  if (options.temperature_samples > 0) {
+    std::vector<ChainPrompt> own_prompts;
+    for (size_t i = 0; i < problems->size(); ++i) {
+      const SampleResult& r = results[i * static_cast<size_t>(per_problem) + 3];
+      const std::string proof = SplitGeneratorOutput(r.text, gen_markers, ToProtoFinishReason(r.finish_reason)).proof;
+      const ChainWarmupExample own = MakeChainVerifierExample(templates, (*problems)[i], proof);
+      own_truth.push_back(own.proof_score);
+      own_prompts.push_back(ChainPrompt{own.prompt, 0, 0});
+    }
+    absl::StatusOr<std::vector<SampleResult>> own = SampleChainPrompts(model, tokenizer, own_prompts, sampling);
+    if (!own.ok()) return absl::Status(own.status().code(), absl::StrCat("eval ", own.status().message()));
+    for (size_t i = 0; i < own->size(); ++i) {
+      const SampleResult& r = (*own)[i];
+      const v1::Score score = ParseScore(r.text, templates.verifier.markers(), ToProtoFinishReason(r.finish_reason));
+      const bool ok = score.format() == v1::FORMAT_STATUS_OK;
+      m["verifier_own_agreement"] += ok && score.value() == own_truth[i] ? 1 : 0;
+    }
+  }
   const double n = static_cast<double>(problems->size());
   for (auto& [name, value] : m) value /= n;
+  if (!own_truth.empty()) m["verifier_own_majority_baseline"] = MajorityShare(own_truth);
   if (t1_samples > 0) m["generator_t1_score1_rate"] *= n / t1_samples;
   m["verifier_majority_baseline"] = MajorityShare(verifier_truth);
   m["meta_majority_baseline"] = MajorityShare(meta_truth);

@@ -23,6 +23,10 @@
 //   meta_agreement               meta-analyses in format whose score equals the expert meta-score
 //   meta_format_ok               meta-analyses ParseScore accepts
 //   meta_majority_baseline       share of the most common expert meta-score
+//   verifier_own_agreement       greedy analyses of the model's own proofs (each problem's first
+//                                temperature-1 output) whose score equals the checker's: the
+//                                proofs phase 5 labels (only with temperature_samples > 0)
+//   verifier_own_majority_baseline  share of the most common checker score of those proofs
 //
 // Deterministic for a model, options and thread count. Thread-compatible (runs the model).
 #ifndef DSM_TASKS_CHAIN_WARMUP_EVAL_H_

@@ -61,14 +61,10 @@ ChainWarmupExample MakeChainWarmupExample(const ChainWarmupTemplates& templates,
   }
   const LabelledChainProof proof =
       MakeLabelledChainProof(problem, SampleChainFlaw(seed, correct_fraction), seed);
+  if (role == PromptRole::kVerifier) return MakeChainVerifierExample(templates, problem, proof.text);
   const ChainVerdict verdict = CheckChainProof(problem.statement, proof.text);
   out.proof = proof.text;
   out.proof_score = verdict.score;
-  if (role == PromptRole::kVerifier) {
-    out.prompt = templates.verifier.Render(PromptFields{statement, proof.text, ""});
-    out.completion = RenderFaithfulChainAnalysis(verdict, MarkersOf(templates.verifier));
-    return out;
-  }
   // Meta-verifier: the first kind that exists for this proof, from a random start.
   const std::vector<ChainAnalysisKind>& kinds = AllChainAnalysisKinds();
   SeededRng rng(CombineSeeds(seed, kKindSalt));
@@ -83,6 +79,18 @@ ChainWarmupExample MakeChainWarmupExample(const ChainWarmupTemplates& templates,
   out.prompt = templates.meta_verifier.Render(PromptFields{statement, proof.text, analysis->text});
   out.completion = RenderChainAnalysis(analysis->assessment.meta_score, {analysis->assessment.reason},
                                        MarkersOf(templates.meta_verifier));
+  return out;
+}
+
+ChainWarmupExample MakeChainVerifierExample(const ChainWarmupTemplates& templates, const ChainProblem& problem,
+                                            const std::string& proof) {
+  const ChainVerdict verdict = CheckChainProof(problem.statement, proof);
+  ChainWarmupExample out;
+  out.role = PromptRole::kVerifier;
+  out.proof = proof;
+  out.proof_score = verdict.score;
+  out.prompt = templates.verifier.Render(PromptFields{problem.statement.Text(), proof, ""});
+  out.completion = RenderFaithfulChainAnalysis(verdict, MarkersOf(templates.verifier));
   return out;
 }
 

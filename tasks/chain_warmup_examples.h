@@ -52,6 +52,11 @@ ChainWarmupExample MakeChainWarmupExample(const ChainWarmupTemplates& templates,
                                           const ChainProblem& problem, double correct_fraction,
                                           uint64_t seed);
 
+// A verifier example on any proof text (a model's own proof, say): the rendered verifier prompt
+// and the checker's faithful analysis of `proof`, with its score.
+ChainWarmupExample MakeChainVerifierExample(const ChainWarmupTemplates& templates, const ChainProblem& problem,
+                                            const std::string& proof);
+
 }  // namespace dsm
 
 #endif  // DSM_TASKS_CHAIN_WARMUP_EXAMPLES_H_

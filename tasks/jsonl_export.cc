@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "tasks/chain_checker.h"
 #include "tasks/seeded_rng.h"
 
 namespace dsm {
@@ -71,15 +72,30 @@ absl::Status ChainDatasetOptions::Validate() const {
   return domain.Validate();
 }
 
+absl::StatusOr<std::vector<ChainProblem>> ChainDatasetProblems(const ChainDatasetOptions& options, ChainSplit split) {
+  if (absl::Status valid = options.Validate(); !valid.ok()) return valid;
+  const int count = split == ChainSplit::kTrain ? options.train_problems : options.eval_problems;
+  return GenerateChainProblems(options.domain, split, options.seed, count);
+}
+
+std::string ChainCheckedProofJsonl(const std::string& proof_id, const ChainProblem& problem,
+                                   const std::string& proof) {
+  const ChainVerdict verdict = CheckChainProof(problem.statement, proof);
+  LabelledChainProof labelled;
+  labelled.text = proof;
+  labelled.score = verdict.score;
+  labelled.faulty_line = verdict.first_faulty_line();
+  if (const ChainFault* fault = verdict.first_fault(); fault != nullptr) labelled.issue = fault->reason;
+  return ChainProofJsonl(proof_id, problem.id, labelled);
+}
+
 absl::StatusOr<ChainDatasetCounts> WriteChainDataset(const ChainDatasetOptions& options,
                                                      std::ostream* problems, std::ostream* proofs,
                                                      std::ostream* analyses) {
   if (absl::Status valid = options.Validate(); !valid.ok()) return valid;
   ChainDatasetCounts counts;
-  const std::pair<ChainSplit, int> splits[] = {{ChainSplit::kTrain, options.train_problems},
-                                               {ChainSplit::kEval, options.eval_problems}};
-  for (const auto& [split, count] : splits) {
-    auto generated = GenerateChainProblems(options.domain, split, options.seed, count);
+  for (const ChainSplit split : {ChainSplit::kTrain, ChainSplit::kEval}) {
+    auto generated = ChainDatasetProblems(options, split);
     if (!generated.ok()) return generated.status();
     for (const ChainProblem& problem : *generated) {
       *problems << ChainProblemJsonl(problem) << "\n";

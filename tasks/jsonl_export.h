@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <ostream>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -53,6 +54,15 @@ struct ChainDatasetCounts {
   int proofs = 0;
   int analyses = 0;
 };
+
+// The distinct problems of `split` the dataset holds (train_problems or eval_problems of them),
+// in the order WriteChainDataset writes them.
+absl::StatusOr<std::vector<ChainProblem>> ChainDatasetProblems(const ChainDatasetOptions& options, ChainSplit split);
+
+// A proof record for any proof text of `problem` (a model's own proof, say), labelled by the
+// checker: its score and, below 1, its first fault as the issue.
+std::string ChainCheckedProofJsonl(const std::string& proof_id, const ChainProblem& problem,
+                                   const std::string& proof);
 
 // Writes one line per record (problem ids "chain-train-<seed>" / "chain-eval-<seed>", proof
 // ids "<problem_id>-p<j>", analysis ids "<proof_id>-a<m>"). Deterministic in `options`.

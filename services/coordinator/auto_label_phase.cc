@@ -1,9 +1,12 @@
 #include "services/coordinator/auto_label_phase.h"
 
+#include <optional>
+#include <string>
 #include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "common/concurrent_calls.h"
 #include "services/coordinator/phase_groups.h"
 #include "spdlog/spdlog.h"
 
@@ -57,6 +60,16 @@ absl::StatusOr<AutoLabelProgress> AutoLabelPhase::ProcessResults() {
       auto problem = store_->GetProblem(problem_id);
       if (!problem.ok()) return problem.status();
       if (!problem->has_value()) return absl::FailedPreconditionError(absl::StrCat("problem ", problem_id, " is gone"));
+      // The new, well-formed proofs of this item (a proof already in the run, or twice here, once).
+      struct Candidate {
+        const v1::Completion* completion = nullptr;
+        std::string proof;
+        std::string verify_id;
+        std::optional<absl::StatusOr<v1::VerifyResponse>> verified;
+        // Per analysis: the meta-verifications of one that reports an issue.
+        std::vector<std::optional<absl::StatusOr<v1::AssessResponse>>> assessed;
+      };
+      std::vector<Candidate> candidates;
       for (const v1::Completion& c : result.completions()) {
         const GeneratorOutput out = SplitGeneratorOutput(c.text(), markers_, c.finish_reason());
         if (!out.has_solution_header || out.proof.empty()) {
@@ -66,40 +79,65 @@ absl::StatusOr<AutoLabelProgress> AutoLabelPhase::ProcessResults() {
         auto seen = store_->HasProofText(problem_id, out.proof);
         if (!seen.ok()) return seen.status();
         bool duplicate = *seen;
-        for (const v1::LabelledProof& l : labels) duplicate |= l.proof() == out.proof;
+        for (const Candidate& earlier : candidates) duplicate |= earlier.proof == out.proof;
         if (duplicate) {
           ++progress.duplicates;
           continue;
         }
         ++progress.proofs;
+        Candidate& candidate = candidates.emplace_back();
+        candidate.completion = &c;
+        candidate.proof = out.proof;
+        candidate.verify_id = absl::StrCat("p6-i", options_.iteration, "-", item.item_id, "-", c.index());
+      }
+      auto assess_id = [](const Candidate& candidate, const v1::Analysis& a) {
+        return absl::StrCat(candidate.verify_id, "-a", a.completion().index());
+      };
+      // n analyses of each proof, then m meta-verifications of each analysis that reports an
+      // issue; the proofs side by side, and each proof's meta-verifications side by side.
+      RunConcurrently(candidates.size(), options_.max_concurrent_calls, [&](size_t i) {
+        Candidate& candidate = candidates[i];
         v1::VerifyRequest verify;
         verify.set_problem((*problem)->statement());
-        verify.set_proof(out.proof);
+        verify.set_proof(candidate.proof);
         verify.set_n(options_.n);
         *verify.mutable_params() = options_.scoring_params;
-        verify.set_request_id(absl::StrCat("p6-i", options_.iteration, "-", item.item_id, "-", c.index()));
-        auto verified = scoring_->Verify(verify);
-        if (!verified.ok() && LeftOutByScorer(verified.status(), verify.request_id())) {
+        verify.set_request_id(candidate.verify_id);
+        candidate.verified = scoring_->Verify(verify);
+        if (!candidate.verified->ok()) return;
+        const auto& analyses = (*candidate.verified)->analyses();
+        candidate.assessed.resize(static_cast<size_t>(analyses.size()));
+        RunConcurrently(candidate.assessed.size(), options_.max_concurrent_calls, [&](size_t j) {
+          const v1::Analysis& a = analyses[static_cast<int>(j)];
+          if (a.score().format() != v1::FORMAT_STATUS_OK || a.score().value() >= 1.0) return;
+          v1::AssessRequest assess;
+          assess.set_problem((*problem)->statement());
+          assess.set_proof(candidate.proof);
+          assess.set_analysis(a.completion().text());
+          assess.set_n(options_.m);
+          *assess.mutable_params() = options_.scoring_params;
+          assess.set_request_id(assess_id(candidate, a));
+          candidate.assessed[j] = scoring_->Assess(assess);
+        });
+      });
+      for (const Candidate& candidate : candidates) {
+        const absl::StatusOr<v1::VerifyResponse>& verified = *candidate.verified;
+        if (!verified.ok() && LeftOutByScorer(verified.status(), candidate.verify_id)) {
           ++progress.dropped;
           continue;
         }
         if (!verified.ok()) return verified.status();
         std::vector<LabelEvidence> evidence;
-        for (const v1::Analysis& a : verified->analyses()) {
+        for (int j = 0; j < verified->analyses().size(); ++j) {
+          const v1::Analysis& a = verified->analyses(j);
           LabelEvidence e;
           e.analysis = a.score();
-          if (a.score().format() == v1::FORMAT_STATUS_OK && a.score().value() < 1.0) {
-            v1::AssessRequest assess;
-            assess.set_problem((*problem)->statement());
-            assess.set_proof(out.proof);
-            assess.set_analysis(a.completion().text());
-            assess.set_n(options_.m);
-            *assess.mutable_params() = options_.scoring_params;
-            assess.set_request_id(absl::StrCat(verify.request_id(), "-a", a.completion().index()));
-            auto assessed = scoring_->Assess(assess);
-            if (!assessed.ok() && !LeftOutByScorer(assessed.status(), assess.request_id())) return assessed.status();
-            for (const v1::Analysis& m : assessed.ok() ? assessed->assessments()
-                                                       : google::protobuf::RepeatedPtrField<v1::Analysis>()) {
+          if (const auto& assessed = candidate.assessed[static_cast<size_t>(j)]; assessed.has_value()) {
+            if (!assessed->ok() && !LeftOutByScorer(assessed->status(), assess_id(candidate, a))) {
+              return assessed->status();
+            }
+            for (const v1::Analysis& m : assessed->ok() ? (*assessed)->assessments()
+                                                        : google::protobuf::RepeatedPtrField<v1::Analysis>()) {
               if (m.score().format() == v1::FORMAT_STATUS_OK) e.meta_scores.push_back(m.score().value());
             }
           }
@@ -110,10 +148,11 @@ absl::StatusOr<AutoLabelProgress> AutoLabelPhase::ProcessResults() {
           ++progress.dropped;
           continue;
         }
+        const v1::Completion& c = *candidate.completion;
         v1::LabelledProof& proof = labels.emplace_back();
         proof.set_proof_id(absl::StrCat("auto-i", options_.iteration, "-", item.item_id, "-", c.index()));
         proof.set_problem_id(problem_id);
-        proof.set_proof(out.proof);
+        proof.set_proof(candidate.proof);
         proof.set_score(*label.label);
         proof.set_labeller("auto");
         if (*label.label < 1.0) {

@@ -37,6 +37,9 @@ struct AutoLabelPhaseOptions {
   AutoLabelOptions rule;  // k, confirm threshold
   v1::SamplingParams params;          // the generator's sampling
   v1::SamplingParams scoring_params;  // verifier / meta-verifier sampling
+  // A work item's proofs are verified (and their issue-reporting analyses meta-verified) side by
+  // side, this many calls at once (the scorers batch them), not one after another.
+  uint32_t max_concurrent_calls = 16;
 };
 
 struct AutoLabelProgress {

@@ -47,6 +47,13 @@ CoordinatorProcessOptions CoordinatorOptionsFromConfig(const DsmConfig& config, 
     p.options.auto_label.proofs_per_problem = group;
     p.options.generator_problems = static_cast<uint32_t>(config.coordinator.generator_problems);
     p.options.auto_label_problems = static_cast<uint32_t>(config.coordinator.auto_label_problems);
+    p.options.generator.verifications = static_cast<uint32_t>(config.coordinator.verifications);
+    p.options.generator.meta_verifications = static_cast<uint32_t>(config.coordinator.meta_verifications);
+    p.options.generator.reward.alpha = config.coordinator.alpha;
+    p.options.generator.reward.beta = config.coordinator.beta;
+    p.options.auto_label.n = static_cast<uint32_t>(config.coordinator.auto_label_n);
+    p.options.auto_label.m = static_cast<uint32_t>(config.coordinator.auto_label_m);
+    p.options.auto_label.rule.k = config.coordinator.auto_label_k;
     // Progress is recorded after each batch of this many items.
     p.options.verifier.max_proofs = 8;
     p.options.meta_verifier.max_analyses = 8;

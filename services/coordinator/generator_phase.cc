@@ -1,8 +1,11 @@
 #include "services/coordinator/generator_phase.h"
 
+#include <optional>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "common/concurrent_calls.h"
 #include "services/scoring/score_parser.h"
 #include "spdlog/spdlog.h"
 
@@ -66,23 +69,35 @@ absl::StatusOr<GeneratorPhaseProgress> GeneratorPhase::ProcessResults() {
     GroupRecord group = NewGroup(absl::StrCat("p5-i", options_.iteration, "-", problem_id, "-", item.item_id),
                                  v1::ADAPTER_ROLE_GENERATOR, v1::PHASE_GENERATOR_RL, options_.iteration, problem_id,
                                  "generator_rl", options_.params, result.prompt_token_ids());
-    for (const v1::Completion& c : result.completions()) {
-      const GeneratorOutput out = SplitGeneratorOutput(c.text(), markers_, c.finish_reason());
-      const bool format_ok = out.has_solution_header && out.has_self_evaluation_header &&
-                             out.self_score.format() == v1::FORMAT_STATUS_OK && !out.proof.empty();
-      std::optional<double> s, ms, self;
-      if (format_ok) {
-        self = out.self_score.value();
+    // Every well-formed completion's verification and meta-verification, requested side by side.
+    const auto& completions = result.completions();
+    const size_t n = static_cast<size_t>(completions.size());
+    std::vector<GeneratorOutput> outs;
+    std::vector<bool> well_formed;
+    for (const v1::Completion& c : completions) {
+      outs.push_back(SplitGeneratorOutput(c.text(), markers_, c.finish_reason()));
+      const GeneratorOutput& out = outs.back();
+      well_formed.push_back(out.has_solution_header && out.has_self_evaluation_header &&
+                            out.self_score.format() == v1::FORMAT_STATUS_OK && !out.proof.empty());
+    }
+    auto verify_id = [&](size_t i) { return absl::StrCat(group.group_id, "-v", completions[static_cast<int>(i)].index()); };
+    auto assess_id = [&](size_t i) { return absl::StrCat(group.group_id, "-m", completions[static_cast<int>(i)].index()); };
+    std::vector<std::optional<absl::StatusOr<v1::VerifyResponse>>> verified(n);
+    std::vector<std::optional<absl::StatusOr<v1::AssessResponse>>> assessed(n);
+    RunConcurrently(2 * n, options_.max_concurrent_calls, [&](size_t task) {
+      const size_t i = task / 2;
+      if (!well_formed[i]) return;
+      const GeneratorOutput& out = outs[i];
+      if (task % 2 == 0) {
         v1::VerifyRequest verify;
         verify.set_problem((*problem)->statement());
         verify.set_proof(out.proof);
         verify.set_n(options_.verifications);
         *verify.mutable_params() = options_.scoring_params;
         verify.set_aggregation(v1::AGGREGATION_MEAN);
-        verify.set_request_id(absl::StrCat(group.group_id, "-v", c.index()));
-        auto verified = scoring_->Verify(verify);
-        if (!verified.ok() && !LeftOutByScorer(verified.status(), verify.request_id())) return verified.status();
-        if (verified.ok() && verified->has_aggregate_score()) s = verified->aggregate_score();
+        verify.set_request_id(verify_id(i));
+        verified[i] = scoring_->Verify(verify);
+      } else {
         v1::AssessRequest assess;
         assess.set_problem((*problem)->statement());
         assess.set_proof(out.proof);
@@ -90,10 +105,23 @@ absl::StatusOr<GeneratorPhaseProgress> GeneratorPhase::ProcessResults() {
         assess.set_n(options_.meta_verifications);
         *assess.mutable_params() = options_.scoring_params;
         assess.set_aggregation(v1::AGGREGATION_MEAN);
-        assess.set_request_id(absl::StrCat(group.group_id, "-m", c.index()));
-        auto assessed = scoring_->Assess(assess);
-        if (!assessed.ok() && !LeftOutByScorer(assessed.status(), assess.request_id())) return assessed.status();
-        if (assessed.ok() && assessed->has_aggregate_meta_score()) ms = assessed->aggregate_meta_score();
+        assess.set_request_id(assess_id(i));
+        assessed[i] = scoring_->Assess(assess);
+      }
+    });
+    for (size_t i = 0; i < n; ++i) {
+      const v1::Completion& c = completions[static_cast<int>(i)];
+      const GeneratorOutput& out = outs[i];
+      const bool format_ok = well_formed[i];
+      std::optional<double> s, ms, self;
+      if (format_ok) {
+        self = out.self_score.value();
+        const absl::StatusOr<v1::VerifyResponse>& v = *verified[i];
+        if (!v.ok() && !LeftOutByScorer(v.status(), verify_id(i))) return v.status();
+        if (v.ok() && v->has_aggregate_score()) s = v->aggregate_score();
+        const absl::StatusOr<v1::AssessResponse>& m = *assessed[i];
+        if (!m.ok() && !LeftOutByScorer(m.status(), assess_id(i))) return m.status();
+        if (m.ok() && m->has_aggregate_meta_score()) ms = m->aggregate_meta_score();
       }
       absl::StatusOr<GeneratorReward> reward = ComputeGeneratorReward(format_ok, self, s, ms, options_.reward);
       if (!reward.ok()) {
@@ -112,11 +140,7 @@ absl::StatusOr<GeneratorPhaseProgress> GeneratorPhase::ProcessResults() {
       ++progress.samples;
       group.samples.push_back(std::move(sample));
     }
-    if (group.samples.empty()) {  // nothing judged: nothing to train on
-      if (absl::Status st = store_->SetCursor(ResultCursor(), item.result_seq, absl::Now()); !st.ok()) return st;
-      continue;
-    }
-    ScoringPhaseProgress counted;
+    ScoringPhaseProgress counted;  // a group left with under 2 samples only moves the cursor
     if (absl::Status st = RecordAndAdvance(store_, group, ResultCursor(), item.result_seq, &counted); !st.ok()) {
       return st;
     }

@@ -42,6 +42,9 @@ struct GeneratorPhaseOptions {
   v1::SamplingParams scoring_params;
   GeneratorRewardOptions reward;
   uint64_t min_adapter_version = 0;
+  // A group's scoring calls (each completion's verification and meta-verification) are made side
+  // by side, this many at once (the scorers batch them), not one after another.
+  uint32_t max_concurrent_calls = 16;
 };
 
 struct GeneratorPhaseProgress {

@@ -45,6 +45,12 @@ SampleRecord SampleOf(const v1::Completion& completion, const v1::Score& score, 
 
 absl::Status RecordAndAdvance(RunStore* store, const GroupRecord& group, const std::string& cursor, int64_t seq,
                               ScoringPhaseProgress* progress) {
+  if (group.samples.size() < 2) {
+    if (absl::Status s = store->SetCursor(cursor, seq, absl::Now()); !s.ok()) return s;
+    ++progress->items;
+    ++progress->too_few_samples;
+    return absl::OkStatus();
+  }
   absl::StatusOr<bool> recorded = store->RecordGroup(group, CursorUpdate{cursor, seq}, absl::Now());
   if (!recorded.ok()) return recorded.status();
   ++progress->items;

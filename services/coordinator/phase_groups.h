@@ -21,6 +21,7 @@ struct ScoringPhaseProgress {
   uint32_t items = 0;          // proofs (or analyses) done by this call
   uint32_t skipped = 0;        // held-out ones passed over (never trained on)
   uint32_t unjudged = 0;       // samples left out: a judge (meta-verifier) gave no valid score
+  uint32_t too_few_samples = 0;  // groups left with under 2 samples: not recorded (nothing to compare)
   uint32_t groups_recorded = 0;
   uint32_t format_failures = 0;
   double reward_sum = 0;       // over every analysis of this call
@@ -42,7 +43,10 @@ GroupRecord NewGroup(std::string group_id, v1::AdapterRole role, v1::Phase phase
 SampleRecord SampleOf(const v1::Completion& completion, const v1::Score& score, double reward);
 
 // Records `group` and moves the phase's `cursor` to `seq` in one
-// transaction (a group stored before is left alone), and counts it.
+// transaction (a group stored before is left alone), and counts it. A group
+// of fewer than 2 samples (the others left out) is not recorded: GRPO's
+// advantage compares samples of a group, and the learner refuses such a
+// group; only the cursor moves, and it is counted in too_few_samples.
 absl::Status RecordAndAdvance(RunStore* store, const GroupRecord& group, const std::string& cursor, int64_t seq,
                               ScoringPhaseProgress* progress);
 

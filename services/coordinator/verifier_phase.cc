@@ -1,8 +1,11 @@
 #include "services/coordinator/verifier_phase.h"
 
+#include <optional>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "common/concurrent_calls.h"
 #include "spdlog/spdlog.h"
 #include "services/coordinator/phase_groups.h"
 #include "services/coordinator/rewards.h"
@@ -25,20 +28,19 @@ absl::StatusOr<ScoringPhaseProgress> VerifierPhase::RunOnce() {
   const uint32_t limit = options_.max_proofs == 0 ? 1024 : options_.max_proofs;
   absl::StatusOr<std::vector<StoredProof>> proofs = store_->Proofs(*cursor, limit);
   if (!proofs.ok()) return proofs.status();
-  for (const StoredProof& stored : *proofs) {
-    const v1::LabelledProof& proof = stored.record;
+  // Every training proof's request, verified side by side (the verifier batches them); then the
+  // results are handled in order, so the cursor only ever moves forward.
+  std::vector<std::optional<v1::VerifyRequest>> requests(proofs->size());
+  for (size_t i = 0; i < proofs->size(); ++i) {
+    const v1::LabelledProof& proof = (*proofs)[i].record;
     absl::StatusOr<std::optional<v1::ProblemRecord>> problem = store_->GetProblem(proof.problem_id());
     if (!problem.ok()) return problem.status();
     if (!problem->has_value()) {
       return absl::FailedPreconditionError(absl::StrCat("proof ", proof.proof_id(), ": problem ",
                                                         proof.problem_id(), " is not in the run"));
     }
-    if ((*problem)->split() == v1::DATASET_SPLIT_EVAL) {  // held out: evaluation only, never trained on
-      if (absl::Status s = store_->SetCursor(CursorName(), stored.seq, absl::Now()); !s.ok()) return s;
-      ++progress.skipped;
-      continue;
-    }
-    v1::VerifyRequest request;
+    if ((*problem)->split() == v1::DATASET_SPLIT_EVAL) continue;  // held out: evaluation only
+    v1::VerifyRequest& request = requests[i].emplace();
     request.set_problem((*problem)->statement());
     request.set_proof(proof.proof());
     request.set_n(options_.group_size);
@@ -47,7 +49,21 @@ absl::StatusOr<ScoringPhaseProgress> VerifierPhase::RunOnce() {
     request.set_adapter_role(v1::ADAPTER_ROLE_VERIFIER);
     request.set_request_id(absl::StrCat("p", static_cast<int>(options_.phase), "-i", options_.iteration, "-",
                                         proof.proof_id()));
-    absl::StatusOr<v1::VerifyResponse> verified = scoring_->Verify(request);
+  }
+  std::vector<std::optional<absl::StatusOr<v1::VerifyResponse>>> responses(proofs->size());
+  RunConcurrently(proofs->size(), options_.max_concurrent_calls, [&](size_t i) {
+    if (requests[i].has_value()) responses[i] = scoring_->Verify(*requests[i]);
+  });
+  for (size_t index = 0; index < proofs->size(); ++index) {
+    const StoredProof& stored = (*proofs)[index];
+    const v1::LabelledProof& proof = stored.record;
+    if (!requests[index].has_value()) {  // held out: evaluation only, never trained on
+      if (absl::Status s = store_->SetCursor(CursorName(), stored.seq, absl::Now()); !s.ok()) return s;
+      ++progress.skipped;
+      continue;
+    }
+    const v1::VerifyRequest& request = *requests[index];
+    const absl::StatusOr<v1::VerifyResponse>& verified = *responses[index];
     if (!verified.ok() && LeftOutByScorer(verified.status(), absl::StrCat("proof ", proof.proof_id()))) {
       if (absl::Status s = store_->SetCursor(CursorName(), stored.seq, absl::Now()); !s.ok()) return s;
       ++progress.skipped;
@@ -59,23 +75,36 @@ absl::StatusOr<ScoringPhaseProgress> VerifierPhase::RunOnce() {
                                  options_.iteration, proof.problem_id(),
                                  enhanced ? "enhanced_verifier_rl" : "verifier_rl", options_.params,
                                  verified->prompt_token_ids());
-    for (const v1::Analysis& a : verified->analyses()) {
-      std::optional<double> meta;
-      if (enhanced && a.score().format() == v1::FORMAT_STATUS_OK) {
+    const auto& analyses = verified->analyses();
+    auto assess_id = [&](const v1::Analysis& a) {
+      return absl::StrCat(request.request_id(), "-a", a.completion().index());
+    };
+    // Enhanced: every well-formed analysis's meta-verification, requested side by side.
+    std::vector<std::optional<absl::StatusOr<v1::AssessResponse>>> assessed(static_cast<size_t>(analyses.size()));
+    if (enhanced) {
+      RunConcurrently(assessed.size(), options_.max_concurrent_calls, [&](size_t i) {
+        const v1::Analysis& a = analyses[static_cast<int>(i)];
+        if (a.score().format() != v1::FORMAT_STATUS_OK) return;
         v1::AssessRequest assess;
         assess.set_problem(request.problem());
         assess.set_proof(request.proof());
         assess.set_analysis(a.completion().text());
         assess.set_n(options_.meta_samples);
         assess.set_aggregation(v1::AGGREGATION_MEAN);
-        assess.set_request_id(absl::StrCat(request.request_id(), "-a", a.completion().index()));
-        absl::StatusOr<v1::AssessResponse> assessed = scoring_->Assess(assess);
-        if (!assessed.ok() && LeftOutByScorer(assessed.status(), assess.request_id())) continue;
-        if (!assessed.ok()) return assessed.status();
-        if (assessed->has_aggregate_meta_score()) meta = assessed->aggregate_meta_score();
+        assess.set_request_id(assess_id(a));
+        assessed[i] = scoring_->Assess(assess);
+      });
+    }
+    for (int i = 0; i < analyses.size(); ++i) {
+      const v1::Analysis& a = analyses[i];
+      std::optional<double> meta;
+      if (const auto& result = assessed[static_cast<size_t>(i)]; result.has_value()) {
+        if (!result->ok() && LeftOutByScorer(result->status(), assess_id(a))) continue;
+        if (!result->ok()) return result->status();
+        if ((*result)->has_aggregate_meta_score()) meta = (*result)->aggregate_meta_score();
         if (!meta.has_value()) {
           // No valid meta-judgement: the sample is left out, never given a made-up R_meta.
-          spdlog::warn("coordinator: {} left out: the meta-verifier gave no valid score", assess.request_id());
+          spdlog::warn("coordinator: {} left out: the meta-verifier gave no valid score", assess_id(a));
           ++progress.unjudged;
           continue;
         }

@@ -37,6 +37,10 @@ struct VerifierPhaseOptions {
   uint32_t max_proofs = 0;   // per RunOnce; 0 = every remaining proof
   v1::SamplingParams params;  // temperature, max_tokens, ... (return_logprobs is forced on)
   uint32_t meta_samples = 1;  // enhanced phase: meta-verifications per analysis (mean)
+  // Scoring calls made side by side, this many at once (the scorers batch them), not one after
+  // another: the verifications of a RunOnce's proofs, and (enhanced phase) a group's
+  // meta-verifications.
+  uint32_t max_concurrent_calls = 16;
 };
 
 class VerifierPhase {

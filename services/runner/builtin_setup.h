@@ -35,7 +35,14 @@ absl::StatusOr<std::map<std::string, double>> PrepareBuiltinModel(const DsmConfi
                                                                   const std::string& run_dir);
 
 // The built-in domain's data (builtin.train_problems, ...; seed run.seed)
-// written to `dir`. A bad builtin option is INVALID_ARGUMENT.
+// written to `dir`. With builtin.own_proofs_per_problem > 0, the model of
+// model.path (warmed up by PrepareBuiltinModel) also writes that many proofs
+// of every problem at temperature 1, graded by the checker and added to
+// proofs.jsonl after the made-up ones as "<problem_id>-own<j>" (an empty
+// proof, or a text the problem already has, is left out): the paper's
+// verifier learns from expert-graded proofs of its own
+// generator, and one taught only made-up flaws calls this generator's
+// mistakes correct. A bad builtin option is INVALID_ARGUMENT.
 absl::StatusOr<ChainDatasetCounts> WriteBuiltinData(const DsmConfig& config, const std::string& dir);
 
 // The data files of `dir` in the order they must be imported (problems

@@ -6,11 +6,13 @@
 // --pipeline are clear errors.
 #include <fstream>
 #include <string>
+#include <vector>
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include "absl/strings/str_cat.h"
+#include "nlohmann/json.hpp"
 #include "tests/integration/child_process.h"
 #include "tests/integration/dsm_process.h"
 #include "tests/integration/learner_client.h"
@@ -30,6 +32,7 @@ std::string WriteConfig(const std::string& dir, const std::string& run) {
                       << "model: {path: " << dir << "/model, max_len: 512}\n"
                       << "coordinator: {prompts_dir: " << std::getenv("DSM_SOURCE_DIR") << "/configs/prompts/tiny}\n"
                       << "builtin: {domain: chain, train_problems: 5, eval_problems: 3, proofs_per_problem: 1,"
+                      << " own_proofs_per_problem: 1,"
                       << " hidden_size: 32, num_hidden_layers: 1, num_attention_heads: 2, num_key_value_heads: 1,"
                       << " intermediate_size: 64, vocab_size: 300, warmup_steps: 50, warmup_batch: 2}\n";
   return path;
@@ -43,8 +46,27 @@ TEST(SetupCommands, PrepareOnceThenStartImportsAndStartsTheRunOnce) {
   const dsm_test::DsmResult prepared = dsm_test::RunDsm("prepare " + config + " --warmup-steps 2");
   ASSERT_EQ(prepared.exit_code, 0) << prepared.out << prepared.err;
   EXPECT_THAT(prepared.out, HasSubstr("phase 0: 2 steps"));
-  EXPECT_THAT(prepared.out, HasSubstr("data: 8 problems, 8 labelled proofs"));
+  EXPECT_THAT(prepared.out, HasSubstr("data: 8 problems, "));
+  EXPECT_THAT(prepared.out, HasSubstr("proofs written by the model itself, graded by the checker"));
   EXPECT_TRUE(std::ifstream(dir.File("model/config.json")).good());
+  // proofs.jsonl: the made-up proofs, then the model's own (one per problem, unless it wrote
+  // nothing or the same text), all labelled by the checker.
+  std::ifstream proofs_file(dir.File("runs/short/data/proofs.jsonl"));
+  ASSERT_TRUE(proofs_file.good());
+  std::vector<nlohmann::json> proofs;
+  for (std::string line; std::getline(proofs_file, line);) proofs.push_back(nlohmann::json::parse(line));
+  int own = 0;
+  for (size_t i = 0; i < proofs.size(); ++i) {
+    const std::string id = proofs[i]["proof_id"];
+    EXPECT_EQ(proofs[i]["labeller"], "checker");
+    if (id.find("-own0") == std::string::npos) continue;
+    ++own;
+    EXPECT_EQ(id, proofs[i]["problem_id"].get<std::string>() + "-own0");
+    EXPECT_GE(i, 8u) << "an own proof before a made-up one";
+    EXPECT_FALSE(proofs[i]["proof"].get<std::string>().empty());
+  }
+  EXPECT_EQ(proofs.size(), 8u + own);
+  EXPECT_THAT(prepared.out, HasSubstr(absl::StrCat("data: ", own, " proofs written by the model itself")));
   const dsm_test::DsmResult again = dsm_test::RunDsm("prepare " + config);
   ASSERT_EQ(again.exit_code, 0) << again.err;
   EXPECT_THAT(again.out, HasSubstr("already there; phase 0 skipped"));
@@ -62,8 +84,8 @@ TEST(SetupCommands, PrepareOnceThenStartImportsAndStartsTheRunOnce) {
   const std::string address = dsm_test::ServeAddress(*line);
   const dsm_test::DsmResult started = dsm_test::RunDsm("start " + config + " --coordinator " + address);
   ASSERT_EQ(started.exit_code, 0) << started.out << started.err;
-  // 8 problems, 8 proofs, 8 analyses (one per proof).
-  EXPECT_THAT(started.out, HasSubstr("data: imported 24 records (0 already there)"));
+  // 8 problems, 8 made-up proofs and the model's own, 8 analyses (one per made-up proof).
+  EXPECT_THAT(started.out, HasSubstr(absl::StrCat("data: imported ", 24 + own, " records (0 already there)")));
   EXPECT_THAT(started.out, HasSubstr("run short RUN_STATE_RUNNING"));
   const dsm_test::DsmResult twice = dsm_test::RunDsm("start " + config + " --coordinator " + address);
   EXPECT_EQ(twice.exit_code, 0) << twice.err;

@@ -2,7 +2,11 @@
 // scoring services: the proofs and self-evaluations are judged and rewarded
 // per METHOD.md, format failures earn 0, an unjudged sample is left out, and
 // a rerun repeats nothing.
+#include <atomic>
+#include <chrono>
 #include <memory>
+#include <mutex>
+#include <thread>
 #include <string>
 #include <vector>
 
@@ -24,25 +28,47 @@ namespace dsm {
 namespace {
 
 // s = 1 for a proof containing "good", 0 otherwise, none for "??";
-// every self-evaluation gets ms = 1.
+// every self-evaluation gets ms = 1. Each call is answered 50 ms later from a
+// thread of its own, and the most calls open at once is recorded.
 class FakeScoring final : public v1::Verifier::CallbackService, public v1::MetaVerifier::CallbackService {
  public:
+  ~FakeScoring() override {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (std::thread& t : answers_) t.join();
+  }
   grpc::ServerUnaryReactor* Verify(grpc::CallbackServerContext* context, const v1::VerifyRequest* request,
                                    v1::VerifyResponse* response) override {
     if (!absl::StrContains(request->proof(), "??")) {
       response->set_aggregate_score(absl::StrContains(request->proof(), "good") ? 1.0 : 0.0);
     }
-    grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-    reactor->Finish(grpc::Status::OK);
-    return reactor;
+    return AnswerLater(context);
   }
   grpc::ServerUnaryReactor* Assess(grpc::CallbackServerContext* context, const v1::AssessRequest*,
                                    v1::AssessResponse* response) override {
     response->set_aggregate_meta_score(1.0);
+    return AnswerLater(context);
+  }
+  int most_open() const { return most_open_.load(); }
+
+ private:
+  grpc::ServerUnaryReactor* AnswerLater(grpc::CallbackServerContext* context) {
     grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-    reactor->Finish(grpc::Status::OK);
+    const int now = ++open_;
+    for (int seen = most_open_.load(); now > seen && !most_open_.compare_exchange_weak(seen, now);) {
+    }
+    std::lock_guard<std::mutex> lock(mu_);
+    answers_.emplace_back([this, reactor] {
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      --open_;
+      reactor->Finish(grpc::Status::OK);
+    });
     return reactor;
   }
+
+  std::atomic<int> open_{0};
+  std::atomic<int> most_open_{0};
+  std::mutex mu_;
+  std::vector<std::thread> answers_;
 };
 
 std::string Output(const std::string& proof, const std::string& self_score) {
@@ -135,6 +161,9 @@ TEST(GeneratorPhase, JudgesAndRewardsEachCompletion) {
   EXPECT_DOUBLE_EQ(g.samples[3].sample.reward(), 0.0);   // format failure
   EXPECT_EQ(g.samples[3].reward_parts.at("r_format"), 0.0);
   EXPECT_EQ(phase.ProcessResults()->groups, 0u);  // a rerun repeats nothing
+  // The group's 8 scoring calls (4 well-formed proofs: a verification and a meta-verification
+  // each) were made side by side, not one after another.
+  EXPECT_GE(scoring.most_open(), 4);
 }
 
 }  // namespace

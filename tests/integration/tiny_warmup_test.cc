@@ -12,6 +12,7 @@
 //   DSM_WARMUP_BATCH DSM_WARMUP_MICRO DSM_WARMUP_GEN DSM_WARMUP_VER DSM_WARMUP_META (role shares)
 //   DSM_WARMUP_CORRECT DSM_WARMUP_PROMPT_LOSS DSM_WARMUP_WD DSM_WARMUP_SEED DSM_WARMUP_EVAL (problems)
 //   DSM_WARMUP_EVAL_EVERY DSM_WARMUP_T1 (temperature-1 samples per problem)
+//   own proofs: DSM_WARMUP_OWN (share) DSM_WARMUP_OWN_START DSM_WARMUP_OWN_POOL DSM_WARMUP_OWN_REFRESH
 //   model: DSM_WARMUP_HIDDEN DSM_WARMUP_LAYERS DSM_WARMUP_HEADS DSM_WARMUP_KV_HEADS
 //   DSM_WARMUP_INTERMEDIATE DSM_WARMUP_VOCAB DSM_WARMUP_TIE (0: separate input and output embeddings)
 //   domain: DSM_WARMUP_VARS DSM_WARMUP_MIN_CHAIN DSM_WARMUP_MAX_CHAIN DSM_WARMUP_MIN_DISTRACT
@@ -135,8 +136,9 @@ ChainWarmupResult WarmUp(const std::string& name, const ModelInitOptions& model,
   EXPECT_TRUE(result.ok()) << result.status();
   if (!result.ok()) return {};
   std::printf("CURVE %s\n", Describe(result->curve.back()).c_str());
-  std::printf("RESULT steps=%d train_s=%.1f eval_s=%.1f final_loss=%.3f\n", result->steps, result->seconds,
-              result->eval_seconds, result->final_loss);
+  std::printf("RESULT steps=%d train_s=%.1f eval_s=%.1f final_loss=%.3f own_pools=%d own_score1=%.3f own_s=%.1f\n",
+              result->steps, result->seconds, result->eval_seconds, result->final_loss, result->own_proof_pools,
+              result->own_proof_score1_rate, result->own_proof_seconds);
   std::fflush(stdout);
   // The warmed model is a complete HF folder that loads.
   auto warmed = LlamaModel::Load(out);
@@ -183,6 +185,37 @@ TEST(TinyWarmup, ShortRunLearnsEveryFormatAndBeatsTheBaselines) {
   EXPECT_GE(m.at("meta_format_ok"), 0.9);
   EXPECT_GE(m.at("verifier_agreement"), m.at("verifier_majority_baseline") + 0.1);
   EXPECT_GE(m.at("meta_agreement"), m.at("meta_majority_baseline") + 0.1);
+}
+
+// From own_proof_start × steps on, the warm-up samples pools of the model's own proofs (graded by
+// the checker) for the verifier's examples, and the evaluation measures the verifier on the
+// model's own proofs. A short run: the mechanics, not the skill.
+TEST(TinyWarmup, SamplesPoolsOfItsOwnProofsInTheSecondPart) {
+  ChainWarmupOptions o = RecipeOptions();
+  o.steps = 40;
+  o.batch = 8;
+  o.own_proof_share = 1;
+  o.own_proof_start = 0.5;
+  o.own_proof_pool = 8;
+  o.own_proof_refresh_steps = 10;
+  o.eval_problems = 8;
+  o.eval_temperature_samples = 1;
+  const ChainWarmupResult r = WarmUp("tiny_warmup_own", RecipeModel(), 1024, o);
+  ASSERT_EQ(r.steps, o.steps);
+  EXPECT_EQ(r.own_proof_pools, 2);  // at steps 20 and 30
+  EXPECT_GT(r.own_proof_seconds, 0);
+  EXPECT_GE(r.own_proof_score1_rate, 0);
+  EXPECT_LE(r.own_proof_score1_rate, 1);
+  ASSERT_TRUE(r.held_out.count("verifier_own_agreement")) << "no own-proof evaluation";
+  EXPECT_GE(r.held_out.at("verifier_own_majority_baseline"), 1.0 / 3);  // the most common of 3 scores
+  EXPECT_LE(r.held_out.at("verifier_own_agreement"), 1);
+
+  ChainWarmupOptions bad = o;
+  bad.own_proof_start = 1;
+  EXPECT_EQ(bad.Validate().message(), "own_proof_start: 1 is outside [0, 1)");
+  bad = o;
+  bad.own_proof_pool = 0;
+  EXPECT_EQ(bad.Validate().message(), "own_proof_pool: 0 is outside 1..4096");
 }
 
 TEST(TinyWarmup, RecipeReachesTheSkillTheRlPhasesStartFrom) {
@@ -232,6 +265,10 @@ TEST(TinyWarmup, Experiment) {
   o.eval_problems = EnvInt("DSM_WARMUP_EVAL", o.eval_problems);
   o.eval_every = EnvInt("DSM_WARMUP_EVAL_EVERY", o.eval_every);
   o.eval_temperature_samples = EnvInt("DSM_WARMUP_T1", o.eval_temperature_samples);
+  o.own_proof_share = EnvDouble("DSM_WARMUP_OWN", o.own_proof_share);
+  o.own_proof_start = EnvDouble("DSM_WARMUP_OWN_START", o.own_proof_start);
+  o.own_proof_pool = EnvInt("DSM_WARMUP_OWN_POOL", o.own_proof_pool);
+  o.own_proof_refresh_steps = EnvInt("DSM_WARMUP_OWN_REFRESH", o.own_proof_refresh_steps);
   o.domain.num_variables = EnvInt("DSM_WARMUP_VARS", o.domain.num_variables);
   o.domain.min_chain_length = EnvInt("DSM_WARMUP_MIN_CHAIN", o.domain.min_chain_length);
   o.domain.max_chain_length = EnvInt("DSM_WARMUP_MAX_CHAIN", o.domain.max_chain_length);

@@ -3,3 +3,5 @@ dsm_add_test(status_conversion_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/status_con
   DEPS dsm_common LABELS unit)
 dsm_add_test(logging_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/logging_test.cc DEPS dsm_common LABELS unit)
 dsm_add_test(crc32c_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/crc32c_test.cc DEPS dsm_common LABELS unit)
+dsm_add_test(concurrent_calls_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/concurrent_calls_test.cc DEPS dsm_common
+  LABELS unit)

@@ -83,6 +83,36 @@ TEST_F(ChainWarmupExamples, PromptsAreTheRenderedTemplatesAndTargetsParseToTheLa
   EXPECT_EQ(meta_labels.size(), 3u);
 }
 
+// A model's own proof, whatever it holds, becomes a verifier example graded by the checker: the
+// kind of mistake a generator makes (an extra step, a fact cited twice) that no made-up flaw has.
+TEST_F(ChainWarmupExamples, AnyProofTextBecomesAVerifierExampleWithTheCheckersAnalysis) {
+  auto problem = GenerateChainProblem({}, ChainSplit::kTrain, 3);
+  ASSERT_TRUE(problem.ok());
+  const std::string canonical = CanonicalChainProof(*problem).Text();
+  const std::string reached = problem->statement.goal.Text();
+  const std::string extra_step = absl::StrCat(canonical.substr(0, canonical.rfind("\nThus")), "\n",
+                                              problem->chain.size() + 1, ". ", reached, ", so ", reached,
+                                              "\nThus ", reached, ".");
+  for (const std::string& proof : {canonical, extra_step, std::string("garbage"), std::string()}) {
+    const ChainVerdict verdict = CheckChainProof(problem->statement, proof);
+    const ChainWarmupExample ex = MakeChainVerifierExample(*templates_, *problem, proof);
+    EXPECT_EQ(ex.role, PromptRole::kVerifier);
+    EXPECT_EQ(ex.proof, proof);
+    EXPECT_EQ(ex.proof_score, verdict.score) << proof;
+    EXPECT_EQ(ex.prompt, templates_->verifier.Render(PromptFields{problem->statement.Text(), proof, ""}));
+    const v1::Score score = ParseScore(ex.completion, templates_->verifier.markers());
+    ASSERT_EQ(score.format(), v1::FORMAT_STATUS_OK) << ex.completion;
+    EXPECT_EQ(score.value(), verdict.score) << ex.completion;
+    if (verdict.score < 1) {
+      EXPECT_NE(ex.completion.find(verdict.first_fault()->reason), std::string::npos) << ex.completion;
+    }
+  }
+  EXPECT_LT(CheckChainProof(problem->statement, extra_step).score, 1.0) << extra_step;
+  // The made-up flaws' verifier examples are the same function of their proof.
+  const ChainWarmupExample made_up = MakeChainWarmupExample(*templates_, PromptRole::kVerifier, *problem, 0.3, 5);
+  EXPECT_EQ(MakeChainVerifierExample(*templates_, *problem, made_up.proof).completion, made_up.completion);
+}
+
 TEST_F(ChainWarmupExamples, SameSeedSameExample) {
   auto problem = GenerateChainProblem({}, ChainSplit::kTrain, 7);
   ASSERT_TRUE(problem.ok());

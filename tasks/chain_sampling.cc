@@ -1,0 +1,74 @@
+#include "tasks/chain_sampling.h"
+
+#include <algorithm>
+#include <memory>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "services/scoring/score_parser.h"
+#include "tasks/seeded_rng.h"
+
+namespace dsm {
+
+v1::FinishReason ToProtoFinishReason(FinishReason reason) {
+  return reason == FinishReason::kLength ? v1::FINISH_REASON_LENGTH : v1::FINISH_REASON_STOP_TOKEN;
+}
+
+absl::StatusOr<std::vector<SampleResult>> SampleChainPrompts(const LlamaModel& model, const Tokenizer& tokenizer,
+                                                             const std::vector<ChainPrompt>& prompts,
+                                                             const ChainSamplingOptions& options) {
+  if (options.max_batch < 1) return absl::InvalidArgumentError(absl::StrCat("max_batch: ", options.max_batch, " is under 1"));
+  if (options.max_new_tokens < 1) {
+    return absl::InvalidArgumentError(absl::StrCat("max_new_tokens: ", options.max_new_tokens, " is under 1"));
+  }
+  std::vector<SampleRequest> requests;
+  requests.reserve(prompts.size());
+  int64_t longest_prompt = 1;
+  for (const ChainPrompt& p : prompts) {
+    SampleRequest r;
+    r.prompt = tokenizer.Encode(p.text, /*add_special_tokens=*/true);
+    r.params.temperature = p.temperature;
+    r.params.max_tokens = options.max_new_tokens;
+    r.params.seed = p.seed;
+    longest_prompt = std::max<int64_t>(longest_prompt, static_cast<int64_t>(r.prompt.size()));
+    requests.push_back(std::move(r));
+  }
+  SamplerOptions sampler_options;
+  sampler_options.max_batch = options.max_batch;
+  sampler_options.max_len = longest_prompt + options.max_new_tokens;
+  absl::StatusOr<std::unique_ptr<Sampler>> sampler = Sampler::Create(&model, &tokenizer, sampler_options);
+  if (!sampler.ok()) return sampler.status();
+  torch::NoGradGuard no_grad;
+  std::vector<absl::StatusOr<SampleResult>> results = (*sampler)->Generate(std::move(requests));
+  std::vector<SampleResult> out;
+  out.reserve(results.size());
+  for (auto& r : results) {
+    if (!r.ok()) return absl::Status(r.status().code(), absl::StrCat("sampling: ", r.status().message()));
+    out.push_back(*std::move(r));
+  }
+  return out;
+}
+
+absl::StatusOr<std::vector<std::string>> SampleChainProofs(const LlamaModel& model, const Tokenizer& tokenizer,
+                                                           const ChainWarmupTemplates& templates,
+                                                           const std::vector<ChainProblem>& problems,
+                                                           double temperature, uint64_t seed,
+                                                           const ChainSamplingOptions& options) {
+  std::vector<ChainPrompt> prompts;
+  prompts.reserve(problems.size());
+  for (const ChainProblem& p : problems) {
+    prompts.push_back(ChainPrompt{MakeChainWarmupExample(templates, PromptRole::kGenerator, p, 1.0, 0).prompt,
+                                  temperature, CombineSeeds(seed, p.seed)});
+  }
+  absl::StatusOr<std::vector<SampleResult>> results = SampleChainPrompts(model, tokenizer, prompts, options);
+  if (!results.ok()) return results.status();
+  std::vector<std::string> proofs;
+  proofs.reserve(results->size());
+  for (const SampleResult& r : *results) {
+    proofs.push_back(
+        SplitGeneratorOutput(r.text, templates.generator.markers(), ToProtoFinishReason(r.finish_reason)).proof);
+  }
+  return proofs;
+}
+
+}  // namespace dsm

@@ -1,0 +1,51 @@
+// The coordinator's pipeline options come from the config: phase 4's reward weights and scoring
+// counts, phase 5's n, m and k (METHOD.md), not from compiled-in defaults.
+#include "services/coordinator/coordinator_process.h"
+
+#include <gtest/gtest.h>
+
+#include "common/config.h"
+
+namespace dsm {
+namespace {
+
+DsmConfig Parse(const std::string& coordinator) {
+  auto config = ParseConfig(
+      "run: {name: demo}\ncoordinator: {pipeline: true, learner: \"h:1\", verifier: \"h:2\", meta_verifier: \"h:3\", " +
+          coordinator + "}\n",
+      "test.yaml");
+  EXPECT_TRUE(config.ok()) << config.status();
+  return config.ok() ? *config : DsmConfig{};
+}
+
+TEST(CoordinatorOptions, PhaseFourAndFiveSettingsComeFromTheConfig) {
+  const CoordinatorProcessOptions o = CoordinatorOptionsFromConfig(
+      Parse("verifications: 3, meta_verifications: 2, alpha: 0.5, beta: 0.5, auto_label_n: 6, auto_label_m: 3, "
+            "auto_label_k: 4, group_size: 5"),
+      "");
+  ASSERT_TRUE(o.pipeline.has_value());
+  const PipelineOptions& p = o.pipeline->options;
+  EXPECT_EQ(p.generator.verifications, 3u);
+  EXPECT_EQ(p.generator.meta_verifications, 2u);
+  EXPECT_DOUBLE_EQ(p.generator.reward.alpha, 0.5);
+  EXPECT_DOUBLE_EQ(p.generator.reward.beta, 0.5);
+  EXPECT_EQ(p.generator.group_size, 5u);
+  EXPECT_EQ(p.auto_label.n, 6u);
+  EXPECT_EQ(p.auto_label.m, 3u);
+  EXPECT_EQ(p.auto_label.rule.k, 4);
+  EXPECT_EQ(p.auto_label.proofs_per_problem, 5u);
+}
+
+TEST(CoordinatorOptions, DefaultsAreThePapers) {
+  const CoordinatorProcessOptions o = CoordinatorOptionsFromConfig(Parse("group_size: 8"), "");
+  ASSERT_TRUE(o.pipeline.has_value());
+  const PipelineOptions& p = o.pipeline->options;
+  EXPECT_DOUBLE_EQ(p.generator.reward.alpha, 0.76);
+  EXPECT_DOUBLE_EQ(p.generator.reward.beta, 0.24);
+  EXPECT_EQ(p.auto_label.n, 8u);
+  EXPECT_EQ(p.auto_label.m, 4u);
+  EXPECT_EQ(p.auto_label.rule.k, 2);
+}
+
+}  // namespace
+}  // namespace dsm
