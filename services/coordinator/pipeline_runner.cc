@@ -286,9 +286,11 @@ absl::Status PipelineRunner::Evaluate(v1::Phase phase, uint32_t iteration, v1::E
     return absl::OkStatus();
   }
   if (!e.ok()) return e.status();
-  spdlog::info("coordinator: verifier after {} {}: agreement {:.3f}, hallucinated issues {:.3f}",
+  const auto version = e->metrics().find("adapter_version");
+  spdlog::info("coordinator: verifier after {} {}: agreement {:.3f}, hallucinated issues {:.3f} (adapter version {})",
                v1::Phase_Name(phase), v1::EvaluationPoint_Name(point), e->metrics().at("verifier_agreement"),
-               e->metrics().at("hallucinated_issue_rate"));
+               e->metrics().at("hallucinated_issue_rate"),
+               version == e->metrics().end() ? std::string("none") : std::to_string(static_cast<uint64_t>(version->second)));
   return absl::OkStatus();
 }
 

@@ -1,5 +1,9 @@
 #include "services/coordinator/verifier_evaluation.h"
 
+#include <algorithm>
+#include <cstdint>
+#include <limits>
+
 #include "absl/strings/str_cat.h"
 #include "google/protobuf/util/time_util.h"
 
@@ -8,6 +12,7 @@ namespace dsm {
 absl::StatusOr<v1::Evaluation> EvaluateVerifier(RunStore* store, ScoringClient* scoring, const Grader& grader,
                                                 const VerifierEvaluationOptions& options) {
   uint32_t proofs = 0, agree = 0, well_formed = 0, hallucinated = 0;
+  uint64_t lowest_version = std::numeric_limits<uint64_t>::max();
   for (int64_t after = 0; proofs < options.max_proofs;) {
     absl::StatusOr<std::vector<StoredProof>> batch = store->Proofs(after, 256);
     if (!batch.ok()) return batch.status();
@@ -34,6 +39,7 @@ absl::StatusOr<v1::Evaluation> EvaluateVerifier(RunStore* store, ScoringClient* 
       if (verified->analyses_size() == 0) continue;
       const v1::Analysis& a = verified->analyses(0);
       if (a.score().format() != v1::FORMAT_STATUS_OK) continue;
+      lowest_version = std::min(lowest_version, a.completion().adapter_version());
       ++well_formed;
       agree += a.score().value() == truth->score;
       absl::StatusOr<GradedAnalysis> graded =
@@ -54,6 +60,10 @@ absl::StatusOr<v1::Evaluation> EvaluateVerifier(RunStore* store, ScoringClient* 
   (*e.mutable_metrics())["format_ok_rate"] = static_cast<double>(well_formed) / proofs;
   (*e.mutable_metrics())["hallucinated_issue_rate"] =
       well_formed == 0 ? 0.0 : static_cast<double>(hallucinated) / well_formed;
+  // The oldest verifier adapter version among the analyses: which adapter was graded.
+  if (lowest_version != std::numeric_limits<uint64_t>::max()) {
+    (*e.mutable_metrics())["adapter_version"] = static_cast<double>(lowest_version);
+  }
   *e.mutable_time() = google::protobuf::util::TimeUtil::NanosecondsToTimestamp(absl::ToUnixNanos(absl::Now()));
   if (absl::Status s = store->RecordEvaluation(e, absl::Now()); !s.ok()) return s;
   return e;

@@ -8,6 +8,8 @@
 //   hallucinated_issue_rate  share of well-formed analyses that name an issue
 //                            that is not there (Grader::GradeAnalysis)
 //   format_ok_rate           share of analyses with a valid format
+//   adapter_version          the oldest verifier adapter version the analyses
+//                            came from (absent when none had a valid format)
 // as a v1::Evaluation of `phase`, `iteration` and `point`, stored in the run
 // (RunStore::RecordEvaluation, which also appends the event).
 #ifndef DSM_SERVICES_COORDINATOR_VERIFIER_EVALUATION_H_

@@ -192,17 +192,18 @@ TEST(TinyWarmup, ShortRunLearnsEveryFormatAndBeatsTheBaselines) {
 // model's own proofs. A short run: the mechanics, not the skill.
 TEST(TinyWarmup, SamplesPoolsOfItsOwnProofsInTheSecondPart) {
   ChainWarmupOptions o = RecipeOptions();
-  o.steps = 40;
+  o.steps = 20;
+  o.lr_warmup_steps = 5;
   o.batch = 8;
   o.own_proof_share = 1;
   o.own_proof_start = 0.5;
   o.own_proof_pool = 8;
-  o.own_proof_refresh_steps = 10;
+  o.own_proof_refresh_steps = 5;
   o.eval_problems = 8;
   o.eval_temperature_samples = 1;
   const ChainWarmupResult r = WarmUp("tiny_warmup_own", RecipeModel(), 1024, o);
   ASSERT_EQ(r.steps, o.steps);
-  EXPECT_EQ(r.own_proof_pools, 2);  // at steps 20 and 30
+  EXPECT_EQ(r.own_proof_pools, 2);  // at steps 10 and 15
   EXPECT_GT(r.own_proof_seconds, 0);
   EXPECT_GE(r.own_proof_score1_rate, 0);
   EXPECT_LE(r.own_proof_score1_rate, 1);

@@ -31,6 +31,7 @@ class FakeVerifier final : public v1::Verifier::CallbackService {
       a->mutable_completion()->set_text(good ? "fine" : "bogus issue");
       a->mutable_score()->set_format(v1::FORMAT_STATUS_OK);
       a->mutable_score()->set_value(good ? 1.0 : 0.0);
+      a->mutable_completion()->set_adapter_version(good ? 7 : 5);
     }
     grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
     reactor->Finish(grpc::Status::OK);
@@ -103,6 +104,7 @@ TEST(VerifierEvaluation, MeasuresAgreementAndHallucinationsOnEvalProofs) {
   EXPECT_DOUBLE_EQ(e->metrics().at("verifier_agreement"), 2.0 / 3);
   EXPECT_DOUBLE_EQ(e->metrics().at("format_ok_rate"), 2.0 / 3);
   EXPECT_DOUBLE_EQ(e->metrics().at("hallucinated_issue_rate"), 0.5);
+  EXPECT_DOUBLE_EQ(e->metrics().at("adapter_version"), 5);  // the oldest adapter graded
   auto stored = (*store)->Evaluations();
   ASSERT_TRUE(stored.ok());
   ASSERT_EQ(stored->size(), 1u);
