@@ -40,6 +40,8 @@ const PromptTemplate& ChainWarmupTemplates::For(PromptRole role) const {
       return verifier;
     case PromptRole::kMetaVerifier:
       return meta_verifier;
+    case PromptRole::kRefiner:  // not a warm-up role: dsm eval's refinement answers as the generator
+      return generator;
   }
   return generator;
 }

@@ -29,6 +29,7 @@ int Main(int argc, char** argv) {
   AddInitModelCommand(app, &action);
   AddRunCommand(app, &action);
   AddSetupCommands(app, &action);
+  AddEvalCommand(app, &action);
 
   try {
     app.parse(argc, argv);

@@ -29,6 +29,7 @@ void AddImportCommand(CLI::App& app, Action* action);
 void AddInitModelCommand(CLI::App& app, Action* action);
 void AddRunCommand(CLI::App& app, Action* action);
 void AddSetupCommands(CLI::App& app, Action* action);
+void AddEvalCommand(CLI::App& app, Action* action);
 
 int Main(int argc, char** argv);
 

@@ -8,5 +8,6 @@ void AddServeCommand(CLI::App&, Action*) {}
 void AddInitModelCommand(CLI::App&, Action*) {}
 void AddRunCommand(CLI::App&, Action*) {}
 void AddSetupCommands(CLI::App&, Action*) {}
+void AddEvalCommand(CLI::App&, Action*) {}
 
 }  // namespace dsm::cli

@@ -35,6 +35,7 @@ std::vector<std::string> RolePlaceholders(PromptRole role) {
     case PromptRole::kGenerator: return {"problem"};
     case PromptRole::kVerifier: return {"problem", "proof"};
     case PromptRole::kMetaVerifier: return {"problem", "proof", "analysis"};
+    case PromptRole::kRefiner: return {"problem", "proof", "analysis"};
   }
   return {};
 }
@@ -52,6 +53,7 @@ const char* PromptRoleName(PromptRole role) {
     case PromptRole::kGenerator: return "generator";
     case PromptRole::kVerifier: return "verifier";
     case PromptRole::kMetaVerifier: return "meta_verifier";
+    case PromptRole::kRefiner: return "refiner";
   }
   return "unknown";
 }
@@ -105,8 +107,10 @@ absl::StatusOr<PromptTemplate> PromptTemplate::Parse(absl::string_view text, con
     t.role_ = PromptRole::kVerifier;
   } else if (role == "meta_verifier") {
     t.role_ = PromptRole::kMetaVerifier;
+  } else if (role == "refiner") {
+    t.role_ = PromptRole::kRefiner;
   } else {
-    return bad("role: \"", role, "\" is not one of generator, verifier, meta_verifier");
+    return bad("role: \"", role, "\" is not one of generator, verifier, meta_verifier, refiner");
   }
   t.markers_.evaluation = header["evaluation_marker"];
   t.markers_.score = header["score_marker"];

@@ -14,7 +14,7 @@
 //
 // - Header lines are "key: value"; the value is the rest of the line with
 //   surrounding blanks removed, taken literally (no quoting, no escapes).
-//   Keys, all required: role (generator | verifier | meta_verifier),
+//   Keys, all required: role (generator | verifier | meta_verifier | refiner),
 //   evaluation_marker, score_marker (both non-empty). Unknown or repeated keys
 //   are errors.
 // - The body is everything after the "---" line, less the file's final
@@ -23,7 +23,10 @@
 // - Placeholders are "{name}" with name = [A-Za-z_][A-Za-z0-9_]*. Each role
 //   has a fixed set, all of which must appear (each may appear more than
 //   once): generator {problem}; verifier {problem} {proof}; meta_verifier
-//   {problem} {proof} {analysis}. Any other {name} is an error. Every other
+//   {problem} {proof} {analysis}; refiner (`dsm eval`'s sequential
+//   refinement: the previous proof and its self-evaluation, answered in the
+//   generator's format) {problem} {proof} {analysis}. Any other {name} is an
+//   error. Every other
 //   brace is literal text, so LaTeX such as \boxed{} or \frac{1}{2} needs no
 //   escaping; "{{name}}" writes a literal "{name}".
 // - Rendering substitutes in one pass over the parsed template: braces (or
@@ -45,9 +48,9 @@
 
 namespace dsm {
 
-enum class PromptRole { kGenerator, kVerifier, kMetaVerifier };
+enum class PromptRole { kGenerator, kVerifier, kMetaVerifier, kRefiner };
 
-// "generator", "verifier", "meta_verifier": the header value and file stem.
+// "generator", "verifier", "meta_verifier", "refiner": the header value and file stem.
 const char* PromptRoleName(PromptRole role);
 
 // The texts a template is filled with (unused ones are ignored).

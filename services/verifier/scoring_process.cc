@@ -26,45 +26,16 @@ absl::StatusOr<std::unique_ptr<ScoringProcess>> ScoringProcess::Create(const Dsm
     return absl::InvalidArgumentError("scoring: neither verifier nor meta-verifier requested");
   }
   if (config.model.path.empty()) return absl::InvalidArgumentError("model.path: required to serve a scorer");
-  const std::string tokenizer_path = config.model.path + "/tokenizer.json";
-  if (!std::filesystem::exists(tokenizer_path)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("model.path: ", tokenizer_path, " not found (the scoring services tokenize prompts)"));
-  }
   std::unique_ptr<ScoringProcess> p(new ScoringProcess());
-  if (absl::Status s = SetTorchThreads(config.runtime.threads); !s.ok()) {
-    spdlog::warn("runtime.threads: {}", std::string(s.message()));
-  }
-  absl::StatusOr<torch::ScalarType> dtype = ParseModelDtype(config.model.dtype);
-  if (!dtype.ok()) return dtype.status();
-  absl::StatusOr<std::unique_ptr<LlamaModel>> model = LlamaModel::Load(config.model.path, {*dtype, torch::kCPU});
-  if (!model.ok()) return model.status();
-  p->model_ = std::move(*model);
-  absl::StatusOr<std::unique_ptr<Tokenizer>> tokenizer = Tokenizer::FromFile(tokenizer_path);
-  if (!tokenizer.ok()) return tokenizer.status();
-  p->tokenizer_ = std::move(*tokenizer);
-  SamplerOptions sampler_options;
-  sampler_options.max_batch = config.model.max_batch;
-  sampler_options.max_len = config.model.max_len;
-  absl::StatusOr<std::unique_ptr<Sampler>> sampler =
-      Sampler::Create(p->model_.get(), p->tokenizer_.get(), sampler_options);
-  if (!sampler.ok()) return sampler.status();
-  p->sampler_ = std::move(*sampler);
-  p->sampler_->Start();
-  p->registry_ = std::make_unique<AdapterRegistry>(p->model_.get(), p->sampler_.get(), config.worker.keep_versions);
   GenerationLimits generation_limits;
   generation_limits.max_prompt_tokens = options.limits.max_prompt_tokens;
   generation_limits.max_completion_tokens = options.limits.max_completion_tokens;
   generation_limits.max_n = options.limits.max_n;
   generation_limits.default_max_tokens = options.limits.default_max_tokens;
-  p->generation_ = std::make_unique<GenerationService>(p->model_.get(), p->tokenizer_.get(), p->sampler_.get(),
-                                                       p->registry_.get(), generation_limits);
-  if (metrics != nullptr) {
-    if (absl::Status s = p->generation_->CountTokensIn(*metrics); !s.ok()) return s;
-  }
-  p->own_engine_ = std::make_unique<GenerationEngine>(p->generation_.get(), p->tokenizer_.get(), p->registry_.get(),
-                                                      p->model_.get(), ModelNameFromPath(config.model.path));
-  if (absl::Status s = p->StartServices(p->own_engine_.get(), options, metrics); !s.ok()) return s;
+  absl::StatusOr<std::unique_ptr<ModelStack>> stack = ModelStack::Create(config, generation_limits, metrics);
+  if (!stack.ok()) return stack.status();
+  p->stack_ = std::move(*stack);
+  if (absl::Status s = p->StartServices(p->stack_->engine(), options, metrics); !s.ok()) return s;
 
   // Adapters of every role the hosted services accept stream in from the
   // learner (BASE needs none).
@@ -90,7 +61,7 @@ absl::StatusOr<std::unique_ptr<ScoringProcess>> ScoringProcess::Create(const Dsm
     const Endpoint& endpoint = options.verifier ? config.services.verifier : config.services.meta_verifier;
     subscriber.subscriber_id = absl::StrCat("scorer@", config.server.host, ":", endpoint.port);
     subscriber.channel = ChannelOptions::From(config.server, config.client);
-    AdapterRegistry* registry = p->registry_.get();
+    AdapterRegistry* registry = p->stack_->registry();
     p->subscriber_ = std::make_unique<AdapterSubscriber>(subscriber, [registry](AdapterVersionData data) {
       const std::string role = v1::AdapterRole_Name(data.role);
       const uint64_t version = data.version;
@@ -144,9 +115,9 @@ absl::Status ScoringProcess::StartServices(ScoringEngine* engine, const ScoringP
 
 ScoringProcess::~ScoringProcess() {
   if (subscriber_) subscriber_->Stop();
-  // The sampler first: requests it still runs end (aborted) and call back
-  // into the cores, the registry and the generation service.
-  sampler_.reset();
+  // The model stack's sampler first: requests it still runs end (aborted)
+  // and call back into the cores, the registry and the generation service.
+  stack_.reset();
 }
 
 }  // namespace dsm

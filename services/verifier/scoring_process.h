@@ -30,6 +30,7 @@
 #include "services/adapters/adapter_registry.h"
 #include "services/adapters/adapter_subscriber.h"
 #include "services/verifier/generation_engine.h"
+#include "services/verifier/model_stack.h"
 #include "services/verifier/scoring_core.h"
 #include "services/verifier/scoring_metrics.h"
 #include "services/verifier/scoring_service.h"
@@ -76,7 +77,7 @@ class ScoringProcess {
   MetaVerifierService* meta_verifier_service() { return meta_verifier_service_.get(); }
   ScoringEngine* engine() { return engine_; }
   // Standalone only (null with CreateShared).
-  AdapterRegistry* registry() { return registry_.get(); }
+  AdapterRegistry* registry() { return stack_ == nullptr ? nullptr : stack_->registry(); }
   const std::string& learner_address() const { return learner_address_; }
 
  private:
@@ -84,12 +85,7 @@ class ScoringProcess {
   absl::Status StartServices(ScoringEngine* engine, const ScoringProcessOptions& options, MetricsRegistry* metrics);
 
   // Standalone: the model stack (declared in construction order).
-  std::unique_ptr<LlamaModel> model_;
-  std::unique_ptr<Tokenizer> tokenizer_;
-  std::unique_ptr<Sampler> sampler_;
-  std::unique_ptr<AdapterRegistry> registry_;
-  std::unique_ptr<GenerationService> generation_;
-  std::unique_ptr<GenerationEngine> own_engine_;
+  std::unique_ptr<ModelStack> stack_;
   std::unique_ptr<AdapterSubscriber> subscriber_;
   std::string learner_address_;
 

@@ -38,7 +38,7 @@ TEST(InitModelCli, WritesALoadableModelWithTheAskedSizes) {
             "wrote " + out + ": LlamaForCausalLM, " +
                 std::to_string(2 * 600 * 64 + 64 + 2 * (2 * 64 + 64 * 64 + 2 * 16 * 64 + 64 * 64 + 3 * 96 * 64)) +
                 " parameters (vocab 600, hidden 64, layers 2, heads 4/1, intermediate 96, context 256, "
-                "3 templates in the tokenizer corpus)\n");
+                "4 templates in the tokenizer corpus)\n");
   auto model = LlamaModel::Load(out);
   ASSERT_TRUE(model.ok()) << model.status();
   EXPECT_EQ((*model)->config().vocab_size, 600);

@@ -65,7 +65,7 @@ TEST(PromptTemplate, LoadErrorsNameTheFileAndWhatIsWrong) {
   EXPECT_EQ(Error("role: verifier\nrole: verifier\n---\n"), "t.txt: line 2: header key \"role\" repeated");
   EXPECT_EQ(Error("role: verifier\nscore_marker:\n---\n"), "t.txt: line 2: header key \"score_marker\" is empty");
   EXPECT_EQ(Error("role: grader\nevaluation_marker: a\nscore_marker: b\n---\n"),
-            "t.txt: role: \"grader\" is not one of generator, verifier, meta_verifier");
+            "t.txt: role: \"grader\" is not one of generator, verifier, meta_verifier, refiner");
   EXPECT_EQ(Error("rol: verifier\n---\n"),
             "t.txt: line 1: unknown header key \"rol\" (allowed: role, evaluation_marker, score_marker)");
   EXPECT_EQ(Error("role: generator\nevaluation_marker: a\nscore_marker: b\n---\n{problem} {proof}"),
@@ -113,6 +113,25 @@ TEST(PromptTemplate, ShippedTemplatesLoadWithTheReleasedModelsMarkers) {
   EXPECT_THAT(prompt, HasSubstr(VerifierMarkers().score + "\n\\boxed{...}"));
   EXPECT_THAT(meta->Render({"P", "Y", "ANALYSIS"}), ::testing::EndsWith("## Solution Evaluation\nANALYSIS"));
   EXPECT_THAT(generator->Render({"P", "", ""}), ::testing::EndsWith("## Problem\nP"));
+}
+
+TEST(PromptTemplate, TheRefinerGetsTheProblemThePreviousProofAndItsSelfEvaluation) {
+  const std::string header =
+      "role: refiner\nevaluation_marker: Here is my evaluation of the solution:\n"
+      "score_marker: Based on my evaluation, the final overall score should be:\n---\n";
+  EXPECT_EQ(Error(header + "{problem} {proof}"), "t.txt: missing placeholder {analysis} (required for role refiner)");
+  // Both shipped refiners (full and tiny) load, answer in the generator's markers and end with
+  // the previous self-evaluation.
+  for (const std::string& dir : {PromptsDir(), PromptsDir() + "/tiny"}) {
+    auto refiner = PromptTemplate::LoadRole(dir, PromptRole::kRefiner);
+    ASSERT_TRUE(refiner.ok()) << refiner.status();
+    EXPECT_EQ(refiner->markers().evaluation, VerifierMarkers().evaluation);
+    EXPECT_EQ(refiner->markers().score, VerifierMarkers().score);
+    const std::string prompt = refiner->Render({"PROBLEM", "OLD PROOF", "OLD ANALYSIS"});
+    EXPECT_THAT(prompt, HasSubstr("PROBLEM"));
+    EXPECT_THAT(prompt, HasSubstr("OLD PROOF"));
+    EXPECT_THAT(prompt, ::testing::EndsWith("OLD ANALYSIS"));
+  }
 }
 
 }  // namespace
