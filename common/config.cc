@@ -166,6 +166,8 @@ void Visit(V& v, CoordinatorConfig& o) {
   v.Str("prompts_dir", &o.prompts_dir);
   v.Int("iterations", &o.iterations, 1, 1000);
   v.Int("group_size", &o.group_size, 1, 1024);
+  v.Int("verifier_epochs", &o.verifier_epochs, 1, 100);
+  v.Int("meta_verifier_epochs", &o.meta_verifier_epochs, 1, 100);
   v.Int("generator_problems", &o.generator_problems, 1, 1 << 20);
   v.Int("auto_label_problems", &o.auto_label_problems, 1, 1 << 20);
   v.Int("verifications", &o.verifications, 1, 64);

@@ -170,6 +170,10 @@ struct CoordinatorConfig {
   std::string prompts_dir = "configs/prompts";  // generator.txt, verifier.txt, meta_verifier.txt
   int iterations = 1;             // pipeline iterations (phases 3-5 repeat)
   int group_size = 8;             // samples per GRPO group, every phase
+  // Passes over the labelled proofs (phase 1) and the labelled analyses (phase 2); each pass
+  // samples new groups. Phase 3 makes one pass over both, interleaved.
+  int verifier_epochs = 1;
+  int meta_verifier_epochs = 1;
   int generator_problems = 64;    // problems per generator phase
   int auto_label_problems = 32;   // problems per auto-labelling phase
   // Phase 4's reward R = R_format · (α·s + β·(1 − |s' − s|)·ms): s the mean of `verifications`

@@ -54,6 +54,8 @@ CoordinatorProcessOptions CoordinatorOptionsFromConfig(const DsmConfig& config, 
     p.options.auto_label.n = static_cast<uint32_t>(config.coordinator.auto_label_n);
     p.options.auto_label.m = static_cast<uint32_t>(config.coordinator.auto_label_m);
     p.options.auto_label.rule.k = config.coordinator.auto_label_k;
+    p.options.verifier_epochs = static_cast<uint32_t>(config.coordinator.verifier_epochs);
+    p.options.meta_verifier_epochs = static_cast<uint32_t>(config.coordinator.meta_verifier_epochs);
     // Progress is recorded after each batch of this many items.
     p.options.verifier.max_proofs = 8;
     p.options.meta_verifier.max_analyses = 8;

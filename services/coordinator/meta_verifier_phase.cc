@@ -13,7 +13,7 @@ MetaVerifierPhase::MetaVerifierPhase(RunStore* store, ScoringClient* scoring, Me
     : store_(store), scoring_(scoring), options_(std::move(options)), on_group_(std::move(on_group)) {}
 
 std::string MetaVerifierPhase::CursorName() const {
-  return RunStore::CursorName(options_.phase, options_.iteration, "analyses");
+  return RunStore::CursorName(options_.phase, options_.iteration, EpochDataset("analyses", options_.epoch));
 }
 
 absl::StatusOr<ScoringPhaseProgress> MetaVerifierPhase::RunOnce() {
@@ -51,7 +51,7 @@ absl::StatusOr<ScoringPhaseProgress> MetaVerifierPhase::RunOnce() {
     request.mutable_params()->set_return_logprobs(true);
     request.set_adapter_role(options_.role);
     request.set_request_id(absl::StrCat("p", static_cast<int>(options_.phase), "-i", options_.iteration, "-",
-                                        labelled.analysis_id()));
+                                        labelled.analysis_id(), EpochSuffix(options_.epoch)));
     absl::StatusOr<v1::AssessResponse> assessed = scoring_->Assess(request);
     if (!assessed.ok() && LeftOutByScorer(assessed.status(), absl::StrCat("analysis ", labelled.analysis_id()))) {
       if (absl::Status s = store_->SetCursor(CursorName(), stored.seq, absl::Now()); !s.ok()) return s;

@@ -27,6 +27,7 @@ namespace dsm {
 struct MetaVerifierPhaseOptions {
   v1::Phase phase = v1::PHASE_META_VERIFIER_RL;
   uint32_t iteration = 1;
+  uint32_t epoch = 1;  // which pass over the labelled analyses (as VerifierPhaseOptions::epoch)
   // The adapter trained: META_VERIFIER (phase 2) or VERIFIER (phase 3).
   v1::AdapterRole role = v1::ADAPTER_ROLE_META_VERIFIER;
   uint32_t group_size = 8;

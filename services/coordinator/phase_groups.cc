@@ -8,6 +8,12 @@
 
 namespace dsm {
 
+std::string EpochDataset(absl::string_view dataset, uint32_t epoch) {
+  return epoch <= 1 ? std::string(dataset) : absl::StrCat(dataset, "-e", epoch);
+}
+
+std::string EpochSuffix(uint32_t epoch) { return epoch <= 1 ? std::string() : absl::StrCat("-e", epoch); }
+
 bool LeftOutByScorer(const absl::Status& status, const std::string& what) {
   if (!absl::IsInvalidArgument(status)) return false;
   spdlog::warn("coordinator: {} left out: {}", what, std::string(status.message()));

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "absl/status/status.h"
+#include "absl/strings/string_view.h"
 #include "dsm/v1/common.pb.h"
 #include "dsm/v1/coordinator.pb.h"
 #include "google/protobuf/repeated_field.h"
@@ -32,6 +33,11 @@ struct ScoringPhaseProgress {
 // text over its limits, say): that item or sample is left out of training
 // and logged, never given a made-up reward; any other error stops the phase.
 bool LeftOutByScorer(const absl::Status& status, const std::string& what);
+
+// Passes over labelled data (phases 1 and 2): the first keeps the plain cursor dataset and
+// group ids ("proofs", "p1-i1-<id>"); pass e >= 2 uses "proofs-e<e>" and "...-e<e>".
+std::string EpochDataset(absl::string_view dataset, uint32_t epoch);
+std::string EpochSuffix(uint32_t epoch);
 
 // An empty GRPO group; the behaviour log-probs were taken at params' temperature.
 GroupRecord NewGroup(std::string group_id, v1::AdapterRole role, v1::Phase phase, uint32_t iteration,

@@ -1,5 +1,6 @@
 #include "services/coordinator/pipeline_runner.h"
 
+#include <algorithm>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -194,38 +195,55 @@ void PipelineRunner::Progress(v1::Phase phase, uint32_t iteration, uint64_t done
 absl::Status PipelineRunner::Scoring(v1::Phase phase, uint32_t iteration) {
   const bool verifier = phase != v1::PHASE_META_VERIFIER_RL;
   const bool meta = phase != v1::PHASE_VERIFIER_RL;
+  const uint32_t epochs = phase == v1::PHASE_VERIFIER_RL        ? std::max<uint32_t>(1, options_.verifier_epochs)
+                          : phase == v1::PHASE_META_VERIFIER_RL ? std::max<uint32_t>(1, options_.meta_verifier_epochs)
+                                                                : 1;
   absl::StatusOr<DatasetCounts> counts = store_->CountRecords();
   if (!counts.ok()) return counts.status();
-  const uint64_t total = (verifier ? counts->proofs : 0) + (meta ? counts->analyses : 0);
+  const uint64_t proofs = verifier ? counts->proofs : 0, analyses = meta ? counts->analyses : 0;
+  const uint64_t total = (proofs + analyses) * epochs;
   const char* unit = verifier && meta ? "proofs+analyses" : verifier ? "proofs" : "analyses";
   uint64_t done = 0;
-  auto count = [&](const ScoringPhaseProgress& p) {
-    done += p.items + p.skipped;
-    Progress(phase, iteration, done, total, unit);
-    return p.items + p.skipped > 0;
-  };
-  if (verifier) {
-    VerifierPhaseOptions o = options_.verifier;
-    o.phase = phase;
-    o.iteration = iteration;
-    VerifierPhase p(store_, scoring_, o, [this] { Wake(); });
-    for (;;) {
-      absl::StatusOr<ScoringPhaseProgress> step = p.RunOnce();
-      if (!step.ok()) return step.status();
-      if (!count(*step)) break;
+  for (uint32_t epoch = 1; epoch <= epochs; ++epoch) {
+    std::optional<VerifierPhase> proof_phase;
+    std::optional<MetaVerifierPhase> analysis_phase;
+    if (verifier) {
+      VerifierPhaseOptions o = options_.verifier;
+      o.phase = phase;
+      o.iteration = iteration;
+      o.epoch = epoch;
+      proof_phase.emplace(store_, scoring_, o, [this] { Wake(); });
     }
-  }
-  if (meta) {
-    MetaVerifierPhaseOptions o = options_.meta_verifier;
-    o.phase = phase;
-    o.iteration = iteration;
-    // Phase 3 trains the verifier adapter on the meta-verifier's data too.
-    o.role = phase == v1::PHASE_ENHANCED_VERIFIER_RL ? v1::ADAPTER_ROLE_VERIFIER : v1::ADAPTER_ROLE_META_VERIFIER;
-    MetaVerifierPhase p(store_, scoring_, o, [this] { Wake(); });
-    for (;;) {
-      absl::StatusOr<ScoringPhaseProgress> step = p.RunOnce();
+    if (meta) {
+      MetaVerifierPhaseOptions o = options_.meta_verifier;
+      o.phase = phase;
+      o.iteration = iteration;
+      o.epoch = epoch;
+      // Phase 3 trains the verifier adapter on the meta-verifier's data too.
+      o.role = phase == v1::PHASE_ENHANCED_VERIFIER_RL ? v1::ADAPTER_ROLE_VERIFIER : v1::ADAPTER_ROLE_META_VERIFIER;
+      analysis_phase.emplace(store_, scoring_, o, [this] { Wake(); });
+    }
+    // Both kinds (phase 3) are worked through side by side: the next batch is taken from the
+    // kind that is further behind (by share of its records done), so the adapter ends on
+    // neither alone. After a restart the shares start from 0 again; the cursors keep the place.
+    uint64_t proofs_done = 0, analyses_done = 0;
+    bool proofs_left = proof_phase.has_value(), analyses_left = analysis_phase.has_value();
+    while (proofs_left || analyses_left) {
+      const bool take_proofs =
+          proofs_left && (!analyses_left || static_cast<double>(proofs_done) * static_cast<double>(analyses) <=
+                                                static_cast<double>(analyses_done) * static_cast<double>(proofs));
+      absl::StatusOr<ScoringPhaseProgress> step = take_proofs ? proof_phase->RunOnce() : analysis_phase->RunOnce();
       if (!step.ok()) return step.status();
-      if (!count(*step)) break;
+      const uint64_t n = step->items + step->skipped;
+      done += n;
+      Progress(phase, iteration, done, total, unit);
+      if (take_proofs) {
+        proofs_done += n;
+        proofs_left = n > 0;
+      } else {
+        analyses_done += n;
+        analyses_left = n > 0;
+      }
     }
   }
   return absl::OkStatus();

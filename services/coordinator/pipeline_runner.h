@@ -52,6 +52,11 @@ struct PipelineOptions {
   MetaVerifierPhaseOptions meta_verifier;    // likewise, and the role
   GeneratorPhaseOptions generator;
   AutoLabelPhaseOptions auto_label;
+  // Passes over the labelled proofs in phase 1 and over the labelled analyses in phase 2 (each
+  // pass samples new groups). Phase 3 makes one pass, its proofs and analyses interleaved so
+  // that neither kind of data is the adapter's last word.
+  uint32_t verifier_epochs = 1;
+  uint32_t meta_verifier_epochs = 1;
   uint32_t generator_problems = 64;   // problems per generator phase
   uint32_t auto_label_problems = 32;  // problems per auto-labelling phase
   // Evaluations with an exact judge (the built-in domain's checker): the

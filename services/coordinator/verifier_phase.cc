@@ -17,7 +17,7 @@ VerifierPhase::VerifierPhase(RunStore* store, ScoringClient* scoring, VerifierPh
     : store_(store), scoring_(scoring), options_(std::move(options)), on_group_(std::move(on_group)) {}
 
 std::string VerifierPhase::CursorName() const {
-  return RunStore::CursorName(options_.phase, options_.iteration, "proofs");
+  return RunStore::CursorName(options_.phase, options_.iteration, EpochDataset("proofs", options_.epoch));
 }
 
 absl::StatusOr<ScoringPhaseProgress> VerifierPhase::RunOnce() {
@@ -48,7 +48,7 @@ absl::StatusOr<ScoringPhaseProgress> VerifierPhase::RunOnce() {
     request.mutable_params()->set_return_logprobs(true);
     request.set_adapter_role(v1::ADAPTER_ROLE_VERIFIER);
     request.set_request_id(absl::StrCat("p", static_cast<int>(options_.phase), "-i", options_.iteration, "-",
-                                        proof.proof_id()));
+                                        proof.proof_id(), EpochSuffix(options_.epoch)));
   }
   std::vector<std::optional<absl::StatusOr<v1::VerifyResponse>>> responses(proofs->size());
   RunConcurrently(proofs->size(), options_.max_concurrent_calls, [&](size_t i) {

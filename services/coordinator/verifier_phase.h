@@ -33,6 +33,9 @@ namespace dsm {
 struct VerifierPhaseOptions {
   v1::Phase phase = v1::PHASE_VERIFIER_RL;  // or PHASE_ENHANCED_VERIFIER_RL (adds R_meta)
   uint32_t iteration = 1;
+  // Which pass over the labelled proofs (from 1): each pass has its own cursor and its own
+  // group ids ("-e<epoch>" from the second on), so a proof gets a new group every pass.
+  uint32_t epoch = 1;
   uint32_t group_size = 8;   // analyses per proof (GRPO group)
   uint32_t max_proofs = 0;   // per RunOnce; 0 = every remaining proof
   v1::SamplingParams params;  // temperature, max_tokens, ... (return_logprobs is forced on)

@@ -682,7 +682,16 @@ absl::StatusOr<FlushResult> LearnerCore::DoFlush(v1::AdapterRole r) {
     ++result.steps;
     result.groups += n;
   }
-  if (!batches.empty()) NotifySpace();
+  if (!batches.empty()) {
+    NotifySpace();
+    // A flush ends a phase: its last adapter is kept on disk too, not only every
+    // checkpoint_every_steps steps (dsm eval and a restarted learner start from it).
+    if (!options_.trainer.checkpoint_dir.empty()) {
+      if (absl::StatusOr<std::string> saved = role->trainer->SaveCheckpoint(); !saved.ok()) {
+        spdlog::warn("learner: {} checkpoint after Flush: {}", role->name, std::string(saved.status().message()));
+      }
+    }
+  }
   absl::MutexLock lock(&mu_);
   result.version = role->version;
   return result;

@@ -195,6 +195,7 @@ class LearnerCore {
   // gets the role's version afterwards and what was trained. Nothing
   // buffered: the current version. FAILED_PRECONDITION with several ranks
   // (their steps must match; they flush by training full batches only).
+  // With a checkpoint_dir, a flush that trained writes the role's checkpoint.
   void FlushAsync(v1::AdapterRole role, std::function<void(absl::StatusOr<FlushResult>)> done);
   // Blocking forms (tests, CLI).
   absl::StatusOr<CheckpointResult> Checkpoint(std::string path);

@@ -454,6 +454,10 @@ TEST_F(LearnerServiceTest, FullBufferStopsCreditsUntilTrainingFreesSpace) {
 TEST_F(LearnerServiceTest, FlushTrainsTheGroupsLeftBelowAFullBatch) {
   LearnerOptions o = TestOptions();
   o.groups_per_step = 4;
+  const std::string dir = ::testing::TempDir() + "/learner_service_flush_" + std::to_string(::getpid());
+  std::filesystem::remove_all(dir);
+  o.trainer.checkpoint_dir = dir;
+  o.trainer.checkpoint_every_steps = 0;  // only the flush writes one
   Start(o);
   GroupStream stream(stub_.get());
   for (const char* id : {"f/a", "f/b", "f/c", "f/d", "f/e"}) {
@@ -476,6 +480,10 @@ TEST_F(LearnerServiceTest, FlushTrainsTheGroupsLeftBelowAFullBatch) {
   EXPECT_EQ(state.step(), 2u);
   EXPECT_EQ(Role(state, v1::ADAPTER_ROLE_GENERATOR)->buffered_groups(), 0u);
   EXPECT_EQ(state.counters().samples_trained(), 15u);
+  // The phase's last adapter is on disk: a checkpoint of step 2 (and none of step 1).
+  const auto written = ListCheckpoints(dir + "/generator");
+  ASSERT_EQ(written.size(), 1u);
+  EXPECT_EQ(written[0].first, 2);
 
   // Nothing buffered: the current version at once, no step.
   grpc::ClientContext again_context;

@@ -170,6 +170,8 @@ TEST(PipelineRunner, RunsEveryPhaseOfAnIterationInOrder) {
   options.auto_label.n = 2;
   options.auto_label.m = 1;
   options.auto_label.rule.k = 1;  // one confirmed lowest analysis is enough here
+  options.verifier_epochs = 2;    // phases 1 and 2 pass over their data twice, phase 3 once
+  options.meta_verifier_epochs = 2;
   options.poll = absl::Milliseconds(10);
   GraderStub grader;
   options.grader = &grader;
@@ -234,9 +236,13 @@ TEST(PipelineRunner, RunsEveryPhaseOfAnIterationInOrder) {
   ASSERT_TRUE(all_groups.ok());
   for (const GroupRecord& g : *all_groups) EXPECT_NE(g.problem_id, "e1") << g.group_id;
   EXPECT_FALSE((*store)->GetGroup("p2-i1-qe").value().has_value()) << "trained on a held-out proof";
-  for (const char* id : {"p2-i1-q1", "p3-i1-a1", "p4-i1-q1", "p4-i1-a1"}) {
+  for (const char* id : {"p2-i1-q1", "p2-i1-q1-e2", "p3-i1-a1", "p3-i1-a1-e2", "p4-i1-q1", "p4-i1-a1"}) {
     auto g = (*store)->GetGroup(id);
     EXPECT_TRUE(g.ok() && g->has_value()) << id;
+  }
+  for (const char* id : {"p2-i1-q1-e3", "p4-i1-q1-e2", "p4-i1-a1-e2"}) {
+    auto g = (*store)->GetGroup(id);
+    EXPECT_TRUE(g.ok() && !g->has_value()) << id;
   }
   auto pending = (*store)->GroupsWithStatus(kGroupPending, 100);
   ASSERT_TRUE(pending.ok());

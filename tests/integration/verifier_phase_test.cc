@@ -175,6 +175,25 @@ TEST_F(VerifierPhaseTest, OneGroupPerProofWithTheVerifierReward) {
   EXPECT_EQ(verifier_.calls.load(), calls);
 }
 
+TEST_F(VerifierPhaseTest, ASecondEpochSamplesNewGroupsWithItsOwnCursor) {
+  VerifierPhaseOptions o;
+  o.group_size = 2;
+  VerifierPhase first(store_.get(), scoring_.get(), o);
+  ASSERT_EQ(first.RunOnce()->items, 3u);
+  o.epoch = 2;
+  VerifierPhase second(store_.get(), scoring_.get(), o);
+  EXPECT_NE(second.CursorName(), first.CursorName());
+  auto progress = second.RunOnce();
+  ASSERT_TRUE(progress.ok()) << progress.status();
+  EXPECT_EQ(progress->items, 3u);
+  for (const char* id : {"p2-i1-q0", "p2-i1-q0-e2", "p2-i1-q2-e2"}) {
+    auto g = store_->GetGroup(id);
+    EXPECT_TRUE(g.ok() && g->has_value()) << id;
+  }
+  // Each epoch's cursor is at its end: neither pass repeats.
+  EXPECT_EQ(VerifierPhase(store_.get(), scoring_.get(), o).RunOnce()->items, 0u);
+}
+
 TEST_F(VerifierPhaseTest, TheEnhancedPhaseMultipliesTheMetaScore) {
   VerifierPhaseOptions o;
   o.phase = v1::PHASE_ENHANCED_VERIFIER_RL;
