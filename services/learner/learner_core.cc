@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/adapter_roles.h"
+#include "learner/checkpoint.h"
 #include "services/learner/published_version.h"
 #include "spdlog/spdlog.h"
 
@@ -682,11 +683,12 @@ absl::StatusOr<FlushResult> LearnerCore::DoFlush(v1::AdapterRole r) {
     ++result.steps;
     result.groups += n;
   }
-  if (!batches.empty()) {
-    NotifySpace();
-    // A flush ends a phase: its last adapter is kept on disk too, not only every
-    // checkpoint_every_steps steps (dsm eval and a restarted learner start from it).
-    if (!options_.trainer.checkpoint_dir.empty()) {
+  if (!batches.empty()) NotifySpace();
+  // A flush ends a phase: its last adapter is kept on disk too, not only every
+  // checkpoint_every_steps steps (dsm eval and a restarted learner start from it).
+  if (const std::string root = PublishedVersionDir(*role); !root.empty() && role->trainer->step() > 0) {
+    const auto written = ListCheckpoints(root);
+    if (written.empty() || written.back().first != role->trainer->step()) {
       if (absl::StatusOr<std::string> saved = role->trainer->SaveCheckpoint(); !saved.ok()) {
         spdlog::warn("learner: {} checkpoint after Flush: {}", role->name, std::string(saved.status().message()));
       }

@@ -491,6 +491,7 @@ TEST_F(LearnerServiceTest, FlushTrainsTheGroupsLeftBelowAFullBatch) {
   ASSERT_TRUE(stub_->Flush(&again_context, request, &again).ok());
   EXPECT_EQ(again.steps(), 0u);
   EXPECT_EQ(again.published().version(), 2u);
+  EXPECT_EQ(ListCheckpoints(dir + "/generator").size(), 1u);  // step 2 is on disk already
 
   grpc::ClientContext bad_context;
   v1::FlushRequest bad;
