@@ -28,6 +28,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "model/finish_reason.h"
 #include "model/kv_cache.h"
 #include "model/llama_model.h"
 #include "model/sampling.h"
@@ -35,7 +36,6 @@
 
 namespace dsm {
 
-enum class FinishReason { kStopToken, kStopString, kLength, kAborted };
 const char* FinishReasonName(FinishReason reason);
 
 struct SampleRequest {

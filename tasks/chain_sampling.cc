@@ -6,13 +6,10 @@
 
 #include "absl/strings/str_cat.h"
 #include "services/scoring/score_parser.h"
+#include "services/scoring/wire_finish_reason.h"
 #include "tasks/seeded_rng.h"
 
 namespace dsm {
-
-v1::FinishReason ToProtoFinishReason(FinishReason reason) {
-  return reason == FinishReason::kLength ? v1::FINISH_REASON_LENGTH : v1::FINISH_REASON_STOP_TOKEN;
-}
 
 absl::StatusOr<std::vector<SampleResult>> SampleChainPrompts(const LlamaModel& model, const Tokenizer& tokenizer,
                                                              const std::vector<ChainPrompt>& prompts,
@@ -66,7 +63,7 @@ absl::StatusOr<std::vector<std::string>> SampleChainProofs(const LlamaModel& mod
   proofs.reserve(results->size());
   for (const SampleResult& r : *results) {
     proofs.push_back(
-        SplitGeneratorOutput(r.text, templates.generator.markers(), ToProtoFinishReason(r.finish_reason)).proof);
+        SplitGeneratorOutput(r.text, templates.generator.markers(), WireFinishReason(r.finish_reason)).proof);
   }
   return proofs;
 }

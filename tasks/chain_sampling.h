@@ -48,9 +48,6 @@ absl::StatusOr<std::vector<std::string>> SampleChainProofs(const LlamaModel& mod
                                                            double temperature, uint64_t seed,
                                                            const ChainSamplingOptions& options);
 
-// The finish reason as the services report it.
-v1::FinishReason ToProtoFinishReason(FinishReason reason);
-
 }  // namespace dsm
 
 #endif  // DSM_TASKS_CHAIN_SAMPLING_H_

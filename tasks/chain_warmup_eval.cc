@@ -9,6 +9,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "services/scoring/score_parser.h"
+#include "services/scoring/wire_finish_reason.h"
 #include "tasks/chain_checker.h"
 #include "tasks/chain_sampling.h"
 #include "tasks/seeded_rng.h"
@@ -85,7 +86,7 @@ absl::StatusOr<std::map<std::string, double>> EvaluateChainSkills(const LlamaMod
   const OutputMarkers& gen_markers = templates.generator.markers();
   // The checker's score of a generator output's proof; sets `format_ok` / `self_score`.
   auto grade = [&](const ChainProblem& p, const SampleResult& r, bool* format_ok, std::optional<double>* self_score) {
-    const GeneratorOutput out = SplitGeneratorOutput(r.text, gen_markers, ToProtoFinishReason(r.finish_reason));
+    const GeneratorOutput out = SplitGeneratorOutput(r.text, gen_markers, WireFinishReason(r.finish_reason));
     *format_ok = out.has_solution_header && out.self_score.format() == v1::FORMAT_STATUS_OK;
     if (out.self_score.has_value()) *self_score = out.self_score.value();
     return CheckChainProof(p.statement, out.proof).score;
@@ -108,7 +109,7 @@ absl::StatusOr<std::map<std::string, double>> EvaluateChainSkills(const LlamaMod
 
     const ChainWarmupExample& ver = verifier_examples[i];
     const SampleResult& ver_out = results[base + 1];
-    const v1::Score ver_score = ParseScore(ver_out.text, templates.verifier.markers(), ToProtoFinishReason(ver_out.finish_reason));
+    const v1::Score ver_score = ParseScore(ver_out.text, templates.verifier.markers(), WireFinishReason(ver_out.finish_reason));
     const bool ver_ok = ver_score.format() == v1::FORMAT_STATUS_OK;
     m["verifier_format_ok"] += ver_ok ? 1 : 0;
     m["verifier_agreement"] += ver_ok && ver_score.value() == ver.proof_score ? 1 : 0;
@@ -122,7 +123,7 @@ absl::StatusOr<std::map<std::string, double>> EvaluateChainSkills(const LlamaMod
     const ChainWarmupExample& meta = meta_examples[i];
     const SampleResult& meta_out = results[base + 2];
     const v1::Score meta_score =
-        ParseScore(meta_out.text, templates.meta_verifier.markers(), ToProtoFinishReason(meta_out.finish_reason));
+        ParseScore(meta_out.text, templates.meta_verifier.markers(), WireFinishReason(meta_out.finish_reason));
     const bool meta_ok = meta_score.format() == v1::FORMAT_STATUS_OK;
     m["meta_format_ok"] += meta_ok ? 1 : 0;
     m["meta_agreement"] += meta_ok && meta_score.value() == meta.meta_score ? 1 : 0;
@@ -146,7 +147,7 @@ absl::StatusOr<std::map<std::string, double>> EvaluateChainSkills(const LlamaMod
     std::vector<ChainPrompt> own_prompts;
     for (size_t i = 0; i < problems->size(); ++i) {
       const SampleResult& r = results[i * static_cast<size_t>(per_problem) + 3];
-      const std::string proof = SplitGeneratorOutput(r.text, gen_markers, ToProtoFinishReason(r.finish_reason)).proof;
+      const std::string proof = SplitGeneratorOutput(r.text, gen_markers, WireFinishReason(r.finish_reason)).proof;
       const ChainWarmupExample own = MakeChainVerifierExample(templates, (*problems)[i], proof);
       own_truth.push_back(own.proof_score);
       own_prompts.push_back(ChainPrompt{own.prompt, 0, 0});
@@ -155,7 +156,7 @@ absl::StatusOr<std::map<std::string, double>> EvaluateChainSkills(const LlamaMod
     if (!own.ok()) return absl::Status(own.status().code(), absl::StrCat("eval ", own.status().message()));
     for (size_t i = 0; i < own->size(); ++i) {
       const SampleResult& r = (*own)[i];
-      const v1::Score score = ParseScore(r.text, templates.verifier.markers(), ToProtoFinishReason(r.finish_reason));
+      const v1::Score score = ParseScore(r.text, templates.verifier.markers(), WireFinishReason(r.finish_reason));
       const bool ok = score.format() == v1::FORMAT_STATUS_OK;
       m["verifier_own_agreement"] += ok && score.value() == own_truth[i] ? 1 : 0;
     }

@@ -10,6 +10,7 @@
 #include "absl/synchronization/mutex.h"
 #include "common/adapter_roles.h"
 #include "services/learner/learner_metrics.h"
+#include "services/scoring/wire_finish_reason.h"
 
 namespace dsm {
 
@@ -21,20 +22,6 @@ absl::Status GenerationService::CountTokensIn(MetricsRegistry& registry) {
   tokens_counter_ = *tokens;
   return absl::OkStatus();
 }
-namespace {
-
-v1::FinishReason WireFinishReason(FinishReason reason) {
-  switch (reason) {
-    case FinishReason::kStopToken: return v1::FINISH_REASON_STOP_TOKEN;
-    case FinishReason::kStopString: return v1::FINISH_REASON_STOP_STRING;
-    case FinishReason::kLength: return v1::FINISH_REASON_LENGTH;
-    case FinishReason::kAborted: return v1::FINISH_REASON_ABORTED;
-  }
-  return v1::FINISH_REASON_ERROR;
-}
-
-}  // namespace
-
 uint64_t CompletionSeed(uint64_t seed, uint32_t index) {
   uint64_t z = seed + 0x9e3779b97f4a7c15ULL * (static_cast<uint64_t>(index) + 1);
   z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;

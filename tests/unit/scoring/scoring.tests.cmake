@@ -6,4 +6,6 @@ if(TARGET dsm_scoring)
     DEPS dsm_scoring LABELS unit)
   dsm_add_test(prompt_template_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/prompt_template_test.cc
     DEPS dsm_scoring LABELS unit)
+  dsm_add_test(wire_finish_reason_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/wire_finish_reason_test.cc
+    DEPS dsm_scoring LABELS unit)
 endif()
