@@ -16,6 +16,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "common/file_io.h"
 #include "model/safetensors.h"
 
 namespace dsm {
@@ -77,23 +78,6 @@ absl::StatusOr<std::pair<uint64_t, uint64_t>> HashFile(const std::string& path) 
   }
   if (in.bad()) return absl::DataLossError(absl::StrCat(path, ": read error"));
   return std::make_pair(size, hash);
-}
-
-absl::StatusOr<std::string> ReadText(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::NotFoundError(absl::StrCat(path, ": cannot open"));
-  std::stringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
-
-absl::Status SyncDir(const std::string& dir) {
-  const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY);
-  if (fd < 0) return absl::InternalError(absl::StrCat(dir, ": open: ", std::strerror(errno)));
-  const int rc = ::fsync(fd);
-  ::close(fd);
-  if (rc != 0) return absl::InternalError(absl::StrCat(dir, ": fsync: ", std::strerror(errno)));
-  return absl::OkStatus();
 }
 
 std::string StateToJson(const TrainerState& state) {
@@ -159,7 +143,7 @@ int64_t StepOfName(const std::string& name) {
 absl::Status VerifyManifest(const std::string& path) {
   const std::string manifest_path = path + "/" + kManifest;
   if (!fs::exists(manifest_path)) return absl::NotFoundError(absl::StrCat(path, ": no ", kManifest, " (incomplete)"));
-  auto text = ReadText(manifest_path);
+  auto text = ReadFileToString(manifest_path);
   if (!text.ok()) return text.status();
   Json manifest;
   try {
@@ -219,9 +203,9 @@ absl::StatusOr<std::string> WriteCheckpoint(const std::string& root, const LoraA
     }
     manifest["files"][file] = {{"bytes", hashed->first}, {"fnv1a64", absl::StrFormat("%016x", hashed->second)}};
   }
-  if (s.ok()) s = SyncDir(tmp + "/" + kAdapterDir);
+  if (s.ok()) s = SyncDirectory(tmp + "/" + kAdapterDir);
   if (s.ok()) s = WriteFileAtomically(tmp + "/" + kManifest, manifest.dump(2) + "\n");
-  if (s.ok()) s = SyncDir(tmp);
+  if (s.ok()) s = SyncDirectory(tmp);
   if (!s.ok()) {
     fs::remove_all(tmp, ec);
     return absl::Status(s.code(), absl::StrCat("writing checkpoint ", final_path, ": ", s.message()));
@@ -237,7 +221,7 @@ absl::StatusOr<std::string> WriteCheckpoint(const std::string& root, const LoraA
   }
   fs::rename(tmp, final_path, ec);
   if (ec) return absl::InternalError(absl::StrCat("renaming ", tmp, " to ", final_path, ": ", ec.message()));
-  if (s = SyncDir(root); !s.ok()) return s;
+  if (s = SyncDirectory(root); !s.ok()) return s;
   if (!old.empty()) fs::remove_all(old, ec);
   return final_path;
 }
@@ -246,7 +230,7 @@ absl::StatusOr<Checkpoint> ReadCheckpoint(const std::string& path, const ModelCo
   if (absl::Status s = VerifyManifest(path); !s.ok()) return s;
   Checkpoint out;
   out.path = path;
-  auto state_text = ReadText(path + "/" + kStateFile);
+  auto state_text = ReadFileToString(path + "/" + kStateFile);
   if (!state_text.ok()) return absl::DataLossError(state_text.status().message());
   auto state = StateFromJson(*state_text, path + "/" + kStateFile);
   if (!state.ok()) return state.status();

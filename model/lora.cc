@@ -7,7 +7,6 @@
 #include <cerrno>
 #include <cmath>
 #include <cstring>
-#include <fstream>
 #include <set>
 #include <sstream>
 
@@ -15,6 +14,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/file_io.h"
 #include "model/safetensors.h"
 
 namespace dsm {
@@ -42,14 +42,6 @@ absl::Status MakeDirs(const std::string& dir) {
     path += "/";
   }
   return absl::OkStatus();
-}
-
-absl::StatusOr<std::string> ReadFile(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) return absl::NotFoundError(absl::StrCat(path, ": cannot open"));
-  std::stringstream text;
-  text << in.rdbuf();
-  return text.str();
 }
 
 }  // namespace
@@ -328,7 +320,7 @@ absl::StatusOr<std::unique_ptr<LoraAdapter>> LoraAdapter::Load(const std::string
                                                                torch::ScalarType dtype,
                                                                torch::Device device) {
   const std::string config_path = dir + "/adapter_config.json";
-  absl::StatusOr<std::string> text = ReadFile(config_path);
+  absl::StatusOr<std::string> text = ReadFileToString(config_path);
   if (!text.ok()) return text.status();
   absl::StatusOr<LoraConfig> config = ParseLoraConfig(*text, config_path);
   if (!config.ok()) return config.status();

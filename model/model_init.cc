@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
+#include "common/file_io.h"
 #include "model/lora.h"
 #include "model/safetensors.h"
 #include "model/tokenizer.h"

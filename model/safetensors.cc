@@ -16,6 +16,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/file_io.h"
 
 namespace dsm {
 
@@ -392,49 +393,6 @@ absl::StatusOr<torch::Tensor> SafetensorsCheckpoint::Load(const std::string& nam
 
 // -------------------------------------------------------------------- writing
 
-namespace {
-
-absl::Status WriteAll(int fd, const std::string& what, const char* p, size_t left) {
-  while (left > 0) {
-    ssize_t n = ::write(fd, p, left);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return absl::InternalError(absl::StrCat(what, ": write: ", std::strerror(errno)));
-    }
-    p += n;
-    left -= static_cast<size_t>(n);
-  }
-  return absl::OkStatus();
-}
-
-// Creates a temp file beside `path`, lets `fill` write it, fsyncs, renames.
-template <typename Fill>
-absl::Status AtomicWrite(const std::string& path, Fill fill) {
-  const std::string tmp = absl::StrCat(path, ".tmp.", ::getpid());
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) return absl::InternalError(absl::StrCat(tmp, ": cannot create: ", std::strerror(errno)));
-  absl::Status s = fill(fd, tmp);
-  if (s.ok() && ::fsync(fd) != 0) {
-    s = absl::InternalError(absl::StrCat(tmp, ": fsync: ", std::strerror(errno)));
-  }
-  if (::close(fd) != 0 && s.ok()) {
-    s = absl::InternalError(absl::StrCat(tmp, ": close: ", std::strerror(errno)));
-  }
-  if (s.ok() && ::rename(tmp.c_str(), path.c_str()) != 0) {
-    s = absl::InternalError(absl::StrCat("rename ", tmp, " -> ", path, ": ", std::strerror(errno)));
-  }
-  if (!s.ok()) ::unlink(tmp.c_str());
-  return s;
-}
-
-}  // namespace
-
-absl::Status WriteFileAtomically(const std::string& path, const std::string& contents) {
-  return AtomicWrite(path, [&contents](int fd, const std::string& tmp) {
-    return WriteAll(fd, tmp, contents.data(), contents.size());
-  });
-}
-
 absl::Status WriteSafetensors(const std::string& path,
                               const std::map<std::string, torch::Tensor>& tensors,
                               const std::map<std::string, std::string>& metadata) {
@@ -480,16 +438,16 @@ absl::Status WriteSafetensors(const std::string& path,
   }
   std::string header_text = header.dump();
   header_text.append((8 - header_text.size() % 8) % 8, ' ');
-  return AtomicWrite(path, [&](int fd, const std::string& tmp) -> absl::Status {
+  return WriteFileAtomicallyWith(path, [&](int fd, const std::string& tmp) -> absl::Status {
     char len[8];
     uint64_t n = header_text.size();
     for (int i = 0; i < 8; ++i) len[i] = static_cast<char>((n >> (8 * i)) & 0xff);
-    absl::Status s = WriteAll(fd, tmp, len, sizeof(len));
-    if (s.ok()) s = WriteAll(fd, tmp, header_text.data(), header_text.size());
+    absl::Status s = WriteAllToFd(fd, tmp, len, sizeof(len));
+    if (s.ok()) s = WriteAllToFd(fd, tmp, header_text.data(), header_text.size());
     for (const Entry& e : entries) {
       if (!s.ok()) break;
       const size_t bytes = static_cast<size_t>(e.cpu.numel()) * e.cpu.element_size();
-      s = WriteAll(fd, tmp, static_cast<const char*>(e.cpu.data_ptr()), bytes);
+      s = WriteAllToFd(fd, tmp, static_cast<const char*>(e.cpu.data_ptr()), bytes);
     }
     return s;
   });

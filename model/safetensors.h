@@ -106,9 +106,6 @@ absl::Status WriteSafetensors(const std::string& path,
                               const std::map<std::string, torch::Tensor>& tensors,
                               const std::map<std::string, std::string>& metadata = {});
 
-// Writes `contents` to `path` atomically (temp file, fsync, rename).
-absl::Status WriteFileAtomically(const std::string& path, const std::string& contents);
-
 }  // namespace dsm
 
 #endif  // DSM_MODEL_SAFETENSORS_H_

@@ -1,15 +1,14 @@
 #include "model/tokenizer.h"
 
 #include <filesystem>
-#include <fstream>
 #include <nlohmann/json.hpp>
-#include <sstream>
 #include <utility>
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/file_io.h"
 #include "model/tokenizer_added.h"
 #include "model/tokenizer_bpe.h"
 #include "model/tokenizer_bytes.h"
@@ -25,15 +24,6 @@ using nlohmann::json;
 
 // Marks where the sequence goes when probing the post-processor for BOS/EOS.
 constexpr int32_t kSequenceSentinel = -7;
-
-absl::StatusOr<std::string> ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::NotFoundError(absl::StrCat("cannot open '", path, "'"));
-  std::ostringstream contents;
-  contents << in.rdbuf();
-  if (in.bad()) return absl::DataLossError(absl::StrCat("cannot read '", path, "'"));
-  return contents.str();
-}
 
 const json& FieldOrNull(const json& object, const char* key) {
   static const json* const kNull = new json(nullptr);
@@ -93,7 +83,7 @@ Tokenizer::Tokenizer() = default;
 Tokenizer::~Tokenizer() = default;
 
 absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromFile(const std::string& path) {
-  auto contents = ReadFile(path);
+  auto contents = ReadFileToString(path);
   if (!contents.ok()) return contents.status();
   auto tokenizer = FromJson(*contents);
   if (!tokenizer.ok()) {
@@ -104,7 +94,7 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromFile(const std::string
       std::filesystem::path(path).parent_path() / "tokenizer_config.json";
   std::error_code ec;
   if (std::filesystem::exists(config_path, ec)) {
-    auto config_text = ReadFile(config_path.string());
+    auto config_text = ReadFileToString(config_path.string());
     if (!config_text.ok()) return config_text.status();
     const json config = json::parse(*config_text, nullptr, /*allow_exceptions=*/false);
     if (config.is_discarded() || !config.is_object()) {

@@ -7,14 +7,13 @@
 #include <cmath>
 #include <deque>
 #include <filesystem>
-#include <fstream>
 #include <memory>
 #include <numeric>
-#include <sstream>
 #include <unistd.h>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "common/file_io.h"
 #include "model/llama_model.h"
 #include "model/safetensors.h"
 #include "model/tokenizer.h"
@@ -61,14 +60,6 @@ double LearningRate(int step, const ChainWarmupOptions& o) {
   const double t = std::min(1.0, static_cast<double>(step - o.lr_warmup_steps) / span);
   const double floor = o.final_lr_fraction;
   return o.learning_rate * (floor + (1 - floor) * 0.5 * (1 + std::cos(M_PI * t)));
-}
-
-absl::StatusOr<std::string> ReadFile(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::NotFoundError(absl::StrCat(path.string(), ": cannot read"));
-  std::stringstream contents;
-  contents << in.rdbuf();
-  return contents.str();
 }
 
 class ChainWarmupRun {
@@ -275,7 +266,7 @@ absl::Status WriteWarmedModel(const LlamaModel& model, const fs::path& model_dir
   for (const char* file : {"tokenizer.json", "tokenizer_config.json", "config.json"}) {
     if (!s.ok()) break;
     if (!fs::exists(model_dir / file)) continue;
-    absl::StatusOr<std::string> contents = ReadFile(model_dir / file);
+    absl::StatusOr<std::string> contents = ReadFileToString((model_dir / file).string());
     s = contents.ok() ? WriteFileAtomically((temp / file).string(), *contents) : contents.status();
   }
   if (s.ok()) {

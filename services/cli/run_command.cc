@@ -23,7 +23,6 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
 #include <iostream>
 #include <memory>
 #include <sstream>
@@ -36,6 +35,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
 #include "common/config.h"
+#include "common/file_io.h"
 #include "common/grpc_client.h"
 #include "common/shutdown_signal.h"
 #include "common/run_states.h"
@@ -70,26 +70,6 @@ struct RunFlags {
 // Set by the signal waiter thread; the main loop stops the services and exits.
 std::atomic<int> g_signal{0};
 
-
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
-absl::Status WriteFile(const std::string& path, const std::string& text) {
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    out << text;
-    if (!out) return absl::InternalError(absl::StrCat(tmp, ": cannot write"));
-  }
-  std::error_code ec;
-  fs::rename(tmp, path, ec);
-  if (ec) return absl::InternalError(absl::StrCat(path, ": ", ec.message()));
-  return absl::OkStatus();
-}
 
 // The state of an existing run, or nullopt when there is none yet.
 absl::StatusOr<std::optional<v1::RunStatus>> ExistingRun(const DsmConfig& config) {
@@ -177,7 +157,7 @@ absl::Status WriteResults(const DsmConfig& config, const std::string& run_dir, c
   std::vector<v1::Evaluation> evaluations(run.evaluations().begin(), run.evaluations().end());
   const RunSummary summary = SummarizeRun(evaluations, wall_seconds, extra);
   const std::string state = v1::RunState_Name(run.state());
-  if (absl::Status s = WriteFile(run_dir + "/summary.json", RunSummaryJson(summary, config.run.name, state));
+  if (absl::Status s = WriteFileAtomically(run_dir + "/summary.json", RunSummaryJson(summary, config.run.name, state));
       !s.ok()) {
     return s;
   }
@@ -276,7 +256,7 @@ int RunPipeline(const RunFlags& flags) {
   absl::StatusOr<DsmConfig> services = ServicesConfig(config);
   if (!services.ok()) return UsageError(std::string(services.status().message()));
   const std::string services_yaml = run_dir + "/config.yaml";
-  if (absl::Status s = WriteFile(services_yaml, ConfigToYaml(*services)); !s.ok()) {
+  if (absl::Status s = WriteFileAtomically(services_yaml, ConfigToYaml(*services)); !s.ok()) {
     std::cerr << "dsm: run: " << s.message() << "\n";
     return kExitFailed;
   }
@@ -321,8 +301,11 @@ int RunPipeline(const RunFlags& flags) {
   RunMonitor monitor(coordinator.get(), learner.get(), config.run.name, absl::Seconds(10));
   absl::StatusOr<v1::RunStatus> run = monitor.Poll();
   if (run.ok() && run->state() == v1::RUN_STATE_PENDING) {
+    absl::StatusOr<std::string> services_text = ReadFileToString(services_yaml);
     absl::StatusOr<v1::RunStatus> started_run =
-        ImportAndStartRun(coordinator.get(), config.run.name, DataFilesIn(data_dir), ReadFile(services_yaml));
+        services_text.ok()
+            ? ImportAndStartRun(coordinator.get(), config.run.name, DataFilesIn(data_dir), *services_text)
+            : absl::StatusOr<v1::RunStatus>(services_text.status());
     if (!started_run.ok()) {
       std::cerr << "dsm: run: " << started_run.status().message() << "\n";
       return kExitFailed;

@@ -1,10 +1,6 @@
 #include "services/report/run_report.h"
 
-#include <fcntl.h>
-#include <unistd.h>
-
 #include <algorithm>
-#include <cerrno>
 #include <cmath>
 #include <optional>
 #include <utility>
@@ -12,6 +8,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "common/file_io.h"
 #include "services/report/bar_chart.h"
 #include "services/report/html_text.h"
 #include "services/report/line_chart.h"
@@ -252,17 +249,6 @@ void AppendSummary(const RunReportData& data, std::string* html) {
   absl::StrAppend(html, "</table></section>");
 }
 
-absl::Status WriteAll(int fd, const std::string& text) {
-  size_t done = 0;
-  while (done < text.size()) {
-    const ssize_t n = ::write(fd, text.data() + done, text.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return absl::ErrnoToStatus(errno, "write");
-    done += static_cast<size_t>(n);
-  }
-  return absl::OkStatus();
-}
-
 }  // namespace
 
 std::string RenderRunReportHtml(const RunReportData& data) {
@@ -284,19 +270,9 @@ std::string RenderRunReportHtml(const RunReportData& data) {
 }
 
 absl::Status WriteRunReport(const RunReportData& data, const std::string& path) {
-  const std::string html = RenderRunReportHtml(data);
-  const std::string tmp = absl::StrCat(path, ".tmp");
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) return absl::ErrnoToStatus(errno, absl::StrCat("writing run report ", path, ": open ", tmp));
-  absl::Status status = WriteAll(fd, html);
-  if (status.ok() && ::fsync(fd) != 0) status = absl::ErrnoToStatus(errno, "fsync");
-  if (::close(fd) != 0 && status.ok()) status = absl::ErrnoToStatus(errno, "close");
-  if (status.ok() && ::rename(tmp.c_str(), path.c_str()) != 0) status = absl::ErrnoToStatus(errno, "rename");
-  if (!status.ok()) {
-    ::unlink(tmp.c_str());
-    return absl::Status(status.code(), absl::StrCat("writing run report ", path, ": ", status.message()));
-  }
-  return absl::OkStatus();
+  const absl::Status status = WriteFileAtomically(path, RenderRunReportHtml(data));
+  if (status.ok()) return status;
+  return absl::Status(status.code(), absl::StrCat("writing run report ", path, ": ", status.message()));
 }
 
 }  // namespace dsm

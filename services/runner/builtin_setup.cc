@@ -4,7 +4,6 @@
 
 #include <algorithm>
 #include <filesystem>
-#include <fstream>
 #include <iostream>
 #include <iterator>
 #include <map>
@@ -16,6 +15,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
+#include "common/file_io.h"
 #include "common/grpc_client.h"
 #include "common/status_conversion.h"
 #include "model/model_init.h"
@@ -36,11 +36,6 @@ namespace dsm {
 namespace {
 
 namespace fs = std::filesystem;
-
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-}
 
 ChainDomainOptions DomainOf(const BuiltinConfig& b) {
   ChainDomainOptions d;
@@ -97,7 +92,9 @@ absl::StatusOr<int> AppendOwnProofs(const DsmConfig& config, const ChainDatasetO
   std::string merged;
   std::map<std::string, std::set<std::string>> seen;
   {
-    std::istringstream written(ReadFile(path));
+    absl::StatusOr<std::string> text = ReadFileToString(path);
+    if (!text.ok()) return text.status();
+    std::istringstream written(*text);
     for (std::string line; std::getline(written, line);) {
       const nlohmann::json j = nlohmann::json::parse(line, nullptr, false);
       if (!j.is_object() || !j.contains("problem_id") || !j.contains("proof")) continue;
@@ -147,7 +144,8 @@ absl::StatusOr<std::map<std::string, double>> PrepareBuiltinModel(const DsmConfi
   if (fs::exists(fs::path(model_dir) / "config.json")) {
     std::map<std::string, double> held_out;
     if (fs::exists(warmup_json)) {
-      nlohmann::json j = nlohmann::json::parse(ReadFile(warmup_json), nullptr, false);
+      absl::StatusOr<std::string> text = ReadFileToString(warmup_json);
+      nlohmann::json j = text.ok() ? nlohmann::json::parse(*text, nullptr, false) : nlohmann::json();
       if (j.is_object() && j.contains("held_out") && j["held_out"].is_object()) {
         for (auto& [k, v] : j["held_out"].items()) {
           if (v.is_number()) held_out[k] = v.get<double>();
@@ -162,7 +160,9 @@ absl::StatusOr<std::map<std::string, double>> PrepareBuiltinModel(const DsmConfi
   for (const char* role : {"generator", "verifier", "meta_verifier"}) {
     const std::string path = absl::StrCat(config.coordinator.prompts_dir, "/", role, ".txt");
     if (!fs::exists(path)) return absl::InvalidArgumentError(absl::StrCat("coordinator.prompts_dir: ", path, " is missing"));
-    templates.push_back(ReadFile(path));
+    absl::StatusOr<std::string> text = ReadFileToString(path);
+    if (!text.ok()) return absl::InvalidArgumentError(absl::StrCat("coordinator.prompts_dir: ", text.status().message()));
+    templates.push_back(*std::move(text));
   }
   ModelInitOptions init;
   init.hidden_size = b.hidden_size;

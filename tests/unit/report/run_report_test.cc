@@ -4,11 +4,13 @@
 #include <unistd.h>
 
 #include <cmath>
+#include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <limits>
 #include <regex>
 #include <string>
+#include <vector>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
@@ -20,6 +22,7 @@
 namespace dsm {
 namespace {
 
+using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::Not;
 
@@ -263,7 +266,9 @@ TEST(WriteRunReport, WritesThePageAtomically) {
   std::ifstream in(path);
   const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   EXPECT_EQ(text, RenderRunReportHtml(TwoPhaseRun()));
-  EXPECT_NE(::access((path + ".tmp").c_str(), F_OK), 0) << "no temporary file left behind";
+  std::vector<std::string> left;
+  for (const auto& entry : std::filesystem::directory_iterator(dir)) left.push_back(entry.path().filename());
+  EXPECT_THAT(left, ElementsAre("report.html")) << "no temporary file left behind";
   ::unlink(path.c_str());
   ::rmdir(dir.c_str());
 }
