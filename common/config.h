@@ -230,6 +230,8 @@ struct BuiltinConfig {
   // Share of the warm-up's verifier examples, in its second half, that show the model's own
   // temperature-1 proofs graded by the checker (tasks/chain_warmup.h): 0 = made-up flaws only.
   double warmup_own_proof_share = 0.5;
+  // Flawless proofs among the warm-up's made-up verifier and meta-verifier examples.
+  double warmup_correct_fraction = 0.3;
 };
 
 struct DsmConfig {

@@ -200,6 +200,7 @@ absl::StatusOr<std::map<std::string, double>> PrepareBuiltinModel(const DsmConfi
   w.lr_warmup_steps = std::min(b.warmup_lr_warmup_steps, b.warmup_steps);
   w.batch = b.warmup_batch;
   w.own_proof_share = b.warmup_own_proof_share;
+  w.correct_fraction = b.warmup_correct_fraction;
   w.seed = static_cast<uint64_t>(config.run.seed);
   w.prompts_dir = config.coordinator.prompts_dir;
   w.eval_problems = b.eval_problems;
