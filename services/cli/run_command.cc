@@ -256,7 +256,8 @@ int RunPipeline(const RunFlags& flags) {
   absl::StatusOr<DsmConfig> services = ServicesConfig(config);
   if (!services.ok()) return UsageError(std::string(services.status().message()));
   const std::string services_yaml = run_dir + "/config.yaml";
-  if (absl::Status s = WriteFileAtomically(services_yaml, ConfigToYaml(*services)); !s.ok()) {
+  const std::string services_text = ConfigToYaml(*services);
+  if (absl::Status s = WriteFileAtomically(services_yaml, services_text); !s.ok()) {
     std::cerr << "dsm: run: " << s.message() << "\n";
     return kExitFailed;
   }
@@ -301,11 +302,8 @@ int RunPipeline(const RunFlags& flags) {
   RunMonitor monitor(coordinator.get(), learner.get(), config.run.name, absl::Seconds(10));
   absl::StatusOr<v1::RunStatus> run = monitor.Poll();
   if (run.ok() && run->state() == v1::RUN_STATE_PENDING) {
-    absl::StatusOr<std::string> services_text = ReadFileToString(services_yaml);
     absl::StatusOr<v1::RunStatus> started_run =
-        services_text.ok()
-            ? ImportAndStartRun(coordinator.get(), config.run.name, DataFilesIn(data_dir), *services_text)
-            : absl::StatusOr<v1::RunStatus>(services_text.status());
+        ImportAndStartRun(coordinator.get(), config.run.name, DataFilesIn(data_dir), services_text);
     if (!started_run.ok()) {
       std::cerr << "dsm: run: " << started_run.status().message() << "\n";
       return kExitFailed;
