@@ -1,8 +1,8 @@
 #include "common/auth_token.h"
 
+#include "common/file_io.h"
+
 #include <cstdlib>
-#include <fstream>
-#include <sstream>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
@@ -29,13 +29,11 @@ absl::Status CheckTokenText(absl::string_view token, const std::string& source) 
 absl::StatusOr<LoadedToken> LoadBearerToken(const std::string& token_file) {
   LoadedToken loaded;
   if (!token_file.empty()) {
-    std::ifstream in(token_file, std::ios::binary);
-    if (!in) {
+    absl::StatusOr<std::string> text = ReadFileToString(token_file);
+    if (!text.ok()) {
       return absl::InvalidArgumentError(absl::StrCat("server.token_file: cannot read \"", token_file, "\""));
     }
-    std::stringstream text;
-    text << in.rdbuf();
-    loaded.token = std::string(absl::StripTrailingAsciiWhitespace(text.str()));
+    loaded.token = std::string(absl::StripTrailingAsciiWhitespace(*text));
     loaded.source = "server.token_file";
   } else if (const char* env = std::getenv(kAuthTokenEnvVar); env != nullptr && env[0] != '\0') {
     loaded.token = env;

@@ -2,9 +2,7 @@
 
 #include <algorithm>
 #include <cstdlib>
-#include <fstream>
 #include <limits>
-#include <sstream>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -12,6 +10,7 @@
 #include "absl/strings/str_join.h"
 #include "common/auth_policy.h"
 #include "common/auth_token.h"
+#include "common/file_io.h"
 #include "common/tls_credentials.h"
 
 namespace dsm {
@@ -494,12 +493,15 @@ absl::StatusOr<DsmConfig> ParseConfig(const std::string& yaml_text, const std::s
   return config;
 }
 
-absl::StatusOr<DsmConfig> LoadConfig(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::InvalidArgumentError(absl::StrCat(path, ": cannot open the config file"));
-  std::stringstream text;
-  text << in.rdbuf();
-  return ParseConfig(text.str(), path);
+absl::StatusOr<DsmConfig> LoadConfig(const std::string& path, std::string* text) {
+  absl::StatusOr<std::string> read = ReadFileToString(path);
+  if (absl::IsNotFound(read.status())) {
+    return absl::InvalidArgumentError(absl::StrCat(path, ": cannot open the config file"));
+  }
+  if (!read.ok()) return absl::InvalidArgumentError(read.status().message());
+  absl::StatusOr<DsmConfig> config = ParseConfig(*read, path);
+  if (config.ok() && text != nullptr) *text = *std::move(read);
+  return config;
 }
 
 std::string ConfigToYaml(const DsmConfig& config) {

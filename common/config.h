@@ -253,7 +253,9 @@ struct DsmConfig {
 // Parses YAML text (`source` names it in errors) and validates the result.
 absl::StatusOr<DsmConfig> ParseConfig(const std::string& yaml_text, const std::string& source);
 // Reads and parses a file. Errors start with the file's path.
-absl::StatusOr<DsmConfig> LoadConfig(const std::string& path);
+// `text`, when not null, receives the file as read (what `dsm serve` and `dsm start` hand the
+// coordinator), so a caller never reads the file a second time.
+absl::StatusOr<DsmConfig> LoadConfig(const std::string& path, std::string* text = nullptr);
 // The range and consistency checks (ParseConfig calls it), the security rule
 // included (see ServerOptions).
 absl::Status ValidateConfig(const DsmConfig& config);

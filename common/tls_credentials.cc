@@ -1,10 +1,9 @@
 #include "common/tls_credentials.h"
 
-#include <fstream>
-#include <sstream>
 
 #include "absl/strings/str_cat.h"
 #include "common/auth_token.h"
+#include "common/file_io.h"
 
 namespace dsm {
 
@@ -59,11 +58,9 @@ std::shared_ptr<grpc::ChannelCredentials> MakeChannelCredentials(const ClientSec
 }
 
 absl::StatusOr<std::string> ReadPemFile(const std::string& key, const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::InvalidArgumentError(absl::StrCat(key, ": cannot read \"", path, "\""));
-  std::stringstream text;
-  text << in.rdbuf();
-  std::string pem = text.str();
+  absl::StatusOr<std::string> read = ReadFileToString(path);
+  if (!read.ok()) return absl::InvalidArgumentError(absl::StrCat(key, ": cannot read \"", path, "\""));
+  std::string pem = *std::move(read);
   if (pem.find("-----BEGIN") == std::string::npos) {
     return absl::InvalidArgumentError(absl::StrCat(key, ": \"", path, "\" is not PEM (no \"-----BEGIN\" line)"));
   }

@@ -1,9 +1,7 @@
 // `dsm serve ROLE[,ROLE...]`: one or more services in one process, sharing
 // one base model, each on its configured port, with /metrics and health.
 #include <algorithm>
-#include <fstream>
 #include <iostream>
-#include <iterator>
 #include <memory>
 #include <string>
 #include <vector>
@@ -76,7 +74,8 @@ absl::Status StartHosted(const DsmConfig& config, const std::string& role, const
 }
 
 int Serve(const ServeFlags& flags) {
-  absl::StatusOr<DsmConfig> config = LoadConfig(flags.config);
+  std::string yaml;  // the file as read, for the coordinator's run
+  absl::StatusOr<DsmConfig> config = LoadConfig(flags.config, &yaml);
   if (!config.ok()) return UsageError(std::string(config.status().message()));
   std::vector<std::string> roles = absl::StrSplit(flags.roles, ',', absl::SkipEmpty());
   const std::string available = "(available: coordinator, worker, learner, verifier, meta-verifier)";
@@ -125,8 +124,6 @@ int Serve(const ServeFlags& flags) {
   std::unique_ptr<CoordinatorProcess> coordinator;
   std::unique_ptr<CoordinatorService> coordinator_service;
   if (hosts("coordinator")) {
-    std::ifstream in(flags.config);
-    const std::string yaml((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
     DsmConfig coordinator_config = *config;
     if (flags.pipeline) {
       auto pick = [](const std::string& flag, const std::string& configured) {

@@ -21,9 +21,7 @@
 #include <unistd.h>
 
 #include <filesystem>
-#include <fstream>
 #include <iostream>
-#include <iterator>
 #include <map>
 #include <memory>
 #include <string>
@@ -119,7 +117,8 @@ absl::StatusOr<v1::RunStatus> AwaitRun(v1::Coordinator::Stub* stub, const std::s
 }
 
 int Start(const StartFlags& flags) {
-  absl::StatusOr<DsmConfig> config = LoadConfig(flags.config);
+  std::string yaml;  // the file as read, for the run the coordinator starts
+  absl::StatusOr<DsmConfig> config = LoadConfig(flags.config, &yaml);
   if (!config.ok()) return UsageError(std::string(config.status().message()));
   const std::string& name = config->run.name;
   const std::string data_dir = flags.data.empty() ? RunDirOf(*config) + "/data" : flags.data;
@@ -145,8 +144,6 @@ int Start(const StartFlags& flags) {
                   << flags.config << "` writes the built-in default's\n";
         return kExitFailed;
       }
-      std::ifstream in(flags.config, std::ios::binary);
-      const std::string yaml((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
       absl::StatusOr<v1::RunStatus> started = ImportAndStartRun(stub.get(), name, files, yaml);
       if (!started.ok()) {
         std::cerr << "dsm: start: " << started.status().message() << "\n";

@@ -1,8 +1,6 @@
 #include "services/learner/published_version.h"
 
 #include <filesystem>
-#include <fstream>
-#include <iterator>
 #include <system_error>
 
 #include "absl/strings/ascii.h"
@@ -21,9 +19,9 @@ absl::StatusOr<uint64_t> ReadPublishedVersion(const std::string& dir) {
   const std::string path = absl::StrCat(dir, "/", kFileName);
   std::error_code ec;
   if (!std::filesystem::exists(path, ec)) return uint64_t{0};
-  std::ifstream in(path);
-  if (!in) return absl::DataLossError(absl::StrCat(path, ": cannot be read"));
-  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  absl::StatusOr<std::string> read = ReadFileToString(path);
+  if (!read.ok()) return absl::DataLossError(absl::StrCat(path, ": cannot be read"));
+  const std::string& text = *read;
   uint64_t version = 0;
   if (!absl::SimpleAtoi(absl::StripAsciiWhitespace(text), &version)) {
     return absl::DataLossError(absl::StrCat(path, ": not a version number: \"", text.substr(0, 32), "\""));

@@ -2,15 +2,14 @@
 
 #include <algorithm>
 #include <cctype>
-#include <fstream>
 #include <map>
 #include <set>
-#include <sstream>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "common/file_io.h"
 
 namespace dsm {
 namespace {
@@ -166,11 +165,10 @@ absl::StatusOr<PromptTemplate> PromptTemplate::Parse(absl::string_view text, con
 }
 
 absl::StatusOr<PromptTemplate> PromptTemplate::Load(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::NotFoundError(absl::StrCat(path, ": cannot open prompt template"));
-  std::ostringstream text;
-  text << in.rdbuf();
-  return Parse(text.str(), path);
+  absl::StatusOr<std::string> text = ReadFileToString(path);
+  if (absl::IsNotFound(text.status())) return absl::NotFoundError(absl::StrCat(path, ": cannot open prompt template"));
+  if (!text.ok()) return text.status();
+  return Parse(*text, path);
 }
 
 absl::StatusOr<PromptTemplate> PromptTemplate::LoadRole(const std::string& dir, PromptRole role) {

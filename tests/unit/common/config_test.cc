@@ -227,9 +227,27 @@ TEST(Config, ShippedConfigsAreValid) {
 }
 
 TEST(Config, MissingFileNamesThePath) {
-  absl::StatusOr<DsmConfig> config = LoadConfig("/nonexistent/x.yaml");
+  std::string text = "untouched";
+  absl::StatusOr<DsmConfig> config = LoadConfig("/nonexistent/x.yaml", &text);
   ASSERT_FALSE(config.ok());
   EXPECT_EQ(config.status().message(), "/nonexistent/x.yaml: cannot open the config file");
+  EXPECT_EQ(text, "untouched");
+}
+
+// `dsm serve` and `dsm start` hand the coordinator the text LoadConfig parsed, not a second read.
+TEST(Config, LoadConfigGivesBackTheTextItParsed) {
+  const std::string path = ::testing::TempDir() + "/config_text.yaml";
+  const std::string yaml = "run:\n  name: texted   # a comment survives\n";
+  { std::ofstream(path) << yaml; }
+  std::string text;
+  absl::StatusOr<DsmConfig> config = LoadConfig(path, &text);
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->run.name, "texted");
+  EXPECT_EQ(text, yaml);
+  { std::ofstream(path) << "run: [\n"; }
+  text = "untouched";
+  EXPECT_FALSE(LoadConfig(path, &text).ok());
+  EXPECT_EQ(text, "untouched");
 }
 
 // Security keys (README "Security"). The files only need to be readable PEM
