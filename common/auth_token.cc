@@ -1,12 +1,11 @@
 #include "common/auth_token.h"
 
-#include "common/file_io.h"
-
 #include <cstdlib>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "common/file_io.h"
 
 namespace dsm {
 
