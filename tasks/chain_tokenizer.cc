@@ -78,7 +78,7 @@ std::vector<std::string> DomainCorpus(const ChainTokenizerOptions& options) {
 }  // namespace
 
 const char* ChainTokenizerPattern() {
-  return R"(\\boxed\{|\p{L}{2,} ?|\p{L}|\p{N}|[^\s\p{L}\p{N}]+ ?|\s+(?!\S)|\s+)";
+  return R"(\\boxed\{|\p{L}=\p{L}(?!\p{L})|\p{L}{2,} ?|\p{L}|\p{N}|[^\s\p{L}\p{N}]+ ?|\s+(?!\S)|\s+)";
 }
 
 std::vector<std::string> ChainPreTokenize(absl::string_view text) {
@@ -90,6 +90,9 @@ std::vector<std::string> ChainPreTokenize(absl::string_view text) {
     std::size_t j = i;
     if (text.substr(i, kBoxOpen.size()) == kBoxOpen) {
       j = i + kBoxOpen.size();
+    } else if (i + 2 < n && IsLetter(at(i)) && text[i + 1] == '=' && IsLetter(at(i + 2)) &&
+               (i + 3 == n || !IsLetter(at(i + 3)))) {
+      j = i + 3;  // an equality "x=y" is one piece
     } else if (IsLetter(at(i))) {
       while (j < n && IsLetter(at(j))) ++j;
       // A word takes one trailing space; a single letter stays alone.

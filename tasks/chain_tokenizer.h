@@ -10,9 +10,11 @@
 // - then one token per learned merge, most frequent pair first, up to vocab_size.
 // - pre-tokenizer: Split on ChainTokenizerPattern() (Isolated), then ByteLevel without its
 //   own regex; decoder ByteLevel; post-processor TemplateProcessing "<s> $A" (used only when
-//   special tokens are asked for). The pattern keeps every variable, digit and "=" a token of
-//   its own (so "a" is the same token wherever it appears), lets words take one trailing
-//   space ("so ", "Thus ") and punctuation runs one trailing space (", ", ". ").
+//   special tokens are asked for). The pattern makes every equality "x=y" one piece (so the
+//   corpus gives each fact a token of its own, the same wherever it appears: checking that a
+//   cited fact is given is then one token look-up, not a match of three), keeps every other
+//   letter and every digit a token of its own, lets words take one trailing space ("so ",
+//   "Thus ") and punctuation runs one trailing space (", ", ". ").
 //
 // Encode() here applies the same pattern and merges, for counting tokens without LibTorch: it
 // gives model/tokenizer.h's ids for ASCII text (the domain and the templates are ASCII); for
