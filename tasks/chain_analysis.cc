@@ -12,30 +12,62 @@ namespace {
 
 constexpr uint64_t kAnalysisSalt = 0x616e616c79736973ULL;  // "analysis"
 
-// A made-up but plausible issue on a line that is not faulty, and the score it would call for.
-std::pair<std::string, double> MadeUpIssue(const ChainStatement& statement, const ChainProof& proof,
-                                           int line, SeededRng* rng) {
+// A made-up but plausible issue on a line that is not faulty, the score it would call for, and
+// the status its analysis's citation note then gives that line's citation (when it is about one).
+struct MadeUp {
+  std::string issue;
+  double score = 0;
+  std::optional<ChainCitationStatus> citation;
+};
+
+MadeUp MadeUpIssue(const ChainStatement& statement, const ChainProof& proof, int line, SeededRng* rng) {
   const int steps = static_cast<int>(proof.steps.size());
   if (line > steps) {
     // The final line (correct here): claim the chain stops one step short.
     const ChainFact reached = steps >= 2 ? proof.steps[steps - 2].conclusion
                                          : ChainFact{statement.goal.lhs, statement.goal.lhs};
-    return {ChainIssueUnfinished(statement.goal, reached), 0.0};
+    return {ChainIssueUnfinished(statement.goal, reached), 0.0, std::nullopt};
   }
   const ChainStep& step = proof.steps[line - 1];
   switch (rng->Uniform(3)) {
     case 0:
-      return {ChainIssueNotGiven(line, step.cited), 0.0};
+      return {ChainIssueNotGiven(line, step.cited), 0.0, ChainCitationStatus::kNotGiven};
     case 1:
-      return {ChainIssueBackwards(line, step.cited), 0.5};
+      return {ChainIssueBackwards(line, step.cited), 0.5, ChainCitationStatus::kReversed};
     default: {
       // Claims the fact's other side follows (it does not).
       const char other = step.conclusion.rhs == step.cited.lhs ? step.cited.rhs : step.cited.lhs;
-      return {
-          ChainIssueWrongConclusion(line, step.conclusion, ChainFact{step.conclusion.lhs, other}),
-          0.0};
+      return {ChainIssueWrongConclusion(line, step.conclusion, ChainFact{step.conclusion.lhs, other}), 0.0,
+              std::nullopt};
     }
   }
+}
+
+const char* CitationStatusText(ChainCitationStatus status) {
+  switch (status) {
+    case ChainCitationStatus::kGiven:
+      return "given";
+    case ChainCitationStatus::kReversed:
+      return "reversed";
+    case ChainCitationStatus::kNotGiven:
+      return "not given";
+  }
+  return "given";
+}
+
+// The analysis body: the citation note, then the issues (or kChainNoIssue).
+std::vector<std::string> NotedIssues(const std::vector<ChainCitation>& citations, std::vector<std::string> issues) {
+  std::vector<std::string> lines{ChainCitationNote(citations)};
+  if (issues.empty()) issues.emplace_back(kChainNoIssue);
+  for (std::string& issue : issues) lines.push_back(std::move(issue));
+  return lines;
+}
+
+// `citations` with step `line`'s status replaced by `status` (when set and the step exists).
+std::vector<ChainCitation> WithCitation(std::vector<ChainCitation> citations, int line,
+                                        std::optional<ChainCitationStatus> status) {
+  if (status && line >= 1 && line <= static_cast<int>(citations.size())) citations[line - 1].status = *status;
+  return citations;
 }
 
 }  // namespace
@@ -53,6 +85,13 @@ std::string RenderChainAnalysis(double score, const std::vector<std::string>& is
                       ChainScoreText(score), "}");
 }
 
+std::string ChainCitationNote(const std::vector<ChainCitation>& citations) {
+  if (citations.empty()) return "Cited: none.";
+  std::vector<std::string> items;
+  for (const ChainCitation& c : citations) items.push_back(absl::StrCat(c.line, ". ", c.cited.Text(), " ", CitationStatusText(c.status)));
+  return absl::StrCat("Cited: ", absl::StrJoin(items, ", "), ".");
+}
+
 std::string RenderFaithfulChainAnalysis(const ChainVerdict& verdict,
                                         const ChainAnalysisMarkers& markers) {
   std::vector<std::string> issues;
@@ -67,7 +106,7 @@ std::string RenderFaithfulChainAnalysis(const ChainVerdict& verdict,
       }
     }
   }
-  return RenderChainAnalysis(verdict.score, issues, markers);
+  return RenderChainAnalysis(verdict.score, NotedIssues(verdict.citations, std::move(issues)), markers);
 }
 
 std::string RenderChainGeneratorOutput(absl::string_view proof, absl::string_view self_analysis) {
@@ -121,10 +160,14 @@ std::optional<LabelledChainAnalysis> MakeLabelledChainAnalysis(const ChainStatem
     case ChainAnalysisKind::kFaithful:
       text = RenderFaithfulChainAnalysis(verdict);
       break;
-    case ChainAnalysisKind::kMissedIssue:
+    case ChainAnalysisKind::kMissedIssue: {
       if (first == nullptr) return std::nullopt;
-      text = RenderChainAnalysis(1.0, {});
+      // It sees nothing wrong, in its citation note either.
+      std::vector<ChainCitation> missed = verdict.citations;
+      for (ChainCitation& c : missed) c.status = ChainCitationStatus::kGiven;
+      text = RenderChainAnalysis(1.0, NotedIssues(missed, {}));
       break;
+    }
     case ChainAnalysisKind::kWrongScore: {
       std::vector<double> wrong;
       for (double s : {0.0, 0.5, 1.0}) {
@@ -132,24 +175,26 @@ std::optional<LabelledChainAnalysis> MakeLabelledChainAnalysis(const ChainStatem
         if (s != verdict.score && (first == nullptr || s < 1.0)) wrong.push_back(s);
       }
       const double score = wrong[rng.Uniform(static_cast<int>(wrong.size()))];
-      text = first == nullptr ? RenderChainAnalysis(score, {})
-                              : RenderChainAnalysis(score, {first->reason});
+      text = first == nullptr ? RenderChainAnalysis(score, NotedIssues(verdict.citations, {}))
+                              : RenderChainAnalysis(score, NotedIssues(verdict.citations, {first->reason}));
       break;
     }
     case ChainAnalysisKind::kBogusIssue: {
       if (sound_lines.empty()) return std::nullopt;
       const int line = sound_lines[rng.Uniform(static_cast<int>(sound_lines.size()))];
-      auto [issue, score] = MadeUpIssue(statement, proof.proof, line, &rng);
-      text = RenderChainAnalysis(score, {issue});
+      MadeUp made_up = MadeUpIssue(statement, proof.proof, line, &rng);
+      text = RenderChainAnalysis(made_up.score,
+                                 NotedIssues(WithCitation(verdict.citations, line, made_up.citation), {made_up.issue}));
       break;
     }
     case ChainAnalysisKind::kMixedIssues: {
       if (first == nullptr || sound_lines.empty()) return std::nullopt;
       const int line = sound_lines[rng.Uniform(static_cast<int>(sound_lines.size()))];
-      auto made_up = MadeUpIssue(statement, proof.proof, line, &rng);
-      std::vector<std::string> issues{first->reason, made_up.first};
+      MadeUp made_up = MadeUpIssue(statement, proof.proof, line, &rng);
+      std::vector<std::string> issues{first->reason, made_up.issue};
       if (line < first->line) std::swap(issues[0], issues[1]);
-      text = RenderChainAnalysis(verdict.score, issues);
+      text = RenderChainAnalysis(verdict.score,
+                                 NotedIssues(WithCitation(verdict.citations, line, made_up.citation), issues));
       break;
     }
   }

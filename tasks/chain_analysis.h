@@ -5,9 +5,12 @@
 //
 // The texts follow the output format of configs/prompts/verifier.txt and meta_verifier.txt
 // (markers, then \boxed{score}) so services/scoring's ParseScore reads them, but stay a few
-// dozen tokens long for the tiny model:
+// dozen tokens long for the tiny model. A verifier-style analysis first notes how each step's
+// citation stands against the given facts, one check per cited fact, in proof order, and then
+// names the issues:
 //
 //   Here is my evaluation of the solution:
+//   Cited: 1. a=b given, 2. b=e not given.
 //   Step 2 cites b=e, which is not given.
 //   Based on my evaluation, the final overall score should be:
 //   \boxed{0}
@@ -33,12 +36,19 @@ inline constexpr absl::string_view kChainNoIssue = "All steps are correct.";
 // "0", "0.5" or "1".
 std::string ChainScoreText(double score);
 
-// "<evaluation marker>\n<issues, one per line, or kChainNoIssue>\n<score marker>\n\boxed{s}".
+// "Cited: 1. a=b given, 2. b=e not given, 3. c=d reversed." ("Cited: none." when no line is a
+// step): the note that opens a verifier-style analysis. It names no step or line in words, so
+// ReadChainAnalysis takes no claim from it; it spells out, one cited fact at a time, the look-up
+// the issue lines rest on, so that a small model checks each citation where it writes it instead
+// of all at once, and each item starts like the proof line it copies ("2. " finds step 2).
+std::string ChainCitationNote(const std::vector<ChainCitation>& citations);
+
+// "<evaluation marker>\n<lines, one per line, or kChainNoIssue>\n<score marker>\n\boxed{s}".
 std::string RenderChainAnalysis(double score, const std::vector<std::string>& issues,
                                 const ChainAnalysisMarkers& markers = {});
 
-// The faithful analysis of a checked proof: its first fault (and its first fatal fault when
-// that comes later), with the checker's score.
+// The faithful analysis of a checked proof: its citation note, then its first fault (and its
+// first fatal fault when that comes later) or kChainNoIssue, with the checker's score.
 std::string RenderFaithfulChainAnalysis(const ChainVerdict& verdict,
                                         const ChainAnalysisMarkers& markers = {});
 
@@ -52,9 +62,11 @@ std::string RenderChainMetaAnalysis(const ChainAnalysisAssessment& assessment);
 
 enum class ChainAnalysisKind {
   kFaithful,     // names the real fault (or none) with the right score: meta 1
-  kMissedIssue,  // flawed proof called correct, score 1: meta 1 (missing is not judged)
+  kMissedIssue,  // flawed proof called correct, score 1, every citation noted given: meta 1
+                 // (missing is not judged)
   kWrongScore,   // names the real fault (or none) with a wrong score: meta 0.5
-  kBogusIssue,   // names one line that is not faulty, scored by that made-up issue: meta 0
+  kBogusIssue,   // names one line that is not faulty, scored by that made-up issue (a made-up
+                 // citation issue shows in the note too): meta 0
   kMixedIssues,  // names the real fault and a line that is not faulty: meta 0.5
 };
 const std::vector<ChainAnalysisKind>& AllChainAnalysisKinds();

@@ -188,6 +188,9 @@ ChainVerdict CheckChainProof(const ChainStatement& statement, absl::string_view 
     const ChainFact cited = parsed.cited;
     const bool given = statement.IsGiven(cited);
     const bool backwards = !given && statement.IsGiven(cited.Reversed());
+    verdict.citations.push_back(ChainCitation{
+        k, cited, given ? ChainCitationStatus::kGiven
+                     : (backwards ? ChainCitationStatus::kReversed : ChainCitationStatus::kNotGiven)});
     if (parsed.number != std::to_string(k)) {
       fault(k, true, ChainIssueMisnumbered(k, parsed.number));
     } else if (!given && !backwards) {

@@ -39,10 +39,21 @@ struct ChainFault {
   std::string reason;  // one line, e.g. "Step 2 cites b=e, which is not given."
 };
 
+// How a step's citation stands against the given facts.
+enum class ChainCitationStatus { kGiven, kReversed, kNotGiven };
+
+// One step's citation as the checker read it (every line read as a step, misnumbered ones too).
+struct ChainCitation {
+  int line = 0;  // the step's line
+  ChainFact cited;
+  ChainCitationStatus status = ChainCitationStatus::kGiven;
+};
+
 struct ChainVerdict {
   double score = 0;                // 0, 0.5 or 1
   std::vector<ChainFault> faults;  // in line order; empty iff score == 1
   int steps = 0;                   // lines read as steps (well-formed or misnumbered)
+  std::vector<ChainCitation> citations;  // one per step, in line order (steps == size())
   // The final line's number: where "Thus ..." is, or where it should be when missing.
   int final_line = 0;
 

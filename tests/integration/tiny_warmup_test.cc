@@ -36,6 +36,8 @@
 #include "model/model_init.h"
 #include "model/sampler.h"
 #include "model/tokenizer.h"
+#include "services/scoring/score_parser.h"
+#include "services/scoring/wire_finish_reason.h"
 #include "tasks/chain_tokenizer.h"
 #include "tasks/chain_warmup_examples.h"
 
@@ -115,6 +117,27 @@ void ShowSamples(const LlamaModel& model, const std::string& dir, const ChainWar
     if (!results[i].ok()) continue;
     std::printf("SHOW ---- prompt:\n%s\n---- target:\n%s\n---- output:\n%s\n", examples[i].prompt.c_str(),
                 examples[i].completion.c_str(), results[i]->text.c_str());
+  }
+  // The verifier on the model's own (greedy) proofs, against the checker's faithful analysis.
+  const OutputMarkers& gen_markers = templates->generator.markers();
+  std::vector<SampleRequest> own_requests;
+  std::vector<ChainWarmupExample> own_examples;
+  for (size_t i = 0; i < problems->size(); ++i) {
+    const absl::StatusOr<SampleResult>& gen = results[3 * i];
+    if (!gen.ok()) continue;
+    const std::string proof = SplitGeneratorOutput(gen->text, gen_markers, WireFinishReason(gen->finish_reason)).proof;
+    own_examples.push_back(MakeChainVerifierExample(*templates, (*problems)[i], proof));
+    SampleRequest r;
+    r.prompt = (*tokenizer)->Encode(own_examples.back().prompt, true);
+    r.params.temperature = 0;
+    r.params.max_tokens = 192;
+    own_requests.push_back(std::move(r));
+  }
+  auto own = (*sampler)->Generate(std::move(own_requests));
+  for (size_t i = 0; i < own.size(); ++i) {
+    if (!own[i].ok()) continue;
+    std::printf("OWN ---- prompt:\n%s\n---- target:\n%s\n---- output:\n%s\n", own_examples[i].prompt.c_str(),
+                own_examples[i].completion.c_str(), own[i]->text.c_str());
   }
   std::fflush(stdout);
 }

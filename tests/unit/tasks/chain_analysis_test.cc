@@ -89,6 +89,54 @@ TEST(ChainAnalysis, EveryAnalysisParsesWithTheScoreParserToItsScore) {
   for (const auto& [kind, n] : made) EXPECT_GT(n, 300) << ChainAnalysisKindName(kind);
 }
 
+// A verifier-style analysis opens with one check per cited fact; the note names no step, so
+// the claims read from the analysis are its issue lines alone.
+TEST(ChainAnalysis, FaithfulAnalysesOpenWithTheCitationNote) {
+  const ChainStatement statement = *ParseChainStatement("Given: c=d, a=b, e=b, c=b. Prove: a=d.");
+  const ChainVerdict verdict = CheckChainProof(statement, "1. a=b, so a=b\n2. b=c, so a=c\n3. c=f, so a=f\nThus a=d.");
+  EXPECT_EQ(RenderFaithfulChainAnalysis(verdict),
+            "Here is my evaluation of the solution:\n"
+            "Cited: 1. a=b given, 2. b=c reversed, 3. c=f not given.\n"
+            "Step 2 cites b=c, but the given fact is c=b.\n"
+            "Step 3 cites c=f, which is not given.\n"
+            "Based on my evaluation, the final overall score should be:\n\\boxed{0}");
+  const ChainAnalysisClaims claims = ReadChainAnalysis(RenderFaithfulChainAnalysis(verdict), verdict.final_line);
+  EXPECT_EQ(claims.lines, (std::vector<int>{2, 3}));
+  EXPECT_EQ(RenderFaithfulChainAnalysis(CheckChainProof(statement, "1. a=b, so a=b\n2. c=b, so a=c\n3. c=d, so a=d\nThus a=d.")),
+            "Here is my evaluation of the solution:\nCited: 1. a=b given, 2. c=b given, 3. c=d given.\n"
+            "All steps are correct.\nBased on my evaluation, the final overall score should be:\n\\boxed{1}");
+  EXPECT_EQ(ChainCitationNote({}), "Cited: none.");
+}
+
+// The note of a made-up analysis goes with what it claims: a missed issue notes every citation
+// as given; a made-up citation issue shows in the note too.
+TEST(ChainAnalysis, MadeUpAnalysesNoteWhatTheyClaim) {
+  int bogus_citations = 0;
+  for (uint64_t seed = 0; seed < 200; ++seed) {
+    auto problem = GenerateChainProblem({}, ChainSplit::kTrain, seed);
+    ASSERT_TRUE(problem.ok());
+    const LabelledChainProof wrong = MakeLabelledChainProof(*problem, ChainFlaw::kFactNotGiven, seed);
+    auto missed = MakeLabelledChainAnalysis(problem->statement, wrong, ChainAnalysisKind::kMissedIssue, seed);
+    ASSERT_TRUE(missed.has_value());
+    EXPECT_EQ(missed->text.find("not given"), std::string::npos) << missed->text;
+    const LabelledChainProof right = MakeLabelledChainProof(*problem, ChainFlaw::kNone, seed);
+    auto bogus = MakeLabelledChainAnalysis(problem->statement, right, ChainAnalysisKind::kBogusIssue, seed);
+    ASSERT_TRUE(bogus.has_value());
+    const std::string note = bogus->text.substr(0, bogus->text.find("\nStep"));
+    if (bogus->text.find("which is not given") != std::string::npos) {
+      EXPECT_NE(note.find("not given"), std::string::npos) << bogus->text;
+      ++bogus_citations;
+    } else if (bogus->text.find("but the given fact is") != std::string::npos) {
+      EXPECT_NE(note.find("reversed"), std::string::npos) << bogus->text;
+      ++bogus_citations;
+    } else {
+      EXPECT_EQ(note.find("not given"), std::string::npos) << bogus->text;
+      EXPECT_EQ(note.find("reversed"), std::string::npos) << bogus->text;
+    }
+  }
+  EXPECT_GT(bogus_citations, 50);
+}
+
 TEST(ChainAnalysis, MarkersMatchTheScoringServices) {
   const ChainAnalysisMarkers verifier;
   EXPECT_EQ(verifier.evaluation, VerifierMarkers().evaluation);

@@ -47,6 +47,23 @@ TEST(ChainChecker, CorrectProofsScoreOne) {
   EXPECT_EQ(v.final_line, 4);
 }
 
+// Every line read as a step gets its citation's standing, misnumbered and faulty ones too;
+// the final line and unreadable lines get none.
+TEST(ChainChecker, RecordsEachStepsCitation) {
+  const ChainVerdict v = Check("1. a=b, so a=b\n3. b=c, so a=c\nhello\n3. c=f, so a=f\nThus a=d.");
+  ASSERT_EQ(v.citations.size(), 3u);
+  EXPECT_EQ(v.steps, 3);
+  EXPECT_EQ(v.citations[0].line, 1);
+  EXPECT_EQ(v.citations[2].line, 4);  // the number written is 3: the checker's line numbering
+  EXPECT_EQ(v.citations[0].cited, (ChainFact{'a', 'b'}));
+  EXPECT_EQ(v.citations[0].status, ChainCitationStatus::kGiven);
+  EXPECT_EQ(v.citations[1].cited, (ChainFact{'b', 'c'}));
+  EXPECT_EQ(v.citations[1].status, ChainCitationStatus::kReversed);
+  EXPECT_EQ(v.citations[2].cited, (ChainFact{'c', 'f'}));
+  EXPECT_EQ(v.citations[2].status, ChainCitationStatus::kNotGiven);
+  EXPECT_TRUE(Check("").citations.empty());
+}
+
 TEST(ChainChecker, EachRuleGivesItsScoreLineAndReason) {
   EXPECT_EQ(Summarize("1. a=b, so a=b\n2. b=d, so a=d\nThus a=d."),
             (Summary{0.0, 2, "Step 2 cites b=d, which is not given."}));
