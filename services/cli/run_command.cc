@@ -69,6 +69,8 @@ struct RunFlags {
 
 // Set by the signal waiter thread; the main loop stops the services and exits.
 std::atomic<int> g_signal{0};
+// True while phase 0 runs (then the signal waiter ends the process itself).
+std::atomic<bool> g_in_phase0{false};
 
 
 // The state of an existing run, or nullopt when there is none yet.
@@ -234,11 +236,22 @@ int RunPipeline(const RunFlags& flags) {
     return (*existing)->state() == v1::RUN_STATE_SUCCEEDED ? kExitOk : kExitFailed;
   }
 
-  std::thread([] { g_signal = WaitForShutdownSignal(); }).detach();
+  // Phase 0 runs for minutes with no service up yet: a signal then ends the run at once (the
+  // next `dsm run` starts phase 0 again; nothing half-written is used). Later, the run stops
+  // its services in order.
+  std::thread([] {
+    g_signal = WaitForShutdownSignal();
+    if (g_in_phase0.load()) {
+      std::cout << "\ndsm run: interrupted in phase 0; `dsm run` starts it again" << std::endl;
+      _exit(130);
+    }
+  }).detach();
   torch::set_num_threads(config.runtime.threads);
 
   // 1. The built-in default's model and data.
+  g_in_phase0 = true;
   absl::StatusOr<std::map<std::string, double>> extra = PrepareBuiltinModel(config, run_dir);
+  g_in_phase0 = false;
   if (!extra.ok()) {
     std::cerr << "dsm: run: phase 0: " << extra.status().message() << "\n";
     return extra.status().code() == absl::StatusCode::kInvalidArgument ? kExitUsage : kExitFailed;

@@ -122,6 +122,27 @@ TEST(DsmRun, RunsThePipelineRestartsAKilledWorkerAndWritesTheResults) {
   EXPECT_THAT(again.out, HasSubstr("already ended RUN_STATE_SUCCEEDED"));
 }
 
+// Phase 0 runs for minutes: the first Ctrl-C / SIGTERM ends it at once (no services are up yet),
+// not when the warm-up is over.
+TEST(DsmRun, SigtermInPhaseZeroEndsTheRunAtOnce) {
+  TestDir dir;
+  const std::string config = dir.path() + "/long.yaml";
+  std::ofstream(config) << ShortConfig(dir.path()) << "  warmup_max_seconds: 600\n";
+  // A warm-up of 100000 steps would take far longer than this test may wait.
+  std::string text = dsm_test::ReadWholeFile(config);
+  text.replace(text.find("warmup_steps: 2"), 15, "warmup_steps: 100000");
+  std::ofstream(config, std::ios::trunc) << text;
+  dsm_test::ChildProcess run({"run", config}, dir.path() + "/run.log");
+  ASSERT_TRUE(run.WaitForLine("phase 0 warm-up SFT", absl::Seconds(60)).has_value()) << run.Log();
+  const absl::Time sent = absl::Now();
+  ASSERT_EQ(kill(run.pid(), SIGTERM), 0);
+  while (run.Running() && absl::Now() - sent < absl::Seconds(20)) absl::SleepFor(absl::Milliseconds(50));
+  ASSERT_FALSE(run.Running()) << "dsm run still in phase 0 20 s after SIGTERM\n" << run.Log();
+  EXPECT_EQ(run.Stop(0), 130) << run.Log();
+  EXPECT_THAT(run.Log(), HasSubstr("interrupted in phase 0"));
+  EXPECT_THAT(run.Log(), ::testing::Not(HasSubstr("services:")));
+}
+
 TEST(DsmRun, ABadConfigIsExitTwoWithOneLine) {
   TestDir dir;
   const std::string config = dir.path() + "/bad.yaml";
