@@ -206,6 +206,7 @@ void Visit(V& v, BuiltinConfig& o) {
   v.Int("warmup_batch", &o.warmup_batch, 1, 4096);
   v.Num("warmup_own_proof_share", &o.warmup_own_proof_share, 0, 1);
   v.Num("warmup_correct_fraction", &o.warmup_correct_fraction, 0, 1);
+  v.Int("warmup_threads", &o.warmup_threads, 0, 256);
 }
 
 template <typename V>

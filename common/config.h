@@ -232,6 +232,9 @@ struct BuiltinConfig {
   double warmup_own_proof_share = 0.5;
   // Flawless proofs among the warm-up's made-up verifier and meta-verifier examples.
   double warmup_correct_fraction = 0.3;
+  // LibTorch threads of the process that runs phase 0 and writes the data (`dsm run`, `dsm
+  // prepare`); nothing else runs then, so it may use every core. 0 = runtime.threads.
+  int warmup_threads = 0;
 };
 
 struct DsmConfig {

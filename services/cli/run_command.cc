@@ -246,7 +246,7 @@ int RunPipeline(const RunFlags& flags) {
       _exit(130);
     }
   }).detach();
-  torch::set_num_threads(config.runtime.threads);
+  torch::set_num_threads(BuiltinThreads(config));  // this process runs phase 0; the services are children
 
   // 1. The built-in default's model and data.
   g_in_phase0 = true;

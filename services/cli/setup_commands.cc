@@ -74,7 +74,7 @@ int Prepare(const PrepareFlags& flags) {
   // Phase 0 runs for minutes: SIGTERM / Ctrl-C end it at once (a later
   // `dsm prepare` starts phase 0 again; nothing half-written is used).
   std::thread([] { _exit(128 + WaitForShutdownSignal()); }).detach();
-  at::set_num_threads(config.runtime.threads);
+  at::set_num_threads(BuiltinThreads(config));
 
   const std::string run_dir = RunDirOf(config);
   std::error_code ec;

@@ -136,6 +136,10 @@ absl::StatusOr<int> AppendOwnProofs(const DsmConfig& config, const ChainDatasetO
 
 std::string RunDirOf(const DsmConfig& config) { return absl::StrCat(config.run.runs_dir, "/", config.run.name); }
 
+int BuiltinThreads(const DsmConfig& config) {
+  return config.builtin.warmup_threads > 0 ? config.builtin.warmup_threads : config.runtime.threads;
+}
+
 absl::StatusOr<std::map<std::string, double>> PrepareBuiltinModel(const DsmConfig& config,
                                                                   const std::string& run_dir) {
   const BuiltinConfig& b = config.builtin;

@@ -25,6 +25,10 @@ namespace dsm {
 // runs_dir/<run.name>: where a run keeps its state, data, logs and results.
 std::string RunDirOf(const DsmConfig& config);
 
+// The LibTorch threads for phase 0 and the built-in data: builtin.warmup_threads, or
+// runtime.threads when that is 0.
+int BuiltinThreads(const DsmConfig& config);
+
 // Phase 0 for the built-in model: a fresh tiny Llama with the domain's
 // tokenizer, warmed up (builtin.warmup_*), written to model.path; progress
 // lines on stdout. When model.path already holds a model, nothing is trained
