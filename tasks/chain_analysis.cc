@@ -175,8 +175,9 @@ std::optional<LabelledChainAnalysis> MakeLabelledChainAnalysis(const ChainStatem
         if (s != verdict.score && (first == nullptr || s < 1.0)) wrong.push_back(s);
       }
       const double score = wrong[rng.Uniform(static_cast<int>(wrong.size()))];
-      text = first == nullptr ? RenderChainAnalysis(score, NotedIssues(verdict.citations, {}))
-                              : RenderChainAnalysis(score, NotedIssues(verdict.citations, {first->reason}));
+      std::vector<std::string> issues;
+      if (first != nullptr) issues.push_back(first->reason);
+      text = RenderChainAnalysis(score, NotedIssues(verdict.citations, std::move(issues)));
       break;
     }
     case ChainAnalysisKind::kBogusIssue: {
