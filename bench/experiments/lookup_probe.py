@@ -135,12 +135,13 @@ class Model(torch.nn.Module):
         return self.head(self.norm(x))
 
 
-def mimetic_init(model, strength):
+def mimetic_init(model, strength, last_layers=0):
     """Trockman & Kolter (2023), "Mimetic initialization of self-attention layers": start each
     layer with W_q^T W_k close to a multiple of the identity (a token attends to tokens like
     itself) and W_o W_v close to minus it, as trained attention layers look."""
     with torch.no_grad():
-        for block in model.blocks:
+        blocks = model.blocks[-last_layers:] if last_layers > 0 else model.blocks
+        for block in blocks:
             d = block.o.weight.shape[0]
             qk = strength * (torch.randn(d, d) / math.sqrt(d) + torch.eye(d))
             u, s, vt = torch.linalg.svd(qk)
@@ -165,6 +166,7 @@ def main():
     ap.add_argument("--heads", type=int, default=4)
     ap.add_argument("--mimetic", type=float, default=0.0,
                     help="mimetic init strength: W_q^T W_k ~ a Z + a I, W_o W_v ~ b Z - b I (0 = off)")
+    ap.add_argument("--mimetic-layers", type=int, default=0, help="mimetic init on the last N layers only (0 = all)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args()
@@ -174,7 +176,7 @@ def main():
     held_out = [sample(held_out_rng, a.format, a.reversed, a.not_given) for _ in range(300)]
     model = Model(d=a.hidden, layers=a.layers, heads=a.heads, inter=a.hidden * 344 // 128)
     if a.mimetic > 0:
-        mimetic_init(model, a.mimetic)
+        mimetic_init(model, a.mimetic, a.mimetic_layers)
     opt = torch.optim.AdamW(model.parameters(), lr=a.lr, weight_decay=0.0)
     print(f"format={a.format} lr={a.lr} batch={a.batch} steps={a.steps} hidden={a.hidden} layers={a.layers} "
           f"heads={a.heads} parameters={sum(p.numel() for p in model.parameters())}", flush=True)
