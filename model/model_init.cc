@@ -70,6 +70,43 @@ absl::Status Range(const char* field, int64_t value, int64_t lo, int64_t hi) {
 
 std::string LayerPrefix(int64_t layer) { return absl::StrCat("model.layers.", layer, "."); }
 
+// Mimetic attention weights of one layer (see ModelInitOptions::mimetic_attention): key and value
+// rows read the hidden-state coordinates of their group (group g, row j: coordinate
+// (g * head_dim + j) mod hidden); query rows are sqrt(a) times that coordinate plus N(0, 1 / hidden)
+// noise; o_proj's columns are minus sqrt(b) / (heads per group) times the same plus noise, b = a / 2.
+void MimeticAttention(const ModelConfig& config, double a, uint64_t seed, const std::string& prefix,
+                      std::map<std::string, torch::Tensor>* out) {
+  const int64_t d = config.hidden_size, heads = config.num_attention_heads, groups = config.num_key_value_heads;
+  const int64_t head_dim = config.head_dim, per_group = heads / groups;
+  const double b = a / 2, noise = 1.0 / std::sqrt(static_cast<double>(d));
+  auto coordinate = [&](int64_t head_row) { return head_row % d; };  // row g * head_dim + j
+  auto name = [&](const char* module) { return absl::StrCat(prefix, "self_attn.", module, ".weight"); };
+  auto random = [&](const std::string& n, std::vector<int64_t> shape) {
+    return NormalTensor(shape, noise, Mix64(Mix64(seed) ^ NameHash(n)));
+  };
+  torch::Tensor k = (*out)[name("k_proj")], v = (*out)[name("v_proj")];
+  torch::Tensor q = (*out)[name("q_proj")], o = (*out)[name("o_proj")];
+  torch::Tensor q_noise = random(name("q_proj"), {heads * head_dim, d});
+  torch::Tensor o_noise = random(name("o_proj"), {d, heads * head_dim});
+  for (int64_t r = 0; r < groups * head_dim; ++r) {
+    k[r].zero_();
+    k[r][coordinate(r)] = std::sqrt(a);
+    v[r].zero_();
+    v[r][coordinate(r)] = std::sqrt(b);
+  }
+  const double q_scale = std::sqrt(a), o_scale = std::sqrt(b) / static_cast<double>(per_group);
+  for (int64_t h = 0; h < heads; ++h) {
+    const int64_t g = h / per_group;
+    for (int64_t j = 0; j < head_dim; ++j) {
+      const int64_t row = h * head_dim + j, c = coordinate(g * head_dim + j);
+      q[row].copy_(q_noise[row] * q_scale);
+      q[row][c] += q_scale;
+      o.select(1, row).copy_(o_noise.select(1, row) * o_scale);
+      o[c][row] -= o_scale;
+    }
+  }
+}
+
 }  // namespace
 
 absl::Status ModelInitOptions::Validate() const {
@@ -104,6 +141,13 @@ absl::Status ModelInitOptions::Validate() const {
   }
   if (!(initializer_range > 0 && initializer_range <= 1)) {
     return absl::InvalidArgumentError(absl::StrCat("initializer_range: ", initializer_range, " is not in (0, 1]"));
+  }
+  if (!(mimetic_attention >= 0 && mimetic_attention <= 4)) {
+    return absl::InvalidArgumentError(absl::StrCat("mimetic_attention: ", mimetic_attention, " is not in [0, 4]"));
+  }
+  if (mimetic_layers < 0 || mimetic_layers > num_hidden_layers) {
+    return absl::InvalidArgumentError(absl::StrCat("mimetic_layers: ", mimetic_layers, " is not in [0, num_hidden_layers ",
+                                                   num_hidden_layers, "]"));
   }
   return absl::OkStatus();
 }
@@ -167,8 +211,11 @@ std::string ModelInitConfigJson(const ModelInitOptions& options, const ModelInit
   return config.dump(2) + "\n";
 }
 
-std::map<std::string, torch::Tensor> InitialModelWeights(const ModelConfig& config, double initializer_range,
-                                                         uint64_t seed) {
+std::map<std::string, torch::Tensor> InitialModelWeights(const ModelConfig& config,
+                                                         const ModelInitOptions& options) {
+  const double initializer_range = options.initializer_range;
+  const uint64_t seed = options.seed;
+  const int64_t first_mimetic = options.mimetic_layers == 0 ? 0 : config.num_hidden_layers - options.mimetic_layers;
   std::map<std::string, torch::Tensor> out;
   auto normal = [&](const std::string& name, std::vector<int64_t> shape) {
     out[name] = NormalTensor(shape, initializer_range, Mix64(Mix64(seed) ^ NameHash(name)));
@@ -186,6 +233,9 @@ std::map<std::string, torch::Tensor> InitialModelWeights(const ModelConfig& conf
       auto [out_features, in_features] = LoraTargetShape(config, target);
       normal(absl::StrCat(p, LoraTargetGroup(target), ".", LoraTargetName(target), ".weight"),
              {out_features, in_features});
+    }
+    if (options.mimetic_attention > 0 && l >= first_mimetic) {
+      MimeticAttention(config, options.mimetic_attention, seed, p, &out);
     }
   }
   return out;
@@ -218,7 +268,7 @@ absl::StatusOr<ModelConfig> WriteInitialModel(const std::string& dir, const Mode
   if (ec) return absl::InternalError(absl::StrCat(dir, ": cannot create: ", ec.message()));
   const std::filesystem::path root(dir);
   absl::Status s = WriteSafetensors((root / "model.safetensors").string(),
-                                    InitialModelWeights(*config, options.initializer_range, options.seed),
+                                    InitialModelWeights(*config, options),
                                     {{"format", "pt"}});
   if (s.ok()) s = WriteFileAtomically((root / "tokenizer.json").string(), tokenizer_json);
   if (s.ok() && !tokenizer_config_json.empty()) {

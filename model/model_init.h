@@ -51,6 +51,20 @@ struct ModelInitOptions {
   double rms_norm_eps = 1e-5;         // (0, 1)
   double rope_theta = 10000.0;        // > 0
   double initializer_range = 0.02;    // std of the normal init, (0, 1]
+  // Mimetic attention (Trockman & Kolter, 2023, "Mimetic initialization of self-attention
+  // layers"), [0, 4]; 0 = off, every attention weight normal like the rest. a > 0 starts each
+  // layer's attention the way trained layers look: each query head scores a key by
+  // a (x_g . y_g + x . Z y_g / sqrt(hidden)), x_g the hidden-state coordinates its key group
+  // reads (all of them without GQA), so a token attends to tokens like itself from the first
+  // step; and W_o W_v ~ -(a / 2)(I + Z' / sqrt(hidden)). That is the look-up "does this token
+  // occur there" a verifier needs: from a normal init a 4-layer, hidden-128 model takes ~4x
+  // more steps to find it (bench/experiments/lookup_probe.py). MLPs and embeddings stay normal.
+  double mimetic_attention = 0;
+  // How many of the last layers start mimetic when mimetic_attention > 0: 0..num_hidden_layers,
+  // 0 = all of them. Mimetic attention in every layer holds back what the lower layers must
+  // learn first (the built-in warm-up's generator: 0.000 at step 1200 vs 0.396); in the last
+  // layer alone it does not, and the look-up is as fast (BENCHMARKS.md).
+  int64_t mimetic_layers = 0;
   uint64_t seed = 0;
 
   // One line naming the field and the limit, e.g.
@@ -75,9 +89,11 @@ absl::StatusOr<ModelInitVocabulary> ReadModelInitVocabulary(const std::string& t
 // config.json text (LlamaForCausalLM, float32) for `options` and `vocab`.
 std::string ModelInitConfigJson(const ModelInitOptions& options, const ModelInitVocabulary& vocab);
 
-// The initial weights of `config` under their HF names (float32, CPU).
+// The initial weights of `config` under their HF names (float32, CPU), drawn as `options` say
+// (initializer_range, mimetic_attention, mimetic_layers, seed; its architecture fields are
+// config's).
 std::map<std::string, torch::Tensor> InitialModelWeights(const ModelConfig& config,
-                                                         double initializer_range, uint64_t seed);
+                                                         const ModelInitOptions& options);
 
 // Number of weights (elements) of a Llama model of this architecture.
 int64_t CountModelParameters(const ModelConfig& config);

@@ -1,5 +1,6 @@
 // `dsm init-model --out DIR [--hidden 128 --layers 4 --heads 4 --kv-heads 2
-// --intermediate 344 --max-len 512 --vocab 1024 --seed S] [--templates DIR]`:
+// --intermediate 344 --max-len 512 --vocab 1024 --mimetic 0 --mimetic-layers 0 --seed S]
+// [--templates DIR]`:
 // writes the built-in default model (DESIGN.md §6) — a randomly initialised
 // Llama (model/model_init.h) with the chain domain's own tokenizer
 // (tasks/chain_tokenizer.h), trained on the domain's texts plus every *.txt
@@ -106,6 +107,10 @@ void AddInitModelCommand(CLI::App& app, Action* action) {
   cmd->add_option("--intermediate", flags->model.intermediate_size, "MLP intermediate size (default 344)");
   cmd->add_option("--max-len", flags->model.max_position_embeddings, "Context length in tokens (default 512)");
   cmd->add_option("--vocab", flags->vocab_size, "Tokenizer vocabulary size (default 1024)");
+  cmd->add_option("--mimetic", flags->model.mimetic_attention,
+                  "Mimetic attention strength, 0..4 (default 0 = off; the built-in default uses 0.7)");
+  cmd->add_option("--mimetic-layers", flags->model.mimetic_layers,
+                  "Mimetic attention in the last N layers only (default 0 = all)");
   cmd->add_flag("--tie-embeddings", flags->model.tie_word_embeddings,
                 "Share the input and output embeddings (default: separate; tied, a model this small cannot copy from its prompt)");
   cmd->add_option("--seed", flags->seed, "Seed of the weights and the tokenizer corpus (default 0)");

@@ -70,11 +70,27 @@ TEST(InitModelCli, WritesALoadableModelWithTheAskedSizes) {
   EXPECT_EQ(ReadAll(out + "/tokenizer.json"), ReadAll(again + "/tokenizer.json"));
 }
 
+TEST(InitModelCli, MimeticAttentionInTheLastLayers) {
+  const std::string out = testing::TempDir() + "/init_cli_mimetic";
+  const auto r = RunDsm("init-model --out " + out + " --hidden 64 --layers 2 --heads 4 --kv-heads 1 --intermediate 96"
+                        " --max-len 256 --vocab 600 --mimetic 0.7 --mimetic-layers 1 --templates " + Templates());
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto model = LlamaModel::Load(out);
+  ASSERT_TRUE(model.ok()) << model.status();
+  const auto weights = (*model)->NamedWeights();
+  // Layer 1's keys each read one coordinate; layer 0's are dense and normal.
+  EXPECT_EQ((weights.at("model.layers.1.self_attn.k_proj.weight") != 0).sum(1).max().item<int64_t>(), 1);
+  EXPECT_EQ((weights.at("model.layers.0.self_attn.k_proj.weight") != 0).sum(1).min().item<int64_t>(), 64);
+}
+
 TEST(InitModelCli, BadFlagsAreExitTwoWithOneLine) {
   const std::string out = testing::TempDir() + "/init_cli_bad";
   auto r = RunDsm("init-model --out " + out + " --heads 4 --kv-heads 3");
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_EQ(r.err, "dsm: init-model: num_key_value_heads: 3 does not divide num_attention_heads 4\n");
+  r = RunDsm("init-model --out " + out + " --layers 2 --mimetic 0.7 --mimetic-layers 3");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_EQ(r.err, "dsm: init-model: mimetic_layers: 3 is not in [0, num_hidden_layers 2]\n");
   r = RunDsm("init-model --out " + out + " --vocab 100");
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_THAT(r.err, testing::StartsWith("dsm: init-model: vocab_size: 100"));

@@ -10,6 +10,7 @@
 #include <sstream>
 #include <string>
 
+#include "absl/strings/str_cat.h"
 #include "model/llama_model.h"
 #include "model/safetensors.h"
 #include "tasks/chain_tokenizer.h"
@@ -121,6 +122,81 @@ TEST_F(ModelInitTest, InitialisesLikeHuggingFace) {
   auto weights = (*model)->NamedWeights();
   EXPECT_FALSE(torch::equal(weights.at("model.layers.0.self_attn.q_proj.weight"),
                             weights.at("model.layers.1.self_attn.q_proj.weight")));
+}
+
+// Mimetic attention: every query head scores a key by a (x_g . y_g + noise), x_g the coordinates
+// its key group reads, and W_o W_v is about -(a / 2) I on those coordinates; the rest of the model
+// keeps HF's normal init, and 0 leaves attention normal too.
+TEST_F(ModelInitTest, MimeticAttentionStartsTokensAttendingToTheirLikes) {
+  for (const int64_t kv_heads : {int64_t{4}, int64_t{2}}) {
+    ModelInitOptions options;
+    options.num_key_value_heads = kv_heads;
+    options.mimetic_attention = 0.7;
+    options.seed = 5;
+    const std::string dir = absl::StrCat("mimetic", kv_heads);
+    ASSERT_TRUE(Write(dir, options).ok());
+    auto model = LlamaModel::Load(testing::TempDir() + "/" + dir);
+    ASSERT_TRUE(model.ok()) << model.status();
+    const auto weights = (*model)->NamedWeights();
+    const int64_t d = 128, head_dim = 32, per_group = 4 / kv_heads;
+    for (int layer = 0; layer < 4; ++layer) {
+      const std::string p = absl::StrCat("model.layers.", layer, ".self_attn.");
+      const torch::Tensor q = weights.at(p + "q_proj.weight"), k = weights.at(p + "k_proj.weight");
+      const torch::Tensor v = weights.at(p + "v_proj.weight"), o = weights.at(p + "o_proj.weight");
+      for (int64_t h = 0; h < 4; ++h) {
+        const int64_t g = h / per_group;
+        const torch::Tensor qk = torch::matmul(q.narrow(0, h * head_dim, head_dim).t(),
+                                               k.narrow(0, g * head_dim, head_dim));  // [d, d]
+        const torch::Tensor read = qk.diagonal().narrow(0, g * head_dim, head_dim);
+        EXPECT_NEAR(read.mean().item<double>(), 0.7, 0.1) << p << " head " << h;
+        // Off the diagonal: noise of std sqrt(0.7) * sqrt(0.7 / d) around 0.
+        const torch::Tensor off = qk - torch::diag(qk.diagonal());
+        EXPECT_NEAR(off.mean().item<double>(), 0.0, 0.01) << p;
+        EXPECT_LT(off.abs().max().item<double>(), 0.7) << p;
+      }
+      std::vector<torch::Tensor> v_of_head;  // each query head reads its group's values
+      for (int64_t h = 0; h < 4; ++h) v_of_head.push_back(v.narrow(0, (h / per_group) * head_dim, head_dim));
+      const torch::Tensor ov = torch::matmul(o, torch::cat(v_of_head)).diagonal();  // [d]
+      EXPECT_NEAR(ov.narrow(0, 0, kv_heads * head_dim).mean().item<double>(), -0.35, 0.05) << p;
+      if (kv_heads * head_dim < d) {  // coordinates no group reads pass through untouched
+        EXPECT_EQ(ov.narrow(0, kv_heads * head_dim, d - kv_heads * head_dim).abs().max().item<double>(), 0.0);
+      }
+    }
+    EXPECT_NEAR(weights.at("model.layers.0.mlp.up_proj.weight").std().item<double>(), 0.02, 0.0015);
+    EXPECT_NEAR(weights.at("model.embed_tokens.weight").std().item<double>(), 0.02, 0.0015);
+    // The fresh model still gives finite, near-uniform first predictions.
+    auto logits = (*model)->Logits(torch::tensor({1, 5, 9, 5}, torch::kLong).view({1, 4}), torch::Tensor());
+    ASSERT_TRUE(logits.ok()) << logits.status();
+    EXPECT_TRUE(torch::isfinite(*logits).all().item<bool>());
+  }
+  ModelInitOptions bad;
+  bad.mimetic_attention = 5;
+  EXPECT_EQ(Write("bad", bad).status().message(), "mimetic_attention: 5 is not in [0, 4]");
+  bad.mimetic_attention = 0.7;
+  bad.mimetic_layers = 5;
+  EXPECT_EQ(Write("bad", bad).status().message(), "mimetic_layers: 5 is not in [0, num_hidden_layers 4]");
+}
+
+// mimetic_layers N: the last N layers start mimetic, the ones below stay exactly as without it.
+TEST_F(ModelInitTest, MimeticLayersAreTheLastOnes) {
+  ModelInitOptions plain;
+  plain.seed = 9;
+  ModelInitOptions last = plain;
+  last.mimetic_attention = 0.7;
+  last.mimetic_layers = 1;
+  ASSERT_TRUE(Write("plain", plain).ok());
+  ASSERT_TRUE(Write("last", last).ok());
+  auto a = LlamaModel::Load(testing::TempDir() + "/plain");
+  auto b = LlamaModel::Load(testing::TempDir() + "/last");
+  ASSERT_TRUE(a.ok() && b.ok());
+  const auto wa = (*a)->NamedWeights(), wb = (*b)->NamedWeights();
+  for (const auto& [name, tensor] : wa) {
+    const bool mimetic = name.rfind("model.layers.3.self_attn.", 0) == 0;
+    EXPECT_EQ(torch::equal(tensor, wb.at(name)), !mimetic) << name;
+  }
+  // The last layer's keys read one coordinate each.
+  const torch::Tensor k = wb.at("model.layers.3.self_attn.k_proj.weight");
+  EXPECT_EQ((k != 0).sum(1).max().item<int64_t>(), 1);
 }
 
 TEST_F(ModelInitTest, BytesAreAFunctionOfTheSeed) {
