@@ -78,7 +78,7 @@ std::vector<std::string> DomainCorpus(const ChainTokenizerOptions& options) {
 }  // namespace
 
 const char* ChainTokenizerPattern() {
-  return R"(\\boxed\{|\p{L}=\p{L}(?!\p{L})|\p{L}{2,} ?|\p{L}|\p{N}|[^\s\p{L}\p{N}]+ ?|\s+(?!\S)|\s+)";
+  return R"(\\boxed\{|\p{L}=\p{L}(?!\p{L})|\p{L}{2,} ?| \p{L}{2,} ?|\p{L}|\p{N}|[^\s\p{L}\p{N}]+ ?|\s+(?!\S)|\s+)";
 }
 
 std::vector<std::string> ChainPreTokenize(absl::string_view text) {
@@ -97,6 +97,12 @@ std::vector<std::string> ChainPreTokenize(absl::string_view text) {
       while (j < n && IsLetter(at(j))) ++j;
       // A word takes one trailing space; a single letter stays alone.
       if (j - i >= 2 && j < n && text[j] == ' ') ++j;
+    } else if (text[i] == ' ' && i + 2 < n && IsLetter(at(i + 1)) && IsLetter(at(i + 2))) {
+      // A word a space leads that no word or punctuation took ("a=b given", "1 cites"): the
+      // space is the word's, and the word takes one trailing space too.
+      j = i + 1;
+      while (j < n && IsLetter(at(j))) ++j;
+      if (j < n && text[j] == ' ') ++j;
     } else if (IsDigit(at(i))) {
       j = i + 1;
     } else if (!IsSpace(at(i))) {

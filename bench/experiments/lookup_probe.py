@@ -18,6 +18,7 @@ held-out accuracy of each status. The loss is on the note only; every other toke
     python3 bench/experiments/lookup_probe.py --lr 1e-3 --batch 16 --steps 2000
     python3 bench/experiments/lookup_probe.py --format scan ...   # given facts copied per item
     python3 bench/experiments/lookup_probe.py --format apart ...  # given facts: their own tokens
+    python3 bench/experiments/lookup_probe.py --format sep ...    # a token between fact and status
 
 Plain PyTorch on the CPU; Debian's python3-torch is enough. Results: BENCHMARKS.md.
 """
@@ -31,7 +32,7 @@ import torch
 LETTERS = "abcdef"
 FACTS = [(x, y) for x in LETTERS for y in LETTERS if x != y]
 WORDS = ["<pad>", "<bos>", "Given:", ",", ".", "Prove:", "##Solution", "so", "Thus", "##Evaluation",
-         "Cited:", "given", "not", "reversed", "\n", ":", "<eos>"] + [f"{i}." for i in range(1, 6)]
+         "Cited:", "given", "not", "reversed", "\n", ":", "<eos>", " "] + [f"{i}." for i in range(1, 6)]
 VOCAB = WORDS + [f"{x}={y}" for x, y in FACTS] + [f"[{x}={y}]" for x, y in FACTS]
 ID = {w: i for i, w in enumerate(VOCAB)}
 
@@ -74,6 +75,8 @@ def sample(rng, fmt, p_reversed, p_not_given):
         if fmt == "scan":
             toks += [fact(f) for f in given] + [":"]
         toks.append(fact(c))
+        if fmt == "sep":  # dsm's tokenizer: "d=c", " ", "reversed"
+            toks.append(" ")
         decisions.append(len(toks))
         toks += [s, "," if i < n - 1 else "."]
     toks.append("<eos>")
@@ -155,7 +158,7 @@ def mimetic_init(model, strength, last_layers=0):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--format", choices=["plain", "scan", "apart"], default="plain")
+    ap.add_argument("--format", choices=["plain", "scan", "apart", "sep"], default="plain")
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--steps", type=int, default=2000)

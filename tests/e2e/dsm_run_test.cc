@@ -36,7 +36,7 @@ services:
   worker: {port: 0}
   verifier: {port: 0}
   meta_verifier: {port: 0}
-limits: {max_prompt_tokens: 400, max_completion_tokens: 48, max_n: 16}
+limits: {max_prompt_tokens: 460, max_completion_tokens: 48, max_n: 16}
 model: {max_batch: 16, max_len: 512}
 lora: {r: 4, alpha: 8}
 learner: {learning_rate: 1.0e-3, groups_per_step: 4, checkpoint_every_steps: 1000}

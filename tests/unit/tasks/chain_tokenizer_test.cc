@@ -49,10 +49,17 @@ TEST(ChainTokenizer, PreTokenizesEqualitiesWhole) {
                                       "=", "b"}));
   EXPECT_EQ(ChainPreTokenize("a=b"), (std::vector<std::string>{"a=b"}));
   EXPECT_EQ(ChainPreTokenize("Here is  my:\n\n\\boxed{0.5}"),
-            (std::vector<std::string>{"Here ", "is ", " ", "my", ":", "\n", "\n", "\\boxed{", "0",
+            (std::vector<std::string>{"Here ", "is ", " my", ":", "\n", "\n", "\\boxed{", "0",
                                       ".", "5", "}"}));
   EXPECT_EQ(ChainPreTokenize("x\n\n"), (std::vector<std::string>{"x", "\n\n"}));
   EXPECT_EQ(ChainPreTokenize("a b  \n"), (std::vector<std::string>{"a", " ", "b", "  \n"}));
+  // A citation's status is the very next piece after its equality (the verifier decides it
+  // there, where the cited fact is, not one token later), and "not " stays a word of its own.
+  EXPECT_EQ(ChainPreTokenize("Cited: 1. a=b given, 2. b=c not given, 3. c=d reversed."),
+            (std::vector<std::string>{"Cited", ": ", "1", ". ", "a=b", " given", ", ", "2", ". ", "b=c",
+                                      " not ", "given", ", ", "3", ". ", "c=d", " reversed", "."}));
+  EXPECT_EQ(ChainPreTokenize("Step 1 cites a=b  x"),
+            (std::vector<std::string>{"Step ", "1", " cites ", "a=b", " ", " ", "x"}));
 }
 
 TEST(ChainTokenizer, OptionsAreValidated) {
