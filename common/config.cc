@@ -199,6 +199,8 @@ void Visit(V& v, BuiltinConfig& o) {
   v.Int("num_key_value_heads", &o.num_key_value_heads, 1, 256);
   v.Int("intermediate_size", &o.intermediate_size, 1, 65536);
   v.Int("vocab_size", &o.vocab_size, 64, 1 << 20);
+  v.Num("mimetic_attention", &o.mimetic_attention, 0, 4);
+  v.Int("mimetic_layers", &o.mimetic_layers, 0, 256);
   v.Int("warmup_steps", &o.warmup_steps, 0, 1 << 24);
   v.Num("warmup_max_seconds", &o.warmup_max_seconds, 0, 1e7);
   v.Num("warmup_learning_rate", &o.warmup_learning_rate, 1e-9, 1);
@@ -206,6 +208,7 @@ void Visit(V& v, BuiltinConfig& o) {
   v.Int("warmup_batch", &o.warmup_batch, 1, 4096);
   v.Num("warmup_own_proof_share", &o.warmup_own_proof_share, 0, 1);
   v.Num("warmup_correct_fraction", &o.warmup_correct_fraction, 0, 1);
+  v.Num("warmup_scrambled_proof_share", &o.warmup_scrambled_proof_share, 0, 1);
   v.Int("warmup_threads", &o.warmup_threads, 0, 256);
 }
 

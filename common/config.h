@@ -221,6 +221,10 @@ struct BuiltinConfig {
   int num_key_value_heads = 2;
   int intermediate_size = 344;
   int vocab_size = 1024;
+  // Mimetic attention (model/model_init.h) in the last `mimetic_layers` layers (0 = all):
+  // strength 0 = off.
+  double mimetic_attention = 0.7;
+  int mimetic_layers = 1;
   // Phase 0: full-parameter SFT on the domain's three output formats.
   int warmup_steps = 300;
   double warmup_max_seconds = 300;  // stops earlier when the time is up
@@ -232,6 +236,9 @@ struct BuiltinConfig {
   double warmup_own_proof_share = 0.5;
   // Flawless proofs among the warm-up's made-up verifier and meta-verifier examples.
   double warmup_correct_fraction = 0.3;
+  // Share of the warm-up's other verifier examples whose proof has about half its citations
+  // changed to facts not given as written (tasks/chain_warmup.h): a drill of the look-up.
+  double warmup_scrambled_proof_share = 0;
   // LibTorch threads of the process that runs phase 0 and writes the data (`dsm run`, `dsm
   // prepare`); nothing else runs then, so it may use every core. 0 = runtime.threads.
   int warmup_threads = 0;

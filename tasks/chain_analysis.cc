@@ -5,6 +5,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "tasks/seeded_rng.h"
 
 namespace dsm {
@@ -90,6 +92,27 @@ std::string ChainCitationNote(const std::vector<ChainCitation>& citations) {
   std::vector<std::string> items;
   for (const ChainCitation& c : citations) items.push_back(absl::StrCat(c.line, ". ", c.cited.Text(), " ", CitationStatusText(c.status)));
   return absl::StrCat("Cited: ", absl::StrJoin(items, ", "), ".");
+}
+
+ChainLookupTally TallyChainLookup(const std::vector<ChainCitation>& truth, absl::string_view analysis) {
+  std::vector<std::string> written;  // the items of the first note line
+  for (absl::string_view line : absl::StrSplit(analysis, '\n')) {
+    if (!absl::ConsumePrefix(&line, "Cited: ")) continue;
+    absl::ConsumeSuffix(&line, ".");
+    written = absl::StrSplit(line, ", ");
+    break;
+  }
+  ChainLookupTally tally;
+  for (size_t i = 0; i < truth.size(); ++i) {
+    const bool right = i < written.size() && written[i] == absl::StrCat(truth[i].line, ". ", truth[i].cited.Text(), " ",
+                                                                        CitationStatusText(truth[i].status));
+    const bool faulty = truth[i].status != ChainCitationStatus::kGiven;
+    ++tally.citations;
+    tally.right += right ? 1 : 0;
+    tally.faulty += faulty ? 1 : 0;
+    tally.faulty_right += faulty && right ? 1 : 0;
+  }
+  return tally;
 }
 
 std::string RenderFaithfulChainAnalysis(const ChainVerdict& verdict,

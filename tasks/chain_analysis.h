@@ -43,6 +43,18 @@ std::string ChainScoreText(double score);
 // of all at once, and each item starts like the proof line it copies ("2. " finds step 2).
 std::string ChainCitationNote(const std::vector<ChainCitation>& citations);
 
+// How an analysis's citation note stands against the true citations of the proof it grades:
+// each true citation is right when the first "Cited: " line of `analysis` has, at the same
+// place, exactly the item ChainCitationNote writes for it ("2. b=c reversed"). `faulty` counts
+// the true citations that are not given as written, `faulty_right` those of them noted right.
+struct ChainLookupTally {
+  int citations = 0;
+  int right = 0;
+  int faulty = 0;
+  int faulty_right = 0;
+};
+ChainLookupTally TallyChainLookup(const std::vector<ChainCitation>& truth, absl::string_view analysis);
+
 // "<evaluation marker>\n<lines, one per line, or kChainNoIssue>\n<score marker>\n\boxed{s}".
 std::string RenderChainAnalysis(double score, const std::vector<std::string>& issues,
                                 const ChainAnalysisMarkers& markers = {});

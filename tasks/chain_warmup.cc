@@ -30,6 +30,7 @@ namespace fs = std::filesystem;
 
 constexpr uint64_t kTrainSalt = 0x7761726d75703031ULL;  // "warmup01"
 constexpr uint64_t kOwnProofSalt = 0x6f776e70726f6f66ULL;  // "ownproof"
+constexpr uint64_t kScrambleSalt = 0x7363726d626c6531ULL;  // "scrmble1"
 constexpr size_t kLossWindow = 10;
 
 absl::Status Invalid(absl::string_view field, double value, absl::string_view range) {
@@ -180,7 +181,12 @@ class ChainWarmupRun {
         absl::StatusOr<ChainProblem> problem = GenerateChainProblem(options_.domain, ChainSplit::kTrain, seed);
         // Validate() checked the domain and every seed gives a train problem for sane options.
         if (!problem.ok()) continue;
-        example = MakeChainWarmupExample(templates_, role, *problem, options_.correct_fraction, seed);
+        if (role == PromptRole::kVerifier &&
+            SeededRng(CombineSeeds(seed, kScrambleSalt)).Chance(options_.scrambled_proof_share)) {
+          example = MakeChainVerifierExample(templates_, *problem, ScrambledChainProof(*problem, seed).Text());
+        } else {
+          example = MakeChainWarmupExample(templates_, role, *problem, options_.correct_fraction, seed);
+        }
       }
       Sequence s;
       for (int32_t id : tokenizer_->Encode(example.prompt, /*add_special_tokens=*/true)) s.prompt.push_back(id);
@@ -301,6 +307,9 @@ absl::Status ChainWarmupOptions::Validate() const {
     return absl::InvalidArgumentError("generator_share, verifier_share, meta_verifier_share: all 0");
   }
   if (!(correct_fraction >= 0 && correct_fraction <= 1)) return Invalid("correct_fraction", correct_fraction, "[0, 1]");
+  if (!(scrambled_proof_share >= 0 && scrambled_proof_share <= 1)) {
+    return Invalid("scrambled_proof_share", scrambled_proof_share, "[0, 1]");
+  }
   if (!(prompt_loss_weight >= 0 && prompt_loss_weight <= 1)) {
     return Invalid("prompt_loss_weight", prompt_loss_weight, "[0, 1]");
   }

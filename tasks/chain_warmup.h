@@ -61,6 +61,11 @@ struct ChainWarmupOptions {
   double own_proof_start = 0.5;      // [0, 1)
   int own_proof_pool = 64;           // 1..4096
   int own_proof_refresh_steps = 50;  // 1..
+  // Share of the other verifier examples (not own proofs) whose proof is ScrambledChainProof's:
+  // a drill of the look-up "is this cited fact given as written". With the made-up flaws alone
+  // at most one citation in ~14 is faulty, and a model that answers "given" to every citation
+  // loses almost nothing; it then calls its own proofs' made-up citations correct. [0, 1].
+  double scrambled_proof_share = 0;
   // Weight of the prompt tokens' NLL relative to the completion tokens' (0 = completions only).
   // Verifier and meta-verifier prompts hold proofs, so a weight > 0 also teaches proof writing.
   double prompt_loss_weight = 0;  // [0, 1]

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "tasks/chain_analysis.h"
 #include "services/scoring/score_parser.h"
 #include "services/scoring/wire_finish_reason.h"
 #include "tasks/chain_checker.h"
@@ -56,11 +57,13 @@ absl::StatusOr<std::map<std::string, double>> EvaluateChainSkills(const LlamaMod
       GenerateChainProblems(options.domain, ChainSplit::kEval, CombineSeeds(options.seed, kEvalSalt), options.problems);
   if (!problems.ok()) return problems.status();
 
-  // Prompts per problem: greedy generator, verifier, meta-verifier, then the temperature-1
-  // generator samples.
-  const int per_problem = 3 + options.temperature_samples;
+  // Prompts per problem: greedy generator, verifier, meta-verifier, verifier on a scrambled
+  // proof, then the temperature-1 generator samples.
+  constexpr size_t kFirstSample = 4;
+  const int per_problem = static_cast<int>(kFirstSample) + options.temperature_samples;
   std::vector<ChainWarmupExample> verifier_examples;
   std::vector<ChainWarmupExample> meta_examples;
+  std::vector<ChainVerdict> scrambled_verdicts;
   std::vector<ChainPrompt> prompts;
   for (const ChainProblem& p : *problems) {
     const uint64_t seed = CombineSeeds(options.seed, p.seed);
@@ -72,6 +75,9 @@ absl::StatusOr<std::map<std::string, double>> EvaluateChainSkills(const LlamaMod
     meta_examples.push_back(
         MakeChainWarmupExample(templates, PromptRole::kMetaVerifier, p, options.correct_fraction, seed ^ 1));
     prompts.push_back(ChainPrompt{meta_examples.back().prompt, 0, 0});
+    const std::string scrambled = ScrambledChainProof(p, seed).Text();
+    scrambled_verdicts.push_back(CheckChainProof(p.statement, scrambled));
+    prompts.push_back(ChainPrompt{MakeChainVerifierExample(templates, p, scrambled).prompt, 0, 0});
     for (int k = 0; k < options.temperature_samples; ++k) {
       prompts.push_back(ChainPrompt{generator_prompt, 1.0, CombineSeeds(seed, static_cast<uint64_t>(k) + 1)});
     }
@@ -96,6 +102,7 @@ absl::StatusOr<std::map<std::string, double>> EvaluateChainSkills(const LlamaMod
   std::vector<double> verifier_truth;
   std::vector<double> meta_truth;
   int t1_samples = 0;
+  int citations = 0, faulty = 0;
   for (size_t i = 0; i < problems->size(); ++i) {
     const ChainProblem& p = (*problems)[i];
     const size_t base = i * static_cast<size_t>(per_problem);
@@ -129,11 +136,18 @@ absl::StatusOr<std::map<std::string, double>> EvaluateChainSkills(const LlamaMod
     m["meta_agreement"] += meta_ok && meta_score.value() == meta.meta_score ? 1 : 0;
     meta_truth.push_back(meta.meta_score);
 
+    // The look-up: each citation of the scrambled proof against the note's item at its place.
+    const ChainLookupTally lookup = TallyChainLookup(scrambled_verdicts[i].citations, results[base + 3].text);
+    citations += lookup.citations;
+    faulty += lookup.faulty;
+    m["verifier_lookup_accuracy"] += lookup.right;
+    m["verifier_lookup_recall"] += lookup.faulty_right;
+
     std::set<double> t1_scores;
     for (int k = 0; k < options.temperature_samples; ++k) {
       bool ok = false;
       std::optional<double> self;
-      const double s = grade(p, results[base + 3 + static_cast<size_t>(k)], &ok, &self);
+      const double s = grade(p, results[base + kFirstSample + static_cast<size_t>(k)], &ok, &self);
       m["generator_t1_score1_rate"] += s == 1 ? 1 : 0;
       t1_scores.insert(s);
       ++t1_samples;
@@ -146,7 +160,7 @@ absl::StatusOr<std::map<std::string, double>> EvaluateChainSkills(const LlamaMod
   if (options.temperature_samples > 0) {
     std::vector<ChainPrompt> own_prompts;
     for (size_t i = 0; i < problems->size(); ++i) {
-      const SampleResult& r = results[i * static_cast<size_t>(per_problem) + 3];
+      const SampleResult& r = results[i * static_cast<size_t>(per_problem) + kFirstSample];
       const std::string proof = SplitGeneratorOutput(r.text, gen_markers, WireFinishReason(r.finish_reason)).proof;
       const ChainWarmupExample own = MakeChainVerifierExample(templates, (*problems)[i], proof);
       own_truth.push_back(own.proof_score);
@@ -165,6 +179,8 @@ absl::StatusOr<std::map<std::string, double>> EvaluateChainSkills(const LlamaMod
   for (auto& [name, value] : m) value /= n;
   if (!own_truth.empty()) m["verifier_own_majority_baseline"] = MajorityShare(own_truth);
   if (t1_samples > 0) m["generator_t1_score1_rate"] *= n / t1_samples;
+  m["verifier_lookup_accuracy"] *= citations > 0 ? n / citations : 0;
+  m["verifier_lookup_recall"] *= faulty > 0 ? n / faulty : 0;
   m["verifier_majority_baseline"] = MajorityShare(verifier_truth);
   m["meta_majority_baseline"] = MajorityShare(meta_truth);
   return m;

@@ -7,7 +7,8 @@
 //                  scores the proof; plus `temperature_samples` outputs at temperature 1;
 //   verifier:      one greedy analysis of a labelled proof per problem (flawless with
 //                  probability correct_fraction), read with ParseScore;
-//   meta-verifier: one greedy meta-analysis of a labelled analysis per problem.
+//   meta-verifier: one greedy meta-analysis of a labelled analysis per problem;
+//   look-up:       one greedy analysis of a ScrambledChainProof per problem.
 // Metrics (all shares in [0, 1]):
 //   generator_score1_rate        greedy proofs the checker scores 1
 //   generator_mean_score         their mean checker score
@@ -27,6 +28,11 @@
 //                                temperature-1 output) whose score equals the checker's: the
 //                                proofs phase 5 labels (only with temperature_samples > 0)
 //   verifier_own_majority_baseline  share of the most common checker score of those proofs
+//   verifier_lookup_accuracy     citations of a ScrambledChainProof per problem (about half of
+//                                them not given as written) whose status the greedy analysis's
+//                                "Cited:" note gives right, item by item
+//   verifier_lookup_recall       the same over its faulty citations only: 0 for a verifier that
+//                                calls every citation given, whatever its scores
 //
 // Deterministic for a model, options and thread count. Thread-compatible (runs the model).
 #ifndef DSM_TASKS_CHAIN_WARMUP_EVAL_H_

@@ -1,5 +1,6 @@
 #include "tasks/chain_warmup_examples.h"
 
+#include <algorithm>
 #include <optional>
 #include <utility>
 #include <vector>
@@ -11,7 +12,8 @@
 namespace dsm {
 namespace {
 
-constexpr uint64_t kKindSalt = 0x6b696e6473616c74ULL;  // "kindsalt"
+constexpr uint64_t kKindSalt = 0x6b696e6473616c74ULL;      // "kindsalt"
+constexpr uint64_t kScrambleSalt = 0x736372616d626c65ULL;  // "scramble"
 
 ChainAnalysisMarkers MarkersOf(const PromptTemplate& t) {
   ChainAnalysisMarkers markers;
@@ -82,6 +84,34 @@ ChainWarmupExample MakeChainWarmupExample(const ChainWarmupTemplates& templates,
   out.completion = RenderChainAnalysis(analysis->assessment.meta_score, {analysis->assessment.reason},
                                        MarkersOf(templates.meta_verifier));
   return out;
+}
+
+ChainProof ScrambledChainProof(const ChainProblem& problem, uint64_t seed) {
+  const ChainStatement& statement = problem.statement;
+  std::vector<char> letters;
+  for (const ChainFact& f : statement.facts) {
+    for (char c : {f.lhs, f.rhs}) {
+      if (std::find(letters.begin(), letters.end(), c) == letters.end()) letters.push_back(c);
+    }
+  }
+  std::vector<ChainFact> not_given;  // neither way round
+  for (char a : letters) {
+    for (char b : letters) {
+      const ChainFact f{a, b};
+      if (a != b && !statement.IsGiven(f) && !statement.IsGiven(f.Reversed())) not_given.push_back(f);
+    }
+  }
+  SeededRng rng(CombineSeeds(seed, kScrambleSalt));
+  ChainProof proof = CanonicalChainProof(problem);
+  for (ChainStep& step : proof.steps) {
+    if (!rng.Chance(0.5)) continue;
+    if (not_given.empty() || rng.Chance(0.5)) {
+      step.cited = step.cited.Reversed();
+    } else {
+      step.cited = not_given[static_cast<size_t>(rng.Uniform(static_cast<int>(not_given.size())))];
+    }
+  }
+  return proof;
 }
 
 ChainWarmupExample MakeChainVerifierExample(const ChainWarmupTemplates& templates, const ChainProblem& problem,

@@ -52,6 +52,14 @@ ChainWarmupExample MakeChainWarmupExample(const ChainWarmupTemplates& templates,
                                           const ChainProblem& problem, double correct_fraction,
                                           uint64_t seed);
 
+// The canonical proof of `problem` with each step's citation, independently with probability
+// 1/2, swapped for a fact the problem does not give as written: the given fact reversed, or an
+// equality of two of its letters that is not given either way (steps' conclusions unchanged).
+// About half the citations a verifier then checks are faulty, and they are not where a correct
+// chain would go, so its analysis must read each one off the proof and look it up in the
+// problem's facts. Deterministic in `seed`.
+ChainProof ScrambledChainProof(const ChainProblem& problem, uint64_t seed);
+
 // A verifier example on any proof text (a model's own proof, say): the rendered verifier prompt
 // and the checker's faithful analysis of `proof`, with its score.
 ChainWarmupExample MakeChainVerifierExample(const ChainWarmupTemplates& templates, const ChainProblem& problem,

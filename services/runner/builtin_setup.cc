@@ -175,6 +175,8 @@ absl::StatusOr<std::map<std::string, double>> PrepareBuiltinModel(const DsmConfi
   init.num_key_value_heads = b.num_key_value_heads;
   init.intermediate_size = b.intermediate_size;
   init.max_position_embeddings = config.model.max_len;
+  init.mimetic_attention = b.mimetic_attention;
+  init.mimetic_layers = b.mimetic_layers;
   init.seed = static_cast<uint64_t>(config.run.seed);
   if (absl::Status s = init.Validate(); !s.ok()) return absl::InvalidArgumentError(absl::StrCat("builtin.", s.message()));
   ChainTokenizerOptions tokenizer_options;
@@ -205,6 +207,7 @@ absl::StatusOr<std::map<std::string, double>> PrepareBuiltinModel(const DsmConfi
   w.batch = b.warmup_batch;
   w.own_proof_share = b.warmup_own_proof_share;
   w.correct_fraction = b.warmup_correct_fraction;
+  w.scrambled_proof_share = b.warmup_scrambled_proof_share;
   w.seed = static_cast<uint64_t>(config.run.seed);
   w.prompts_dir = config.coordinator.prompts_dir;
   w.eval_problems = b.eval_problems;

@@ -175,39 +175,53 @@ ChainWarmupResult WarmUp(const std::string& name, const ModelInitOptions& model,
 }
 
 // The tiny default's recipe (configs/tiny.yaml's warm-up, domain and model sections): the
-// default model shape, an easier domain than ChainDomainOptions' defaults (6 letters, chains of
-// 2-3 facts, 1-2 distractors), 400 steps of 24 examples (generator : verifier : meta-verifier
-// = 1 : 1 : 1) at a peak rate of 3e-3.
-ModelInitOptions RecipeModel() { return ModelInitOptions{}; }
+// default model shape with mimetic attention in its last layer, an easier domain than
+// ChainDomainOptions' defaults (6 letters, chains of 2-3 facts, 1-2 distractors), 2400 steps of
+// 16 examples (generator : verifier : meta-verifier = 1 : 1 : 1, half the made-up proofs
+// flawless, 30% of the other verifier examples on scrambled citations, own proofs in the second
+// half) at a peak rate of 1e-3.
+ModelInitOptions RecipeModel() {
+  ModelInitOptions m;
+  m.mimetic_attention = 0.7;
+  m.mimetic_layers = 1;
+  return m;
+}
 ChainWarmupOptions RecipeOptions() {
   ChainWarmupOptions o;
   o.domain.num_variables = 6;
   o.domain.max_chain_length = 3;
   o.domain.max_distractors = 2;
-  o.steps = 400;
-  o.batch = 24;
-  o.learning_rate = 3e-3;
+  o.steps = 2400;
+  o.batch = 16;
+  o.learning_rate = 1e-3;
   o.lr_warmup_steps = 30;
+  o.correct_fraction = 0.5;
+  o.scrambled_proof_share = 0.3;
   o.prompts_dir = PromptsDir();
   return o;
 }
 
-// Half the recipe (about a minute of training on two free cores): every format is learned and
+// The recipe's first 400 steps (about two minutes on two free cores): every format is learned and
 // the verifier and meta-verifier already beat the "always give the most common score" baseline.
 TEST(TinyWarmup, ShortRunLearnsEveryFormatAndBeatsTheBaselines) {
   ChainWarmupOptions o = RecipeOptions();
-  o.steps = 200;
+  o.steps = 400;
   o.eval_problems = 32;
   o.eval_temperature_samples = 0;
   const ChainWarmupResult r = WarmUp("tiny_warmup_short", RecipeModel(), 1024, o);
   ASSERT_EQ(r.steps, o.steps);
   const auto& m = r.held_out;
-  EXPECT_LT(r.final_loss, 0.3);
+  EXPECT_LT(r.final_loss, 0.4);  // from ~6.5; 0.295 at step 400 on this recipe
   EXPECT_GE(m.at("generator_format_ok"), 0.9);
   EXPECT_GE(m.at("verifier_format_ok"), 0.9);
   EXPECT_GE(m.at("meta_format_ok"), 0.9);
   EXPECT_GE(m.at("verifier_agreement"), m.at("verifier_majority_baseline") + 0.1);
   EXPECT_GE(m.at("meta_agreement"), m.at("meta_majority_baseline") + 0.1);
+  // The look-up is measured (TallyChainLookup pins how); this early it is not learned.
+  EXPECT_GE(m.at("verifier_lookup_accuracy"), 0);
+  EXPECT_LE(m.at("verifier_lookup_accuracy"), 1);
+  EXPECT_GE(m.at("verifier_lookup_recall"), 0);
+  EXPECT_LE(m.at("verifier_lookup_recall"), 1);
 }
 
 // From own_proof_start × steps on, the warm-up samples pools of the model's own proofs (graded by
@@ -240,6 +254,9 @@ TEST(TinyWarmup, SamplesPoolsOfItsOwnProofsInTheSecondPart) {
   bad = o;
   bad.own_proof_pool = 0;
   EXPECT_EQ(bad.Validate().message(), "own_proof_pool: 0 is outside 1..4096");
+  bad = o;
+  bad.scrambled_proof_share = 1.5;
+  EXPECT_EQ(bad.Validate().message(), "scrambled_proof_share: 1.5 is outside [0, 1]");
 }
 
 TEST(TinyWarmup, RecipeReachesTheSkillTheRlPhasesStartFrom) {
@@ -256,10 +273,10 @@ TEST(TinyWarmup, RecipeReachesTheSkillTheRlPhasesStartFrom) {
   EXPECT_LT(m.at("verifier_agreement"), 1.0);
   EXPECT_GE(m.at("meta_agreement"), m.at("meta_majority_baseline") + 0.15);
   EXPECT_LT(m.at("meta_agreement"), 1.0);
-  // Not reached yet (issue 6): the generator writes the format but not the facts, so its proofs
-  // score 0; the target is generator_score1_rate >= 0.3 with varied temperature-1 rewards.
-  std::printf("generator_score1_rate=%.3f generator_t1_varied_rate=%.3f\n", m.at("generator_score1_rate"),
-              m.at("generator_t1_varied_rate"));
+  // With this recipe the generator proves most held-out problems (dsm run, r16: 0.938) while the
+  // verifier's look-up is not learned yet (issue 6, BENCHMARKS.md): printed, not asserted.
+  std::printf("generator_score1_rate=%.3f generator_t1_varied_rate=%.3f verifier_lookup_recall=%.3f\n",
+              m.at("generator_score1_rate"), m.at("generator_t1_varied_rate"), m.at("verifier_lookup_recall"));
 }
 
 TEST(TinyWarmup, Experiment) {
@@ -270,6 +287,8 @@ TEST(TinyWarmup, Experiment) {
   m.num_attention_heads = EnvInt("DSM_WARMUP_HEADS", static_cast<int>(m.num_attention_heads));
   m.num_key_value_heads = EnvInt("DSM_WARMUP_KV_HEADS", static_cast<int>(m.num_key_value_heads));
   m.intermediate_size = EnvInt("DSM_WARMUP_INTERMEDIATE", static_cast<int>(m.intermediate_size));
+  m.mimetic_attention = EnvDouble("DSM_WARMUP_MIMETIC", m.mimetic_attention);
+  m.mimetic_layers = EnvInt("DSM_WARMUP_MIMETIC_LAYERS", static_cast<int>(m.mimetic_layers));
   m.tie_word_embeddings = EnvInt("DSM_WARMUP_TIE", m.tie_word_embeddings ? 1 : 0) != 0;
   ChainWarmupOptions o = RecipeOptions();
   o.steps = EnvInt("DSM_WARMUP_STEPS", o.steps);
@@ -291,6 +310,7 @@ TEST(TinyWarmup, Experiment) {
   o.eval_temperature_samples = EnvInt("DSM_WARMUP_T1", o.eval_temperature_samples);
   o.own_proof_share = EnvDouble("DSM_WARMUP_OWN", o.own_proof_share);
   o.own_proof_start = EnvDouble("DSM_WARMUP_OWN_START", o.own_proof_start);
+  o.scrambled_proof_share = EnvDouble("DSM_WARMUP_SCRAMBLED", o.scrambled_proof_share);
   o.own_proof_pool = EnvInt("DSM_WARMUP_OWN_POOL", o.own_proof_pool);
   o.own_proof_refresh_steps = EnvInt("DSM_WARMUP_OWN_REFRESH", o.own_proof_refresh_steps);
   o.domain.num_variables = EnvInt("DSM_WARMUP_VARS", o.domain.num_variables);

@@ -135,6 +135,10 @@ TEST(Config, CrossFieldCheck) {
             "test.yaml: builtin.warmup_own_proof_share: -0.1 is out of range [0, 1]");
   EXPECT_EQ(ErrorOf("run: {name: demo}\nbuiltin: {warmup_threads: 300}\n"),
             "test.yaml: builtin.warmup_threads: 300 is out of range [0, 256]");
+  EXPECT_EQ(ErrorOf("run: {name: demo}\nbuiltin: {warmup_scrambled_proof_share: 2}\n"),
+            "test.yaml: builtin.warmup_scrambled_proof_share: 2 is out of range [0, 1]");
+  EXPECT_EQ(ErrorOf("run: {name: demo}\nbuiltin: {mimetic_attention: -1}\n"),
+            "test.yaml: builtin.mimetic_attention: -1 is out of range [0, 4]");
   EXPECT_EQ(ErrorOf("run: {name: demo}\ncoordinator: {grader: exact}\n"),
             "test.yaml: coordinator.grader: \"exact\" is not one of \"\", chain");
   EXPECT_EQ(ErrorOf("run: {name: demo}\nbuiltin: {domain: algebra}\n"),

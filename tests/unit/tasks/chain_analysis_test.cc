@@ -108,6 +108,24 @@ TEST(ChainAnalysis, FaithfulAnalysesOpenWithTheCitationNote) {
   EXPECT_EQ(ChainCitationNote({}), "Cited: none.");
 }
 
+TEST(ChainAnalysis, TalliesTheLookUpItemByItem) {
+  const ChainStatement statement = *ParseChainStatement("Given: c=d, a=b, e=b, c=b. Prove: a=d.");
+  const ChainVerdict verdict = CheckChainProof(statement, "1. a=b, so a=b\n2. b=c, so a=c\n3. c=f, so a=f\nThus a=d.");
+  auto tally = [&](const std::string& analysis) {
+    const ChainLookupTally t = TallyChainLookup(verdict.citations, analysis);
+    return std::vector<int>{t.citations, t.right, t.faulty, t.faulty_right};
+  };
+  EXPECT_EQ(tally(RenderFaithfulChainAnalysis(verdict)), (std::vector<int>{3, 3, 2, 2}));
+  // "Always given": the right fact, the wrong status for both faulty citations.
+  EXPECT_EQ(tally("Here is my evaluation of the solution:\nCited: 1. a=b given, 2. b=c given, 3. c=f given.\n"),
+            (std::vector<int>{3, 1, 2, 0}));
+  // A fact written wrong is a miss even with the right status; a short note misses the rest.
+  EXPECT_EQ(tally("Cited: 1. a=b given, 2. c=b reversed."), (std::vector<int>{3, 1, 2, 0}));
+  EXPECT_EQ(tally("Cited: 1. a=b given, 2. b=c reversed"), (std::vector<int>{3, 2, 2, 1}));
+  EXPECT_EQ(tally("All steps are correct."), (std::vector<int>{3, 0, 2, 0}));
+  EXPECT_EQ(TallyChainLookup({}, "Cited: none.").citations, 0);
+}
+
 // The note of a made-up analysis goes with what it claims: a missed issue notes every citation
 // as given; a made-up citation issue shows in the note too.
 TEST(ChainAnalysis, MadeUpAnalysesNoteWhatTheyClaim) {

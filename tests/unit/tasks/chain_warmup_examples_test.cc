@@ -122,6 +122,42 @@ TEST_F(ChainWarmupExamples, SameSeedSameExample) {
   EXPECT_EQ(a.completion, b.completion);
 }
 
+TEST(ScrambledChainProof, AboutHalfTheCitationsAreNotGivenAsWritten) {
+  int citations = 0, reversed = 0, not_given = 0;
+  for (uint64_t seed = 0; seed < 300; ++seed) {
+    auto problem = GenerateChainProblem({}, ChainSplit::kTrain, seed);
+    ASSERT_TRUE(problem.ok());
+    const ChainProof canonical = CanonicalChainProof(*problem);
+    const ChainProof scrambled = ScrambledChainProof(*problem, seed);
+    EXPECT_EQ(scrambled.Text(), ScrambledChainProof(*problem, seed).Text());
+    ASSERT_EQ(scrambled.steps.size(), canonical.steps.size());
+    EXPECT_EQ(scrambled.final_claim, canonical.final_claim);
+    for (size_t i = 0; i < scrambled.steps.size(); ++i) {
+      const ChainStep& step = scrambled.steps[i];
+      EXPECT_EQ(step.conclusion, canonical.steps[i].conclusion);
+      ++citations;
+      if (problem->statement.IsGiven(step.cited)) {
+        EXPECT_EQ(step.cited, canonical.steps[i].cited);
+      } else if (problem->statement.IsGiven(step.cited.Reversed())) {
+        ++reversed;
+      } else {
+        ++not_given;
+        EXPECT_NE(step.cited.lhs, step.cited.rhs);
+      }
+    }
+    // The checker's citation note marks each one as it is.
+    const ChainVerdict verdict = CheckChainProof(problem->statement, scrambled.Text());
+    ASSERT_EQ(verdict.citations.size(), scrambled.steps.size());
+    for (size_t i = 0; i < verdict.citations.size(); ++i) {
+      EXPECT_EQ(verdict.citations[i].status == ChainCitationStatus::kGiven,
+                problem->statement.IsGiven(scrambled.steps[i].cited));
+    }
+  }
+  EXPECT_NEAR(static_cast<double>(reversed + not_given) / citations, 0.5, 0.06);
+  EXPECT_GT(reversed, citations / 6);
+  EXPECT_GT(not_given, citations / 6);
+}
+
 TEST(ChainWarmupTemplatesLoad, NamesTheMissingFile) {
   auto loaded = ChainWarmupTemplates::Load("/nonexistent-dsm-prompts");
   ASSERT_FALSE(loaded.ok());
