@@ -177,7 +177,7 @@ ChainWarmupResult WarmUp(const std::string& name, const ModelInitOptions& model,
 // The tiny default's recipe (configs/tiny.yaml's warm-up, domain and model sections): the
 // default model shape with mimetic attention in its last layer, an easier domain than
 // ChainDomainOptions' defaults (6 letters, chains of 2-3 facts, 1-2 distractors), 2400 steps of
-// 16 examples (generator : verifier : meta-verifier = 1 : 1 : 1, half the made-up proofs
+// 16 examples (generator : verifier : meta-verifier = 2 : 1 : 1, half the made-up proofs
 // flawless, 30% of the other verifier examples on scrambled citations, own proofs in the second
 // half) at a peak rate of 1e-3.
 ModelInitOptions RecipeModel() {
