@@ -8,9 +8,9 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "tasks/chain_analysis.h"
 #include "services/scoring/score_parser.h"
 #include "services/scoring/wire_finish_reason.h"
+#include "tasks/chain_analysis.h"
 #include "tasks/chain_checker.h"
 #include "tasks/chain_sampling.h"
 #include "tasks/seeded_rng.h"
@@ -59,7 +59,7 @@ absl::StatusOr<std::map<std::string, double>> EvaluateChainSkills(const LlamaMod
 
   // Prompts per problem: greedy generator, verifier, meta-verifier, verifier on a scrambled
   // proof, then the temperature-1 generator samples.
-  constexpr size_t kFirstSample = 4;
+  constexpr size_t kScrambled = 3, kFirstSample = 4;
   const int per_problem = static_cast<int>(kFirstSample) + options.temperature_samples;
   std::vector<ChainWarmupExample> verifier_examples;
   std::vector<ChainWarmupExample> meta_examples;
@@ -137,7 +137,7 @@ absl::StatusOr<std::map<std::string, double>> EvaluateChainSkills(const LlamaMod
     meta_truth.push_back(meta.meta_score);
 
     // The look-up: each citation of the scrambled proof against the note's item at its place.
-    const ChainLookupTally lookup = TallyChainLookup(scrambled_verdicts[i].citations, results[base + 3].text);
+    const ChainLookupTally lookup = TallyChainLookup(scrambled_verdicts[i].citations, results[base + kScrambled].text);
     citations += lookup.citations;
     faulty += lookup.faulty;
     m["verifier_lookup_accuracy"] += lookup.right;
