@@ -65,6 +65,11 @@ std::vector<std::string> NotedIssues(const std::vector<ChainCitation>& citations
   return lines;
 }
 
+// One item of a citation note: "2. c=b not given".
+std::string CitationNoteItem(const ChainCitation& c) {
+  return absl::StrCat(c.line, ". ", c.cited.Text(), " ", CitationStatusText(c.status));
+}
+
 // `citations` with step `line`'s status replaced by `status` (when set and the step exists).
 std::vector<ChainCitation> WithCitation(std::vector<ChainCitation> citations, int line,
                                         std::optional<ChainCitationStatus> status) {
@@ -90,7 +95,7 @@ std::string RenderChainAnalysis(double score, const std::vector<std::string>& is
 std::string ChainCitationNote(const std::vector<ChainCitation>& citations) {
   if (citations.empty()) return "Cited: none.";
   std::vector<std::string> items;
-  for (const ChainCitation& c : citations) items.push_back(absl::StrCat(c.line, ". ", c.cited.Text(), " ", CitationStatusText(c.status)));
+  for (const ChainCitation& c : citations) items.push_back(CitationNoteItem(c));
   return absl::StrCat("Cited: ", absl::StrJoin(items, ", "), ".");
 }
 
@@ -104,8 +109,7 @@ ChainLookupTally TallyChainLookup(const std::vector<ChainCitation>& truth, absl:
   }
   ChainLookupTally tally;
   for (size_t i = 0; i < truth.size(); ++i) {
-    const bool right = i < written.size() && written[i] == absl::StrCat(truth[i].line, ". ", truth[i].cited.Text(), " ",
-                                                                        CitationStatusText(truth[i].status));
+    const bool right = i < written.size() && written[i] == CitationNoteItem(truth[i]);
     const bool faulty = truth[i].status != ChainCitationStatus::kGiven;
     ++tally.citations;
     tally.right += right ? 1 : 0;

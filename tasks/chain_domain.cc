@@ -100,6 +100,16 @@ bool ChainStatement::IsGiven(const ChainFact& fact) const {
   return std::find(facts.begin(), facts.end(), fact) != facts.end();
 }
 
+std::vector<char> ChainStatement::Letters() const {
+  std::vector<char> letters;
+  for (const ChainFact& f : facts) {
+    for (char c : {f.lhs, f.rhs}) {
+      if (std::find(letters.begin(), letters.end(), c) == letters.end()) letters.push_back(c);
+    }
+  }
+  return letters;
+}
+
 std::string ChainStatement::ContentKey() const {
   auto unordered = [](const ChainFact& f) {
     return f.lhs <= f.rhs ? f.Text() : f.Reversed().Text();
@@ -270,14 +280,9 @@ LabelledChainProof MakeLabelledChainProof(const ChainProblem& problem, ChainFlaw
   for (const ChainStep& step : proof.steps) path.push_back(step.conclusion.rhs);
   // Letters of the problem other than `a` and `b`, for wrong conclusions.
   auto other_letter = [&](char a, char b) {
-    std::vector<char> letters;
-    for (const ChainFact& f : statement.facts) {
-      for (char c : {f.lhs, f.rhs}) {
-        if (c != a && c != b && std::find(letters.begin(), letters.end(), c) == letters.end()) {
-          letters.push_back(c);
-        }
-      }
-    }
+    std::vector<char> letters = statement.Letters();
+    letters.erase(std::remove_if(letters.begin(), letters.end(), [&](char c) { return c == a || c == b; }),
+                  letters.end());
     std::sort(letters.begin(), letters.end());
     return letters[rng.Uniform(static_cast<int>(letters.size()))];
   };

@@ -88,6 +88,8 @@ struct ChainStatement {
   std::string Text() const;
   // Whether `fact` is given exactly as written.
   bool IsGiven(const ChainFact& fact) const;
+  // The distinct letters of the facts, in order of first appearance.
+  std::vector<char> Letters() const;
   // Identity of the problem regardless of fact order and orientation: two statements with
   // the same key are the same problem (and always land in the same split).
   std::string ContentKey() const;

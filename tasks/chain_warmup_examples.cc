@@ -1,6 +1,5 @@
 #include "tasks/chain_warmup_examples.h"
 
-#include <algorithm>
 #include <optional>
 #include <utility>
 #include <vector>
@@ -88,12 +87,7 @@ ChainWarmupExample MakeChainWarmupExample(const ChainWarmupTemplates& templates,
 
 ChainProof ScrambledChainProof(const ChainProblem& problem, uint64_t seed) {
   const ChainStatement& statement = problem.statement;
-  std::vector<char> letters;
-  for (const ChainFact& f : statement.facts) {
-    for (char c : {f.lhs, f.rhs}) {
-      if (std::find(letters.begin(), letters.end(), c) == letters.end()) letters.push_back(c);
-    }
-  }
+  const std::vector<char> letters = statement.Letters();
   std::vector<ChainFact> not_given;  // neither way round
   for (char a : letters) {
     for (char b : letters) {

@@ -72,6 +72,12 @@ TEST(ChainDomain, ContentKeyIgnoresOrderAndOrientation) {
   EXPECT_EQ(ChainProblemSplit(*a, 10), ChainProblemSplit(*b, 10));
 }
 
+TEST(ChainDomain, LettersInOrderOfFirstAppearance) {
+  auto s = ParseChainStatement("Given: d=b, a=d, c=e. Prove: a=e.");
+  ASSERT_TRUE(s.ok());
+  EXPECT_EQ(s->Letters(), (std::vector<char>{'d', 'b', 'a', 'c', 'e'}));
+}
+
 TEST(ChainDomain, ProblemsRespectTheOptions) {
   ChainDomainOptions options;
   options.num_variables = 12;
