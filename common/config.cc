@@ -199,6 +199,7 @@ void Visit(V& v, BuiltinConfig& o) {
   v.Int("num_key_value_heads", &o.num_key_value_heads, 1, 256);
   v.Int("intermediate_size", &o.intermediate_size, 1, 65536);
   v.Int("vocab_size", &o.vocab_size, 64, 1 << 20);
+  v.Num("initializer_range", &o.initializer_range, 1e-6, 1);
   v.Num("mimetic_attention", &o.mimetic_attention, 0, 4);
   v.Int("mimetic_layers", &o.mimetic_layers, 0, 256);
   v.Int("warmup_steps", &o.warmup_steps, 0, 1 << 24);

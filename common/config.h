@@ -221,6 +221,10 @@ struct BuiltinConfig {
   int num_key_value_heads = 2;
   int intermediate_size = 344;
   int vocab_size = 1024;
+  // Std of the normal init of every weight matrix and the embedding (model/model_init.h).
+  // Transformers' 0.02 suits wide models; at hidden 128 a look-up-only warm-up never learns the
+  // citation look-up from it, and does from 0.088 = 1/sqrt(hidden) (BENCHMARKS.md).
+  double initializer_range = 0.02;
   // Mimetic attention (model/model_init.h) in the last `mimetic_layers` layers (0 = all):
   // strength 0 = off.
   double mimetic_attention = 0.7;

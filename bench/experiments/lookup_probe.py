@@ -124,12 +124,12 @@ class Block(torch.nn.Module):
 
 
 class Model(torch.nn.Module):
-    def __init__(self, d=128, layers=4, heads=4, inter=344):
+    def __init__(self, d=128, layers=4, heads=4, inter=344, vocab=len(VOCAB)):
         super().__init__()
-        self.embed = torch.nn.Embedding(len(VOCAB), d)
+        self.embed = torch.nn.Embedding(vocab, d)
         self.blocks = torch.nn.ModuleList([Block(d, heads, inter) for _ in range(layers)])
         self.norm = RMSNorm(d)
-        self.head = torch.nn.Linear(d, len(VOCAB), bias=False)
+        self.head = torch.nn.Linear(d, vocab, bias=False)
 
     def forward(self, x):
         x = self.embed(x)
@@ -156,6 +156,26 @@ def mimetic_init(model, strength, last_layers=0):
             block.qkv.weight[2 * d:] = (vt.T * s.sqrt()).T     # W_v: W_o W_v = vo
 
 
+def load_dsm_examples(path, loss_on):
+    """Examples written by tiny_warmup_test's DumpLookupExamples (dsm's tokenizer and templates):
+    (ids, loss start, loss end, decision positions, statuses) per split, and the vocabulary size."""
+    import json
+    with open(path) as f:
+        pieces = json.loads(f.readline())["pieces"]
+        status_of = {" given": "given", " not ": "not", " reversed": "reversed"}
+        out = {"train": [], "eval": []}
+        for line in f:
+            e = json.loads(line)
+            ids, start = e["prompt"] + e["completion"], len(e["prompt"])
+            cited = next(i for i in range(start, len(ids)) if pieces[ids[i]] == "Cited")
+            note_end = next(i for i in range(cited, len(ids)) if "\n" in pieces[ids[i]])
+            decisions = [i for i in range(cited, note_end) if pieces[ids[i]] in status_of]
+            status = [status_of[pieces[ids[i]]] for i in decisions]
+            first, last = (cited, note_end + 1) if loss_on == "note" else (start, len(ids))
+            out[e["split"]].append((ids, first, last, decisions, status))
+    return out, len(pieces)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--format", choices=["plain", "scan", "apart", "sep"], default="plain")
@@ -170,29 +190,52 @@ def main():
     ap.add_argument("--mimetic", type=float, default=0.0,
                     help="mimetic init strength: W_q^T W_k ~ a Z + a I, W_o W_v ~ b Z - b I (0 = off)")
     ap.add_argument("--mimetic-layers", type=int, default=0, help="mimetic init on the last N layers only (0 = all)")
+    ap.add_argument("--embed-std", type=float, default=0.0,
+                    help="embedding init N(0, std) (0 = PyTorch's default, N(0, 1)); dsm's init-model: 0.02")
+    ap.add_argument("--linear-std", type=float, default=0.0,
+                    help="linear init N(0, std) (0 = PyTorch's default, U(+-1/sqrt(fan_in))); dsm's: 0.02")
+    ap.add_argument("--data", default="", help="train on dsm's own examples (tiny_warmup_test DumpLookupExamples)")
+    ap.add_argument("--loss-on", choices=["all", "note"], default="all", help="with --data: the completion or the note")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
     rng, held_out_rng = random.Random(a.seed + 1), random.Random(999)
-    held_out = [sample(held_out_rng, a.format, a.reversed, a.not_given) for _ in range(300)]
-    model = Model(d=a.hidden, layers=a.layers, heads=a.heads, inter=a.hidden * 344 // 128)
+    vocab = len(VOCAB)
+    if a.data:
+        data, vocab = load_dsm_examples(a.data, a.loss_on)
+        held_out = [(ids, d, st) for ids, _, _, d, st in data["eval"]]
+        draw = lambda: rng.choice(data["train"])
+    else:
+        held_out = [(ids, d, st) for ids, _, d, st in
+                    (sample(held_out_rng, a.format, a.reversed, a.not_given) for _ in range(300))]
+        def draw():
+            ids, s, d, st = sample(rng, a.format, a.reversed, a.not_given)
+            return ids, s, len(ids), d, st
+    model = Model(d=a.hidden, layers=a.layers, heads=a.heads, inter=a.hidden * 344 // 128, vocab=vocab)
+    with torch.no_grad():
+        if a.embed_std > 0:
+            model.embed.weight.normal_(0, a.embed_std)
+        if a.linear_std > 0:
+            for m in model.modules():
+                if isinstance(m, torch.nn.Linear):
+                    m.weight.normal_(0, a.linear_std)
     if a.mimetic > 0:
         mimetic_init(model, a.mimetic, a.mimetic_layers)
     opt = torch.optim.AdamW(model.parameters(), lr=a.lr, weight_decay=0.0)
     print(f"format={a.format} lr={a.lr} batch={a.batch} steps={a.steps} hidden={a.hidden} layers={a.layers} "
-          f"heads={a.heads} parameters={sum(p.numel() for p in model.parameters())}", flush=True)
+          f"heads={a.heads} embed_std={a.embed_std} linear_std={a.linear_std} parameters={sum(p.numel() for p in model.parameters())}", flush=True)
     start = time.time()
     for step in range(1, a.steps + 1):
         for g in opt.param_groups:
             g["lr"] = a.lr * min(1.0, step / 30)
-        batch = [sample(rng, a.format, a.reversed, a.not_given) for _ in range(a.batch)]
+        batch = [draw() for _ in range(a.batch)]
         t = max(len(e[0]) for e in batch)
         x, w = torch.zeros(a.batch, t, dtype=torch.long), torch.zeros(a.batch, t)
-        for i, (ids, s, _, _) in enumerate(batch):
+        for i, (ids, first, last, _, _) in enumerate(batch):
             x[i, : len(ids)] = torch.tensor(ids)
-            w[i, s: len(ids)] = 1
+            w[i, first: last] = 1
         logits = model(x[:, :-1])
         nll = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), x[:, 1:].reshape(-1),
                                                 reduction="none")
@@ -203,10 +246,10 @@ def main():
         if step % 250 == 0:
             right = {"given": [0, 0], "reversed": [0, 0], "not": [0, 0]}
             with torch.no_grad():
-                for ids, _, decisions, status in held_out:
+                for ids, decisions, status in held_out:
                     out = model(torch.tensor([ids]))[0]
                     for pos, s in zip(decisions, status):
-                        right[s][0] += VOCAB[out[pos - 1].argmax().item()] == s
+                        right[s][0] += out[pos - 1].argmax().item() == ids[pos]
                         right[s][1] += 1
             acc = " ".join(f"{k}={r / n:.3f}" for k, (r, n) in right.items())
             print(f"step={step} s={time.time() - start:.0f} loss={loss.item():.3f} {acc}", flush=True)

@@ -107,6 +107,8 @@ void AddInitModelCommand(CLI::App& app, Action* action) {
   cmd->add_option("--intermediate", flags->model.intermediate_size, "MLP intermediate size (default 344)");
   cmd->add_option("--max-len", flags->model.max_position_embeddings, "Context length in tokens (default 512)");
   cmd->add_option("--vocab", flags->vocab_size, "Tokenizer vocabulary size (default 1024)");
+  cmd->add_option("--init-std", flags->model.initializer_range,
+                  "Std of the normal init, (0, 1] (default 0.02 as in transformers)");
   cmd->add_option("--mimetic", flags->model.mimetic_attention,
                   "Mimetic attention strength, 0..4 (default 0 = off; the built-in default uses 0.7)");
   cmd->add_option("--mimetic-layers", flags->model.mimetic_layers,

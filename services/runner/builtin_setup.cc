@@ -175,6 +175,7 @@ absl::StatusOr<std::map<std::string, double>> PrepareBuiltinModel(const DsmConfi
   init.num_key_value_heads = b.num_key_value_heads;
   init.intermediate_size = b.intermediate_size;
   init.max_position_embeddings = config.model.max_len;
+  init.initializer_range = b.initializer_range;
   init.mimetic_attention = b.mimetic_attention;
   init.mimetic_layers = b.mimetic_layers;
   init.seed = static_cast<uint64_t>(config.run.seed);

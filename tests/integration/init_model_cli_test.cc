@@ -83,6 +83,18 @@ TEST(InitModelCli, MimeticAttentionInTheLastLayers) {
   EXPECT_EQ((weights.at("model.layers.0.self_attn.k_proj.weight") != 0).sum(1).min().item<int64_t>(), 64);
 }
 
+TEST(InitModelCli, InitStdSetsTheNormalInit) {
+  const std::string out = testing::TempDir() + "/init_cli_std";
+  const auto r = RunDsm("init-model --out " + out + " --hidden 64 --layers 2 --heads 4 --kv-heads 1 --intermediate 96"
+                        " --max-len 256 --vocab 600 --init-std 0.125 --templates " + Templates());
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto model = LlamaModel::Load(out);
+  ASSERT_TRUE(model.ok()) << model.status();
+  const auto weights = (*model)->NamedWeights();
+  EXPECT_NEAR(weights.at("model.layers.0.mlp.up_proj.weight").std().item<double>(), 0.125, 0.005);
+  EXPECT_NEAR(weights.at("model.embed_tokens.weight").std().item<double>(), 0.125, 0.005);
+}
+
 TEST(InitModelCli, BadFlagsAreExitTwoWithOneLine) {
   const std::string out = testing::TempDir() + "/init_cli_bad";
   auto r = RunDsm("init-model --out " + out + " --heads 4 --kv-heads 3");
@@ -91,6 +103,9 @@ TEST(InitModelCli, BadFlagsAreExitTwoWithOneLine) {
   r = RunDsm("init-model --out " + out + " --layers 2 --mimetic 0.7 --mimetic-layers 3");
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_EQ(r.err, "dsm: init-model: mimetic_layers: 3 is not in [0, num_hidden_layers 2]\n");
+  r = RunDsm("init-model --out " + out + " --init-std 0");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_EQ(r.err, "dsm: init-model: initializer_range: 0 is not in (0, 1]\n");
   r = RunDsm("init-model --out " + out + " --vocab 100");
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_THAT(r.err, testing::StartsWith("dsm: init-model: vocab_size: 100"));

@@ -10,11 +10,13 @@
 // evaluation:
 //   DSM_WARMUP_STEPS DSM_WARMUP_SECONDS DSM_WARMUP_LR DSM_WARMUP_WARMUP DSM_WARMUP_FINAL_LR
 //   DSM_WARMUP_BATCH DSM_WARMUP_MICRO DSM_WARMUP_GEN DSM_WARMUP_VER DSM_WARMUP_META (role shares)
-//   DSM_WARMUP_CORRECT DSM_WARMUP_PROMPT_LOSS DSM_WARMUP_WD DSM_WARMUP_SEED DSM_WARMUP_EVAL (problems)
+//   DSM_WARMUP_CORRECT DSM_WARMUP_PROMPT_LOSS DSM_WARMUP_WD DSM_WARMUP_CLIP DSM_WARMUP_SEED
+//   DSM_WARMUP_EVAL (problems)
 //   DSM_WARMUP_EVAL_EVERY DSM_WARMUP_T1 (temperature-1 samples per problem)
 //   own proofs: DSM_WARMUP_OWN (share) DSM_WARMUP_OWN_START DSM_WARMUP_OWN_POOL DSM_WARMUP_OWN_REFRESH
 //   model: DSM_WARMUP_HIDDEN DSM_WARMUP_LAYERS DSM_WARMUP_HEADS DSM_WARMUP_KV_HEADS
 //   DSM_WARMUP_INTERMEDIATE DSM_WARMUP_VOCAB DSM_WARMUP_TIE (0: separate input and output embeddings)
+//   DSM_WARMUP_INIT_STD DSM_WARMUP_MIMETIC DSM_WARMUP_MIMETIC_LAYERS
 //   domain: DSM_WARMUP_VARS DSM_WARMUP_MIN_CHAIN DSM_WARMUP_MAX_CHAIN DSM_WARMUP_MIN_DISTRACT
 //   DSM_WARMUP_MAX_DISTRACT
 #include "tasks/chain_warmup.h"
@@ -29,6 +31,8 @@
 #include <sstream>
 #include <string>
 #include <vector>
+
+#include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -102,8 +106,11 @@ void ShowSamples(const LlamaModel& model, const std::string& dir, const ChainWar
   std::vector<SampleRequest> requests;
   std::vector<ChainWarmupExample> examples;
   for (const ChainProblem& p : *problems) {
-    for (PromptRole role : {PromptRole::kGenerator, PromptRole::kVerifier, PromptRole::kMetaVerifier}) {
-      examples.push_back(MakeChainWarmupExample(*templates, role, p, 0.3, p.seed));
+    for (int k = 0; k < 4; ++k) {
+      // Generator, verifier, meta-verifier, then the verifier on a scrambled proof (the look-up).
+      const PromptRole roles[] = {PromptRole::kGenerator, PromptRole::kVerifier, PromptRole::kMetaVerifier};
+      examples.push_back(k < 3 ? MakeChainWarmupExample(*templates, roles[k], p, 0.3, p.seed)
+                               : MakeChainVerifierExample(*templates, p, ScrambledChainProof(p, p.seed).Text()));
       SampleRequest r;
       r.prompt = (*tokenizer)->Encode(examples.back().prompt, true);
       r.params.temperature = 0;
@@ -118,12 +125,19 @@ void ShowSamples(const LlamaModel& model, const std::string& dir, const ChainWar
     std::printf("SHOW ---- prompt:\n%s\n---- target:\n%s\n---- output:\n%s\n", examples[i].prompt.c_str(),
                 examples[i].completion.c_str(), results[i]->text.c_str());
   }
+  if (!examples.empty()) {  // the model's view of one scrambled-proof verifier example, token by token
+    std::string pieces;
+    for (int32_t id : (*tokenizer)->Encode(examples[3].prompt + examples[3].completion, true)) {
+      absl::StrAppend(&pieces, "|", (*tokenizer)->Decode(std::vector<int32_t>{id}));
+    }
+    std::printf("TOKENS %s|\n", pieces.c_str());
+  }
   // The verifier on the model's own (greedy) proofs, against the checker's faithful analysis.
   const OutputMarkers& gen_markers = templates->generator.markers();
   std::vector<SampleRequest> own_requests;
   std::vector<ChainWarmupExample> own_examples;
   for (size_t i = 0; i < problems->size(); ++i) {
-    const absl::StatusOr<SampleResult>& gen = results[3 * i];
+    const absl::StatusOr<SampleResult>& gen = results[4 * i];
     if (!gen.ok()) continue;
     const std::string proof = SplitGeneratorOutput(gen->text, gen_markers, WireFinishReason(gen->finish_reason)).proof;
     own_examples.push_back(MakeChainVerifierExample(*templates, (*problems)[i], proof));
@@ -290,6 +304,7 @@ TEST(TinyWarmup, Experiment) {
   m.mimetic_attention = EnvDouble("DSM_WARMUP_MIMETIC", m.mimetic_attention);
   m.mimetic_layers = EnvInt("DSM_WARMUP_MIMETIC_LAYERS", static_cast<int>(m.mimetic_layers));
   m.tie_word_embeddings = EnvInt("DSM_WARMUP_TIE", m.tie_word_embeddings ? 1 : 0) != 0;
+  m.initializer_range = EnvDouble("DSM_WARMUP_INIT_STD", m.initializer_range);
   ChainWarmupOptions o = RecipeOptions();
   o.steps = EnvInt("DSM_WARMUP_STEPS", o.steps);
   o.max_seconds = EnvDouble("DSM_WARMUP_SECONDS", o.max_seconds);
@@ -303,6 +318,7 @@ TEST(TinyWarmup, Experiment) {
   o.meta_verifier_share = EnvDouble("DSM_WARMUP_META", o.meta_verifier_share);
   o.correct_fraction = EnvDouble("DSM_WARMUP_CORRECT", o.correct_fraction);
   o.weight_decay = EnvDouble("DSM_WARMUP_WD", o.weight_decay);
+  o.max_grad_norm = EnvDouble("DSM_WARMUP_CLIP", o.max_grad_norm);
   o.prompt_loss_weight = EnvDouble("DSM_WARMUP_PROMPT_LOSS", o.prompt_loss_weight);
   o.seed = static_cast<uint64_t>(EnvInt("DSM_WARMUP_SEED", static_cast<int>(o.seed)));
   o.eval_problems = EnvInt("DSM_WARMUP_EVAL", o.eval_problems);
@@ -319,15 +335,56 @@ TEST(TinyWarmup, Experiment) {
   o.domain.min_distractors = EnvInt("DSM_WARMUP_MIN_DISTRACT", o.domain.min_distractors);
   o.domain.max_distractors = EnvInt("DSM_WARMUP_MAX_DISTRACT", o.domain.max_distractors);
   std::printf("SETUP hidden=%lld layers=%lld heads=%lld/%lld inter=%lld lr=%g warmup=%d batch=%d steps=%d "
-              "shares=%g/%g/%g vars=%d chain=%d..%d distract=%d..%d tied=%d\n",
+              "shares=%g/%g/%g vars=%d chain=%d..%d distract=%d..%d tied=%d init_std=%g\n",
               static_cast<long long>(m.hidden_size), static_cast<long long>(m.num_hidden_layers),
               static_cast<long long>(m.num_attention_heads), static_cast<long long>(m.num_key_value_heads),
               static_cast<long long>(m.intermediate_size), o.learning_rate, o.lr_warmup_steps, o.batch, o.steps,
               o.generator_share, o.verifier_share, o.meta_verifier_share, o.domain.num_variables,
               o.domain.min_chain_length, o.domain.max_chain_length, o.domain.min_distractors, o.domain.max_distractors,
-              m.tie_word_embeddings ? 1 : 0);
+              m.tie_word_embeddings ? 1 : 0, m.initializer_range);
   std::fflush(stdout);
   WarmUp("tiny_warmup_experiment", m, EnvInt("DSM_WARMUP_VOCAB", 1024), o);
+}
+
+// Writes the recipe's scrambled-proof verifier examples, as token ids, for
+// bench/experiments/lookup_probe.py --data (training the probe's model on dsm's own examples).
+TEST(TinyWarmup, DumpLookupExamples) {
+  const char* path = std::getenv("DSM_WARMUP_DUMP");
+  if (path == nullptr) GTEST_SKIP() << "set DSM_WARMUP_DUMP=file";
+  const ChainWarmupOptions o = RecipeOptions();
+  const std::string dir = InitTinyModel("tiny_warmup_dump", RecipeModel(), EnvInt("DSM_WARMUP_VOCAB", 1024));
+  ASSERT_FALSE(dir.empty());
+  auto tokenizer = Tokenizer::FromFile(dir + "/tokenizer.json");
+  auto templates = ChainWarmupTemplates::Load(o.prompts_dir);
+  ASSERT_TRUE(tokenizer.ok() && templates.ok());
+  nlohmann::json pieces = nlohmann::json::array();
+  for (int32_t id = 0; id < (*tokenizer)->vocab_size(); ++id) pieces.push_back((*tokenizer)->Decode(std::vector<int32_t>{id}));
+  std::ofstream out(path);
+  out << nlohmann::json{{"pieces", pieces}}.dump() << "\n";
+  for (ChainSplit split : {ChainSplit::kTrain, ChainSplit::kEval}) {
+    // Train: one problem per seed, as the warm-up draws them (the domain has ~8k distinct ones);
+    // eval: distinct held-out problems.
+    std::vector<ChainProblem> problems;
+    if (split == ChainSplit::kTrain) {
+      for (uint64_t seed = 0; problems.size() < static_cast<size_t>(EnvInt("DSM_WARMUP_DUMP_TRAIN", 40000)); ++seed) {
+        if (auto p = GenerateChainProblem(o.domain, split, seed); p.ok()) problems.push_back(*std::move(p));
+      }
+    } else {
+      auto eval = GenerateChainProblems(o.domain, split, 7, 300);
+      ASSERT_TRUE(eval.ok()) << eval.status();
+      problems = *std::move(eval);
+    }
+    for (const ChainProblem& p : problems) {
+      const ChainWarmupExample e = MakeChainVerifierExample(*templates, p, ScrambledChainProof(p, p.seed).Text());
+      std::vector<int32_t> completion = (*tokenizer)->Encode(e.completion);
+      completion.push_back(ChainTokenizer::kEosId);
+      out << nlohmann::json{{"split", split == ChainSplit::kTrain ? "train" : "eval"},
+                            {"prompt", (*tokenizer)->Encode(e.prompt, true)},
+                            {"completion", completion}}
+                 .dump()
+          << "\n";
+    }
+  }
 }
 
 }  // namespace

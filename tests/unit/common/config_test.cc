@@ -137,6 +137,8 @@ TEST(Config, CrossFieldCheck) {
             "test.yaml: builtin.warmup_threads: 300 is out of range [0, 256]");
   EXPECT_EQ(ErrorOf("run: {name: demo}\nbuiltin: {warmup_scrambled_proof_share: 2}\n"),
             "test.yaml: builtin.warmup_scrambled_proof_share: 2 is out of range [0, 1]");
+  EXPECT_EQ(ErrorOf("run: {name: demo}\nbuiltin: {initializer_range: 0}\n"),
+            "test.yaml: builtin.initializer_range: 0 is out of range [1e-06, 1]");
   EXPECT_EQ(ErrorOf("run: {name: demo}\nbuiltin: {mimetic_attention: -1}\n"),
             "test.yaml: builtin.mimetic_attention: -1 is out of range [0, 4]");
   EXPECT_EQ(ErrorOf("run: {name: demo}\ncoordinator: {grader: exact}\n"),
