@@ -106,13 +106,14 @@ void ShowSamples(const LlamaModel& model, const std::string& dir, const ChainWar
   std::vector<SampleRequest> requests;
   std::vector<ChainWarmupExample> examples;
   for (const ChainProblem& p : *problems) {
-    for (int k = 0; k < 4; ++k) {
-      // Generator, verifier, meta-verifier, then the verifier on a scrambled proof (the look-up).
-      const PromptRole roles[] = {PromptRole::kGenerator, PromptRole::kVerifier, PromptRole::kMetaVerifier};
-      examples.push_back(k < 3 ? MakeChainWarmupExample(*templates, roles[k], p, 0.3, p.seed)
-                               : MakeChainVerifierExample(*templates, p, ScrambledChainProof(p, p.seed).Text()));
+    // Generator, verifier, meta-verifier, then the verifier on a scrambled proof (the look-up).
+    for (PromptRole role : {PromptRole::kGenerator, PromptRole::kVerifier, PromptRole::kMetaVerifier}) {
+      examples.push_back(MakeChainWarmupExample(*templates, role, p, 0.3, p.seed));
+    }
+    examples.push_back(MakeChainVerifierExample(*templates, p, ScrambledChainProof(p, p.seed).Text()));
+    for (size_t k = examples.size() - 4; k < examples.size(); ++k) {
       SampleRequest r;
-      r.prompt = (*tokenizer)->Encode(examples.back().prompt, true);
+      r.prompt = (*tokenizer)->Encode(examples[k].prompt, true);
       r.params.temperature = 0;
       r.params.max_tokens = 192;
       requests.push_back(std::move(r));
