@@ -210,6 +210,7 @@ void Visit(V& v, BuiltinConfig& o) {
   v.Num("warmup_own_proof_share", &o.warmup_own_proof_share, 0, 1);
   v.Num("warmup_correct_fraction", &o.warmup_correct_fraction, 0, 1);
   v.Num("warmup_scrambled_proof_share", &o.warmup_scrambled_proof_share, 0, 1);
+  v.Int("warmup_lookup_drill_steps", &o.warmup_lookup_drill_steps, 0, 1 << 24);
   v.Int("warmup_threads", &o.warmup_threads, 0, 256);
 }
 
@@ -462,6 +463,11 @@ absl::Status ValidateConfig(const DsmConfig& config) {
   if (!config.builtin.domain.empty() && config.builtin.domain != "chain") {
     return absl::InvalidArgumentError(absl::StrCat("builtin.domain: \"", config.builtin.domain,
                                                    "\" is not one of \"\", chain"));
+  }
+  if (config.builtin.warmup_lookup_drill_steps > config.builtin.warmup_steps) {
+    return absl::InvalidArgumentError(absl::StrCat("builtin.warmup_lookup_drill_steps: ",
+                                                   config.builtin.warmup_lookup_drill_steps,
+                                                   " is over builtin.warmup_steps (", config.builtin.warmup_steps, ")"));
   }
   if (config.coordinator.pipeline) {
     for (const auto& [key, value] : {std::pair<const char*, const std::string*>{"learner", &config.coordinator.learner},

@@ -243,6 +243,9 @@ struct BuiltinConfig {
   // Share of the warm-up's other verifier examples whose proof has about half its citations
   // changed to facts not given as written (tasks/chain_warmup.h): a drill of the look-up.
   double warmup_scrambled_proof_share = 0;
+  // The warm-up's first steps, all verifier examples on such proofs (tasks/chain_warmup.h):
+  // at most warmup_steps.
+  int warmup_lookup_drill_steps = 0;
   // LibTorch threads of the process that runs phase 0 and writes the data (`dsm run`, `dsm
   // prepare`); nothing else runs then, so it may use every core. 0 = runtime.threads.
   int warmup_threads = 0;

@@ -44,14 +44,9 @@ struct Sequence {
   int64_t length() const { return static_cast<int64_t>(prompt.size() + completion.size()); }
 };
 
-// The role of example `j` of a step: the shares laid out over [0, batch), so every step has the
-// same mix (up to rounding).
-PromptRole RoleOf(int j, const ChainWarmupOptions& o) {
-  const double total = o.generator_share + o.verifier_share + o.meta_verifier_share;
-  const double at = (j + 0.5) / o.batch * total;
-  if (at < o.generator_share) return PromptRole::kGenerator;
-  if (at < o.generator_share + o.verifier_share) return PromptRole::kVerifier;
-  return PromptRole::kMetaVerifier;
+// The seed of example `j` of a step: its problem, flaw and kind.
+uint64_t ExampleSeed(const ChainWarmupOptions& o, int step, int j) {
+  return CombineSeeds(CombineSeeds(CombineSeeds(o.seed, kTrainSalt), step), j);
 }
 
 // Linear warm-up, then cosine decay to final_lr_fraction at `steps`.
@@ -169,11 +164,10 @@ class ChainWarmupRun {
   std::vector<Sequence> MakeBatch(int step) const {
     std::vector<Sequence> batch;
     for (int j = 0; j < options_.batch; ++j) {
-      const uint64_t seed = CombineSeeds(CombineSeeds(CombineSeeds(options_.seed, kTrainSalt), step), j);
-      const PromptRole role = RoleOf(j, options_);
+      const uint64_t seed = ExampleSeed(options_, step, j);
+      const ChainWarmupExampleKind kind = ChainWarmupExampleKindOf(options_, step, j, !own_proofs_.empty());
       ChainWarmupExample example;
-      if (role == PromptRole::kVerifier && !own_proofs_.empty() &&
-          SeededRng(CombineSeeds(seed, kOwnProofSalt)).Chance(options_.own_proof_share)) {
+      if (kind == ChainWarmupExampleKind::kOwnProofVerifier) {
         const size_t k = static_cast<size_t>(step) * static_cast<size_t>(options_.batch) + static_cast<size_t>(j);
         example = MakeChainVerifierExample(templates_, own_problems_[k % own_problems_.size()],
                                            own_proofs_[k % own_proofs_.size()]);
@@ -181,10 +175,12 @@ class ChainWarmupRun {
         absl::StatusOr<ChainProblem> problem = GenerateChainProblem(options_.domain, ChainSplit::kTrain, seed);
         // Validate() checked the domain and every seed gives a train problem for sane options.
         if (!problem.ok()) continue;
-        if (role == PromptRole::kVerifier &&
-            SeededRng(CombineSeeds(seed, kScrambleSalt)).Chance(options_.scrambled_proof_share)) {
+        if (kind == ChainWarmupExampleKind::kScrambledVerifier) {
           example = MakeChainVerifierExample(templates_, *problem, ScrambledChainProof(*problem, seed).Text());
         } else {
+          const PromptRole role = kind == ChainWarmupExampleKind::kGenerator      ? PromptRole::kGenerator
+                                  : kind == ChainWarmupExampleKind::kMetaVerifier ? PromptRole::kMetaVerifier
+                                                                                  : PromptRole::kVerifier;
           example = MakeChainWarmupExample(templates_, role, *problem, options_.correct_fraction, seed);
         }
       }
@@ -310,6 +306,9 @@ absl::Status ChainWarmupOptions::Validate() const {
   if (!(scrambled_proof_share >= 0 && scrambled_proof_share <= 1)) {
     return Invalid("scrambled_proof_share", scrambled_proof_share, "[0, 1]");
   }
+  if (lookup_drill_steps < 0 || lookup_drill_steps > steps) {
+    return Invalid("lookup_drill_steps", lookup_drill_steps, "0..steps");
+  }
   if (!(prompt_loss_weight >= 0 && prompt_loss_weight <= 1)) {
     return Invalid("prompt_loss_weight", prompt_loss_weight, "[0, 1]");
   }
@@ -327,6 +326,22 @@ absl::Status ChainWarmupOptions::Validate() const {
   if (own_proof_pool < 1 || own_proof_pool > 4096) return Invalid("own_proof_pool", own_proof_pool, "1..4096");
   if (own_proof_refresh_steps < 1) return Invalid("own_proof_refresh_steps", own_proof_refresh_steps, "1..");
   return absl::OkStatus();
+}
+
+ChainWarmupExampleKind ChainWarmupExampleKindOf(const ChainWarmupOptions& o, int step, int j, bool own_proofs_ready) {
+  if (step < o.lookup_drill_steps) return ChainWarmupExampleKind::kScrambledVerifier;
+  const double total = o.generator_share + o.verifier_share + o.meta_verifier_share;
+  const double at = (j + 0.5) / o.batch * total;
+  if (at < o.generator_share) return ChainWarmupExampleKind::kGenerator;
+  if (at >= o.generator_share + o.verifier_share) return ChainWarmupExampleKind::kMetaVerifier;
+  const uint64_t seed = ExampleSeed(o, step, j);
+  if (own_proofs_ready && SeededRng(CombineSeeds(seed, kOwnProofSalt)).Chance(o.own_proof_share)) {
+    return ChainWarmupExampleKind::kOwnProofVerifier;
+  }
+  if (SeededRng(CombineSeeds(seed, kScrambleSalt)).Chance(o.scrambled_proof_share)) {
+    return ChainWarmupExampleKind::kScrambledVerifier;
+  }
+  return ChainWarmupExampleKind::kVerifier;
 }
 
 absl::StatusOr<ChainWarmupResult> WarmUpChainModel(const std::string& model_dir, const std::string& out_dir,

@@ -66,6 +66,10 @@ struct ChainWarmupOptions {
   // at most one citation in ~14 is faulty, and a model that answers "given" to every citation
   // loses almost nothing; it then calls its own proofs' made-up citations correct. [0, 1].
   double scrambled_proof_share = 0;
+  // The first lookup_drill_steps steps are all verifier examples on ScrambledChainProof's proofs:
+  // the look-up needs many faulty citations before it forms at all (a late, sudden step), far
+  // more than a mixed step holds. 0..steps.
+  int lookup_drill_steps = 0;
   // Weight of the prompt tokens' NLL relative to the completion tokens' (0 = completions only).
   // Verifier and meta-verifier prompts hold proofs, so a weight > 0 also teaches proof writing.
   double prompt_loss_weight = 0;  // [0, 1]
@@ -117,6 +121,15 @@ struct ChainWarmupResult {
   // Every evaluation, in step order; the last one is `held_out`'s.
   std::vector<ChainWarmupEvaluation> curve;
 };
+
+// What example `j` of step `step` shows. The roles are laid out over the batch by their shares
+// (every step the same mix, up to rounding), except in the look-up drill's steps, which are all
+// kScrambledVerifier. A verifier example shows one of the model's own proofs with probability
+// own_proof_share once a pool of them exists (`own_proofs_ready`), else a scrambled proof with
+// probability scrambled_proof_share, else a made-up one; the draws are seeded by (seed, step, j).
+enum class ChainWarmupExampleKind { kGenerator, kVerifier, kScrambledVerifier, kOwnProofVerifier, kMetaVerifier };
+ChainWarmupExampleKind ChainWarmupExampleKindOf(const ChainWarmupOptions& options, int step, int j,
+                                                bool own_proofs_ready);
 
 // Full-parameter SFT of the model in `model_dir` (HF folder: config.json, model.safetensors,
 // tokenizer.json, optionally tokenizer_config.json) on the chain domain's three formats;

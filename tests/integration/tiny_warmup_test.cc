@@ -13,6 +13,7 @@
 //   DSM_WARMUP_CORRECT DSM_WARMUP_PROMPT_LOSS DSM_WARMUP_WD DSM_WARMUP_CLIP DSM_WARMUP_SEED
 //   DSM_WARMUP_EVAL (problems)
 //   DSM_WARMUP_EVAL_EVERY DSM_WARMUP_T1 (temperature-1 samples per problem)
+//   DSM_WARMUP_SCRAMBLED (share) DSM_WARMUP_DRILL (look-up drill steps)
 //   own proofs: DSM_WARMUP_OWN (share) DSM_WARMUP_OWN_START DSM_WARMUP_OWN_POOL DSM_WARMUP_OWN_REFRESH
 //   model: DSM_WARMUP_HIDDEN DSM_WARMUP_LAYERS DSM_WARMUP_HEADS DSM_WARMUP_KV_HEADS
 //   DSM_WARMUP_INTERMEDIATE DSM_WARMUP_VOCAB DSM_WARMUP_TIE (0: separate input and output embeddings)
@@ -328,6 +329,7 @@ TEST(TinyWarmup, Experiment) {
   o.own_proof_share = EnvDouble("DSM_WARMUP_OWN", o.own_proof_share);
   o.own_proof_start = EnvDouble("DSM_WARMUP_OWN_START", o.own_proof_start);
   o.scrambled_proof_share = EnvDouble("DSM_WARMUP_SCRAMBLED", o.scrambled_proof_share);
+  o.lookup_drill_steps = EnvInt("DSM_WARMUP_DRILL", o.lookup_drill_steps);
   o.own_proof_pool = EnvInt("DSM_WARMUP_OWN_POOL", o.own_proof_pool);
   o.own_proof_refresh_steps = EnvInt("DSM_WARMUP_OWN_REFRESH", o.own_proof_refresh_steps);
   o.domain.num_variables = EnvInt("DSM_WARMUP_VARS", o.domain.num_variables);

@@ -137,6 +137,8 @@ TEST(Config, CrossFieldCheck) {
             "test.yaml: builtin.warmup_threads: 300 is out of range [0, 256]");
   EXPECT_EQ(ErrorOf("run: {name: demo}\nbuiltin: {warmup_scrambled_proof_share: 2}\n"),
             "test.yaml: builtin.warmup_scrambled_proof_share: 2 is out of range [0, 1]");
+  EXPECT_EQ(ErrorOf("run: {name: demo}\nbuiltin: {warmup_steps: 100, warmup_lookup_drill_steps: 101}\n"),
+            "test.yaml: builtin.warmup_lookup_drill_steps: 101 is over builtin.warmup_steps (100)");
   EXPECT_EQ(ErrorOf("run: {name: demo}\nbuiltin: {initializer_range: 0}\n"),
             "test.yaml: builtin.initializer_range: 0 is out of range [1e-06, 1]");
   EXPECT_EQ(ErrorOf("run: {name: demo}\nbuiltin: {mimetic_attention: -1}\n"),

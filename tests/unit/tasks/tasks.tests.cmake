@@ -12,6 +12,8 @@ if(TARGET dsm_tasks)
   if(TARGET dsm_chain_warmup)
     dsm_add_test(chain_warmup_examples_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/chain_warmup_examples_test.cc
       DEPS dsm_chain_warmup dsm_scoring LABELS unit TORCH)
+    dsm_add_test(chain_warmup_plan_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/chain_warmup_plan_test.cc
+      DEPS dsm_chain_warmup LABELS unit TORCH)
   endif()
   # The export is read back with the coordinator's JSONL reader.
   if(TARGET dsm_coordinator)

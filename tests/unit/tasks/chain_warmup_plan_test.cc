@@ -1,0 +1,92 @@
+// The warm-up's batch plan (tasks/chain_warmup.h ChainWarmupExampleKindOf): the role shares laid
+// out over each step, the look-up drill's steps, and the verifier's own / scrambled / made-up
+// proofs at their shares.
+#include <gtest/gtest.h>
+
+#include <map>
+
+#include "tasks/chain_warmup.h"
+
+namespace dsm {
+namespace {
+
+using Kind = ChainWarmupExampleKind;
+
+// Kinds over `steps` steps from `first`.
+std::map<Kind, int> Count(const ChainWarmupOptions& o, int first, int steps, bool own_ready) {
+  std::map<Kind, int> n;
+  for (int step = first; step < first + steps; ++step) {
+    for (int j = 0; j < o.batch; ++j) ++n[ChainWarmupExampleKindOf(o, step, j, own_ready)];
+  }
+  return n;
+}
+
+ChainWarmupOptions Recipe() {
+  ChainWarmupOptions o;
+  o.steps = 2000;
+  o.batch = 16;
+  o.generator_share = 2;
+  o.verifier_share = 1;
+  o.meta_verifier_share = 1;
+  o.scrambled_proof_share = 0.3;
+  o.own_proof_share = 0.5;
+  o.lookup_drill_steps = 500;
+  return o;
+}
+
+TEST(ChainWarmupPlan, TheDrillStepsAreAllScrambledVerifierExamples) {
+  const ChainWarmupOptions o = Recipe();
+  std::map<Kind, int> drill = Count(o, 0, o.lookup_drill_steps, /*own_ready=*/true);
+  EXPECT_EQ(drill.size(), 1u);
+  EXPECT_EQ(drill[Kind::kScrambledVerifier], o.lookup_drill_steps * o.batch);
+  // The step after the drill has the shares' mix again.
+  std::map<Kind, int> after = Count(o, o.lookup_drill_steps, 1, true);
+  EXPECT_EQ(after[Kind::kGenerator], 8);
+  EXPECT_EQ(after[Kind::kMetaVerifier], 4);
+}
+
+TEST(ChainWarmupPlan, EveryStepHasTheRoleSharesMix) {
+  ChainWarmupOptions o = Recipe();
+  o.lookup_drill_steps = 0;
+  for (int step : {0, 7, 1999}) {
+    std::map<Kind, int> n = Count(o, step, 1, true);
+    EXPECT_EQ(n[Kind::kGenerator], 8) << step;
+    EXPECT_EQ(n[Kind::kMetaVerifier], 4) << step;
+    EXPECT_EQ(n[Kind::kVerifier] + n[Kind::kScrambledVerifier] + n[Kind::kOwnProofVerifier], 4) << step;
+  }
+}
+
+TEST(ChainWarmupPlan, VerifierProofsComeAtTheirShares) {
+  ChainWarmupOptions o = Recipe();
+  o.lookup_drill_steps = 0;
+  // 1000 steps x 4 verifier examples.
+  std::map<Kind, int> no_pool = Count(o, 0, 1000, /*own_ready=*/false);
+  EXPECT_EQ(no_pool[Kind::kOwnProofVerifier], 0);
+  EXPECT_NEAR(no_pool[Kind::kScrambledVerifier] / 4000.0, 0.3, 0.03);
+  std::map<Kind, int> pool = Count(o, 0, 1000, /*own_ready=*/true);
+  EXPECT_NEAR(pool[Kind::kOwnProofVerifier] / 4000.0, 0.5, 0.03);
+  // The rest: 30% of the other half scrambled.
+  EXPECT_NEAR(pool[Kind::kScrambledVerifier] / 4000.0, 0.15, 0.03);
+  // Deterministic in (seed, step, j); another seed gives another draw.
+  EXPECT_EQ(ChainWarmupExampleKindOf(o, 123, 9, true), ChainWarmupExampleKindOf(o, 123, 9, true));
+  ChainWarmupOptions other = o;
+  other.seed = 99;
+  int differ = 0;
+  for (int step = 0; step < 100; ++step) {
+    for (int j = 8; j < 12; ++j) differ += ChainWarmupExampleKindOf(o, step, j, true) != ChainWarmupExampleKindOf(other, step, j, true);
+  }
+  EXPECT_GT(differ, 50);
+}
+
+TEST(ChainWarmupPlan, ValidateNamesADrillLongerThanTheRun) {
+  ChainWarmupOptions o = Recipe();
+  o.lookup_drill_steps = 2001;
+  EXPECT_EQ(o.Validate().message(), "lookup_drill_steps: 2001 is outside 0..steps");
+  o.lookup_drill_steps = -1;
+  EXPECT_EQ(o.Validate().message(), "lookup_drill_steps: -1 is outside 0..steps");
+  o.lookup_drill_steps = 2000;
+  EXPECT_TRUE(o.Validate().ok());
+}
+
+}  // namespace
+}  // namespace dsm
