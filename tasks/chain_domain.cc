@@ -223,7 +223,8 @@ const std::vector<ChainFlaw>& AllChainFlaws() {
                                  ChainFlaw::kUnfinishedChain,
                                  ChainFlaw::kWrongFinalLine,
                                  ChainFlaw::kFactBackwards,
-                                 ChainFlaw::kMissingFinalLine};
+                                 ChainFlaw::kMissingFinalLine,
+                                 ChainFlaw::kStepAfterGoal};
   return *kAll;
 }
 
@@ -245,6 +246,8 @@ const char* ChainFlawName(ChainFlaw flaw) {
       return "fact_backwards";
     case ChainFlaw::kMissingFinalLine:
       return "missing_final_line";
+    case ChainFlaw::kStepAfterGoal:
+      return "step_after_goal";
   }
   return "unknown";
 }
@@ -348,6 +351,24 @@ LabelledChainProof MakeLabelledChainProof(const ChainProblem& problem, ChainFlaw
       out.faulty_line = n + 1;
       out.issue = ChainIssueMissingFinalLine();
       break;
+    case ChainFlaw::kStepAfterGoal: {
+      // The chain is at the goal's right side; one more step cites a given fact other than the
+      // last step's and claims the goal again (what a generator that pads its proofs writes).
+      std::vector<ChainFact> others;
+      for (const ChainFact& f : statement.facts) {
+        if (f != proof.steps.back().cited) others.push_back(f);
+      }
+      const ChainFact cited = others[rng.Uniform(static_cast<int>(others.size()))];
+      proof.steps.push_back(ChainStep{cited, goal});
+      out.faulty_line = n + 1;
+      if (cited.lhs != goal.rhs && cited.rhs != goal.rhs) {
+        out.issue = ChainIssueGap(n + 1, cited, goal.rhs);
+      } else {
+        const ChainFact follows{goal.lhs, cited.lhs == goal.rhs ? cited.rhs : cited.lhs};
+        out.issue = ChainIssueWrongConclusion(n + 1, goal, follows);
+      }
+      break;
+    }
   }
   out.text = proof.Text();
   out.proof = std::move(proof);

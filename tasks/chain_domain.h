@@ -153,16 +153,18 @@ enum class ChainFlaw {
   kWrongFinalLine,       // 0: the final line states something other than the goal
   kFactBackwards,        // 0.5: a step writes a given fact reversed
   kMissingFinalLine,     // 0.5: the steps reach the goal but the final line is missing
+  kStepAfterGoal,        // 0: one more step after the goal is reached, citing another given
+                         //    fact and restating the goal (a gap or a wrong conclusion)
 };
 
 // Every flaw, kNone first.
 const std::vector<ChainFlaw>& AllChainFlaws();
 // "none", "fact_not_given", "gap", "wrong_step_conclusion", "unfinished_chain",
-// "wrong_final_line", "fact_backwards", "missing_final_line".
+// "wrong_final_line", "fact_backwards", "missing_final_line", "step_after_goal".
 const char* ChainFlawName(ChainFlaw flaw);
 // The expert score of a proof with this flaw: 1, 0.5 or 0.
 double ChainFlawScore(ChainFlaw flaw);
-// kNone with probability correct_fraction (clamped to [0, 1]), else one of the seven flaws
+// kNone with probability correct_fraction (clamped to [0, 1]), else one of the eight flaws
 // uniformly; deterministic in `seed`.
 ChainFlaw SampleChainFlaw(uint64_t seed, double correct_fraction);
 

@@ -195,6 +195,15 @@ TEST(ChainDomain, FlawedProofsLookLikeThis) {
   const LabelledChainProof gap = MakeLabelledChainProof(p, ChainFlaw::kGap, 2);
   EXPECT_EQ(gap.proof.steps.size(), 2u);
   EXPECT_EQ(gap.score, 0.0);
+  // One step too many: the goal is reached at step 3, step 4 cites another given fact and
+  // claims the goal again (the padding a generator rewarded for long proofs learns).
+  const LabelledChainProof padded = MakeLabelledChainProof(p, ChainFlaw::kStepAfterGoal, 1);
+  ASSERT_EQ(padded.proof.steps.size(), 4u);
+  EXPECT_EQ(padded.text.substr(0, 47), "1. a=b, so a=b\n2. c=b, so a=c\n3. c=d, so a=d\n4.");
+  EXPECT_EQ(padded.proof.steps[3].conclusion.Text(), "a=d");
+  EXPECT_NE(padded.proof.steps[3].cited.Text(), "c=d");
+  EXPECT_EQ(padded.faulty_line, 4);
+  EXPECT_EQ(padded.score, 0.0);
 }
 
 TEST(ChainDomain, SampleChainFlawHonoursTheCorrectFraction) {
