@@ -406,10 +406,17 @@ TEST_F(LearnerServiceTest, TrainsPublishesToSubscribersAndDropsStaleSamples) {
   EXPECT_EQ(state.counters().dropped_stale(), 1u);
   EXPECT_EQ(state.counters().samples_trained(), 18u);
   EXPECT_EQ(state.max_policy_lag(), 1u);
+  // The state counts step 3 before the step's version is published (and the gauge set): wait
+  // for the publication, up to 10 s.
+  const std::string published = "dsm_adapter_version{role=\"generator\"} 3";
+  for (absl::Time end = absl::Now() + absl::Seconds(10);
+       Metrics().find(published) == std::string::npos && absl::Now() < end;) {
+    absl::SleepFor(absl::Milliseconds(5));
+  }
   const std::string metrics = Metrics();
   EXPECT_THAT(metrics, HasSubstr("dsm_learner_steps_total{role=\"generator\"} 3"));
   EXPECT_THAT(metrics, HasSubstr("dsm_learner_dropped_samples_total{reason=\"stale\"} 2"));
-  EXPECT_THAT(metrics, HasSubstr("dsm_adapter_version{role=\"generator\"} 3"));
+  EXPECT_THAT(metrics, HasSubstr(published));
   EXPECT_THAT(metrics, HasSubstr("dsm_learner_step_seconds_count{role=\"generator\"} 3"));
   EXPECT_THAT(metrics, ::testing::Not(HasSubstr("dsm_adapter_bytes_sent_total 0\n")));
   EXPECT_THAT(metrics, HasSubstr("dsm_adapter_versions_sent_total{path=\"bulk\"} 0\n"));  // none offered
