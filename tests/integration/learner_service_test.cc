@@ -214,6 +214,17 @@ class LearnerServiceTest : public ::testing::Test {
   }
 
   std::string Metrics() const { return registry_.Exposition(); }
+  // The exposition once it holds `line`, or after 10 s (for what the learner records after the
+  // state or a subscriber already shows it).
+  std::string MetricsOnceThere(const std::string& line) const {
+    const absl::Time deadline = absl::Now() + absl::Seconds(10);
+    std::string metrics = Metrics();
+    while (metrics.find(line) == std::string::npos && absl::Now() < deadline) {
+      absl::SleepFor(absl::Milliseconds(10));
+      metrics = Metrics();
+    }
+    return metrics;
+  }
 
   MetricsRegistry registry_;
   std::unique_ptr<LlamaModel> model_;
@@ -335,8 +346,7 @@ TEST_F(LearnerServiceTest, OffersTheBulkEndpointAtTheHostTheSubscriberDialled) {
   // The learner counts the version once its bulk send completes, which may come after the
   // subscriber already holds it.
   const std::string counted = "dsm_adapter_versions_sent_total{path=\"bulk\"} 1";
-  for (int i = 0; i < 1000 && Metrics().find(counted) == std::string::npos; ++i) absl::SleepFor(absl::Milliseconds(10));
-  EXPECT_THAT(Metrics(), HasSubstr(counted));
+  EXPECT_THAT(MetricsOnceThere(counted), HasSubstr(counted));
 }
 
 TEST_F(LearnerServiceTest, TrainsPublishesToSubscribersAndDropsStaleSamples) {
@@ -406,14 +416,9 @@ TEST_F(LearnerServiceTest, TrainsPublishesToSubscribersAndDropsStaleSamples) {
   EXPECT_EQ(state.counters().dropped_stale(), 1u);
   EXPECT_EQ(state.counters().samples_trained(), 18u);
   EXPECT_EQ(state.max_policy_lag(), 1u);
-  // The state counts step 3 before the step's version is published (and the gauge set): wait
-  // for the publication, up to 10 s.
+  // The state counts step 3 before the step's version is published (and the gauge set).
   const std::string published = "dsm_adapter_version{role=\"generator\"} 3";
-  for (absl::Time end = absl::Now() + absl::Seconds(10);
-       Metrics().find(published) == std::string::npos && absl::Now() < end;) {
-    absl::SleepFor(absl::Milliseconds(5));
-  }
-  const std::string metrics = Metrics();
+  const std::string metrics = MetricsOnceThere(published);
   EXPECT_THAT(metrics, HasSubstr("dsm_learner_steps_total{role=\"generator\"} 3"));
   EXPECT_THAT(metrics, HasSubstr("dsm_learner_dropped_samples_total{reason=\"stale\"} 2"));
   EXPECT_THAT(metrics, HasSubstr(published));
