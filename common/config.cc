@@ -168,6 +168,7 @@ void Visit(V& v, CoordinatorConfig& o) {
   v.Int("verifier_epochs", &o.verifier_epochs, 1, 100);
   v.Int("meta_verifier_epochs", &o.meta_verifier_epochs, 1, 100);
   v.Int("generator_problems", &o.generator_problems, 1, 1 << 20);
+  v.Int("generator_epochs", &o.generator_epochs, 1, 100);
   v.Int("auto_label_problems", &o.auto_label_problems, 1, 1 << 20);
   v.Int("verifications", &o.verifications, 1, 64);
   v.Int("meta_verifications", &o.meta_verifications, 1, 64);

@@ -174,7 +174,8 @@ struct CoordinatorConfig {
   // samples new groups. Phase 3 makes one pass over both, interleaved.
   int verifier_epochs = 1;
   int meta_verifier_epochs = 1;
-  int generator_problems = 64;    // problems per generator phase
+  int generator_problems = 64;    // problems per generator phase (per pass)
+  int generator_epochs = 1;       // passes over them in phase 4
   int auto_label_problems = 32;   // problems per auto-labelling phase
   // Phase 4's reward R = R_format · (α·s + β·(1 − |s' − s|)·ms): s the mean of `verifications`
   // verifier scores of the proof, ms the mean of `meta_verifications` meta-verifier scores of

@@ -46,6 +46,7 @@ CoordinatorProcessOptions CoordinatorOptionsFromConfig(const DsmConfig& config, 
     p.options.generator.group_size = group;
     p.options.auto_label.proofs_per_problem = group;
     p.options.generator_problems = static_cast<uint32_t>(config.coordinator.generator_problems);
+    p.options.generator_epochs = static_cast<uint32_t>(config.coordinator.generator_epochs);
     p.options.auto_label_problems = static_cast<uint32_t>(config.coordinator.auto_label_problems);
     p.options.generator.verifications = static_cast<uint32_t>(config.coordinator.verifications);
     p.options.generator.meta_verifications = static_cast<uint32_t>(config.coordinator.meta_verifications);

@@ -23,7 +23,7 @@ GeneratorPhase::GeneratorPhase(RunStore* store, LeaseDispatcher* dispatcher, Sco
       on_group_(std::move(on_group)) {}
 
 std::string GeneratorPhase::ProblemCursor() const {
-  return RunStore::CursorName(v1::PHASE_GENERATOR_RL, options_.iteration, "problems");
+  return RunStore::CursorName(v1::PHASE_GENERATOR_RL, options_.iteration, EpochDataset("problems", options_.epoch));
 }
 
 std::string GeneratorPhase::ResultCursor() const {
@@ -32,7 +32,7 @@ std::string GeneratorPhase::ResultCursor() const {
 
 absl::StatusOr<GeneratorPhaseProgress> GeneratorPhase::Enqueue(uint32_t problems) {
   GenerationWorkSpec spec{v1::PHASE_GENERATOR_RL, options_.iteration, options_.group_size, options_.params,
-                          options_.min_adapter_version};
+                          options_.min_adapter_version, options_.epoch};
   auto enqueued = EnqueueGenerationWork(store_, dispatcher_, generator_, spec, ProblemCursor(), problems);
   if (!enqueued.ok()) return enqueued.status();
   GeneratorPhaseProgress progress;

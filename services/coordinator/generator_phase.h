@@ -35,6 +35,9 @@ namespace dsm {
 
 struct GeneratorPhaseOptions {
   uint32_t iteration = 1;
+  // Pass over the phase's problems (a fresh group per problem each pass): from the second on,
+  // its own problem cursor and work keys ("-e<epoch>"); results are read from one cursor.
+  uint32_t epoch = 1;
   uint32_t group_size = 8;          // completions per problem
   uint32_t verifications = 4;       // verifier analyses per proof (s = their mean)
   uint32_t meta_verifications = 1;  // meta-verifications of each self-evaluation (ms = their mean)

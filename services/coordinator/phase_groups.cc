@@ -90,7 +90,8 @@ absl::StatusOr<uint32_t> EnqueueGenerationWork(RunStore* store, LeaseDispatcher*
     item.role = v1::ADAPTER_ROLE_GENERATOR;
     item.phase = spec.phase;
     item.iteration = spec.iteration;
-    item.key = absl::StrCat("p", static_cast<int>(spec.phase), "-i", spec.iteration, "-", p.record.problem_id());
+    item.key = absl::StrCat("p", static_cast<int>(spec.phase), "-i", spec.iteration, "-", p.record.problem_id(),
+                            EpochSuffix(spec.epoch));
     items.push_back(std::move(item));
   }
   auto ids = dispatcher->Enqueue(items);

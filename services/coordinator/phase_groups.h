@@ -63,11 +63,12 @@ struct GenerationWorkSpec {
   uint32_t n = 8;  // completions per problem
   v1::SamplingParams params;
   uint64_t min_adapter_version = 0;
+  uint32_t epoch = 1;  // pass over the problems: keys get EpochSuffix(epoch)
 };
 
 // One GenerateWork lease per training problem after `cursor` (at most
 // `problems`): the generator template rendered with the statement, the
-// generator adapter, log-probs on; keys "p<phase>-i<iteration>-<problem_id>"
+// generator adapter, log-probs on; keys "p<phase>-i<iteration>-<problem_id>[-e<epoch>]"
 // make a repeat after a restart harmless. Moves the cursor; returns how many
 // were enqueued.
 absl::StatusOr<uint32_t> EnqueueGenerationWork(RunStore* store, LeaseDispatcher* dispatcher,

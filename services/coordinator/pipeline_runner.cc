@@ -107,28 +107,34 @@ absl::Status PipelineRunner::RunPhase(v1::Phase phase, uint32_t iteration, const
       if (status.ok()) status = finish(v1::ADAPTER_ROLE_GENERATOR);
       if (status.ok()) status = EvaluateGenerator(iteration, v1::EVALUATION_POINT_BEFORE, version, stop);
       if (!status.ok()) break;
-      GeneratorPhaseOptions o = options_.generator;
-      o.iteration = iteration;
-      GeneratorPhase generator(store_, dispatcher_, scoring_, templates_.generator, templates_.verifier_markers, o,
-                               [this] { Wake(); });
-      absl::StatusOr<GeneratorPhaseProgress> enqueued = generator.Enqueue(options_.generator_problems);
-      if (!enqueued.ok()) {
-        status = enqueued.status();
-        break;
+      // Each pass enqueues the problems again (a fresh group each, sampled by the adapter of the
+      // moment) once the previous pass's results are in.
+      const uint32_t epochs = std::max<uint32_t>(1, options_.generator_epochs);
+      uint64_t done = 0, total = 0;
+      for (uint32_t epoch = 1; epoch <= epochs && status.ok(); ++epoch) {
+        GeneratorPhaseOptions o = options_.generator;
+        o.iteration = iteration;
+        o.epoch = epoch;
+        GeneratorPhase generator(store_, dispatcher_, scoring_, templates_.generator, templates_.verifier_markers, o,
+                                 [this] { Wake(); });
+        absl::StatusOr<GeneratorPhaseProgress> enqueued = generator.Enqueue(options_.generator_problems);
+        if (!enqueued.ok()) {
+          status = enqueued.status();
+          break;
+        }
+        total += enqueued->enqueued;
+        status = AwaitQueue(
+            [&] {
+              absl::StatusOr<GeneratorPhaseProgress> p = generator.ProcessResults();
+              if (!p.ok()) return p.status();
+              if (p->groups + p->failed_items > 0) {
+                done += p->groups + p->failed_items;
+                Progress(phase, iteration, done, total, "problems");
+              }
+              return absl::OkStatus();
+            },
+            stop);
       }
-      uint64_t done = 0;
-      const uint64_t total = enqueued->enqueued;
-      status = AwaitQueue(
-          [&] {
-            absl::StatusOr<GeneratorPhaseProgress> p = generator.ProcessResults();
-            if (!p.ok()) return p.status();
-            if (p->groups + p->failed_items > 0) {
-              done += p->groups + p->failed_items;
-              Progress(phase, iteration, done, total, "problems");
-            }
-            return absl::OkStatus();
-          },
-          stop);
       if (status.ok()) status = finish(v1::ADAPTER_ROLE_GENERATOR);
       if (status.ok()) status = EvaluateGenerator(iteration, v1::EVALUATION_POINT_AFTER, version, stop);
       break;

@@ -57,7 +57,8 @@ struct PipelineOptions {
   // that neither kind of data is the adapter's last word.
   uint32_t verifier_epochs = 1;
   uint32_t meta_verifier_epochs = 1;
-  uint32_t generator_problems = 64;   // problems per generator phase
+  uint32_t generator_problems = 64;   // problems per generator phase (per pass)
+  uint32_t generator_epochs = 1;      // passes over them in phase 4, a fresh group each
   uint32_t auto_label_problems = 32;  // problems per auto-labelling phase
   // Evaluations with an exact judge (the built-in domain's checker): the
   // verifier before phase 1 and after phases 1 and 3. Not owned; null = none.

@@ -172,6 +172,7 @@ TEST(PipelineRunner, RunsEveryPhaseOfAnIterationInOrder) {
   options.auto_label.rule.k = 1;  // one confirmed lowest analysis is enough here
   options.verifier_epochs = 2;    // phases 1 and 2 pass over their data twice, phase 3 once
   options.meta_verifier_epochs = 2;
+  options.generator_epochs = 2;  // phase 4 passes over its problem twice
   options.poll = absl::Milliseconds(10);
   GraderStub grader;
   options.grader = &grader;
@@ -248,7 +249,7 @@ TEST(PipelineRunner, RunsEveryPhaseOfAnIterationInOrder) {
   ASSERT_TRUE(pending.ok());
   int generator_groups = 0;
   for (const GroupRecord& g : *pending) generator_groups += g.role == v1::ADAPTER_ROLE_GENERATOR;
-  EXPECT_EQ(generator_groups, 1);
+  EXPECT_EQ(generator_groups, 2);  // one per pass
   auto proofs = (*store)->Proofs(0, 100);
   ASSERT_TRUE(proofs.ok());
   int auto_labelled = 0;

@@ -21,7 +21,7 @@ DsmConfig Parse(const std::string& coordinator) {
 TEST(CoordinatorOptions, PhaseFourAndFiveSettingsComeFromTheConfig) {
   const CoordinatorProcessOptions o = CoordinatorOptionsFromConfig(
       Parse("verifications: 3, meta_verifications: 2, alpha: 0.5, beta: 0.5, auto_label_n: 6, auto_label_m: 3, "
-            "auto_label_k: 4, group_size: 5, verifier_epochs: 3, meta_verifier_epochs: 2"),
+            "auto_label_k: 4, group_size: 5, verifier_epochs: 3, meta_verifier_epochs: 2, generator_epochs: 4"),
       "");
   ASSERT_TRUE(o.pipeline.has_value());
   const PipelineOptions& p = o.pipeline->options;
@@ -36,6 +36,7 @@ TEST(CoordinatorOptions, PhaseFourAndFiveSettingsComeFromTheConfig) {
   EXPECT_EQ(p.auto_label.proofs_per_problem, 5u);
   EXPECT_EQ(p.verifier_epochs, 3u);
   EXPECT_EQ(p.meta_verifier_epochs, 2u);
+  EXPECT_EQ(p.generator_epochs, 4u);
 }
 
 TEST(CoordinatorOptions, DefaultsAreThePapers) {
