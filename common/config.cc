@@ -185,6 +185,7 @@ void Visit(V& v, BuiltinConfig& o) {
   v.Str("domain", &o.domain);
   v.Int("train_problems", &o.train_problems, 1, 1000000);
   v.Int("eval_problems", &o.eval_problems, 1, 1000000);
+  v.Int("unlabelled_problems", &o.unlabelled_problems, 0, 1000000);
   v.Int("proofs_per_problem", &o.proofs_per_problem, 0, 64);
   v.Int("own_proofs_per_problem", &o.own_proofs_per_problem, 0, 64);
   v.Num("correct_fraction", &o.correct_fraction, 0, 1);

@@ -203,6 +203,8 @@ struct BuiltinConfig {
   // The data (tasks/jsonl_export.h), imported into the run.
   int train_problems = 256;
   int eval_problems = 48;
+  // Training problems with no labelled proof: new problems for phases 4 and 5 (drawn first).
+  int unlabelled_problems = 0;
   int proofs_per_problem = 4;
   // Labelled proofs per problem that the warmed-up model writes itself (temperature 1), graded by
   // the checker: the paper's verifier data are expert-graded proofs of its own generator.

@@ -60,6 +60,9 @@ absl::Status ChainDatasetOptions::Validate() const {
   if (eval_problems < 0 || eval_problems > 1000000) {
     return OutsideRange("eval_problems", eval_problems, "0..1000000");
   }
+  if (unlabelled_problems < 0 || unlabelled_problems > 1000000) {
+    return OutsideRange("unlabelled_problems", unlabelled_problems, "0..1000000");
+  }
   if (proofs_per_problem < 0 || proofs_per_problem > 64) {
     return OutsideRange("proofs_per_problem", proofs_per_problem, "0..64");
   }
@@ -78,6 +81,16 @@ absl::StatusOr<std::vector<ChainProblem>> ChainDatasetProblems(const ChainDatase
   return GenerateChainProblems(options.domain, split, options.seed, count);
 }
 
+absl::StatusOr<std::vector<ChainProblem>> ChainDatasetUnlabelledProblems(const ChainDatasetOptions& options) {
+  if (absl::Status valid = options.Validate(); !valid.ok()) return valid;
+  // The labelled ones are the first train_problems of the same draw, so none is shared.
+  auto all = GenerateChainProblems(options.domain, ChainSplit::kTrain, options.seed,
+                                   options.train_problems + options.unlabelled_problems);
+  if (!all.ok()) return all.status();
+  all->erase(all->begin(), all->begin() + options.train_problems);
+  return all;
+}
+
 std::string ChainCheckedProofJsonl(const std::string& proof_id, const ChainProblem& problem,
                                    const std::string& proof) {
   const ChainVerdict verdict = CheckChainProof(problem.statement, proof);
@@ -94,6 +107,12 @@ absl::StatusOr<ChainDatasetCounts> WriteChainDataset(const ChainDatasetOptions& 
                                                      std::ostream* analyses) {
   if (absl::Status valid = options.Validate(); !valid.ok()) return valid;
   ChainDatasetCounts counts;
+  auto unlabelled = ChainDatasetUnlabelledProblems(options);
+  if (!unlabelled.ok()) return unlabelled.status();
+  for (const ChainProblem& problem : *unlabelled) {
+    *problems << ChainProblemJsonl(problem) << "\n";
+    ++counts.problems;
+  }
   for (const ChainSplit split : {ChainSplit::kTrain, ChainSplit::kEval}) {
     auto generated = ChainDatasetProblems(options, split);
     if (!generated.ok()) return generated.status();

@@ -37,6 +37,10 @@ struct ChainDatasetOptions {
   // Distinct problems per split: 0..1000000.
   int train_problems = 512;
   int eval_problems = 64;
+  // More distinct training problems with no labelled proof (0..1000000): the new problems
+  // METHOD.md's generator trains on and phase 5 labels. Written before the labelled ones, so
+  // the phases that take training problems in order (4 and 5) draw them first.
+  int unlabelled_problems = 0;
   // Labelled proofs per problem (both splits), flaws drawn by SampleChainFlaw: 0..64.
   int proofs_per_problem = 4;
   // Share of those proofs that are correct: 0..1.
@@ -55,14 +59,18 @@ struct ChainDatasetCounts {
   int analyses = 0;
 };
 
-// The distinct problems of `split` the dataset holds (train_problems or eval_problems of them),
-// in the order WriteChainDataset writes them.
+// The distinct problems of `split` the dataset labels (train_problems or eval_problems of them),
+// in the order WriteChainDataset writes their proofs.
 absl::StatusOr<std::vector<ChainProblem>> ChainDatasetProblems(const ChainDatasetOptions& options, ChainSplit split);
 
 // A proof record for any proof text of `problem` (a model's own proof, say), labelled by the
 // checker: its score and, below 1, its first fault as the issue.
 std::string ChainCheckedProofJsonl(const std::string& proof_id, const ChainProblem& problem,
                                    const std::string& proof);
+
+// The training problems with no labelled proof (unlabelled_problems of them, none shared with
+// ChainDatasetProblems' training problems), in the order WriteChainDataset writes them.
+absl::StatusOr<std::vector<ChainProblem>> ChainDatasetUnlabelledProblems(const ChainDatasetOptions& options);
 
 // Writes one line per record (problem ids "chain-train-<seed>" / "chain-eval-<seed>", proof
 // ids "<problem_id>-p<j>", analysis ids "<proof_id>-a<m>"). Deterministic in `options`.

@@ -251,6 +251,7 @@ absl::StatusOr<ChainDatasetCounts> WriteBuiltinData(const DsmConfig& config, con
   data.domain = DomainOf(config.builtin);
   data.train_problems = config.builtin.train_problems;
   data.eval_problems = config.builtin.eval_problems;
+  data.unlabelled_problems = config.builtin.unlabelled_problems;
   data.proofs_per_problem = config.builtin.proofs_per_problem;
   data.correct_fraction = config.builtin.correct_fraction;
   data.analyses_per_proof = config.builtin.analyses_per_proof;

@@ -86,6 +86,51 @@ TEST(JsonlExport, TheCoordinatorReaderAcceptsEveryLine) {
   EXPECT_EQ(analyses2.str(), analyses.str());
 }
 
+// Unlabelled problems: training problems written first (phases 4 and 5 take training problems in
+// order), distinct from the labelled ones, with no proof; the labelled problems do not change.
+TEST(JsonlExport, UnlabelledProblemsComeFirstAndHaveNoProof) {
+  ChainDatasetOptions options;
+  options.train_problems = 20;
+  options.eval_problems = 4;
+  options.proofs_per_problem = 2;
+  options.analyses_per_proof = 0;
+  std::stringstream plain_problems, plain_proofs, plain_analyses;
+  ASSERT_TRUE(WriteChainDataset(options, &plain_problems, &plain_proofs, &plain_analyses).ok());
+  options.unlabelled_problems = 7;
+  std::stringstream problems, proofs, analyses;
+  auto counts = WriteChainDataset(options, &problems, &proofs, &analyses);
+  ASSERT_TRUE(counts.ok()) << counts.status();
+  EXPECT_EQ(counts->problems, 31);
+  EXPECT_EQ(counts->proofs, 48);  // (20 + 4) problems x 2, as without them
+  EXPECT_EQ(proofs.str(), plain_proofs.str());
+
+  const JsonlParseResult p = ParseJsonl(problems, "problems.jsonl", JsonlOptions{});
+  ASSERT_EQ(p.records.size(), 31u);
+  const JsonlParseResult q = ParseJsonl(proofs, "proofs.jsonl", JsonlOptions{});
+  std::set<std::string> proved;
+  for (const auto& r : q.records) proved.insert(r.proof().problem_id());
+  std::set<std::string> statements;
+  for (size_t i = 0; i < p.records.size(); ++i) {
+    const v1::ProblemRecord& problem = p.records[i].problem();
+    statements.insert(problem.statement());
+    if (i < 7) {
+      EXPECT_EQ(problem.split(), v1::DATASET_SPLIT_TRAIN);
+      EXPECT_EQ(proved.count(problem.problem_id()), 0u) << problem.problem_id();
+    } else if (problem.split() == v1::DATASET_SPLIT_TRAIN) {
+      EXPECT_EQ(proved.count(problem.problem_id()), 1u) << problem.problem_id();
+    }
+  }
+  EXPECT_EQ(statements.size(), 31u);  // none shared
+
+  auto unlabelled = ChainDatasetUnlabelledProblems(options);
+  ASSERT_TRUE(unlabelled.ok()) << unlabelled.status();
+  ASSERT_EQ(unlabelled->size(), 7u);
+  EXPECT_EQ((*unlabelled)[0].id, p.records[0].problem().problem_id());
+  options.unlabelled_problems = -1;
+  EXPECT_EQ(ChainDatasetUnlabelledProblems(options).status().message(),
+            "unlabelled_problems: -1 is outside 0..1000000");
+}
+
 TEST(JsonlExport, WritesFilesAndValidatesOptions) {
   ChainDatasetOptions options;
   options.train_problems = 5;
