@@ -192,7 +192,7 @@ ChainWarmupResult WarmUp(const std::string& name, const ModelInitOptions& model,
 
 // The tiny default's recipe (configs/tiny.yaml's warm-up, domain and model sections): the
 // default model shape with 4 key heads, initial weights of std 0.088 and mimetic attention in
-// its last layer, an easier domain than ChainDomainOptions' defaults (6 letters, chains of 2-3
+// its last layer, an easier domain than ChainDomainOptions' defaults (6 letters, chains of 3
 // facts, 1-2 distractors), 3500 steps of 16 examples: a look-up drill of 1500 steps (verifier
 // examples on scrambled citations only), then generator : verifier : meta-verifier = 2 : 1 : 1,
 // half the made-up proofs flawless, half the other verifier examples on scrambled citations,
@@ -208,6 +208,7 @@ ModelInitOptions RecipeModel() {
 ChainWarmupOptions RecipeOptions() {
   ChainWarmupOptions o;
   o.domain.num_variables = 6;
+  o.domain.min_chain_length = 3;
   o.domain.max_chain_length = 3;
   o.domain.max_distractors = 2;
   o.steps = 3500;
@@ -223,11 +224,11 @@ ChainWarmupOptions RecipeOptions() {
 }
 
 // The recipe's mix without its drill, 400 steps (about two minutes on two free cores), on the
-// default initial weights (std 0.02, 2 key heads): every format is learned, the meta-verifier
-// beats the "always give the most common score" baseline by a margin and the verifier beats it
-// (0.562 against 0.531: since the made-up flaws include a step after the goal, the verifier's
-// margin comes later than 400 steps, and is no larger at 600). The recipe's std 0.088 learns
-// the formats as fast but not yet the verifier (0.375 at step 400).
+// default initial weights (std 0.02, 2 key heads): every format is learned, and the verifier and
+// the meta-verifier beat the "always give the most common score" baseline by a margin (verifier
+// 0.750 against 0.469, meta-verifier 0.719 against 0.500; with chains of 2-3 facts the verifier
+// was 0.562 against 0.531, its margin coming later than 400 steps). The recipe's std 0.088
+// learns the formats as fast but not yet the verifier.
 TEST(TinyWarmup, ShortRunLearnsEveryFormatAndBeatsTheBaselines) {
   ChainWarmupOptions o = RecipeOptions();
   o.steps = 400;
@@ -246,7 +247,7 @@ TEST(TinyWarmup, ShortRunLearnsEveryFormatAndBeatsTheBaselines) {
   EXPECT_GE(m.at("generator_format_ok"), 0.9);
   EXPECT_GE(m.at("verifier_format_ok"), 0.9);
   EXPECT_GE(m.at("meta_format_ok"), 0.9);
-  EXPECT_GT(m.at("verifier_agreement"), m.at("verifier_majority_baseline"));
+  EXPECT_GE(m.at("verifier_agreement"), m.at("verifier_majority_baseline") + 0.1);
   EXPECT_GE(m.at("meta_agreement"), m.at("meta_majority_baseline") + 0.1);
   // The look-up is measured (TallyChainLookup pins how); this early it is not learned.
   EXPECT_GE(m.at("verifier_lookup_accuracy"), 0);
