@@ -25,6 +25,10 @@ std::string AutoLabelPhase::ProblemCursor() const {
   return RunStore::CursorName(v1::PHASE_AUTO_LABEL, options_.iteration, "problems");
 }
 
+std::string AutoLabelPhase::LabelledProblemCursor() const {
+  return RunStore::CursorName(v1::PHASE_AUTO_LABEL, options_.iteration, "labelled-problems");
+}
+
 std::string AutoLabelPhase::ResultCursor() const {
   return RunStore::CursorName(v1::PHASE_AUTO_LABEL, options_.iteration, "results");
 }
@@ -32,10 +36,17 @@ std::string AutoLabelPhase::ResultCursor() const {
 absl::StatusOr<AutoLabelProgress> AutoLabelPhase::Enqueue(uint32_t problems) {
   GenerationWorkSpec spec{v1::PHASE_AUTO_LABEL, options_.iteration, options_.proofs_per_problem, options_.params,
                           0};
-  auto enqueued = EnqueueGenerationWork(store_, dispatcher_, generator_, spec, ProblemCursor(), problems);
-  if (!enqueued.ok()) return enqueued.status();
+  auto unlabelled = EnqueueGenerationWork(store_, dispatcher_, generator_, spec, ProblemCursor(), problems,
+                                         ProblemLabels::kUnlabelled);
+  if (!unlabelled.ok()) return unlabelled.status();
   AutoLabelProgress progress;
-  progress.enqueued = *enqueued;
+  progress.enqueued = *unlabelled;
+  if (progress.enqueued < problems) {
+    auto labelled = EnqueueGenerationWork(store_, dispatcher_, generator_, spec, LabelledProblemCursor(),
+                                          problems - progress.enqueued, ProblemLabels::kLabelled);
+    if (!labelled.ok()) return labelled.status();
+    progress.enqueued += *labelled;
+  }
   return progress;
 }
 

@@ -57,10 +57,14 @@ class AutoLabelPhase {
   AutoLabelPhase(RunStore* store, LeaseDispatcher* dispatcher, ScoringClient* scoring, PromptTemplate generator,
                  OutputMarkers markers, AutoLabelPhaseOptions options);
 
+  // Up to `problems` training problems, those nobody labelled first (auto-labelling is for
+  // new problems; a labelled one's proofs are mostly duplicates of its labels), in import
+  // order; then labelled ones. Each kind has its own cursor, so a later call goes on.
   absl::StatusOr<AutoLabelProgress> Enqueue(uint32_t problems);
   absl::StatusOr<AutoLabelProgress> ProcessResults();
 
-  std::string ProblemCursor() const;
+  std::string ProblemCursor() const;          // unlabelled problems
+  std::string LabelledProblemCursor() const;  // labelled problems, once the unlabelled run out
   std::string ResultCursor() const;
 
  private:

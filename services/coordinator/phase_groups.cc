@@ -66,10 +66,11 @@ absl::Status RecordAndAdvance(RunStore* store, const GroupRecord& group, const s
 
 absl::StatusOr<uint32_t> EnqueueGenerationWork(RunStore* store, LeaseDispatcher* dispatcher,
                                                const PromptTemplate& generator, const GenerationWorkSpec& spec,
-                                               const std::string& cursor, uint32_t problems) {
+                                               const std::string& cursor, uint32_t problems,
+                                               ProblemLabels labels) {
   absl::StatusOr<int64_t> position = store->GetCursor(cursor);
   if (!position.ok()) return position.status();
-  auto batch = store->Problems(v1::DATASET_SPLIT_TRAIN, *position, problems);
+  auto batch = store->Problems(v1::DATASET_SPLIT_TRAIN, *position, problems, labels);
   if (!batch.ok()) return batch.status();
   if (batch->empty()) return 0u;
   std::vector<WorkItemSpec> items;

@@ -69,11 +69,12 @@ struct GenerationWorkSpec {
 // One GenerateWork lease per training problem after `cursor` (at most
 // `problems`): the generator template rendered with the statement, the
 // generator adapter, log-probs on; keys "p<phase>-i<iteration>-<problem_id>[-e<epoch>]"
-// make a repeat after a restart harmless. Moves the cursor; returns how many
-// were enqueued.
+// make a repeat after a restart harmless. Only problems `labels` admits
+// (RunStore::Problems). Moves the cursor; returns how many were enqueued.
 absl::StatusOr<uint32_t> EnqueueGenerationWork(RunStore* store, LeaseDispatcher* dispatcher,
                                                const PromptTemplate& generator, const GenerationWorkSpec& spec,
-                                               const std::string& cursor, uint32_t problems);
+                                               const std::string& cursor, uint32_t problems,
+                                               ProblemLabels labels = ProblemLabels::kAny);
 
 }  // namespace dsm
 

@@ -453,14 +453,16 @@ absl::Status RunStore::AddAutoLabels(absl::Span<const v1::LabelledProof> labels,
 }
 
 absl::StatusOr<std::vector<StoredProblem>> RunStore::Problems(v1::DatasetSplit split, int64_t after_seq,
-                                                              uint32_t limit) {
+                                                              uint32_t limit, ProblemLabels labels) {
   std::vector<StoredProblem> out;
   DSM_RETURN_IF_ERROR(db_->Read([&](Connection& c) -> absl::Status {
     out.clear();
     DSM_ASSIGN_OR_RETURN(StateDb::Statement st,
                          c.Prepare("SELECT seq, problem_id, statement, split, source FROM problems "
-                                   "WHERE seq > ?1 AND (?2 = 0 OR split = ?2) ORDER BY seq LIMIT ?3"));
-    st.BindInt(1, after_seq).BindInt(2, split).BindInt(3, limit);
+                                   "WHERE seq > ?1 AND (?2 = 0 OR split = ?2) AND (?4 = 0 OR (?4 = 2) = EXISTS "
+                                   "(SELECT 1 FROM proofs WHERE proofs.problem_id = problems.problem_id "
+                                   "AND proofs.labeller != 'auto')) ORDER BY seq LIMIT ?3"));
+    st.BindInt(1, after_seq).BindInt(2, split).BindInt(3, limit).BindInt(4, static_cast<int>(labels));
     while (true) {
       DSM_ASSIGN_OR_RETURN(bool row, st.Step());
       if (!row) break;

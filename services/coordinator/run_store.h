@@ -107,6 +107,9 @@ struct GroupRecord {
   uint64_t accept_sequence = 0;
 };
 
+// Problems by whether they have a proof labelled by someone other than phase 5.
+enum class ProblemLabels { kAny = 0, kUnlabelled = 1, kLabelled = 2 };
+
 class RunStore {
  public:
   // Opens (creating) the state database at `path` and migrates it.
@@ -165,8 +168,11 @@ class RunStore {
   // `iteration`, all or nothing, with the optional cursor move.
   absl::Status AddAutoLabels(absl::Span<const v1::LabelledProof> labels, uint32_t iteration,
                              const std::optional<CursorUpdate>& cursor, absl::Time now);
-  // Problems of `split` (UNSPECIFIED = both) with seq > after_seq, in import order.
-  absl::StatusOr<std::vector<StoredProblem>> Problems(v1::DatasetSplit split, int64_t after_seq, uint32_t limit);
+  // Problems of `split` (UNSPECIFIED = both) with seq > after_seq, in import order; with
+  // `labels`, only those with (kLabelled) or without (kUnlabelled) a labelled proof — a proof
+  // labelled by anyone but phase 5 (labeller "auto").
+  absl::StatusOr<std::vector<StoredProblem>> Problems(v1::DatasetSplit split, int64_t after_seq, uint32_t limit,
+                                                      ProblemLabels labels = ProblemLabels::kAny);
   absl::StatusOr<std::vector<StoredProof>> Proofs(int64_t after_seq, uint32_t limit);
   absl::StatusOr<std::vector<StoredAnalysis>> Analyses(int64_t after_seq, uint32_t limit);
   absl::StatusOr<std::optional<v1::ProblemRecord>> GetProblem(const std::string& problem_id);

@@ -55,11 +55,22 @@ class FakeScoring final : public v1::Verifier::CallbackService, public v1::MetaV
   }
 };
 
+absl::StatusOr<std::unique_ptr<RunStore>> OpenStore(const TestDir& dir) {
+  RunStoreOptions options;
+  options.db.synchronous_full = false;
+  return RunStore::Open(dir.File("state.db"), options);
+}
+
+absl::StatusOr<PromptTemplate> GeneratorTemplate() {
+  return PromptTemplate::Parse(
+      "role: generator\nevaluation_marker: Here is my evaluation of the solution:\n"
+      "score_marker: Based on my evaluation, the final overall score should be:\n---\nProve: {problem}\n",
+      "generator.txt");
+}
+
 TEST(AutoLabelPhase, LabelsNewProofsByScaledVerification) {
   TestDir dir;
-  RunStoreOptions store_options;
-  store_options.db.synchronous_full = false;
-  auto store = RunStore::Open(dir.File("state.db"), store_options);
+  auto store = OpenStore(dir);
   ASSERT_TRUE(store.ok()) << store.status();
   std::vector<v1::ImportRecordsRequest> records(1);
   records[0].mutable_problem()->set_problem_id("p1");
@@ -86,10 +97,7 @@ TEST(AutoLabelPhase, LabelsNewProofsByScaledVerification) {
   auto session = worker.Connect(dispatcher, "w", 4);
   ASSERT_TRUE(session.ok());
 
-  auto generator = PromptTemplate::Parse(
-      "role: generator\nevaluation_marker: Here is my evaluation of the solution:\n"
-      "score_marker: Based on my evaluation, the final overall score should be:\n---\nProve: {problem}\n",
-      "generator.txt");
+  absl::StatusOr<PromptTemplate> generator = GeneratorTemplate();
   ASSERT_TRUE(generator.ok()) << generator.status();
   AutoLabelPhaseOptions options;
   options.proofs_per_problem = 5;
@@ -133,6 +141,44 @@ TEST(AutoLabelPhase, LabelsNewProofsByScaledVerification) {
     }
   }
   EXPECT_EQ(phase.ProcessResults()->labelled, 0u);  // a rerun repeats nothing
+}
+
+// Phase 5 labels problems nobody labelled first, in import order, then labelled ones.
+TEST(AutoLabelPhase, TakesProblemsNobodyLabelledFirst) {
+  TestDir dir;
+  auto store = OpenStore(dir);
+  ASSERT_TRUE(store.ok()) << store.status();
+  std::vector<v1::ImportRecordsRequest> records(5);
+  for (int i = 0; i < 3; ++i) {
+    records[i].mutable_problem()->set_problem_id(absl::StrCat("p", i + 1));
+    records[i].mutable_problem()->set_statement(absl::StrCat("Given: a=b, b=c. Prove: a=c. #", i + 1));
+  }
+  // p1 and p3 have expert labels; p2 has none.
+  for (int i : {3, 4}) {
+    const std::string problem = i == 3 ? "p1" : "p3";
+    records[i].mutable_proof()->set_proof_id(problem + "-label");
+    records[i].mutable_proof()->set_problem_id(problem);
+    records[i].mutable_proof()->set_proof("1. a=b, so a=b\n2. b=c, so a=c\nThus a=c.");
+    records[i].mutable_proof()->set_score(1);
+  }
+  ASSERT_TRUE((*store)->ImportRecords(records, true).ok());
+
+  LeaseDispatcher dispatcher(store->get(), DispatcherOptions{}, nullptr);
+  dsm_test::GrantCollector worker;
+  auto session = worker.Connect(dispatcher, "w", 8);
+  ASSERT_TRUE(session.ok());
+  absl::StatusOr<PromptTemplate> generator = GeneratorTemplate();
+  ASSERT_TRUE(generator.ok()) << generator.status();
+  AutoLabelPhase phase(store->get(), &dispatcher, nullptr, *generator, VerifierMarkers(), AutoLabelPhaseOptions{});
+  auto problem_of = [&](size_t grant) { return worker.grants()[grant].generate().metadata().problem_id(); };
+  ASSERT_EQ(phase.Enqueue(2)->enqueued, 2u);
+  ASSERT_EQ(worker.grants().size(), 2u);
+  EXPECT_EQ(problem_of(0), "p2");  // the unlabelled one, though imported after p1
+  EXPECT_EQ(problem_of(1), "p1");  // then the labelled ones in import order
+  ASSERT_EQ(phase.Enqueue(5)->enqueued, 1u);  // each kind goes on from where it stopped
+  ASSERT_EQ(worker.grants().size(), 3u);
+  EXPECT_EQ(problem_of(2), "p3");
+  EXPECT_EQ(phase.Enqueue(5)->enqueued, 0u);
 }
 
 }  // namespace

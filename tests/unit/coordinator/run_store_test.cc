@@ -209,6 +209,36 @@ TEST_F(RunStoreTest, AutoLabelsMoveTheCursorInTheSameTransaction) {
   EXPECT_EQ(store_->CountRecords().value().auto_labelled_proofs, 1u);
 }
 
+// Problems by their labels: a proof labelled by phase 5 ("auto") leaves a problem unlabelled.
+TEST_F(RunStoreTest, ListsProblemsWithOrWithoutLabelledProofs) {
+  const std::vector<v1::ImportRecordsRequest> records = {
+      Problem("p1", "S1", v1::DATASET_SPLIT_TRAIN), Problem("p2", "S2", v1::DATASET_SPLIT_TRAIN),
+      Problem("p3", "S3", v1::DATASET_SPLIT_TRAIN), Problem("p4", "S4", v1::DATASET_SPLIT_EVAL),
+      Proof("pr1", "p1", 1)};
+  ASSERT_TRUE(store_->ImportRecords(records, false).ok());
+  v1::LabelledProof label;
+  label.set_proof_id("auto-1");
+  label.set_problem_id("p3");
+  label.set_proof("a=b so a=c");
+  label.set_score(1);
+  ASSERT_TRUE(store_->AddAutoLabels({label}, 1, std::nullopt, kT0).ok());
+  auto ids = [&](ProblemLabels labels, int64_t after) {
+    absl::StatusOr<std::vector<StoredProblem>> problems = store_->Problems(v1::DATASET_SPLIT_TRAIN, after, 10, labels);
+    std::vector<std::string> out;
+    if (!problems.ok()) return std::vector<std::string>{std::string(problems.status().message())};
+    for (const StoredProblem& p : *problems) out.push_back(p.record.problem_id());
+    return out;
+  };
+  EXPECT_EQ(ids(ProblemLabels::kAny, 0), (std::vector<std::string>{"p1", "p2", "p3"}));
+  EXPECT_EQ(ids(ProblemLabels::kUnlabelled, 0), (std::vector<std::string>{"p2", "p3"}));
+  EXPECT_EQ(ids(ProblemLabels::kLabelled, 0), (std::vector<std::string>{"p1"}));
+  absl::StatusOr<std::vector<StoredProblem>> all = store_->Problems(v1::DATASET_SPLIT_TRAIN, 0, 10);
+  ASSERT_TRUE(all.ok() && all->size() == 3u);
+  const int64_t p2_seq = (*all)[1].seq;
+  EXPECT_EQ(ids(ProblemLabels::kUnlabelled, p2_seq), (std::vector<std::string>{"p3"}));
+  EXPECT_TRUE(ids(ProblemLabels::kLabelled, p2_seq).empty());
+}
+
 TEST_F(RunStoreTest, GroupsRoundTripAndAreIdempotent) {
   GroupRecord g;
   g.group_id = "r1/2/1/p1/lease-1";
