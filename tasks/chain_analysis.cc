@@ -57,9 +57,9 @@ const char* CitationStatusText(ChainCitationStatus status) {
   return "given";
 }
 
-// The analysis body: the citation note, then the issues (or kChainNoIssue).
-std::vector<std::string> NotedIssues(const std::vector<ChainCitation>& citations, std::vector<std::string> issues) {
-  std::vector<std::string> lines{ChainCitationNote(citations)};
+// The analysis body: the citation note of `noted`, then the issues (or kChainNoIssue).
+std::vector<std::string> NotedIssues(const ChainVerdict& noted, std::vector<std::string> issues) {
+  std::vector<std::string> lines{ChainCitationNote(noted.citations, noted.final_claim, noted.goal)};
   if (issues.empty()) issues.emplace_back(kChainNoIssue);
   for (std::string& issue : issues) lines.push_back(std::move(issue));
   return lines;
@@ -70,11 +70,13 @@ std::string CitationNoteItem(const ChainCitation& c) {
   return absl::StrCat(c.line, ". ", c.cited.Text(), " ", CitationStatusText(c.status));
 }
 
-// `citations` with step `line`'s status replaced by `status` (when set and the step exists).
-std::vector<ChainCitation> WithCitation(std::vector<ChainCitation> citations, int line,
-                                        std::optional<ChainCitationStatus> status) {
-  if (status && line >= 1 && line <= static_cast<int>(citations.size())) citations[line - 1].status = *status;
-  return citations;
+// `verdict` with step `line`'s citation status replaced by `status` (when set and the step
+// exists).
+ChainVerdict WithCitation(ChainVerdict verdict, int line, std::optional<ChainCitationStatus> status) {
+  if (status && line >= 1 && line <= static_cast<int>(verdict.citations.size())) {
+    verdict.citations[line - 1].status = *status;
+  }
+  return verdict;
 }
 
 }  // namespace
@@ -92,10 +94,14 @@ std::string RenderChainAnalysis(double score, const std::vector<std::string>& is
                       ChainScoreText(score), "}");
 }
 
-std::string ChainCitationNote(const std::vector<ChainCitation>& citations) {
-  if (citations.empty()) return "Cited: none.";
+std::string ChainCitationNote(const std::vector<ChainCitation>& citations, const std::optional<ChainFact>& final_claim,
+                              const ChainFact& goal) {
   std::vector<std::string> items;
   for (const ChainCitation& c : citations) items.push_back(CitationNoteItem(c));
+  if (final_claim) {
+    items.push_back(absl::StrCat("end ", final_claim->Text(), *final_claim == goal ? " goal" : " not goal"));
+  }
+  if (items.empty()) return "Cited: none.";
   return absl::StrCat("Cited: ", absl::StrJoin(items, ", "), ".");
 }
 
@@ -133,7 +139,7 @@ std::string RenderFaithfulChainAnalysis(const ChainVerdict& verdict,
       }
     }
   }
-  return RenderChainAnalysis(verdict.score, NotedIssues(verdict.citations, std::move(issues)), markers);
+  return RenderChainAnalysis(verdict.score, NotedIssues(verdict, std::move(issues)), markers);
 }
 
 std::string RenderChainGeneratorOutput(absl::string_view proof, absl::string_view self_analysis) {
@@ -189,9 +195,10 @@ std::optional<LabelledChainAnalysis> MakeLabelledChainAnalysis(const ChainStatem
       break;
     case ChainAnalysisKind::kMissedIssue: {
       if (first == nullptr) return std::nullopt;
-      // It sees nothing wrong, in its citation note either.
-      std::vector<ChainCitation> missed = verdict.citations;
-      for (ChainCitation& c : missed) c.status = ChainCitationStatus::kGiven;
+      // It sees nothing wrong, in its citation note either (the final line taken for the goal).
+      ChainVerdict missed = verdict;
+      for (ChainCitation& c : missed.citations) c.status = ChainCitationStatus::kGiven;
+      if (missed.final_claim) missed.goal = *missed.final_claim;
       text = RenderChainAnalysis(1.0, NotedIssues(missed, {}));
       break;
     }
@@ -204,7 +211,7 @@ std::optional<LabelledChainAnalysis> MakeLabelledChainAnalysis(const ChainStatem
       const double score = wrong[rng.Uniform(static_cast<int>(wrong.size()))];
       std::vector<std::string> issues;
       if (first != nullptr) issues.push_back(first->reason);
-      text = RenderChainAnalysis(score, NotedIssues(verdict.citations, std::move(issues)));
+      text = RenderChainAnalysis(score, NotedIssues(verdict, std::move(issues)));
       break;
     }
     case ChainAnalysisKind::kBogusIssue: {
@@ -212,7 +219,7 @@ std::optional<LabelledChainAnalysis> MakeLabelledChainAnalysis(const ChainStatem
       const int line = sound_lines[rng.Uniform(static_cast<int>(sound_lines.size()))];
       MadeUp made_up = MadeUpIssue(statement, proof.proof, line, &rng);
       text = RenderChainAnalysis(made_up.score,
-                                 NotedIssues(WithCitation(verdict.citations, line, made_up.citation), {made_up.issue}));
+                                 NotedIssues(WithCitation(verdict, line, made_up.citation), {made_up.issue}));
       break;
     }
     case ChainAnalysisKind::kMixedIssues: {
@@ -222,7 +229,7 @@ std::optional<LabelledChainAnalysis> MakeLabelledChainAnalysis(const ChainStatem
       std::vector<std::string> issues{first->reason, made_up.issue};
       if (line < first->line) std::swap(issues[0], issues[1]);
       text = RenderChainAnalysis(verdict.score,
-                                 NotedIssues(WithCitation(verdict.citations, line, made_up.citation), issues));
+                                 NotedIssues(WithCitation(verdict, line, made_up.citation), issues));
       break;
     }
   }

@@ -10,7 +10,7 @@
 // names the issues:
 //
 //   Here is my evaluation of the solution:
-//   Cited: 1. a=b given, 2. b=e not given.
+//   Cited: 1. a=b given, 2. b=e not given, end a=e goal.
 //   Step 2 cites b=e, which is not given.
 //   Based on my evaluation, the final overall score should be:
 //   \boxed{0}
@@ -36,12 +36,17 @@ inline constexpr absl::string_view kChainNoIssue = "All steps are correct.";
 // "0", "0.5" or "1".
 std::string ChainScoreText(double score);
 
-// "Cited: 1. a=b given, 2. b=e not given, 3. c=d reversed." ("Cited: none." when no line is a
-// step): the note that opens a verifier-style analysis. It names no step or line in words, so
-// ReadChainAnalysis takes no claim from it; it spells out, one cited fact at a time, the look-up
-// the issue lines rest on, so that a small model checks each citation where it writes it instead
-// of all at once, and each item starts like the proof line it copies ("2. " finds step 2).
-std::string ChainCitationNote(const std::vector<ChainCitation>& citations);
+// "Cited: 1. a=b given, 2. b=e not given, 3. c=d reversed, end a=c not goal." ("Cited: none."
+// when no line is a step and there is no final line): the note that opens a verifier-style
+// analysis. It names no step or line in words, so ReadChainAnalysis takes no claim from it; it
+// spells out, one cited fact at a time, the look-up the issue lines rest on, so that a small
+// model checks each citation where it writes it instead of all at once, and each item starts
+// like the proof line it copies ("2. " finds step 2). With `final_claim` (what the final line
+// states) a last item looks that up too: "goal" when it is `goal`, else "not goal" (the goal is
+// the one equality in the problem that is not given).
+std::string ChainCitationNote(const std::vector<ChainCitation>& citations,
+                              const std::optional<ChainFact>& final_claim = std::nullopt,
+                              const ChainFact& goal = {});
 
 // How an analysis's citation note stands against the true citations of the proof it grades:
 // each true citation is right when the first "Cited: " line of `analysis` has, at the same
@@ -74,7 +79,8 @@ std::string RenderChainMetaAnalysis(const ChainAnalysisAssessment& assessment);
 
 enum class ChainAnalysisKind {
   kFaithful,     // names the real fault (or none) with the right score: meta 1
-  kMissedIssue,  // flawed proof called correct, score 1, every citation noted given: meta 1
+  kMissedIssue,  // flawed proof called correct, score 1, every citation noted given, the final
+                 // line the goal: meta 1
                  // (missing is not judged)
   kWrongScore,   // names the real fault (or none) with a wrong score: meta 0.5
   kBogusIssue,   // names one line that is not faulty, scored by that made-up issue (a made-up

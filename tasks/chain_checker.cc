@@ -155,6 +155,7 @@ ChainVerdict CheckChainProof(const ChainStatement& statement, absl::string_view 
     if (!line.empty()) lines.push_back(line);
   }
   const ChainFact goal = statement.goal;
+  verdict.goal = goal;
   if (lines.empty()) {
     verdict.final_line = 1;
     verdict.faults.push_back(ChainFault{1, true, ChainIssueEmptyProof()});
@@ -177,6 +178,7 @@ ChainVerdict CheckChainProof(const ChainStatement& statement, absl::string_view 
     }
     if (parsed.kind == ParsedLine::kFinal) {
       verdict.final_line = k;
+      verdict.final_claim = parsed.stated;
       if (parsed.stated != goal) {
         fault(k, true, ChainIssueFinalNotGoal(parsed.stated, goal));
       } else if (!last_conclusion || end != goal.rhs) {

@@ -56,6 +56,10 @@ struct ChainVerdict {
   std::vector<ChainCitation> citations;  // one per step, in line order (steps == size())
   // The final line's number: where "Thus ..." is, or where it should be when missing.
   int final_line = 0;
+  // What the final line states; nullopt when there is no final line.
+  std::optional<ChainFact> final_claim;
+  // The statement's goal.
+  ChainFact goal;
 
   // The first fault, or nullptr when the proof is correct.
   const ChainFault* first_fault() const { return faults.empty() ? nullptr : &faults.front(); }

@@ -96,16 +96,27 @@ TEST(ChainAnalysis, FaithfulAnalysesOpenWithTheCitationNote) {
   const ChainVerdict verdict = CheckChainProof(statement, "1. a=b, so a=b\n2. b=c, so a=c\n3. c=f, so a=f\nThus a=d.");
   EXPECT_EQ(RenderFaithfulChainAnalysis(verdict),
             "Here is my evaluation of the solution:\n"
-            "Cited: 1. a=b given, 2. b=c reversed, 3. c=f not given.\n"
+            "Cited: 1. a=b given, 2. b=c reversed, 3. c=f not given, end a=d goal.\n"
             "Step 2 cites b=c, but the given fact is c=b.\n"
             "Step 3 cites c=f, which is not given.\n"
             "Based on my evaluation, the final overall score should be:\n\\boxed{0}");
   const ChainAnalysisClaims claims = ReadChainAnalysis(RenderFaithfulChainAnalysis(verdict), verdict.final_line);
   EXPECT_EQ(claims.lines, (std::vector<int>{2, 3}));
   EXPECT_EQ(RenderFaithfulChainAnalysis(CheckChainProof(statement, "1. a=b, so a=b\n2. c=b, so a=c\n3. c=d, so a=d\nThus a=d.")),
-            "Here is my evaluation of the solution:\nCited: 1. a=b given, 2. c=b given, 3. c=d given.\n"
+            "Here is my evaluation of the solution:\nCited: 1. a=b given, 2. c=b given, 3. c=d given, end a=d goal.\n"
             "All steps are correct.\nBased on my evaluation, the final overall score should be:\n\\boxed{1}");
   EXPECT_EQ(ChainCitationNote({}), "Cited: none.");
+  // The final line is looked up too: a wrong one is "not goal" (and named by the issue line).
+  const ChainVerdict wrong_final =
+      CheckChainProof(statement, "1. a=b, so a=b\n2. c=b, so a=c\n3. c=d, so a=d\nThus a=c.");
+  EXPECT_EQ(ChainCitationNote(wrong_final.citations, wrong_final.final_claim, wrong_final.goal),
+            "Cited: 1. a=b given, 2. c=b given, 3. c=d given, end a=c not goal.");
+  EXPECT_EQ(ReadChainAnalysis(RenderFaithfulChainAnalysis(wrong_final), wrong_final.final_line).lines,
+            (std::vector<int>{4}));
+  EXPECT_EQ(ChainCitationNote({}, ChainFact{'a', 'd'}, ChainFact{'a', 'd'}), "Cited: end a=d goal.");
+  // No final line, no item.
+  const ChainVerdict no_final = CheckChainProof(statement, "1. a=b, so a=b");
+  EXPECT_EQ(ChainCitationNote(no_final.citations, no_final.final_claim, no_final.goal), "Cited: 1. a=b given.");
 }
 
 TEST(ChainAnalysis, TalliesTheLookUpItemByItem) {
@@ -137,6 +148,7 @@ TEST(ChainAnalysis, MadeUpAnalysesNoteWhatTheyClaim) {
     auto missed = MakeLabelledChainAnalysis(problem->statement, wrong, ChainAnalysisKind::kMissedIssue, seed);
     ASSERT_TRUE(missed.has_value());
     EXPECT_EQ(missed->text.find("not given"), std::string::npos) << missed->text;
+    EXPECT_EQ(missed->text.find("not goal"), std::string::npos) << missed->text;
     const LabelledChainProof right = MakeLabelledChainProof(*problem, ChainFlaw::kNone, seed);
     auto bogus = MakeLabelledChainAnalysis(problem->statement, right, ChainAnalysisKind::kBogusIssue, seed);
     ASSERT_TRUE(bogus.has_value());

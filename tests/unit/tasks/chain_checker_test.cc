@@ -61,6 +61,10 @@ TEST(ChainChecker, RecordsEachStepsCitation) {
   EXPECT_EQ(v.citations[1].status, ChainCitationStatus::kReversed);
   EXPECT_EQ(v.citations[2].cited, (ChainFact{'c', 'f'}));
   EXPECT_EQ(v.citations[2].status, ChainCitationStatus::kNotGiven);
+  EXPECT_EQ(v.final_claim, (ChainFact{'a', 'd'}));
+  EXPECT_EQ(v.goal, (ChainFact{'a', 'd'}));
+  EXPECT_FALSE(Check("1. a=b, so a=b").final_claim.has_value());
+  EXPECT_EQ(Check("1. a=b, so a=b\nThus a=c").final_claim, (ChainFact{'a', 'c'}));
   EXPECT_TRUE(Check("").citations.empty());
 }
 

@@ -58,6 +58,9 @@ TEST(ChainTokenizer, PreTokenizesEqualitiesWhole) {
   EXPECT_EQ(ChainPreTokenize("Cited: 1. a=b given, 2. b=c not given, 3. c=d reversed."),
             (std::vector<std::string>{"Cited", ": ", "1", ". ", "a=b", " given", ", ", "2", ". ", "b=c",
                                       " not ", "given", ", ", "3", ". ", "c=d", " reversed", "."}));
+  // The final line's item likewise: its status is the next piece after the equality.
+  EXPECT_EQ(ChainPreTokenize("3. c=d given, end a=c not goal."),
+            (std::vector<std::string>{"3", ". ", "c=d", " given", ", ", "end ", "a=c", " not ", "goal", "."}));
   EXPECT_EQ(ChainPreTokenize("Step 1 cites a=b  x"),
             (std::vector<std::string>{"Step ", "1", " cites ", "a=b", " ", " ", "x"}));
 }
