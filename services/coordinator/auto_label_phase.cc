@@ -5,12 +5,41 @@
 #include <utility>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "common/concurrent_calls.h"
 #include "services/coordinator/phase_groups.h"
 #include "spdlog/spdlog.h"
 
 namespace dsm {
+
+namespace {
+
+// One debug line per proof: the label, and each analysis's score, meta-scores and issue lines,
+// so a run's log shows why a proof got its label (e.g. issues reported but none confirmed).
+void LogEvidence(const std::string& id, const v1::VerifyResponse& verified, const std::vector<LabelEvidence>& evidence,
+                 const AutoLabelResult& label) {
+  std::string analyses;
+  for (size_t j = 0; j < evidence.size(); ++j) {
+    const LabelEvidence& e = evidence[j];
+    absl::StrAppend(&analyses, " | score ",
+                    e.analysis.format() == v1::FORMAT_STATUS_OK ? absl::StrCat(e.analysis.value()) : "invalid",
+                    " meta [", absl::StrJoin(e.meta_scores, ","), "]");
+    if (e.analysis.format() == v1::FORMAT_STATUS_OK && e.analysis.value() < 1.0) {
+      for (absl::string_view line : absl::StrSplit(verified.analyses(static_cast<int>(j)).completion().text(), '\n')) {
+        if (absl::StartsWith(line, "Step ") || absl::StartsWith(line, "The final line")) {
+          absl::StrAppend(&analyses, " \"", line, "\"");
+        }
+      }
+    }
+  }
+  spdlog::debug("auto-label {}: {} ({}){}", id, label.label ? absl::StrCat(*label.label) : "dropped", label.reason,
+                analyses);
+}
+
+}  // namespace
 
 AutoLabelPhase::AutoLabelPhase(RunStore* store, LeaseDispatcher* dispatcher, ScoringClient* scoring,
                                PromptTemplate generator, OutputMarkers markers, AutoLabelPhaseOptions options)
@@ -155,6 +184,7 @@ absl::StatusOr<AutoLabelProgress> AutoLabelPhase::ProcessResults() {
           evidence.push_back(std::move(e));
         }
         const AutoLabelResult label = AutoLabel(evidence, options_.rule);
+        if (spdlog::should_log(spdlog::level::debug)) LogEvidence(candidate.verify_id, *verified, evidence, label);
         if (!label.label.has_value()) {
           ++progress.dropped;
           continue;

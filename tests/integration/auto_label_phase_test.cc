@@ -17,6 +17,7 @@
 #include "services/coordinator/run_store.h"
 #include "services/coordinator/scoring_client.h"
 #include "tests/integration/dispatcher_session.h"
+#include "tests/integration/log_capture.h"
 #include "tests/unit/coordinator/test_dir.h"
 
 namespace dsm {
@@ -120,8 +121,14 @@ TEST(AutoLabelPhase, LabelsNewProofsByScaledVerification) {
   }
   ASSERT_TRUE(dispatcher.OnResult(*session, result).ok());
 
+  dsm_test::LogCapture log;
   auto progress = phase.ProcessResults();
   ASSERT_TRUE(progress.ok()) << progress.status();
+  // At debug level, each proof's label with its evidence: scores, meta-scores, issue lines.
+  EXPECT_NE(log.text().find("debug auto-label p6-i1-"), std::string::npos) << log.text();
+  EXPECT_NE(log.text().find("| score 0 meta [1,1,1] \"Step 1 is wrong.\""), std::string::npos) << log.text();
+  EXPECT_NE(log.text().find(": 1 (no analysis found a confirmed issue) | score 1 meta []"), std::string::npos)
+      << log.text();
   EXPECT_EQ(progress->proofs, 3u);
   EXPECT_EQ(progress->labelled, 3u);
   EXPECT_EQ(progress->duplicates, 1u);

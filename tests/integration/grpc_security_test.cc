@@ -7,7 +7,6 @@
 #include <filesystem>
 #include <fstream>
 #include <memory>
-#include <sstream>
 #include <string>
 #include <vector>
 
@@ -15,7 +14,6 @@
 #include <grpcpp/generic/generic_stub.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
-#include <spdlog/sinks/ostream_sink.h>
 #include <spdlog/spdlog.h>
 
 #include "common/auth_token.h"
@@ -27,6 +25,7 @@
 #include "dsm/v1/sampler.grpc.pb.h"
 #include "dsm/v1/scoring.grpc.pb.h"
 #include "grpc/health/v1/health.grpc.pb.h"
+#include "tests/integration/log_capture.h"
 #include "tests/integration/test_certs.h"
 
 namespace dsm {
@@ -388,21 +387,7 @@ TEST(GrpcSecurityRule, TokenWithoutTlsDoesNotStartEvenOnLoopback) {
             "server.tls_cert_file and server.tls_key_file (the token is never sent in clear text)");
 }
 
-// Captures spdlog's default logger while alive.
-class LogCapture {
- public:
-  LogCapture() : previous_(spdlog::default_logger()) {
-    auto sink = std::make_shared<spdlog::sinks::ostream_sink_mt>(stream_);
-    sink->set_pattern("%l %v");
-    spdlog::set_default_logger(std::make_shared<spdlog::logger>("capture", sink));
-  }
-  ~LogCapture() { spdlog::set_default_logger(previous_); }
-  std::string text() const { return stream_.str(); }
-
- private:
-  std::shared_ptr<spdlog::logger> previous_;
-  std::ostringstream stream_;
-};
+using dsm_test::LogCapture;
 
 TEST(GrpcSecurityRule, LoopbackWithoutSecurityStartsAndSaysSo) {
   LogCapture log;
