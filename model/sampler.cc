@@ -4,6 +4,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/types/span.h"
 
 namespace dsm {
 
@@ -96,7 +97,12 @@ void Sampler::Append(Sequence& seq, int32_t token, float logprob) {
   const bool stop_id = std::find(p.stop_token_ids.begin(), p.stop_token_ids.end(), token) != p.stop_token_ids.end();
   if (tokenizer_ != nullptr) {
     const std::size_t before = seq.text.size();
-    seq.text = tokenizer_->Decode(seq.tokens, /*skip_special_tokens=*/false);
+    // The token that ends the sequence (EOS or a stop token) is not text, as in vLLM: a caller
+    // that puts the completion in another prompt (an analysis the meta-verifier grades) must not
+    // pass an end-of-sequence marker on.
+    const bool hide_last = (eos || stop_id) && !p.include_stop_str_in_output;
+    seq.text = tokenizer_->Decode(absl::MakeConstSpan(seq.tokens).subspan(0, seq.tokens.size() - (hide_last ? 1 : 0)),
+                                  /*skip_special_tokens=*/false);
     // A stop string can only end in the newly decoded text.
     std::size_t longest = 0;
     for (const std::string& s : p.stop) longest = std::max(longest, s.size());

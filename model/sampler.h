@@ -48,7 +48,8 @@ struct SampleResult {
   std::vector<int32_t> tokens;  // every sampled token, a stop token included
   std::vector<float> logprobs;  // one per token (see sampling.h)
   std::string text;             // decoded tokens (empty without a tokenizer),
-                                // cut before a matched stop string unless
+                                // cut before a matched stop string and without
+                                // the EOS / stop token that ended it, unless
                                 // include_stop_str_in_output
   FinishReason finish_reason = FinishReason::kLength;
   std::string stop;             // the stop string matched, if any

@@ -2,6 +2,7 @@
 // time, and against its stop / limit / validation rules.
 #include "model/sampler.h"
 
+#include <algorithm>
 #include <map>
 #include <set>
 #include <string>
@@ -271,6 +272,29 @@ TEST(Sampler, StopStringCutsTheText) {
   EXPECT_EQ(stopped.text, free_run.text.substr(0, at));
   request.params.include_stop_str_in_output = true;
   EXPECT_EQ(Only(sampler->Generate({request})).text, free_run.text.substr(0, at + stop.size()));
+}
+
+// The EOS or stop token that ends a sequence is in `tokens` but not in `text` (vLLM's rule), so a
+// completion can go into another prompt without an end-of-sequence marker; unless
+// include_stop_str_in_output.
+TEST(Sampler, TheStopTokenIsNotText) {
+  auto model = LoadModel("llama_gqa_tied");
+  ASSERT_NE(model, nullptr);
+  absl::StatusOr<std::unique_ptr<Tokenizer>> tokenizer = Tokenizer::FromJson(ByteTokenizerJson());
+  ASSERT_TRUE(tokenizer.ok()) << tokenizer.status();
+  auto sampler = MakeSampler(model.get(), 4, tokenizer->get());
+  SampleRequest request = Greedy({72, 101, 108, 108, 111}, 12);
+  const SampleResult free_run = Only(sampler->Generate({request}));
+  ASSERT_EQ(free_run.tokens.size(), 12u);
+  const auto first = std::find(free_run.tokens.begin(), free_run.tokens.end(), free_run.tokens[5]);
+  const std::vector<int32_t> before(free_run.tokens.begin(), first);
+  request.params.stop_token_ids = {free_run.tokens[5]};
+  const SampleResult stopped = Only(sampler->Generate({request}));
+  EXPECT_EQ(stopped.finish_reason, FinishReason::kStopToken);
+  ASSERT_EQ(stopped.tokens.size(), before.size() + 1);
+  EXPECT_EQ(stopped.text, (*tokenizer)->Decode(before));
+  request.params.include_stop_str_in_output = true;
+  EXPECT_EQ(Only(sampler->Generate({request})).text, (*tokenizer)->Decode(stopped.tokens));
 }
 
 TEST(Sampler, RejectsBadRequestsNamingTheField) {
