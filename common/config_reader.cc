@@ -1,5 +1,6 @@
 #include "common/config_reader.h"
 
+#include <set>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -210,8 +211,14 @@ std::vector<std::string> ConfigReader::SectionKeys(const char* key) {
 
 std::string ConfigReader::FirstUnknownKey(const Frame& frame) {
   if (frame.node.IsMap()) {
+    std::set<std::string> seen;
     for (const auto& entry : frame.node) {
       const std::string key = entry.first.Scalar();
+      if (!seen.insert(key).second) {
+        // YAML forbids it; the parser would silently keep one of the two values.
+        return absl::StrCat("duplicate key \"", frame.path.empty() ? key : frame.path + "." + key, "\" (line ",
+                            entry.first.Mark().line + 1, ")");
+      }
       if (frame.used.count(key) == 0) {
         std::vector<std::string> known(frame.used.begin(), frame.used.end());
         const std::string where = frame.path.empty() ? "at the top level" : "in \"" + frame.path + "\"";

@@ -77,6 +77,8 @@ class ConfigReader {
   ConfigReader(std::shared_ptr<Frame> frame, std::shared_ptr<std::string> error);
   // Marks `key` used and fetches it; false when absent or after an error.
   bool Enter(const char* key, YAML::Node* value);
+  // The first key written twice in a map, or else the first key nothing read, as an error; ""
+  // when there is none.
   static std::string FirstUnknownKey(const Frame& frame);
 
   std::shared_ptr<Frame> frame_;
