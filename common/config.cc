@@ -212,6 +212,8 @@ void Visit(V& v, BuiltinConfig& o) {
   v.Num("warmup_own_proof_share", &o.warmup_own_proof_share, 0, 1);
   v.Num("warmup_correct_fraction", &o.warmup_correct_fraction, 0, 1);
   v.Num("warmup_scrambled_proof_share", &o.warmup_scrambled_proof_share, 0, 1);
+  v.Num("warmup_meta_own_proof_share", &o.warmup_meta_own_proof_share, 0, 1);
+  v.Num("warmup_meta_scrambled_proof_share", &o.warmup_meta_scrambled_proof_share, 0, 1);
   v.Int("warmup_lookup_drill_steps", &o.warmup_lookup_drill_steps, 0, 1 << 24);
   v.Int("warmup_threads", &o.warmup_threads, 0, 256);
 }

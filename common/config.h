@@ -246,6 +246,11 @@ struct BuiltinConfig {
   // Share of the warm-up's other verifier examples whose proof has about half its citations
   // changed to facts not given as written (tasks/chain_warmup.h): a drill of the look-up.
   double warmup_scrambled_proof_share = 0;
+  // The same among the warm-up's meta-verifier examples: the model's own proofs (from the
+  // warm-up's second half) and scrambled ones, each with a labelled analysis to grade, so the
+  // meta-verifier can tell a real issue in this generator's proofs from a made-up one.
+  double warmup_meta_own_proof_share = 0;
+  double warmup_meta_scrambled_proof_share = 0;
   // The warm-up's first steps, all verifier examples on such proofs (tasks/chain_warmup.h):
   // at most warmup_steps.
   int warmup_lookup_drill_steps = 0;

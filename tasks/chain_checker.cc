@@ -227,6 +227,27 @@ ChainVerdict CheckChainProof(const ChainStatement& statement, absl::string_view 
   return verdict;
 }
 
+std::optional<ChainProof> ParseChainProof(absl::string_view proof) {
+  ChainProof out;
+  bool any = false;
+  for (absl::string_view line : absl::StrSplit(proof, '\n')) {
+    line = TrimBlanks(line);
+    if (line.empty()) continue;
+    if (out.final_claim) return std::nullopt;  // a line after the final line
+    const ParsedLine parsed = ParseLine(line);
+    if (parsed.kind == ParsedLine::kUnreadable) return std::nullopt;
+    any = true;
+    if (parsed.kind == ParsedLine::kFinal) {
+      out.final_claim = parsed.stated;
+      continue;
+    }
+    if (parsed.number != std::to_string(out.steps.size() + 1)) return std::nullopt;
+    out.steps.push_back(ChainStep{parsed.cited, parsed.stated});
+  }
+  if (!any) return std::nullopt;
+  return out;
+}
+
 absl::StatusOr<ChainVerdict> CheckChainProof(absl::string_view statement, absl::string_view proof) {
   auto parsed = ParseChainStatement(statement);
   if (!parsed.ok()) return parsed.status();

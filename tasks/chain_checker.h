@@ -74,6 +74,11 @@ ChainVerdict CheckChainProof(const ChainStatement& statement, absl::string_view 
 // (ParseChainStatement's error).
 absl::StatusOr<ChainVerdict> CheckChainProof(absl::string_view statement, absl::string_view proof);
 
+// `proof` read back as a ChainProof when every non-empty line is a step numbered in order from 1
+// or, last, the final line (the checker's line forms; any score): then the proof's lines are
+// exactly the ChainProof's. Else nullopt (an unreadable, misnumbered or trailing line, or none).
+std::optional<ChainProof> ParseChainProof(absl::string_view proof);
+
 // The two phrases of a verifier analysis (configs/prompts/verifier.txt header; the same
 // strings as services/scoring's VerifierMarkers(), which tasks/ cannot depend on).
 struct ChainAnalysisMarkers {

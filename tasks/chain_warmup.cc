@@ -137,7 +137,7 @@ class ChainWarmupRun {
   // From own_proof_start × steps on, every own_proof_refresh_steps steps: a new pool of the
   // model's own temperature-1 proofs of fresh train problems.
   absl::Status MaybeRefreshOwnProofs(int step) {
-    if (options_.own_proof_share <= 0) return absl::OkStatus();
+    if (options_.own_proof_share <= 0 && options_.meta_own_proof_share <= 0) return absl::OkStatus();
     const int start = static_cast<int>(options_.own_proof_start * options_.steps);
     if (step < start || (step - start) % options_.own_proof_refresh_steps != 0) return absl::OkStatus();
     const auto began = std::chrono::steady_clock::now();
@@ -152,8 +152,12 @@ class ChainWarmupRun {
     }
     own_problems_ = *std::move(problems);
     own_proofs_ = *std::move(proofs);
+    own_parsed_.clear();
     for (size_t i = 0; i < own_proofs_.size(); ++i) {
       own_proofs_score1_ += CheckChainProof(own_problems_[i].statement, own_proofs_[i]).score == 1 ? 1 : 0;
+      if (std::optional<ChainProof> parsed = ParseChainProof(own_proofs_[i])) {
+        own_parsed_.emplace_back(i, *std::move(parsed));
+      }
     }
     own_proofs_sampled_ += static_cast<int>(own_proofs_.size());
     ++own_proof_pools_;
@@ -167,20 +171,26 @@ class ChainWarmupRun {
       const uint64_t seed = ExampleSeed(options_, step, j);
       const ChainWarmupExampleKind kind = ChainWarmupExampleKindOf(options_, step, j, !own_proofs_.empty());
       ChainWarmupExample example;
+      const size_t k = static_cast<size_t>(step) * static_cast<size_t>(options_.batch) + static_cast<size_t>(j);
       if (kind == ChainWarmupExampleKind::kOwnProofVerifier) {
-        const size_t k = static_cast<size_t>(step) * static_cast<size_t>(options_.batch) + static_cast<size_t>(j);
         example = MakeChainVerifierExample(templates_, own_problems_[k % own_problems_.size()],
                                            own_proofs_[k % own_proofs_.size()]);
+      } else if (kind == ChainWarmupExampleKind::kOwnProofMetaVerifier && !own_parsed_.empty()) {
+        const auto& [i, proof] = own_parsed_[k % own_parsed_.size()];
+        example = MakeChainMetaVerifierExample(templates_, own_problems_[i], proof, seed);
       } else {
         absl::StatusOr<ChainProblem> problem = GenerateChainProblem(options_.domain, ChainSplit::kTrain, seed);
         // Validate() checked the domain and every seed gives a train problem for sane options.
         if (!problem.ok()) continue;
         if (kind == ChainWarmupExampleKind::kScrambledVerifier) {
           example = MakeChainVerifierExample(templates_, *problem, ScrambledChainProof(*problem, seed).Text());
+        } else if (kind == ChainWarmupExampleKind::kScrambledMetaVerifier) {
+          example = MakeChainMetaVerifierExample(templates_, *problem, ScrambledChainProof(*problem, seed), seed);
         } else {
-          const PromptRole role = kind == ChainWarmupExampleKind::kGenerator      ? PromptRole::kGenerator
-                                  : kind == ChainWarmupExampleKind::kMetaVerifier ? PromptRole::kMetaVerifier
-                                                                                  : PromptRole::kVerifier;
+          // kOwnProofMetaVerifier lands here while no own proof reads back: a made-up one.
+          const PromptRole role = kind == ChainWarmupExampleKind::kGenerator ? PromptRole::kGenerator
+                                  : kind == ChainWarmupExampleKind::kVerifier ? PromptRole::kVerifier
+                                                                              : PromptRole::kMetaVerifier;
           example = MakeChainWarmupExample(templates_, role, *problem, options_.correct_fraction, seed);
         }
       }
@@ -245,6 +255,8 @@ class ChainWarmupRun {
   // The current pool of own proofs (own_proof_share > 0) and its counters.
   std::vector<ChainProblem> own_problems_;
   std::vector<std::string> own_proofs_;
+  // The own proofs ParseChainProof reads back: (index into own_proofs_, the proof).
+  std::vector<std::pair<size_t, ChainProof>> own_parsed_;
   int own_proof_pools_ = 0;
   int own_proofs_sampled_ = 0;
   int own_proofs_score1_ = 0;
@@ -322,6 +334,12 @@ absl::Status ChainWarmupOptions::Validate() const {
   }
   if (eval_every < 0) return Invalid("eval_every", eval_every, "0..");
   if (!(own_proof_share >= 0 && own_proof_share <= 1)) return Invalid("own_proof_share", own_proof_share, "[0, 1]");
+  if (!(meta_own_proof_share >= 0 && meta_own_proof_share <= 1)) {
+    return Invalid("meta_own_proof_share", meta_own_proof_share, "[0, 1]");
+  }
+  if (!(meta_scrambled_proof_share >= 0 && meta_scrambled_proof_share <= 1)) {
+    return Invalid("meta_scrambled_proof_share", meta_scrambled_proof_share, "[0, 1]");
+  }
   if (!(own_proof_start >= 0 && own_proof_start < 1)) return Invalid("own_proof_start", own_proof_start, "[0, 1)");
   if (own_proof_pool < 1 || own_proof_pool > 4096) return Invalid("own_proof_pool", own_proof_pool, "1..4096");
   if (own_proof_refresh_steps < 1) return Invalid("own_proof_refresh_steps", own_proof_refresh_steps, "1..");
@@ -333,11 +351,18 @@ ChainWarmupExampleKind ChainWarmupExampleKindOf(const ChainWarmupOptions& o, int
   const double total = o.generator_share + o.verifier_share + o.meta_verifier_share;
   const double at = (j + 0.5) / o.batch * total;
   if (at < o.generator_share) return ChainWarmupExampleKind::kGenerator;
-  if (at >= o.generator_share + o.verifier_share) return ChainWarmupExampleKind::kMetaVerifier;
   const uint64_t seed = ExampleSeed(o, step, j);
-  if (own_proofs_ready && SeededRng(CombineSeeds(seed, kOwnProofSalt)).Chance(o.own_proof_share)) {
-    return ChainWarmupExampleKind::kOwnProofVerifier;
+  const bool own = own_proofs_ready && SeededRng(CombineSeeds(seed, kOwnProofSalt)).Chance(
+                                            at >= o.generator_share + o.verifier_share ? o.meta_own_proof_share
+                                                                                       : o.own_proof_share);
+  if (at >= o.generator_share + o.verifier_share) {
+    if (own) return ChainWarmupExampleKind::kOwnProofMetaVerifier;
+    if (SeededRng(CombineSeeds(seed, kScrambleSalt)).Chance(o.meta_scrambled_proof_share)) {
+      return ChainWarmupExampleKind::kScrambledMetaVerifier;
+    }
+    return ChainWarmupExampleKind::kMetaVerifier;
   }
+  if (own) return ChainWarmupExampleKind::kOwnProofVerifier;
   if (SeededRng(CombineSeeds(seed, kScrambleSalt)).Chance(o.scrambled_proof_share)) {
     return ChainWarmupExampleKind::kScrambledVerifier;
   }

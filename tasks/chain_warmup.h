@@ -66,6 +66,15 @@ struct ChainWarmupOptions {
   // at most one citation in ~14 is faulty, and a model that answers "given" to every citation
   // loses almost nothing; it then calls its own proofs' made-up citations correct. [0, 1].
   double scrambled_proof_share = 0;
+  // The same two kinds of proof among the meta-verifier's examples, each shown with a labelled
+  // analysis of it (MakeChainMetaVerifierExample): phase 5 asks the meta-verifier whether an
+  // issue its verifier found in a proof of this generator is real, which it cannot tell from
+  // made-up flaws alone (measured: it called "Step 3 cites c=b, which is not given" on its own
+  // proofs "not faulty", so phase 5 labelled such faulty proofs 1; BENCHMARKS.md). An own proof
+  // is shown only when the checker can read it back as steps (ParseChainProof), else a made-up
+  // one. [0, 1] each; the own share applies once a pool exists, as above.
+  double meta_own_proof_share = 0;
+  double meta_scrambled_proof_share = 0;
   // The first lookup_drill_steps steps are all verifier examples on ScrambledChainProof's proofs:
   // the look-up needs many faulty citations before it forms at all (a late, sudden step), far
   // more than a mixed step holds. 0..steps.
@@ -126,8 +135,17 @@ struct ChainWarmupResult {
 // (every step the same mix, up to rounding), except in the look-up drill's steps, which are all
 // kScrambledVerifier. A verifier example shows one of the model's own proofs with probability
 // own_proof_share once a pool of them exists (`own_proofs_ready`), else a scrambled proof with
-// probability scrambled_proof_share, else a made-up one; the draws are seeded by (seed, step, j).
-enum class ChainWarmupExampleKind { kGenerator, kVerifier, kScrambledVerifier, kOwnProofVerifier, kMetaVerifier };
+// probability scrambled_proof_share, else a made-up one; a meta-verifier example likewise with
+// meta_own_proof_share and meta_scrambled_proof_share; the draws are seeded by (seed, step, j).
+enum class ChainWarmupExampleKind {
+  kGenerator,
+  kVerifier,
+  kScrambledVerifier,
+  kOwnProofVerifier,
+  kMetaVerifier,
+  kScrambledMetaVerifier,
+  kOwnProofMetaVerifier,
+};
 ChainWarmupExampleKind ChainWarmupExampleKindOf(const ChainWarmupOptions& options, int step, int j,
                                                 bool own_proofs_ready);
 

@@ -103,6 +103,7 @@ absl::StatusOr<std::map<std::string, double>> EvaluateChainSkills(const LlamaMod
   std::vector<double> meta_truth;
   int t1_samples = 0;
   int citations = 0, faulty = 0;
+  double meta_own_right = 0;
   for (size_t i = 0; i < problems->size(); ++i) {
     const ChainProblem& p = (*problems)[i];
     const size_t base = i * static_cast<size_t>(per_problem);
@@ -156,28 +157,50 @@ absl::StatusOr<std::map<std::string, double>> EvaluateChainSkills(const LlamaMod
   }
   // The verifier on the model's own proofs (each problem's first temperature-1 output): the
   // proofs phase 5 asks it to label.
+  // And the meta-verifier on a labelled analysis of each of those proofs that reads back as steps:
+  // what phase 5 asks it about this generator's proofs.
   std::vector<double> own_truth;
+  std::vector<double> own_meta_truth;
   if (options.temperature_samples > 0) {
     std::vector<ChainPrompt> own_prompts;
+    std::vector<ChainPrompt> meta_prompts;
     for (size_t i = 0; i < problems->size(); ++i) {
+      const ChainProblem& p = (*problems)[i];
       const SampleResult& r = results[i * static_cast<size_t>(per_problem) + kFirstSample];
       const std::string proof = SplitGeneratorOutput(r.text, gen_markers, WireFinishReason(r.finish_reason)).proof;
-      const ChainWarmupExample own = MakeChainVerifierExample(templates, (*problems)[i], proof);
+      const ChainWarmupExample own = MakeChainVerifierExample(templates, p, proof);
       own_truth.push_back(own.proof_score);
       own_prompts.push_back(ChainPrompt{own.prompt, 0, 0});
+      if (std::optional<ChainProof> parsed = ParseChainProof(proof)) {
+        const ChainWarmupExample meta = MakeChainMetaVerifierExample(templates, p, *parsed, CombineSeeds(options.seed, p.seed) ^ 2);
+        own_meta_truth.push_back(meta.meta_score);
+        meta_prompts.push_back(ChainPrompt{meta.prompt, 0, 0});
+      }
     }
+    const size_t own_count = own_prompts.size();
+    own_prompts.insert(own_prompts.end(), meta_prompts.begin(), meta_prompts.end());
     absl::StatusOr<std::vector<SampleResult>> own = SampleChainPrompts(model, tokenizer, own_prompts, sampling);
     if (!own.ok()) return absl::Status(own.status().code(), absl::StrCat("eval ", own.status().message()));
     for (size_t i = 0; i < own->size(); ++i) {
       const SampleResult& r = (*own)[i];
-      const v1::Score score = ParseScore(r.text, templates.verifier.markers(), WireFinishReason(r.finish_reason));
+      const bool is_meta = i >= own_count;
+      const v1::Score score = ParseScore(r.text, is_meta ? templates.meta_verifier.markers() : templates.verifier.markers(),
+                                         WireFinishReason(r.finish_reason));
       const bool ok = score.format() == v1::FORMAT_STATUS_OK;
-      m["verifier_own_agreement"] += ok && score.value() == own_truth[i] ? 1 : 0;
+      if (is_meta) {
+        meta_own_right += ok && score.value() == own_meta_truth[i - own_count] ? 1 : 0;
+      } else {
+        m["verifier_own_agreement"] += ok && score.value() == own_truth[i] ? 1 : 0;
+      }
     }
   }
   const double n = static_cast<double>(problems->size());
   for (auto& [name, value] : m) value /= n;
   if (!own_truth.empty()) m["verifier_own_majority_baseline"] = MajorityShare(own_truth);
+  if (!own_meta_truth.empty()) {
+    m["meta_own_agreement"] = meta_own_right / static_cast<double>(own_meta_truth.size());
+    m["meta_own_majority_baseline"] = MajorityShare(own_meta_truth);
+  }
   if (t1_samples > 0) m["generator_t1_score1_rate"] *= n / t1_samples;
   m["verifier_lookup_accuracy"] *= citations > 0 ? n / citations : 0;
   m["verifier_lookup_recall"] *= faulty > 0 ? n / faulty : 0;

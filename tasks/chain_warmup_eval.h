@@ -28,6 +28,11 @@
 //                                temperature-1 output) whose score equals the checker's: the
 //                                proofs phase 5 labels (only with temperature_samples > 0)
 //   verifier_own_majority_baseline  share of the most common checker score of those proofs
+//   meta_own_agreement           greedy meta-analyses, in format, whose score equals the expert
+//                                meta-score, of a labelled analysis (MakeChainMetaVerifierExample)
+//                                of each of those proofs that ParseChainProof reads back: what
+//                                phase 5 asks the meta-verifier (only when one reads back)
+//   meta_own_majority_baseline   share of the most common expert meta-score among them
 //   verifier_lookup_accuracy     citations of a ScrambledChainProof per problem (about half of
 //                                them not given as written) whose status the greedy analysis's
 //                                "Cited:" note gives right, item by item

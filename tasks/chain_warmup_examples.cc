@@ -65,24 +65,7 @@ ChainWarmupExample MakeChainWarmupExample(const ChainWarmupTemplates& templates,
   const LabelledChainProof proof =
       MakeLabelledChainProof(problem, SampleChainFlaw(seed, correct_fraction), seed);
   if (role == PromptRole::kVerifier) return MakeChainVerifierExample(templates, problem, proof.text);
-  const ChainVerdict verdict = CheckChainProof(problem.statement, proof.text);
-  out.proof = proof.text;
-  out.proof_score = verdict.score;
-  // Meta-verifier: the first kind that exists for this proof, from a random start.
-  const std::vector<ChainAnalysisKind>& kinds = AllChainAnalysisKinds();
-  SeededRng rng(CombineSeeds(seed, kKindSalt));
-  const int first = rng.Uniform(static_cast<int>(kinds.size()));
-  std::optional<LabelledChainAnalysis> analysis;
-  for (size_t k = 0; k < kinds.size() && !analysis; ++k) {
-    analysis = MakeLabelledChainAnalysis(problem.statement, proof, kinds[(first + k) % kinds.size()], seed);
-  }
-  // kFaithful always exists, so `analysis` is set.
-  out.analysis = analysis->text;
-  out.meta_score = analysis->assessment.meta_score;
-  out.prompt = templates.meta_verifier.Render(PromptFields{statement, proof.text, analysis->text});
-  out.completion = RenderChainAnalysis(analysis->assessment.meta_score, {analysis->assessment.reason},
-                                       MarkersOf(templates.meta_verifier));
-  return out;
+  return MakeChainMetaVerifierExample(templates, problem, proof.proof, seed);
 }
 
 ChainProof ScrambledChainProof(const ChainProblem& problem, uint64_t seed) {
@@ -117,6 +100,33 @@ ChainWarmupExample MakeChainVerifierExample(const ChainWarmupTemplates& template
   out.proof_score = verdict.score;
   out.prompt = templates.verifier.Render(PromptFields{problem.statement.Text(), proof, ""});
   out.completion = RenderFaithfulChainAnalysis(verdict, MarkersOf(templates.verifier));
+  return out;
+}
+
+ChainWarmupExample MakeChainMetaVerifierExample(const ChainWarmupTemplates& templates, const ChainProblem& problem,
+                                                const ChainProof& proof, uint64_t seed) {
+  LabelledChainProof shown;
+  shown.proof = proof;
+  shown.text = proof.Text();
+  const ChainVerdict verdict = CheckChainProof(problem.statement, shown.text);
+  ChainWarmupExample out;
+  out.role = PromptRole::kMetaVerifier;
+  out.proof = shown.text;
+  out.proof_score = verdict.score;
+  // The first kind that exists for this proof, from a random start.
+  const std::vector<ChainAnalysisKind>& kinds = AllChainAnalysisKinds();
+  SeededRng rng(CombineSeeds(seed, kKindSalt));
+  const int first = rng.Uniform(static_cast<int>(kinds.size()));
+  std::optional<LabelledChainAnalysis> analysis;
+  for (size_t k = 0; k < kinds.size() && !analysis; ++k) {
+    analysis = MakeLabelledChainAnalysis(problem.statement, shown, kinds[(first + k) % kinds.size()], seed);
+  }
+  // kFaithful always exists, so `analysis` is set.
+  out.analysis = analysis->text;
+  out.meta_score = analysis->assessment.meta_score;
+  out.prompt = templates.meta_verifier.Render(PromptFields{problem.statement.Text(), shown.text, analysis->text});
+  out.completion = RenderChainAnalysis(analysis->assessment.meta_score, {analysis->assessment.reason},
+                                       MarkersOf(templates.meta_verifier));
   return out;
 }
 

@@ -65,6 +65,12 @@ ChainProof ScrambledChainProof(const ChainProblem& problem, uint64_t seed);
 ChainWarmupExample MakeChainVerifierExample(const ChainWarmupTemplates& templates, const ChainProblem& problem,
                                             const std::string& proof);
 
+// A meta-verifier example on any proof (a model's own, read back with ParseChainProof, or a
+// scrambled one): its text, a labelled analysis of it (kind drawn from `seed` uniformly among
+// those that exist for the proof, as for the made-up proofs) and the expert meta-analysis.
+ChainWarmupExample MakeChainMetaVerifierExample(const ChainWarmupTemplates& templates, const ChainProblem& problem,
+                                                const ChainProof& proof, uint64_t seed);
+
 }  // namespace dsm
 
 #endif  // DSM_TASKS_CHAIN_WARMUP_EXAMPLES_H_

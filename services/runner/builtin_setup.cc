@@ -209,6 +209,8 @@ absl::StatusOr<std::map<std::string, double>> PrepareBuiltinModel(const DsmConfi
   w.own_proof_share = b.warmup_own_proof_share;
   w.correct_fraction = b.warmup_correct_fraction;
   w.scrambled_proof_share = b.warmup_scrambled_proof_share;
+  w.meta_own_proof_share = b.warmup_meta_own_proof_share;
+  w.meta_scrambled_proof_share = b.warmup_meta_scrambled_proof_share;
   w.lookup_drill_steps = b.warmup_lookup_drill_steps;
   w.seed = static_cast<uint64_t>(config.run.seed);
   w.prompts_dir = config.coordinator.prompts_dir;

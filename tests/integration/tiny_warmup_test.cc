@@ -280,6 +280,15 @@ TEST(TinyWarmup, SamplesPoolsOfItsOwnProofsInTheSecondPart) {
   ASSERT_TRUE(r.held_out.count("verifier_own_agreement")) << "no own-proof evaluation";
   EXPECT_GE(r.held_out.at("verifier_own_majority_baseline"), 1.0 / 3);  // the most common of 3 scores
   EXPECT_LE(r.held_out.at("verifier_own_agreement"), 1);
+  // Own proofs for the meta-verifier alone sample the pools too (none of these early proofs
+  // reads back as steps, so the meta-verifier's examples fall back to made-up proofs).
+  ChainWarmupOptions meta_only = o;
+  meta_only.own_proof_share = 0;
+  meta_only.meta_own_proof_share = 1;
+  meta_only.eval_temperature_samples = 0;
+  const ChainWarmupResult meta = WarmUp("tiny_warmup_own_meta", RecipeModel(), 1024, meta_only);
+  ASSERT_EQ(meta.steps, o.steps);
+  EXPECT_EQ(meta.own_proof_pools, 2);
 
   ChainWarmupOptions bad = o;
   bad.own_proof_start = 1;

@@ -137,6 +137,14 @@ TEST(Config, CrossFieldCheck) {
             "test.yaml: builtin.warmup_threads: 300 is out of range [0, 256]");
   EXPECT_EQ(ErrorOf("run: {name: demo}\nbuiltin: {warmup_scrambled_proof_share: 2}\n"),
             "test.yaml: builtin.warmup_scrambled_proof_share: 2 is out of range [0, 1]");
+  // A key written twice: YAML forbids it, and the parser would keep one value silently.
+  EXPECT_EQ(ErrorOf("run: {name: demo}\nbuiltin:\n  train_problems: 8\n  warmup_steps: 10\n  train_problems: 9\n"),
+            "test.yaml: duplicate key \"builtin.train_problems\" (line 5)");
+  EXPECT_EQ(ErrorOf("run: {name: demo}\nrun: {name: other}\n"), "test.yaml: duplicate key \"run\" (line 2)");
+  EXPECT_EQ(ErrorOf("run: {name: demo}\nbuiltin: {warmup_meta_own_proof_share: 1.5}\n"),
+            "test.yaml: builtin.warmup_meta_own_proof_share: 1.5 is out of range [0, 1]");
+  EXPECT_EQ(ErrorOf("run: {name: demo}\nbuiltin: {warmup_meta_scrambled_proof_share: -1}\n"),
+            "test.yaml: builtin.warmup_meta_scrambled_proof_share: -1 is out of range [0, 1]");
   EXPECT_EQ(ErrorOf("run: {name: demo}\nbuiltin: {warmup_steps: 100, warmup_lookup_drill_steps: 101}\n"),
             "test.yaml: builtin.warmup_lookup_drill_steps: 101 is over builtin.warmup_steps (100)");
   EXPECT_EQ(ErrorOf("run: {name: demo}\nbuiltin: {initializer_range: 0}\n"),

@@ -47,6 +47,32 @@ TEST(ChainChecker, CorrectProofsScoreOne) {
   EXPECT_EQ(v.final_line, 4);
 }
 
+// A proof that is all steps numbered in order (and, last, a final line) reads back as the
+// ChainProof whose text it is, faulty or not; anything else does not read back.
+TEST(ChainChecker, ReadsBackProofsThatAreAllStepsAndAFinalLine) {
+  for (const std::string& proof :
+       {std::string(kCorrect), std::string("1. a=b, so a=c\n2. e=c, so a=d\nThus a=b."),
+        std::string("1. a=b, so a=b"), std::string("Thus a=d.")}) {
+    const std::optional<ChainProof> parsed = ParseChainProof(proof);
+    ASSERT_TRUE(parsed.has_value()) << proof;
+    EXPECT_EQ(parsed->Text(), proof);
+  }
+  // Blanks, blank lines and final periods as the checker allows them.
+  const std::optional<ChainProof> loose = ParseChainProof("\n 1.a=b,so a=b. \r\n\n2. c=b , so a=c\n  Thus a=c\n");
+  ASSERT_TRUE(loose.has_value());
+  EXPECT_EQ(loose->Text(), "1. a=b, so a=b\n2. c=b, so a=c\nThus a=c.");
+  ASSERT_EQ(loose->steps.size(), 2u);
+  EXPECT_EQ(loose->steps[1].cited, (ChainFact{'c', 'b'}));
+  EXPECT_EQ(loose->steps[1].conclusion, (ChainFact{'a', 'c'}));
+  for (const std::string& proof : {std::string(), std::string(" \n"), std::string("hello"),
+                                  std::string("1. a=b, so a=b\nhello\nThus a=b."),
+                                  std::string("2. a=b, so a=b\nThus a=b."),
+                                  std::string("1. a=b, so a=b\n1. b=c, so a=c"),
+                                  std::string("1. a=b, so a=b\nThus a=b.\n2. b=c, so a=c")}) {
+    EXPECT_FALSE(ParseChainProof(proof).has_value()) << proof;
+  }
+}
+
 // Every line read as a step gets its citation's standing, misnumbered and faulty ones too;
 // the final line and unreadable lines get none.
 TEST(ChainChecker, RecordsEachStepsCitation) {

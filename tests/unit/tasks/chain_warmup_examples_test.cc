@@ -113,6 +113,39 @@ TEST_F(ChainWarmupExamples, AnyProofTextBecomesAVerifierExampleWithTheCheckersAn
   EXPECT_EQ(MakeChainVerifierExample(*templates_, *problem, made_up.proof).completion, made_up.completion);
 }
 
+// Any proof (an own proof read back, a scrambled one) becomes a meta-verifier example: a labelled
+// analysis of that proof, every kind turning up, and the expert meta-score as the target; the
+// made-up proofs' meta-verifier examples are the same function of their proof.
+TEST_F(ChainWarmupExamples, AnyProofBecomesAMetaVerifierExampleWithTheExpertMetaScore) {
+  auto problem = GenerateChainProblem({}, ChainSplit::kTrain, 3);
+  ASSERT_TRUE(problem.ok());
+  std::map<double, int> meta_labels;
+  std::map<bool, int> flawed;
+  for (uint64_t seed = 0; seed < 200; ++seed) {
+    const ChainProof proof = ScrambledChainProof(*problem, seed);
+    const ChainWarmupExample ex = MakeChainMetaVerifierExample(*templates_, *problem, proof, seed);
+    EXPECT_EQ(ex.role, PromptRole::kMetaVerifier);
+    EXPECT_EQ(ex.proof, proof.Text());
+    const ChainVerdict verdict = CheckChainProof(problem->statement, ex.proof);
+    EXPECT_EQ(ex.proof_score, verdict.score);
+    EXPECT_EQ(ex.prompt, templates_->meta_verifier.Render(PromptFields{problem->statement.Text(), ex.proof, ex.analysis}));
+    EXPECT_EQ(ex.meta_score, AssessChainAnalysis(verdict, ex.analysis).meta_score) << ex.analysis;
+    const v1::Score score = ParseScore(ex.completion, templates_->meta_verifier.markers());
+    ASSERT_EQ(score.format(), v1::FORMAT_STATUS_OK) << ex.completion;
+    EXPECT_EQ(score.value(), ex.meta_score) << ex.completion;
+    ++meta_labels[ex.meta_score];
+    ++flawed[verdict.score < 1];
+  }
+  EXPECT_EQ(meta_labels.size(), 3u);
+  EXPECT_GT(flawed[true], 120);  // 148 of 200: each citation scrambled with probability 1/2
+  const ChainWarmupExample made_up = MakeChainWarmupExample(*templates_, PromptRole::kMetaVerifier, *problem, 0.3, 5);
+  const std::optional<ChainProof> read_back = ParseChainProof(made_up.proof);
+  ASSERT_TRUE(read_back.has_value());
+  const ChainWarmupExample again = MakeChainMetaVerifierExample(*templates_, *problem, *read_back, 5);
+  EXPECT_EQ(again.prompt, made_up.prompt);
+  EXPECT_EQ(again.completion, made_up.completion);
+}
+
 TEST_F(ChainWarmupExamples, SameSeedSameExample) {
   auto problem = GenerateChainProblem({}, ChainSplit::kTrain, 7);
   ASSERT_TRUE(problem.ok());

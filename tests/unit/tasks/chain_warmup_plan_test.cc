@@ -1,6 +1,6 @@
 // The warm-up's batch plan (tasks/chain_warmup.h ChainWarmupExampleKindOf): the role shares laid
-// out over each step, the look-up drill's steps, and the verifier's own / scrambled / made-up
-// proofs at their shares.
+// out over each step, the look-up drill's steps, and the verifier's and meta-verifier's own /
+// scrambled / made-up proofs at their shares.
 #include <gtest/gtest.h>
 
 #include <map>
@@ -51,7 +51,7 @@ TEST(ChainWarmupPlan, EveryStepHasTheRoleSharesMix) {
   for (int step : {0, 7, 1999}) {
     std::map<Kind, int> n = Count(o, step, 1, true);
     EXPECT_EQ(n[Kind::kGenerator], 8) << step;
-    EXPECT_EQ(n[Kind::kMetaVerifier], 4) << step;
+    EXPECT_EQ(n[Kind::kMetaVerifier] + n[Kind::kScrambledMetaVerifier] + n[Kind::kOwnProofMetaVerifier], 4) << step;
     EXPECT_EQ(n[Kind::kVerifier] + n[Kind::kScrambledVerifier] + n[Kind::kOwnProofVerifier], 4) << step;
   }
 }
@@ -86,6 +86,31 @@ TEST(ChainWarmupPlan, ValidateNamesADrillLongerThanTheRun) {
   EXPECT_EQ(o.Validate().message(), "lookup_drill_steps: -1 is outside 0..steps");
   o.lookup_drill_steps = 2000;
   EXPECT_TRUE(o.Validate().ok());
+}
+
+TEST(ChainWarmupPlan, MetaVerifierProofsComeAtTheirOwnShares) {
+  ChainWarmupOptions o = Recipe();
+  o.lookup_drill_steps = 0;
+  // Off by default: every meta-verifier example a made-up proof, pool or not.
+  std::map<Kind, int> off = Count(o, 0, 1000, /*own_ready=*/true);
+  EXPECT_EQ(off[Kind::kMetaVerifier], 4000);
+  o.meta_own_proof_share = 0.6;
+  o.meta_scrambled_proof_share = 0.5;
+  std::map<Kind, int> no_pool = Count(o, 0, 1000, /*own_ready=*/false);
+  EXPECT_EQ(no_pool[Kind::kOwnProofMetaVerifier], 0);
+  EXPECT_NEAR(no_pool[Kind::kScrambledMetaVerifier] / 4000.0, 0.5, 0.03);
+  std::map<Kind, int> pool = Count(o, 0, 1000, /*own_ready=*/true);
+  EXPECT_NEAR(pool[Kind::kOwnProofMetaVerifier] / 4000.0, 0.6, 0.03);
+  EXPECT_NEAR(pool[Kind::kScrambledMetaVerifier] / 4000.0, 0.2, 0.03);
+  // The verifier's examples keep their own shares.
+  EXPECT_NEAR(pool[Kind::kOwnProofVerifier] / 4000.0, 0.5, 0.03);
+  EXPECT_NEAR(pool[Kind::kScrambledVerifier] / 4000.0, 0.15, 0.03);
+  ChainWarmupOptions bad = o;
+  bad.meta_own_proof_share = -0.1;
+  EXPECT_EQ(bad.Validate().message(), "meta_own_proof_share: -0.1 is outside [0, 1]");
+  bad = o;
+  bad.meta_scrambled_proof_share = 2;
+  EXPECT_EQ(bad.Validate().message(), "meta_scrambled_proof_share: 2 is outside [0, 1]");
 }
 
 }  // namespace
