@@ -105,6 +105,17 @@ std::string ChainCitationNote(const std::vector<ChainCitation>& citations, const
   return absl::StrCat("Cited: ", absl::StrJoin(items, ", "), ".");
 }
 
+std::string ChainMetaCheckNote(const ChainVerdict& verdict, const std::vector<int>& lines) {
+  std::vector<std::string> items;
+  for (int line : lines) {
+    for (const ChainCitation& c : verdict.citations) {
+      if (c.line == line) items.push_back(CitationNoteItem(c));
+    }
+  }
+  if (items.empty()) return "Checked: none.";
+  return absl::StrCat("Checked: ", absl::StrJoin(items, ", "), ".");
+}
+
 ChainLookupTally TallyChainLookup(const std::vector<ChainCitation>& truth, absl::string_view analysis) {
   std::vector<std::string> written;  // the items of the first note line
   for (absl::string_view line : absl::StrSplit(analysis, '\n')) {

@@ -48,6 +48,13 @@ std::string ChainCitationNote(const std::vector<ChainCitation>& citations,
                               const std::optional<ChainFact>& final_claim = std::nullopt,
                               const ChainFact& goal = {});
 
+// The note that opens the warm-up's meta-analysis: the true citation of each step line in
+// `lines` (the lines an analysis names), in the citation note's words: "Checked: 2. a=b not
+// given." ("Checked: none." when no named line is a step). A meta-verifier must look a named
+// citation up to tell a real "cites a=b, which is not given" from a made-up one; written as the
+// verifier's note items, the look-up is the one the verifier already does, next to its fact.
+std::string ChainMetaCheckNote(const ChainVerdict& verdict, const std::vector<int>& lines);
+
 // How an analysis's citation note stands against the true citations of the proof it grades:
 // each true citation is right when the first "Cited: " line of `analysis` has, at the same
 // place, exactly the item ChainCitationNote writes for it ("2. b=c reversed"). `faulty` counts

@@ -125,8 +125,10 @@ ChainWarmupExample MakeChainMetaVerifierExample(const ChainWarmupTemplates& temp
   out.analysis = analysis->text;
   out.meta_score = analysis->assessment.meta_score;
   out.prompt = templates.meta_verifier.Render(PromptFields{problem.statement.Text(), shown.text, analysis->text});
-  out.completion = RenderChainAnalysis(analysis->assessment.meta_score, {analysis->assessment.reason},
-                                       MarkersOf(templates.meta_verifier));
+  out.completion = RenderChainAnalysis(
+      analysis->assessment.meta_score,
+      {ChainMetaCheckNote(verdict, analysis->assessment.claims.lines), analysis->assessment.reason},
+      MarkersOf(templates.meta_verifier));
   return out;
 }
 

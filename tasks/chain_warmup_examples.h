@@ -7,8 +7,9 @@
 //   verifier:      a labelled proof (flaw drawn with SampleChainFlaw) and the checker's faithful
 //                  analysis of it (RenderFaithfulChainAnalysis; the template's markers);
 //   meta-verifier: a labelled proof, a labelled analysis of it (kind drawn uniformly among the
-//                  kinds that exist for that proof) and the expert meta-analysis (the checker's
-//                  reason and meta-score in the meta-verifier template's markers).
+//                  kinds that exist for that proof) and the expert meta-analysis (the true
+//                  citations of the lines it names (ChainMetaCheckNote), the checker's reason
+//                  and meta-score in the meta-verifier template's markers).
 // Pure functions of their arguments (seeds included); thread-safe.
 #ifndef DSM_TASKS_CHAIN_WARMUP_EXAMPLES_H_
 #define DSM_TASKS_CHAIN_WARMUP_EXAMPLES_H_

@@ -119,6 +119,18 @@ TEST(ChainAnalysis, FaithfulAnalysesOpenWithTheCitationNote) {
   EXPECT_EQ(ChainCitationNote(no_final.citations, no_final.final_claim, no_final.goal), "Cited: 1. a=b given.");
 }
 
+// The meta-analysis's note: the true citation of each named step line, as the verifier's note
+// writes it, whatever the analysis claims about it; the final line and missing lines add none.
+TEST(ChainAnalysis, TheMetaCheckNoteLooksUpTheNamedLines) {
+  const ChainStatement statement = *ParseChainStatement("Given: c=d, a=b, e=b, c=b. Prove: a=d.");
+  const ChainVerdict verdict = CheckChainProof(statement, "1. a=b, so a=b\n2. b=c, so a=c\n3. c=f, so a=f\nThus a=d.");
+  EXPECT_EQ(ChainMetaCheckNote(verdict, {3}), "Checked: 3. c=f not given.");
+  EXPECT_EQ(ChainMetaCheckNote(verdict, {1, 2}), "Checked: 1. a=b given, 2. b=c reversed.");
+  EXPECT_EQ(ChainMetaCheckNote(verdict, {1, 4}), "Checked: 1. a=b given.");
+  EXPECT_EQ(ChainMetaCheckNote(verdict, {}), "Checked: none.");
+  EXPECT_EQ(ChainMetaCheckNote(verdict, {4, 9}), "Checked: none.");
+}
+
 TEST(ChainAnalysis, TalliesTheLookUpItemByItem) {
   const ChainStatement statement = *ParseChainStatement("Given: c=d, a=b, e=b, c=b. Prove: a=d.");
   const ChainVerdict verdict = CheckChainProof(statement, "1. a=b, so a=b\n2. b=c, so a=c\n3. c=f, so a=f\nThus a=d.");

@@ -12,6 +12,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "services/scoring/score_parser.h"
+#include "tasks/chain_analysis.h"
 #include "tasks/chain_checker.h"
 
 namespace dsm {
@@ -129,7 +130,13 @@ TEST_F(ChainWarmupExamples, AnyProofBecomesAMetaVerifierExampleWithTheExpertMeta
     const ChainVerdict verdict = CheckChainProof(problem->statement, ex.proof);
     EXPECT_EQ(ex.proof_score, verdict.score);
     EXPECT_EQ(ex.prompt, templates_->meta_verifier.Render(PromptFields{problem->statement.Text(), ex.proof, ex.analysis}));
-    EXPECT_EQ(ex.meta_score, AssessChainAnalysis(verdict, ex.analysis).meta_score) << ex.analysis;
+    const ChainAnalysisAssessment assessment = AssessChainAnalysis(verdict, ex.analysis);
+    EXPECT_EQ(ex.meta_score, assessment.meta_score) << ex.analysis;
+    // It opens with the true citations of the lines the analysis names, then the reason.
+    EXPECT_NE(ex.completion.find(absl::StrCat(":\n", ChainMetaCheckNote(verdict, assessment.claims.lines), "\n",
+                                              assessment.reason, "\n")),
+              std::string::npos)
+        << ex.completion;
     const v1::Score score = ParseScore(ex.completion, templates_->meta_verifier.markers());
     ASSERT_EQ(score.format(), v1::FORMAT_STATUS_OK) << ex.completion;
     EXPECT_EQ(score.value(), ex.meta_score) << ex.completion;
