@@ -65,9 +65,10 @@ std::vector<std::string> NotedIssues(const ChainVerdict& noted, std::vector<std:
   return lines;
 }
 
-// One item of a citation note: "2. c=b not given".
+// One item of a citation note: "2. b: c=b not given", "3. d: a=f gap".
 std::string CitationNoteItem(const ChainCitation& c) {
-  return absl::StrCat(c.line, ". ", c.cited.Text(), " ", CitationStatusText(c.status));
+  const char* status = c.status != ChainCitationStatus::kNotGiven && !c.links ? "gap" : CitationStatusText(c.status);
+  return absl::StrCat(c.line, ". ", std::string(1, c.reached), ": ", c.cited.Text(), " ", status);
 }
 
 // `verdict` with step `line`'s citation status replaced by `status` (when set and the step
@@ -127,7 +128,7 @@ ChainLookupTally TallyChainLookup(const std::vector<ChainCitation>& truth, absl:
   ChainLookupTally tally;
   for (size_t i = 0; i < truth.size(); ++i) {
     const bool right = i < written.size() && written[i] == CitationNoteItem(truth[i]);
-    const bool faulty = truth[i].status != ChainCitationStatus::kGiven;
+    const bool faulty = truth[i].status != ChainCitationStatus::kGiven || !truth[i].links;
     ++tally.citations;
     tally.right += right ? 1 : 0;
     tally.faulty += faulty ? 1 : 0;
@@ -208,7 +209,10 @@ std::optional<LabelledChainAnalysis> MakeLabelledChainAnalysis(const ChainStatem
       if (first == nullptr) return std::nullopt;
       // It sees nothing wrong, in its citation note either (the final line taken for the goal).
       ChainVerdict missed = verdict;
-      for (ChainCitation& c : missed.citations) c.status = ChainCitationStatus::kGiven;
+      for (ChainCitation& c : missed.citations) {
+        c.status = ChainCitationStatus::kGiven;
+        c.links = true;
+      }
       if (missed.final_claim) missed.goal = *missed.final_claim;
       text = RenderChainAnalysis(1.0, NotedIssues(missed, {}));
       break;

@@ -10,7 +10,7 @@
 // names the issues:
 //
 //   Here is my evaluation of the solution:
-//   Cited: 1. a=b given, 2. b=e not given, end a=e goal.
+//   Cited: 1. a: a=b given, 2. b: b=e not given, end a=e goal.
 //   Step 2 cites b=e, which is not given.
 //   Based on my evaluation, the final overall score should be:
 //   \boxed{0}
@@ -36,20 +36,24 @@ inline constexpr absl::string_view kChainNoIssue = "All steps are correct.";
 // "0", "0.5" or "1".
 std::string ChainScoreText(double score);
 
-// "Cited: 1. a=b given, 2. b=e not given, 3. c=d reversed, end a=c not goal." ("Cited: none."
+// "Cited: 1. a: a=b given, 2. b: b=e not given, 3. e: c=d gap, end a=c not goal." ("Cited: none."
 // when no line is a step and there is no final line): the note that opens a verifier-style
 // analysis. It names no step or line in words, so ReadChainAnalysis takes no claim from it; it
-// spells out, one cited fact at a time, the look-up the issue lines rest on, so that a small
-// model checks each citation where it writes it instead of all at once, and each item starts
-// like the proof line it copies ("2. " finds step 2). With `final_claim` (what the final line
-// states) a last item looks that up too: "goal" when it is `goal`, else "not goal" (the goal is
-// the one equality in the problem that is not given).
+// spells out, one cited fact at a time, the look-ups the issue lines rest on, so that a small
+// model checks each citation where it writes it instead of all at once. Each item starts like
+// the proof line it copies ("2. " finds step 2), then the variable the chain has reached (the
+// right side of the conclusion the step before states; the goal's left side at step 1), then
+// the cited fact and its status: "not given" (neither way round), "gap" (given, but without the
+// variable reached: the link is a comparison with the letter two tokens back, not a second
+// look-up), "reversed" (given the other way round) or "given". With `final_claim` (what the
+// final line states) a last item looks that up too: "goal" when it is `goal`, else "not goal"
+// (the goal is the one equality in the problem that is not given).
 std::string ChainCitationNote(const std::vector<ChainCitation>& citations,
                               const std::optional<ChainFact>& final_claim = std::nullopt,
                               const ChainFact& goal = {});
 
 // The note that opens the warm-up's meta-analysis: the true citation of each step line in
-// `lines` (the lines an analysis names), in the citation note's words: "Checked: 2. a=b not
+// `lines` (the lines an analysis names), in the citation note's words: "Checked: 2. b: a=b not
 // given." ("Checked: none." when no named line is a step). A meta-verifier must look a named
 // citation up to tell a real "cites a=b, which is not given" from a made-up one; written as the
 // verifier's note items, the look-up is the one the verifier already does, next to its fact.
@@ -57,8 +61,9 @@ std::string ChainMetaCheckNote(const ChainVerdict& verdict, const std::vector<in
 
 // How an analysis's citation note stands against the true citations of the proof it grades:
 // each true citation is right when the first "Cited: " line of `analysis` has, at the same
-// place, exactly the item ChainCitationNote writes for it ("2. b=c reversed"). `faulty` counts
-// the true citations that are not given as written, `faulty_right` those of them noted right.
+// place, exactly the item ChainCitationNote writes for it ("2. b: b=c reversed"). `faulty`
+// counts the true citations that are not given as written or do not link (gaps),
+// `faulty_right` those of them noted right.
 struct ChainLookupTally {
   int citations = 0;
   int right = 0;

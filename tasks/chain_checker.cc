@@ -191,13 +191,14 @@ ChainVerdict CheckChainProof(const ChainStatement& statement, absl::string_view 
     const bool given = statement.IsGiven(cited);
     const bool backwards = !given && statement.IsGiven(cited.Reversed());
     verdict.citations.push_back(ChainCitation{
-        k, cited, given ? ChainCitationStatus::kGiven
-                     : (backwards ? ChainCitationStatus::kReversed : ChainCitationStatus::kNotGiven)});
+        k, cited,
+        given ? ChainCitationStatus::kGiven : (backwards ? ChainCitationStatus::kReversed : ChainCitationStatus::kNotGiven),
+        end, cited.lhs == end || cited.rhs == end});
     if (parsed.number != std::to_string(k)) {
       fault(k, true, ChainIssueMisnumbered(k, parsed.number));
     } else if (!given && !backwards) {
       fault(k, true, ChainIssueNotGiven(k, cited));
-    } else if (cited.lhs != end && cited.rhs != end) {
+    } else if (!verdict.citations.back().links) {
       fault(k, true, ChainIssueGap(k, cited, end));
     } else {
       const ChainFact follows{goal.lhs, cited.lhs == end ? cited.rhs : cited.lhs};

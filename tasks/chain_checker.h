@@ -47,6 +47,11 @@ struct ChainCitation {
   int line = 0;  // the step's line
   ChainFact cited;
   ChainCitationStatus status = ChainCitationStatus::kGiven;
+  // The variable the chain had reached before this step: the goal's left side before step 1,
+  // else the right side of the conclusion the step before states.
+  char reached = 0;
+  // Whether `cited` contains `reached`, either side (a step that does not is a gap).
+  bool links = true;
 };
 
 struct ChainVerdict {

@@ -80,12 +80,22 @@ ChainProof ScrambledChainProof(const ChainProblem& problem, uint64_t seed) {
   }
   SeededRng rng(CombineSeeds(seed, kScrambleSalt));
   ChainProof proof = CanonicalChainProof(problem);
+  char reached = statement.goal.lhs;  // the canonical steps' conclusions stay, so the chain's path too
   for (ChainStep& step : proof.steps) {
+    const char next = step.conclusion.rhs;
+    std::vector<ChainFact> unlinked;  // given as written, without the variable reached
+    for (const ChainFact& f : statement.facts) {
+      if (f.lhs != reached && f.rhs != reached) unlinked.push_back(f);
+    }
+    reached = next;
     if (!rng.Chance(0.5)) continue;
-    if (not_given.empty() || rng.Chance(0.5)) {
-      step.cited = step.cited.Reversed();
-    } else {
+    const int way = rng.Uniform(4);  // 0, 1: not given; 2: a gap; 3: reversed
+    if (way == 2 && !unlinked.empty()) {
+      step.cited = unlinked[static_cast<size_t>(rng.Uniform(static_cast<int>(unlinked.size())))];
+    } else if (way <= 1 && !not_given.empty()) {
       step.cited = not_given[static_cast<size_t>(rng.Uniform(static_cast<int>(not_given.size())))];
+    } else {
+      step.cited = step.cited.Reversed();
     }
   }
   return proof;

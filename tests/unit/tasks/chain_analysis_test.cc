@@ -96,27 +96,38 @@ TEST(ChainAnalysis, FaithfulAnalysesOpenWithTheCitationNote) {
   const ChainVerdict verdict = CheckChainProof(statement, "1. a=b, so a=b\n2. b=c, so a=c\n3. c=f, so a=f\nThus a=d.");
   EXPECT_EQ(RenderFaithfulChainAnalysis(verdict),
             "Here is my evaluation of the solution:\n"
-            "Cited: 1. a=b given, 2. b=c reversed, 3. c=f not given, end a=d goal.\n"
+            "Cited: 1. a: a=b given, 2. b: b=c reversed, 3. c: c=f not given, end a=d goal.\n"
             "Step 2 cites b=c, but the given fact is c=b.\n"
             "Step 3 cites c=f, which is not given.\n"
             "Based on my evaluation, the final overall score should be:\n\\boxed{0}");
   const ChainAnalysisClaims claims = ReadChainAnalysis(RenderFaithfulChainAnalysis(verdict), verdict.final_line);
   EXPECT_EQ(claims.lines, (std::vector<int>{2, 3}));
   EXPECT_EQ(RenderFaithfulChainAnalysis(CheckChainProof(statement, "1. a=b, so a=b\n2. c=b, so a=c\n3. c=d, so a=d\nThus a=d.")),
-            "Here is my evaluation of the solution:\nCited: 1. a=b given, 2. c=b given, 3. c=d given, end a=d goal.\n"
+            "Here is my evaluation of the solution:\nCited: 1. a: a=b given, 2. b: c=b given, 3. c: c=d given, end a=d goal.\n"
             "All steps are correct.\nBased on my evaluation, the final overall score should be:\n\\boxed{1}");
   EXPECT_EQ(ChainCitationNote({}), "Cited: none.");
   // The final line is looked up too: a wrong one is "not goal" (and named by the issue line).
   const ChainVerdict wrong_final =
       CheckChainProof(statement, "1. a=b, so a=b\n2. c=b, so a=c\n3. c=d, so a=d\nThus a=c.");
   EXPECT_EQ(ChainCitationNote(wrong_final.citations, wrong_final.final_claim, wrong_final.goal),
-            "Cited: 1. a=b given, 2. c=b given, 3. c=d given, end a=c not goal.");
+            "Cited: 1. a: a=b given, 2. b: c=b given, 3. c: c=d given, end a=c not goal.");
   EXPECT_EQ(ReadChainAnalysis(RenderFaithfulChainAnalysis(wrong_final), wrong_final.final_line).lines,
             (std::vector<int>{4}));
   EXPECT_EQ(ChainCitationNote({}, ChainFact{'a', 'd'}, ChainFact{'a', 'd'}), "Cited: end a=d goal.");
+  // Each item names the variable the chain has reached; a given fact without it is a gap,
+  // written given or reversed; a fact not given either way is "not given" first.
+  EXPECT_EQ(ChainCitationNote(CheckChainProof(statement, "1. a=b, so a=b\n2. c=d, so a=d\nThus a=d.").citations),
+            "Cited: 1. a: a=b given, 2. b: c=d gap.");
+  EXPECT_EQ(ChainCitationNote(CheckChainProof(statement, "1. a=b, so a=b\n2. d=c, so a=d\nThus a=d.").citations),
+            "Cited: 1. a: a=b given, 2. b: d=c gap.");
+  EXPECT_EQ(ChainCitationNote(CheckChainProof(statement, "1. a=b, so a=b\n2. e=d, so a=d\nThus a=d.").citations),
+            "Cited: 1. a: a=b given, 2. b: e=d not given.");
+  // After a step the chain is where that step's conclusion says, right or wrong.
+  EXPECT_EQ(ChainCitationNote(CheckChainProof(statement, "1. a=b, so a=e\n2. e=b, so a=b\n3. c=b, so a=c").citations),
+            "Cited: 1. a: a=b given, 2. e: e=b given, 3. b: c=b given.");
   // No final line, no item.
   const ChainVerdict no_final = CheckChainProof(statement, "1. a=b, so a=b");
-  EXPECT_EQ(ChainCitationNote(no_final.citations, no_final.final_claim, no_final.goal), "Cited: 1. a=b given.");
+  EXPECT_EQ(ChainCitationNote(no_final.citations, no_final.final_claim, no_final.goal), "Cited: 1. a: a=b given.");
 }
 
 // The meta-analysis's note: the true citation of each named step line, as the verifier's note
@@ -124,9 +135,9 @@ TEST(ChainAnalysis, FaithfulAnalysesOpenWithTheCitationNote) {
 TEST(ChainAnalysis, TheMetaCheckNoteLooksUpTheNamedLines) {
   const ChainStatement statement = *ParseChainStatement("Given: c=d, a=b, e=b, c=b. Prove: a=d.");
   const ChainVerdict verdict = CheckChainProof(statement, "1. a=b, so a=b\n2. b=c, so a=c\n3. c=f, so a=f\nThus a=d.");
-  EXPECT_EQ(ChainMetaCheckNote(verdict, {3}), "Checked: 3. c=f not given.");
-  EXPECT_EQ(ChainMetaCheckNote(verdict, {1, 2}), "Checked: 1. a=b given, 2. b=c reversed.");
-  EXPECT_EQ(ChainMetaCheckNote(verdict, {1, 4}), "Checked: 1. a=b given.");
+  EXPECT_EQ(ChainMetaCheckNote(verdict, {3}), "Checked: 3. c: c=f not given.");
+  EXPECT_EQ(ChainMetaCheckNote(verdict, {1, 2}), "Checked: 1. a: a=b given, 2. b: b=c reversed.");
+  EXPECT_EQ(ChainMetaCheckNote(verdict, {1, 4}), "Checked: 1. a: a=b given.");
   EXPECT_EQ(ChainMetaCheckNote(verdict, {}), "Checked: none.");
   EXPECT_EQ(ChainMetaCheckNote(verdict, {4, 9}), "Checked: none.");
 }
@@ -140,13 +151,17 @@ TEST(ChainAnalysis, TalliesTheLookUpItemByItem) {
   };
   EXPECT_EQ(tally(RenderFaithfulChainAnalysis(verdict)), (std::vector<int>{3, 3, 2, 2}));
   // "Always given": the right fact, the wrong status for both faulty citations.
-  EXPECT_EQ(tally("Here is my evaluation of the solution:\nCited: 1. a=b given, 2. b=c given, 3. c=f given.\n"),
+  EXPECT_EQ(tally("Here is my evaluation of the solution:\nCited: 1. a: a=b given, 2. b: b=c given, 3. c: c=f given.\n"),
             (std::vector<int>{3, 1, 2, 0}));
   // A fact written wrong is a miss even with the right status; a short note misses the rest.
-  EXPECT_EQ(tally("Cited: 1. a=b given, 2. c=b reversed."), (std::vector<int>{3, 1, 2, 0}));
-  EXPECT_EQ(tally("Cited: 1. a=b given, 2. b=c reversed"), (std::vector<int>{3, 2, 2, 1}));
+  EXPECT_EQ(tally("Cited: 1. a: a=b given, 2. b: c=b reversed."), (std::vector<int>{3, 1, 2, 0}));
+  EXPECT_EQ(tally("Cited: 1. a: a=b given, 2. b: b=c reversed"), (std::vector<int>{3, 2, 2, 1}));
   EXPECT_EQ(tally("All steps are correct."), (std::vector<int>{3, 0, 2, 0}));
   EXPECT_EQ(TallyChainLookup({}, "Cited: none.").citations, 0);
+  // A gap is a faulty citation too: its item must say so.
+  const ChainVerdict gap = CheckChainProof(statement, "1. a=b, so a=b\n2. c=d, so a=d\nThus a=d.");
+  EXPECT_EQ(TallyChainLookup(gap.citations, RenderFaithfulChainAnalysis(gap)).faulty_right, 1);
+  EXPECT_EQ(TallyChainLookup(gap.citations, "Cited: 1. a: a=b given, 2. b: c=d given.").faulty_right, 0);
 }
 
 // The note of a made-up analysis goes with what it claims: a missed issue notes every citation

@@ -55,9 +55,11 @@ TEST(ChainTokenizer, PreTokenizesEqualitiesWhole) {
   EXPECT_EQ(ChainPreTokenize("a b  \n"), (std::vector<std::string>{"a", " ", "b", "  \n"}));
   // A citation's status is the very next piece after its equality (the verifier decides it
   // there, where the cited fact is, not one token later), and "not " stays a word of its own.
-  EXPECT_EQ(ChainPreTokenize("Cited: 1. a=b given, 2. b=c not given, 3. c=d reversed."),
-            (std::vector<std::string>{"Cited", ": ", "1", ". ", "a=b", " given", ", ", "2", ". ", "b=c",
-                                      " not ", "given", ", ", "3", ". ", "c=d", " reversed", "."}));
+  // The variable reached before it is a letter of its own, two pieces back.
+  EXPECT_EQ(ChainPreTokenize("Cited: 1. a: a=b given, 2. b: b=c not given, 3. c: c=d gap."),
+            (std::vector<std::string>{"Cited", ": ", "1", ". ", "a", ": ", "a=b", " given", ", ", "2", ". ",
+                                      "b", ": ", "b=c", " not ", "given", ", ", "3", ". ", "c", ": ", "c=d",
+                                      " gap", "."}));
   // The final line's item likewise: its status is the next piece after the equality.
   EXPECT_EQ(ChainPreTokenize("3. c=d given, end a=c not goal."),
             (std::vector<std::string>{"3", ". ", "c=d", " given", ", ", "end ", "a=c", " not ", "goal", "."}));
