@@ -80,17 +80,19 @@ ChainProof ScrambledChainProof(const ChainProblem& problem, uint64_t seed) {
   }
   SeededRng rng(CombineSeeds(seed, kScrambleSalt));
   ChainProof proof = CanonicalChainProof(problem);
-  char reached = statement.goal.lhs;  // the canonical steps' conclusions stay, so the chain's path too
+  char reached = statement.goal.lhs;
   for (ChainStep& step : proof.steps) {
-    const char next = step.conclusion.rhs;
-    std::vector<ChainFact> unlinked;  // given as written, without the variable reached
-    for (const ChainFact& f : statement.facts) {
-      if (f.lhs != reached && f.rhs != reached) unlinked.push_back(f);
-    }
-    reached = next;
+    const char at = reached;  // where the chain is before this step
+    reached = step.conclusion.rhs;  // the conclusions stay, so the chain's path too
     if (!rng.Chance(0.5)) continue;
     const int way = rng.Uniform(4);  // 0, 1: not given; 2: a gap; 3: reversed
-    if (way == 2 && !unlinked.empty()) {
+    std::vector<ChainFact> unlinked;  // given as written, without the variable reached
+    if (way == 2) {
+      for (const ChainFact& f : statement.facts) {
+        if (f.lhs != at && f.rhs != at) unlinked.push_back(f);
+      }
+    }
+    if (!unlinked.empty()) {
       step.cited = unlinked[static_cast<size_t>(rng.Uniform(static_cast<int>(unlinked.size())))];
     } else if (way <= 1 && !not_given.empty()) {
       step.cited = not_given[static_cast<size_t>(rng.Uniform(static_cast<int>(not_given.size())))];

@@ -56,10 +56,10 @@ ChainWarmupExample MakeChainWarmupExample(const ChainWarmupTemplates& templates,
 // The canonical proof of `problem` with each step's citation, independently with probability
 // 1/2, swapped for: an equality of two of its letters that is not given either way (half of
 // them: the generator's commonest fault); a given fact without the variable the chain has
-// reached there (a gap; a quarter); or the given fact reversed (a quarter). Steps' conclusions are unchanged. About half the citations a verifier
-// then checks are faulty, and they are not where a correct chain would go, so its analysis must
-// read each one off the proof, look it up in the problem's facts and check that it links.
-// Deterministic in `seed`.
+// reached there (a gap; a quarter); or the given fact reversed (a quarter). Steps' conclusions
+// are unchanged. About half the citations a verifier then checks are faulty, and they are not
+// where a correct chain would go, so its analysis must read each one off the proof, look it up
+// in the problem's facts and check that it links. Deterministic in `seed`.
 ChainProof ScrambledChainProof(const ChainProblem& problem, uint64_t seed);
 
 // A verifier example on any proof text (a model's own proof, say): the rendered verifier prompt
