@@ -87,17 +87,17 @@ AutoLabelResult AutoLabel(const std::vector<LabelEvidence>& evidence, const Auto
     out.reason = "no analysis with a valid format";
     return out;
   }
-  auto confirmed = [&options](const LabelEvidence& e) {
+  // Whether the majority of e's meta-verifications reach `threshold`.
+  auto majority = [](const LabelEvidence& e, double threshold) {
     int yes = 0;
-    for (double ms : e.meta_scores) yes += ms >= options.confirm_threshold;
+    for (double ms : e.meta_scores) yes += ms >= threshold;
     return !e.meta_scores.empty() && 2 * yes > static_cast<int>(e.meta_scores.size());
   };
-  bool any_confirmed_issue = false;
+  bool any_confirmed_issue = false;  // any analysis with an issue found real
   for (const LabelEvidence& e : evidence) {
     if (!FormatOk(e.analysis) || e.analysis.value() >= 1.0) continue;
-    const bool c = confirmed(e);
-    any_confirmed_issue |= c;
-    if (c && e.analysis.value() == *lowest) ++out.confirmed_lowest;
+    any_confirmed_issue |= majority(e, options.real_issue_threshold);
+    if (majority(e, options.confirm_threshold) && e.analysis.value() == *lowest) ++out.confirmed_lowest;
   }
   if (*lowest < 1.0 && out.confirmed_lowest >= options.k) {
     out.label = *lowest;

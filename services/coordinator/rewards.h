@@ -80,9 +80,14 @@ struct LabelEvidence {
 
 struct AutoLabelOptions {
   int k = 2;  // confirmed lowest-score analyses needed to label with that score
-  // A meta-verification confirms an analysis's issues when its meta-score is
-  // at least this (0.5: at least some named issue is real).
-  double confirm_threshold = 0.5;
+  // A meta-verification confirms an analysis (its issues are real and justify
+  // its score, so the score may become the label) when its meta-score is at
+  // least this: 1, the meta-verifier's "the analysis is right".
+  double confirm_threshold = 1.0;
+  // A meta-verification finds an analysis's issue real (so the proof is not
+  // labelled 1) when its meta-score is at least this: 0.5, "a named issue is
+  // real but the score is wrong" (or a real issue named next to a made-up one).
+  double real_issue_threshold = 0.5;
 };
 
 struct AutoLabelResult {
@@ -94,9 +99,12 @@ struct AutoLabelResult {
 
 // METHOD.md: take the analyses with the lowest score; if at least k of them
 // are confirmed (the majority of their meta-verifications reach
-// confirm_threshold), label = that score; if no analysis reports a confirmed
-// issue, label = 1; otherwise drop. Analyses with a format failure are left
-// out; with no valid analysis at all the proof is dropped.
+// confirm_threshold), label = that score; if no analysis reports an issue
+// the majority of its meta-verifications find real (real_issue_threshold),
+// label = 1; otherwise drop. So an analysis whose issue is real but whose
+// score the meta-verifier calls wrong neither sets the label nor lets the
+// proof pass as correct. Analyses with a format failure are left out; with no
+// valid analysis at all the proof is dropped.
 AutoLabelResult AutoLabel(const std::vector<LabelEvidence>& evidence, const AutoLabelOptions& options = {});
 
 }  // namespace dsm

@@ -118,5 +118,28 @@ TEST(Rewards, AutoLabelFollowsTheRule) {
   EXPECT_EQ(r.label, 0.5);
 }
 
+TEST(Rewards, AutoLabelTakesNoScoreTheMetaVerifierCallsWrong) {
+  AutoLabelOptions o;
+  o.k = 2;
+  // Meta 0.5: the issue is real but the score is wrong (a reversed fact scored 0, not 0.5).
+  // Those analyses do not set the label, and the proof does not pass as correct: dropped.
+  AutoLabelResult r = AutoLabel({{Ok(0), {0.5, 0.5}}, {Ok(0), {0.5, 1}}, {Ok(0.5), {1, 1}}, {Ok(1), {}}}, o);
+  EXPECT_FALSE(r.label.has_value()) << r.reason;
+  EXPECT_EQ(r.confirmed_lowest, 0);
+  // The right score confirmed k times next to a wrong one: the lowest is the wrong one, so
+  // nothing is labelled until the wrong one is left out by its format.
+  r = AutoLabel({{Ok(0.5), {1, 1}}, {Ok(0.5), {1, 1}}, {Ok(0), {0.5, 0.5}}}, o);
+  EXPECT_FALSE(r.label.has_value());
+  r = AutoLabel({{Ok(0.5), {1, 1}}, {Ok(0.5), {1, 1}}, {Failed(v1::FORMAT_STATUS_TRUNCATED, 0.0), {0.5, 0.5}}}, o);
+  EXPECT_EQ(r.label, 0.5);
+  // Only made-up issues (meta 0) still leave the proof at 1.
+  r = AutoLabel({{Ok(0), {0, 0}}, {Ok(0.5), {0, 0.5}}, {Ok(1), {}}}, o);
+  EXPECT_EQ(r.label, 1.0);
+  // The thresholds are options: at 0.5 a "wrong score" meta-verification confirms.
+  o.confirm_threshold = 0.5;
+  r = AutoLabel({{Ok(0), {0.5, 0.5}}, {Ok(0), {0.5, 1}}, {Ok(0.5), {1, 1}}, {Ok(1), {}}}, o);
+  EXPECT_EQ(r.label, 0.0);
+}
+
 }  // namespace
 }  // namespace dsm
