@@ -58,8 +58,9 @@ const char* CitationStatusText(ChainCitationStatus status) {
 }
 
 // The analysis body: the citation note of `noted`, then the issues (or kChainNoIssue).
-std::vector<std::string> NotedIssues(const ChainVerdict& noted, std::vector<std::string> issues) {
-  std::vector<std::string> lines{ChainCitationNote(noted.citations, noted.final_claim, noted.goal)};
+std::vector<std::string> NotedIssues(const ChainVerdict& noted, std::vector<std::string> issues,
+                                     std::optional<char> chain_end = std::nullopt) {
+  std::vector<std::string> lines{ChainCitationNote(noted.citations, noted.final_claim, noted.goal, chain_end)};
   if (issues.empty()) issues.emplace_back(kChainNoIssue);
   for (std::string& issue : issues) lines.push_back(std::move(issue));
   return lines;
@@ -95,12 +96,21 @@ std::string RenderChainAnalysis(double score, const std::vector<std::string>& is
                       ChainScoreText(score), "}");
 }
 
+char ChainCitedEnd(const std::vector<ChainCitation>& citations, char start) {
+  if (citations.empty()) return start;
+  const ChainCitation& last = citations.back();
+  if (!last.links) return last.reached;
+  return last.cited.lhs == last.reached ? last.cited.rhs : last.cited.lhs;
+}
+
 std::string ChainCitationNote(const std::vector<ChainCitation>& citations, const std::optional<ChainFact>& final_claim,
-                              const ChainFact& goal) {
+                              const ChainFact& goal, std::optional<char> chain_end) {
   std::vector<std::string> items;
   for (const ChainCitation& c : citations) items.push_back(CitationNoteItem(c));
   if (final_claim) {
-    items.push_back(absl::StrCat("end ", final_claim->Text(), *final_claim == goal ? " goal" : " not goal"));
+    const char end = chain_end.value_or(ChainCitedEnd(citations, goal.lhs));
+    const char* status = *final_claim != goal ? " not goal" : (end != goal.rhs ? " not reached" : " goal");
+    items.push_back(absl::StrCat("end ", std::string(1, end), ": ", final_claim->Text(), status));
   }
   if (items.empty()) return "Cited: none.";
   return absl::StrCat("Cited: ", absl::StrJoin(items, ", "), ".");
@@ -214,7 +224,7 @@ std::optional<LabelledChainAnalysis> MakeLabelledChainAnalysis(const ChainStatem
         c.links = true;
       }
       if (missed.final_claim) missed.goal = *missed.final_claim;
-      text = RenderChainAnalysis(1.0, NotedIssues(missed, {}));
+      text = RenderChainAnalysis(1.0, NotedIssues(missed, {}, missed.goal.rhs));
       break;
     }
     case ChainAnalysisKind::kWrongScore: {

@@ -10,7 +10,7 @@
 // names the issues:
 //
 //   Here is my evaluation of the solution:
-//   Cited: 1. a: a=b given, 2. b: b=e not given, end a=e goal.
+//   Cited: 1. a: a=b given, 2. b: b=e not given, end e: a=e goal.
 //   Step 2 cites b=e, which is not given.
 //   Based on my evaluation, the final overall score should be:
 //   \boxed{0}
@@ -36,7 +36,7 @@ inline constexpr absl::string_view kChainNoIssue = "All steps are correct.";
 // "0", "0.5" or "1".
 std::string ChainScoreText(double score);
 
-// "Cited: 1. a: a=b given, 2. b: b=e not given, 3. e: c=d gap, end a=c not goal." ("Cited: none."
+// "Cited: 1. a: a=b given, 2. b: b=e not given, 3. e: c=d gap, end e: a=c not goal." ("Cited: none."
 // when no line is a step and there is no final line): the note that opens a verifier-style
 // analysis. It names no step or line in words, so ReadChainAnalysis takes no claim from it; it
 // spells out, one cited fact at a time, the look-ups the issue lines rest on, so that a small
@@ -46,11 +46,19 @@ std::string ChainScoreText(double score);
 // the cited fact and its status: "not given" (neither way round), "gap" (given, but without the
 // variable reached: the link is a comparison with the letter two tokens back, not a second
 // look-up), "reversed" (given the other way round) or "given". With `final_claim` (what the
-// final line states) a last item looks that up too: "goal" when it is `goal`, else "not goal"
-// (the goal is the one equality in the problem that is not given).
+// final line states) a last item looks that up too, after where the cited facts take the chain
+// (`chain_end`, else ChainCitedEnd from the goal's left side): "end d: a=d goal" when it is
+// `goal` and the chain got to its right side, "not reached" when it is the goal but the last
+// fact leads elsewhere (a last step that claims the goal without reaching it, or a chain that
+// stops short), else "not goal" (the goal is the one equality in the problem that is not
+// given).
 std::string ChainCitationNote(const std::vector<ChainCitation>& citations,
                               const std::optional<ChainFact>& final_claim = std::nullopt,
-                              const ChainFact& goal = {});
+                              const ChainFact& goal = {}, std::optional<char> chain_end = std::nullopt);
+
+// Where the cited facts take the chain: the other side of the last step's fact from the variable
+// that step had reached when the fact contains it, else that variable (`start` with no step).
+char ChainCitedEnd(const std::vector<ChainCitation>& citations, char start);
 
 // The note that opens the warm-up's meta-analysis: the true citation of each step line in
 // `lines` (the lines an analysis names), in the citation note's words: "Checked: 2. b: a=b not

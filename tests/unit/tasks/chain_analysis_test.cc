@@ -96,24 +96,36 @@ TEST(ChainAnalysis, FaithfulAnalysesOpenWithTheCitationNote) {
   const ChainVerdict verdict = CheckChainProof(statement, "1. a=b, so a=b\n2. b=c, so a=c\n3. c=f, so a=f\nThus a=d.");
   EXPECT_EQ(RenderFaithfulChainAnalysis(verdict),
             "Here is my evaluation of the solution:\n"
-            "Cited: 1. a: a=b given, 2. b: b=c reversed, 3. c: c=f not given, end a=d goal.\n"
+            "Cited: 1. a: a=b given, 2. b: b=c reversed, 3. c: c=f not given, end f: a=d not reached.\n"
             "Step 2 cites b=c, but the given fact is c=b.\n"
             "Step 3 cites c=f, which is not given.\n"
             "Based on my evaluation, the final overall score should be:\n\\boxed{0}");
   const ChainAnalysisClaims claims = ReadChainAnalysis(RenderFaithfulChainAnalysis(verdict), verdict.final_line);
   EXPECT_EQ(claims.lines, (std::vector<int>{2, 3}));
   EXPECT_EQ(RenderFaithfulChainAnalysis(CheckChainProof(statement, "1. a=b, so a=b\n2. c=b, so a=c\n3. c=d, so a=d\nThus a=d.")),
-            "Here is my evaluation of the solution:\nCited: 1. a: a=b given, 2. b: c=b given, 3. c: c=d given, end a=d goal.\n"
+            "Here is my evaluation of the solution:\nCited: 1. a: a=b given, 2. b: c=b given, 3. c: c=d given, end d: a=d goal.\n"
             "All steps are correct.\nBased on my evaluation, the final overall score should be:\n\\boxed{1}");
   EXPECT_EQ(ChainCitationNote({}), "Cited: none.");
   // The final line is looked up too: a wrong one is "not goal" (and named by the issue line).
   const ChainVerdict wrong_final =
       CheckChainProof(statement, "1. a=b, so a=b\n2. c=b, so a=c\n3. c=d, so a=d\nThus a=c.");
   EXPECT_EQ(ChainCitationNote(wrong_final.citations, wrong_final.final_claim, wrong_final.goal),
-            "Cited: 1. a: a=b given, 2. b: c=b given, 3. c: c=d given, end a=c not goal.");
+            "Cited: 1. a: a=b given, 2. b: c=b given, 3. c: c=d given, end d: a=c not goal.");
   EXPECT_EQ(ReadChainAnalysis(RenderFaithfulChainAnalysis(wrong_final), wrong_final.final_line).lines,
             (std::vector<int>{4}));
-  EXPECT_EQ(ChainCitationNote({}, ChainFact{'a', 'd'}, ChainFact{'a', 'd'}), "Cited: end a=d goal.");
+  EXPECT_EQ(ChainCitationNote({}, ChainFact{'a', 'd'}, ChainFact{'a', 'd'}), "Cited: end a: a=d not reached.");
+  // The final item says where the cited facts take the chain: a last step that claims the goal
+  // through a fact leading elsewhere, or a chain that stops short, has not reached it.
+  const ChainVerdict early = CheckChainProof(statement, "1. a=b, so a=b\n2. c=b, so a=c\n3. c=b, so a=d\nThus a=d.");
+  EXPECT_EQ(ChainCitationNote(early.citations, early.final_claim, early.goal),
+            "Cited: 1. a: a=b given, 2. b: c=b given, 3. c: c=b given, end b: a=d not reached.");
+  const ChainVerdict short_chain = CheckChainProof(statement, "1. a=b, so a=b\n2. c=b, so a=c\nThus a=d.");
+  EXPECT_EQ(ChainCitationNote(short_chain.citations, short_chain.final_claim, short_chain.goal),
+            "Cited: 1. a: a=b given, 2. b: c=b given, end c: a=d not reached.");
+  EXPECT_EQ(ChainCitedEnd(short_chain.citations, 'a'), 'c');
+  EXPECT_EQ(ChainCitedEnd({}, 'a'), 'a');
+  // A gap does not move it.
+  EXPECT_EQ(ChainCitedEnd(CheckChainProof(statement, "1. a=b, so a=b\n2. c=d, so a=d").citations, 'a'), 'b');
   // Each item names the variable the chain has reached; a given fact without it is a gap,
   // written given or reversed; a fact not given either way is "not given" first.
   EXPECT_EQ(ChainCitationNote(CheckChainProof(statement, "1. a=b, so a=b\n2. c=d, so a=d\nThus a=d.").citations),
@@ -176,6 +188,7 @@ TEST(ChainAnalysis, MadeUpAnalysesNoteWhatTheyClaim) {
     ASSERT_TRUE(missed.has_value());
     EXPECT_EQ(missed->text.find("not given"), std::string::npos) << missed->text;
     EXPECT_EQ(missed->text.find("not goal"), std::string::npos) << missed->text;
+    EXPECT_EQ(missed->text.find("not reached"), std::string::npos) << missed->text;
     const LabelledChainProof right = MakeLabelledChainProof(*problem, ChainFlaw::kNone, seed);
     auto bogus = MakeLabelledChainAnalysis(problem->statement, right, ChainAnalysisKind::kBogusIssue, seed);
     ASSERT_TRUE(bogus.has_value());

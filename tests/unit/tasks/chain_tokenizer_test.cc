@@ -61,8 +61,10 @@ TEST(ChainTokenizer, PreTokenizesEqualitiesWhole) {
                                       "b", ": ", "b=c", " not ", "given", ", ", "3", ". ", "c", ": ", "c=d",
                                       " gap", "."}));
   // The final line's item likewise: its status is the next piece after the equality.
-  EXPECT_EQ(ChainPreTokenize("3. c=d given, end a=c not goal."),
-            (std::vector<std::string>{"3", ". ", "c=d", " given", ", ", "end ", "a=c", " not ", "goal", "."}));
+  EXPECT_EQ(ChainPreTokenize("3. c=d given, end d: a=c not goal."),
+            (std::vector<std::string>{"3", ". ", "c=d", " given", ", ", "end ", "d", ": ", "a=c", " not ", "goal", "."}));
+  EXPECT_EQ(ChainPreTokenize("end b: a=d not reached."),
+            (std::vector<std::string>{"end ", "b", ": ", "a=d", " not ", "reached", "."}));
   EXPECT_EQ(ChainPreTokenize("Step 1 cites a=b  x"),
             (std::vector<std::string>{"Step ", "1", " cites ", "a=b", " ", " ", "x"}));
 }
