@@ -38,7 +38,7 @@ MadeUp MadeUpIssue(const ChainStatement& statement, const ChainProof& proof, int
       return {ChainIssueBackwards(line, step.cited), 0.5, ChainCitationStatus::kReversed};
     default: {
       // Claims the fact's other side follows (it does not).
-      const char other = step.conclusion.rhs == step.cited.lhs ? step.cited.rhs : step.cited.lhs;
+      const char other = step.cited.Across(step.conclusion.rhs);
       return {ChainIssueWrongConclusion(line, step.conclusion, ChainFact{step.conclusion.lhs, other}), 0.0,
               std::nullopt};
     }
@@ -100,7 +100,7 @@ char ChainCitedEnd(const std::vector<ChainCitation>& citations, char start) {
   if (citations.empty()) return start;
   const ChainCitation& last = citations.back();
   if (!last.links) return last.reached;
-  return last.cited.lhs == last.reached ? last.cited.rhs : last.cited.lhs;
+  return last.cited.Across(last.reached);
 }
 
 std::string ChainCitationNote(const std::vector<ChainCitation>& citations, const std::optional<ChainFact>& final_claim,

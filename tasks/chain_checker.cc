@@ -201,7 +201,7 @@ ChainVerdict CheckChainProof(const ChainStatement& statement, absl::string_view 
     } else if (!verdict.citations.back().links) {
       fault(k, true, ChainIssueGap(k, cited, end));
     } else {
-      const ChainFact follows{goal.lhs, cited.lhs == end ? cited.rhs : cited.lhs};
+      const ChainFact follows{goal.lhs, cited.Across(end)};
       if (parsed.stated != follows) {
         fault(k, true, ChainIssueWrongConclusion(k, parsed.stated, follows));
       } else if (backwards) {

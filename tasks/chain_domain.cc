@@ -207,7 +207,7 @@ ChainProof CanonicalChainProof(const ChainProblem& problem) {
   const char start = problem.statement.goal.lhs;
   char end = start;
   for (const ChainFact& fact : problem.chain) {
-    end = fact.lhs == end ? fact.rhs : fact.lhs;
+    end = fact.Across(end);
     proof.steps.push_back(ChainStep{fact, ChainFact{start, end}});
   }
   proof.final_claim = problem.statement.goal;
@@ -364,7 +364,7 @@ LabelledChainProof MakeLabelledChainProof(const ChainProblem& problem, ChainFlaw
       if (cited.lhs != goal.rhs && cited.rhs != goal.rhs) {
         out.issue = ChainIssueGap(n + 1, cited, goal.rhs);
       } else {
-        const ChainFact follows{goal.lhs, cited.lhs == goal.rhs ? cited.rhs : cited.lhs};
+        const ChainFact follows{goal.lhs, cited.Across(goal.rhs)};
         out.issue = ChainIssueWrongConclusion(n + 1, goal, follows);
       }
       break;

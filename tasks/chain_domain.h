@@ -75,6 +75,8 @@ struct ChainFact {
 
   std::string Text() const { return std::string{lhs, '=', rhs}; }
   ChainFact Reversed() const { return ChainFact{rhs, lhs}; }
+  // The side across from `v`: rhs when v is lhs, else lhs (where the fact leads from v).
+  char Across(char v) const { return lhs == v ? rhs : lhs; }
   bool operator==(const ChainFact& other) const { return lhs == other.lhs && rhs == other.rhs; }
   bool operator!=(const ChainFact& other) const { return !(*this == other); }
 };

@@ -93,16 +93,16 @@ AutoLabelResult AutoLabel(const std::vector<LabelEvidence>& evidence, const Auto
     for (double ms : e.meta_scores) yes += ms >= threshold;
     return !e.meta_scores.empty() && 2 * yes > static_cast<int>(e.meta_scores.size());
   };
-  bool any_confirmed_issue = false;  // any analysis with an issue found real
+  bool any_real_issue = false;  // any analysis with an issue the meta-verifier finds real
   for (const LabelEvidence& e : evidence) {
     if (!FormatOk(e.analysis) || e.analysis.value() >= 1.0) continue;
-    any_confirmed_issue |= majority(e, options.real_issue_threshold);
+    any_real_issue |= majority(e, options.real_issue_threshold);
     if (majority(e, options.confirm_threshold) && e.analysis.value() == *lowest) ++out.confirmed_lowest;
   }
   if (*lowest < 1.0 && out.confirmed_lowest >= options.k) {
     out.label = *lowest;
     out.reason = absl::StrCat(out.confirmed_lowest, " confirmed analyses give ", *lowest);
-  } else if (!any_confirmed_issue) {
+  } else if (!any_real_issue) {
     out.label = 1.0;
     out.reason = "no analysis found a confirmed issue";
   } else {
