@@ -27,6 +27,7 @@ absl::StatusOr<v1::Evaluation> EvaluateGenerator(RunStore* store, LeaseDispatche
     work.mutable_prompt()->set_text(generator.Render(PromptFields{p.record.statement(), "", ""}));
     work.set_n(1);
     *work.mutable_params() = options.params;
+    generator.AddStopsTo(work.mutable_params());
     work.set_adapter_role(v1::ADAPTER_ROLE_GENERATOR);
     work.set_min_adapter_version(options.min_adapter_version);
     work.mutable_metadata()->set_phase(v1::PHASE_EVALUATE);

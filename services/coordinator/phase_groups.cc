@@ -79,6 +79,7 @@ absl::StatusOr<uint32_t> EnqueueGenerationWork(RunStore* store, LeaseDispatcher*
     work.mutable_prompt()->set_text(generator.Render(PromptFields{p.record.statement(), "", ""}));
     work.set_n(spec.n);
     *work.mutable_params() = spec.params;
+    generator.AddStopsTo(work.mutable_params());
     work.mutable_params()->set_return_logprobs(true);
     work.set_adapter_role(v1::ADAPTER_ROLE_GENERATOR);
     work.set_min_adapter_version(spec.min_adapter_version);

@@ -32,8 +32,12 @@ absl::StatusOr<std::vector<ProofAttempt>> RefineProof(ProofBackend& backend, con
   }
   std::vector<ProofAttempt> attempts;
   std::string prompt = generator.Render(PromptFields{problem, "", ""});
+  v1::SamplingParams first = options.params, again = options.params;
+  generator.AddStopsTo(&first);
+  refiner.AddStopsTo(&again);
   while (attempts.size() < options.max_iterations) {
-    absl::StatusOr<std::vector<ProofAttempt>> out = backend.Generate(prompt, 1, options.params);
+    absl::StatusOr<std::vector<ProofAttempt>> out =
+        backend.Generate(prompt, 1, attempts.empty() ? first : again);
     // A refinement prompt the generator refuses (e.g. longer than its context, with a long
     // previous proof in it) ends the refinement: the last proof stands.
     if (!out.ok() && !attempts.empty() && absl::IsInvalidArgument(out.status())) break;
@@ -61,8 +65,10 @@ absl::StatusOr<BestOfN> SelectBestOfN(ProofBackend& backend, const PromptTemplat
     return absl::InvalidArgumentError(
         absl::StrCat("verifications: ", options.verifications, " is not in [1, 1024]"));
   }
+  v1::SamplingParams params = options.params;
+  generator.AddStopsTo(&params);
   absl::StatusOr<std::vector<ProofAttempt>> proofs =
-      backend.Generate(generator.Render(PromptFields{problem, "", ""}), options.n, options.params);
+      backend.Generate(generator.Render(PromptFields{problem, "", ""}), options.n, params);
   if (!proofs.ok()) return proofs.status();
   if (proofs->size() != options.n) {
     return absl::InternalError(

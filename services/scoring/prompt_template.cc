@@ -87,12 +87,19 @@ absl::StatusOr<PromptTemplate> PromptTemplate::Parse(absl::string_view text, con
     }
     const std::string key(absl::StripAsciiWhitespace(stripped.substr(0, colon)));
     const std::string value(absl::StripAsciiWhitespace(stripped.substr(colon + 1)));
-    if (key != "role" && key != "evaluation_marker" && key != "score_marker") {
+    if (key != "role" && key != "evaluation_marker" && key != "score_marker" && key != "stop") {
       return bad("line ", line_number, ": unknown header key \"", key,
-                 "\" (allowed: role, evaluation_marker, score_marker)");
+                 "\" (allowed: role, evaluation_marker, score_marker, stop)");
+    }
+    if (value.empty()) return bad("line ", line_number, ": header key \"", key, "\" is empty");
+    if (key == "stop") {
+      if (std::find(t.stop_.begin(), t.stop_.end(), value) != t.stop_.end()) {
+        return bad("line ", line_number, ": stop \"", value, "\" repeated");
+      }
+      t.stop_.push_back(value);
+      continue;
     }
     if (header.count(key) > 0) return bad("line ", line_number, ": header key \"", key, "\" repeated");
-    if (value.empty()) return bad("line ", line_number, ": header key \"", key, "\" is empty");
     header[key] = value;
   }
   if (!ended) return bad("no \"---\" line ends the header");
@@ -181,6 +188,14 @@ absl::StatusOr<PromptTemplate> PromptTemplate::LoadRole(const std::string& dir, 
                                                    " template"));
   }
   return t;
+}
+
+void PromptTemplate::AddStopsTo(v1::SamplingParams* params) const {
+  if (stop_.empty()) return;
+  for (const std::string& s : stop_) {
+    if (std::find(params->stop().begin(), params->stop().end(), s) == params->stop().end()) params->add_stop(s);
+  }
+  params->set_include_stop_str_in_output(true);
 }
 
 std::string PromptTemplate::Render(const PromptFields& fields) const {

@@ -15,8 +15,11 @@
 // - Header lines are "key: value"; the value is the rest of the line with
 //   surrounding blanks removed, taken literally (no quoting, no escapes).
 //   Keys, all required: role (generator | verifier | meta_verifier | refiner),
-//   evaluation_marker, score_marker (both non-empty). Unknown or repeated keys
-//   are errors.
+//   evaluation_marker, score_marker (both non-empty). Optional and repeatable:
+//   stop, a string that ends the role's output where it first appears (kept in
+//   the output, as vLLM's stop with include_stop_str_in_output): e.g. the
+//   self-score boxes, so a generator ends at its self-score instead of writing
+//   on past it. Other unknown or repeated keys are errors.
 // - The body is everything after the "---" line, less the file's final
 //   newline. It is sent to the model as it is (no chat template is applied
 //   here).
@@ -71,6 +74,11 @@ class PromptTemplate {
 
   PromptRole role() const { return role_; }
   const OutputMarkers& markers() const { return markers_; }
+  // The header's stop strings, in file order (empty: the output ends at EOS).
+  const std::vector<std::string>& stop() const { return stop_; }
+  // Adds stop() to `params` (keeping the matched string in the output); no
+  // change when the template has none.
+  void AddStopsTo(v1::SamplingParams* params) const;
   const std::string& source() const { return source_; }
 
   // The body with every placeholder replaced by its field.
@@ -87,6 +95,7 @@ class PromptTemplate {
 
   PromptRole role_ = PromptRole::kVerifier;
   OutputMarkers markers_;
+  std::vector<std::string> stop_;
   std::string source_;
   std::vector<Segment> segments_;
 };

@@ -110,7 +110,8 @@ TEST(GeneratorPhase, JudgesAndRewardsEachCompletion) {
 
   auto generator = PromptTemplate::Parse(
       "role: generator\nevaluation_marker: Here is my evaluation of the solution:\n"
-      "score_marker: Based on my evaluation, the final overall score should be:\n---\nProve: {problem}\n",
+      "score_marker: Based on my evaluation, the final overall score should be:\nstop: \\boxed{1}\n---\n"
+      "Prove: {problem}\n",
       "generator.txt");
   ASSERT_TRUE(generator.ok()) << generator.status();
   GeneratorPhaseOptions options;
@@ -125,6 +126,10 @@ TEST(GeneratorPhase, JudgesAndRewardsEachCompletion) {
   EXPECT_EQ(grant.generate().prompt().text(), "Prove: Given: a=b, b=c. Prove: a=c.");
   EXPECT_EQ(grant.generate().n(), 5u);
   EXPECT_TRUE(grant.generate().params().return_logprobs());
+  // The template's stop string ends each answer, and stays in it.
+  EXPECT_EQ(grant.generate().params().stop_size(), 1);
+  EXPECT_EQ(grant.generate().params().stop(0), "\\boxed{1}");
+  EXPECT_TRUE(grant.generate().params().include_stop_str_in_output());
 
   v1::LeaseResult result;
   result.set_lease_id(grant.lease_id());

@@ -45,12 +45,12 @@ class GraderStub final : public Grader {
   }
 };
 
-PromptTemplate Template(const std::string& role, const std::string& body) {
+PromptTemplate Template(const std::string& role, const std::string& body, const std::string& header = "") {
   auto t = PromptTemplate::Parse(absl::StrCat("role: ", role,
                                               "\nevaluation_marker: Here is my evaluation of the solution:\n"
                                               "score_marker: Based on my evaluation, the final overall score should "
-                                              "be:\n---\n",
-                                              body),
+                                              "be:\n",
+                                              header, "---\n", body),
                                  role + ".txt");
   EXPECT_TRUE(t.ok()) << t.status();
   return *t;
@@ -130,6 +130,9 @@ TEST(PipelineRunner, RunsEveryPhaseOfAnIterationInOrder) {
         grant = grants.front();
         grants.pop_front();
       }
+      // Every generation (phase 4, phase 5's proofs, the evaluations) ends at the template's stop.
+      EXPECT_THAT(grant.generate().params().stop(), ::testing::ElementsAre("\\boxed{0}"));
+      EXPECT_TRUE(grant.generate().params().include_stop_str_in_output());
       v1::LeaseResult result;
       result.set_lease_id(grant.lease_id());
       result.mutable_generated()->add_prompt_token_ids(1);
@@ -177,7 +180,7 @@ TEST(PipelineRunner, RunsEveryPhaseOfAnIterationInOrder) {
   GraderStub grader;
   options.grader = &grader;
   PipelineRunner runner(store->get(), &dispatcher, client->get(), nullptr, &learner,
-                        {Template("generator", "Prove: {problem}"), Template("verifier", "{problem} {proof}"),
+                        {Template("generator", "Prove: {problem}", "stop: \\boxed{0}\n"), Template("verifier", "{problem} {proof}"),
                          Template("meta_verifier", "{problem} {proof} {analysis}"), VerifierMarkers()},
                         options);
   std::atomic<bool> stop{false};

@@ -20,9 +20,9 @@ using ::testing::HasSubstr;
 constexpr char kEval[] = "Here is my evaluation of the solution:";
 constexpr char kScore[] = "Based on my evaluation, the final overall score should be:";
 
-PromptTemplate Template(const std::string& role, const std::string& body) {
+PromptTemplate Template(const std::string& role, const std::string& body, const std::string& header = "") {
   auto t = PromptTemplate::Parse(std::string("role: ") + role + "\nevaluation_marker: " + kEval +
-                                     "\nscore_marker: " + kScore + "\n---\n" + body,
+                                     "\nscore_marker: " + kScore + "\n" + header + "---\n" + body,
                                  role + ".txt");
   EXPECT_TRUE(t.ok()) << t.status();
   return *t;
@@ -50,12 +50,14 @@ class ScriptedBackend : public ProofBackend {
   std::map<std::string, std::vector<std::string>> answers;  // prompt -> answers, consumed in order
   std::map<std::string, std::vector<std::string>> verdicts;  // proof -> boxed scores ("x" = malformed)
   std::vector<std::string> prompts;
+  std::vector<std::vector<std::string>> stops;  // each Generate call's stop strings
   absl::Status fail_verify = absl::OkStatus();
 
   absl::StatusOr<std::vector<ProofAttempt>> Generate(const std::string& prompt, uint32_t n,
-                                                     const v1::SamplingParams&) override {
+                                                     const v1::SamplingParams& params) override {
     std::lock_guard<std::mutex> lock(mu_);
     prompts.push_back(prompt);
+    stops.emplace_back(params.stop().begin(), params.stop().end());
     std::vector<std::string>& queue = answers[prompt];
     if (queue.size() < n) return absl::InternalError("unscripted prompt: " + prompt);
     std::vector<ProofAttempt> out;
@@ -97,6 +99,24 @@ TEST(RefineProof, StopsOnceTheProofGivesItselfOneAndFeedsTheLastAttemptBack) {
   EXPECT_EQ((*attempts)[0].proof, "step A");
   EXPECT_EQ((*attempts)[1].proof, "step B");
   EXPECT_EQ(b.prompts.size(), 2u);
+}
+
+TEST(ProofSearch, EachPromptEndsAtItsTemplatesStopStrings) {
+  ScriptedBackend b;
+  b.answers["PROVE P"] = {Answer("a", "0"), Answer("b", "1")};
+  b.answers["REFINE P | a | " + Split(Answer("a", "0")).self_analysis] = {Answer("c", "1")};
+  b.verdicts["b"] = {"1"};
+  const PromptTemplate generator = Template("generator", "PROVE {problem}", "stop: G\n");
+  const PromptTemplate refiner = Template("refiner", "REFINE {problem} | {proof} | {analysis}", "stop: R\n");
+  v1::SamplingParams params;
+  params.add_stop("USER");  // the caller's own stop strings stay
+  ASSERT_TRUE(RefineProof(b, generator, refiner, "P", RefineOptions{4, params}).ok());
+  BestOfNOptions best;
+  best.n = 1;
+  best.verifications = 1;
+  best.params = params;
+  ASSERT_TRUE(SelectBestOfN(b, generator, "P", best).ok());
+  EXPECT_EQ(b.stops, (std::vector<std::vector<std::string>>{{"USER", "G"}, {"USER", "R"}, {"USER", "G"}}));
 }
 
 TEST(RefineProof, GoesOnToTheLimitWhileTheSelfScoreStaysBelowOneOrIsMalformed) {

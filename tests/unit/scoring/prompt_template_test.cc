@@ -36,6 +36,26 @@ TEST(PromptTemplate, ParsesHeaderAndBody) {
   EXPECT_EQ(t->Render({"x", "y", "unused"}), "P: x\nY: y");  // the file's final newline is dropped
 }
 
+TEST(PromptTemplate, StopStringsEndTheOutputAndStayInIt) {
+  auto none = PromptTemplate::Parse(std::string(kHeader) + "{problem} {proof}", "t.txt");
+  ASSERT_TRUE(none.ok()) << none.status();
+  v1::SamplingParams params;
+  params.add_stop("END");
+  none->AddStopsTo(&params);  // no stop lines: the caller's params unchanged
+  EXPECT_THAT(params.stop(), ::testing::ElementsAre("END"));
+  EXPECT_FALSE(params.include_stop_str_in_output());
+
+  auto t = PromptTemplate::Parse(
+      "role: verifier\nstop: \\boxed{0}\nevaluation_marker: a\nstop: \\boxed{1}\nscore_marker: b\n"
+      "stop:   END  \n---\n{problem} {proof}",
+      "t.txt");
+  ASSERT_TRUE(t.ok()) << t.status();
+  EXPECT_THAT(t->stop(), ::testing::ElementsAre("\\boxed{0}", "\\boxed{1}", "END"));
+  t->AddStopsTo(&params);  // appended once each, and kept in the output
+  EXPECT_THAT(params.stop(), ::testing::ElementsAre("END", "\\boxed{0}", "\\boxed{1}"));
+  EXPECT_TRUE(params.include_stop_str_in_output());
+}
+
 TEST(PromptTemplate, RenderingNeverInterpretsSubstitutedBraces) {
   auto t = PromptTemplate::Parse(std::string(kHeader) +
                                      "Score in \\boxed{...}, e.g. \\boxed{\\frac{1}{2}} {0, 0.5, 1} "
@@ -67,7 +87,10 @@ TEST(PromptTemplate, LoadErrorsNameTheFileAndWhatIsWrong) {
   EXPECT_EQ(Error("role: grader\nevaluation_marker: a\nscore_marker: b\n---\n"),
             "t.txt: role: \"grader\" is not one of generator, verifier, meta_verifier, refiner");
   EXPECT_EQ(Error("rol: verifier\n---\n"),
-            "t.txt: line 1: unknown header key \"rol\" (allowed: role, evaluation_marker, score_marker)");
+            "t.txt: line 1: unknown header key \"rol\" (allowed: role, evaluation_marker, score_marker, stop)");
+  EXPECT_EQ(Error("role: verifier\nstop: \\boxed{1}\nstop: \\boxed{1}\n---\n"),
+            "t.txt: line 3: stop \"\\boxed{1}\" repeated");
+  EXPECT_EQ(Error("role: verifier\nstop:  \n---\n"), "t.txt: line 2: header key \"stop\" is empty");
   EXPECT_EQ(Error("role: generator\nevaluation_marker: a\nscore_marker: b\n---\n{problem} {proof}"),
             "t.txt: line 5: unknown placeholder {proof} for role generator (allowed: {problem})");
   EXPECT_EQ(Error("role: meta_verifier\nevaluation_marker: a\nscore_marker: b\n---\n{problem} {proof}"),
@@ -131,6 +154,20 @@ TEST(PromptTemplate, TheRefinerGetsTheProblemThePreviousProofAndItsSelfEvaluatio
     EXPECT_THAT(prompt, HasSubstr("PROBLEM"));
     EXPECT_THAT(prompt, HasSubstr("OLD PROOF"));
     EXPECT_THAT(prompt, ::testing::EndsWith("OLD ANALYSIS"));
+  }
+}
+
+TEST(PromptTemplate, TheTinyGeneratorEndsAtItsSelfScore) {
+  // Each of the three scores ends the tiny generator's and refiner's answer (phase 4 would
+  // otherwise teach the generator to write on past a self-score of 0); the full templates,
+  // whose proofs may box an answer, end at EOS.
+  for (PromptRole role : {PromptRole::kGenerator, PromptRole::kRefiner}) {
+    auto tiny = PromptTemplate::LoadRole(PromptsDir() + "/tiny", role);
+    ASSERT_TRUE(tiny.ok()) << tiny.status();
+    EXPECT_THAT(tiny->stop(), ::testing::UnorderedElementsAre("\\boxed{0}", "\\boxed{0.5}", "\\boxed{1}"));
+    auto full = PromptTemplate::LoadRole(PromptsDir(), role);
+    ASSERT_TRUE(full.ok()) << full.status();
+    EXPECT_THAT(full->stop(), ::testing::IsEmpty());
   }
 }
 
