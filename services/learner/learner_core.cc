@@ -150,6 +150,7 @@ absl::Status LearnerCore::Init() {
     if (role.version > 0) {
       auto snapshot = role.trainer->SnapshotAdapter();
       if (absl::Status s = Publish(&role, *snapshot, role.version, role.steps); !s.ok()) return s;
+      role.published = role.version;
       spdlog::info("learner: {} resumed from {} at version {}", role.name, role.trainer->resumed_from(),
                    role.version);
     }
@@ -426,7 +427,7 @@ void LearnerCore::SetPaused(bool paused) {
 uint64_t LearnerCore::adapter_version(v1::AdapterRole role) const {
   absl::MutexLock lock(&mu_);
   const RoleState* r = FindRole(role);
-  return r == nullptr ? 0 : r->version;
+  return r == nullptr ? 0 : r->published;
 }
 
 LearnerSnapshot LearnerCore::State() const {
@@ -437,7 +438,7 @@ LearnerSnapshot LearnerCore::State() const {
     const RoleState& role = roles_.at(r);
     RoleSnapshot s;
     s.role = r;
-    s.adapter_version = role.version;
+    s.adapter_version = role.published;
     for (const auto& [objective, queue] : role.queues) s.buffered_groups += static_cast<uint32_t>(queue.size());
     s.optimizer_steps = role.steps;
     s.last_step = role.last_step;
@@ -591,7 +592,10 @@ void LearnerCore::TrainStep(RoleState* role, Objective objective, std::vector<Pe
   auto snapshot = role->trainer->SnapshotAdapter();
   if (absl::Status s = Publish(role, *snapshot, version, total_steps); !s.ok()) {
     spdlog::error("learner: publishing {} version {}: {}", role->name, version, std::string(s.message()));
+    return;
   }
+  absl::MutexLock lock(&mu_);
+  role->published = std::max(role->published, version);
 }
 
 std::string LearnerCore::PublishedVersionDir(const RoleState& role) const {
@@ -872,6 +876,10 @@ absl::StatusOr<uint64_t> LearnerCore::DoInitAdapter(v1::AdapterRole r, const Ada
   }
   auto snapshot = role->trainer->SnapshotAdapter();
   if (absl::Status s = Publish(role, *snapshot, version, step); !s.ok()) return s;
+  {
+    absl::MutexLock lock(&mu_);
+    role->published = std::max(role->published, version);
+  }
   if (dropped > 0) {
     spdlog::info("learner: InitAdapter({}) dropped {} buffered groups", role->name, dropped);
     NotifySpace();

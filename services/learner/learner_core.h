@@ -208,6 +208,7 @@ class LearnerCore {
   const LearnerOptions& options() const { return options_; }
   const LlamaModel& model() const { return *model_; }
   std::vector<v1::AdapterRole> roles() const { return options_.roles; }
+  // The newest version of `role` handed to the samplers (0: none yet).
   uint64_t adapter_version(v1::AdapterRole role) const;
 
  private:
@@ -226,7 +227,8 @@ class LearnerCore {
     std::string name;
     int adapter_index = -1;
     std::unique_ptr<Trainer> trainer;  // training thread only
-    uint64_t version = 0;              // newest published
+    uint64_t version = 0;              // newest trained (published right after)
+    uint64_t published = 0;            // newest handed to the samplers: what State() reports
     uint64_t steps = 0;
     std::map<Objective, std::deque<PendingGroup>> queues;
     std::optional<RoleStepMetrics> last_step;
@@ -246,7 +248,8 @@ class LearnerCore {
   void Loop();
   // Trains one step of `role` on `groups`, publishes; returns false on error.
   void TrainStep(RoleState* role, Objective objective, std::vector<PendingGroup> groups);
-  // Records the version (PublishedVersionDir) and hands it to the publisher.
+  // Records the version (PublishedVersionDir) and hands it to the publisher; the caller then
+  // sets role->published under mu_ (Init holds it throughout).
   absl::Status Publish(RoleState* role, const LoraAdapter& adapter, uint64_t version, uint64_t step);
   // Where `role`'s published_version file lives; "" without a checkpoint
   // folder or on ranks other than 0.

@@ -156,10 +156,16 @@ TEST_F(LearnerRestart, KillNineMidTrainingResumesBitIdentical) {
     LearnerClient client(address);
     SubmitAccepted(client, groups, 0, kStepsBeforeKill * kGroupsPerStep + 1);
     ASSERT_TRUE(client.WaitForStep(kStepsBeforeKill, absl::Seconds(60))) << learner->Log();
+    // The state names a version only once it is published (and recorded for a restart): wait
+    // for step 5's.
     v1::LearnerState state;
-    ASSERT_TRUE(client.GetState(&state));
-    ASSERT_EQ(state.roles_size(), 1);
+    const absl::Time until = absl::Now() + absl::Seconds(60);
+    do {
+      ASSERT_TRUE(client.GetState(&state));
+      ASSERT_EQ(state.roles_size(), 1);
+    } while (state.roles(0).adapter_version() < kStepsBeforeKill && absl::Now() < until);
     version_before_kill = state.roles(0).adapter_version();
+    EXPECT_EQ(version_before_kill, static_cast<uint64_t>(kStepsBeforeKill));
     EXPECT_EQ(state.step(), static_cast<uint64_t>(kStepsBeforeKill));
   }
   EXPECT_EQ(learner->Stop(SIGKILL), -1);
