@@ -594,6 +594,10 @@ void LearnerCore::TrainStep(RoleState* role, Objective objective, std::vector<Pe
     spdlog::error("learner: publishing {} version {}: {}", role->name, version, std::string(s.message()));
     return;
   }
+  MarkPublished(role, version);
+}
+
+void LearnerCore::MarkPublished(RoleState* role, uint64_t version) {
   absl::MutexLock lock(&mu_);
   role->published = std::max(role->published, version);
 }
@@ -876,10 +880,7 @@ absl::StatusOr<uint64_t> LearnerCore::DoInitAdapter(v1::AdapterRole r, const Ada
   }
   auto snapshot = role->trainer->SnapshotAdapter();
   if (absl::Status s = Publish(role, *snapshot, version, step); !s.ok()) return s;
-  {
-    absl::MutexLock lock(&mu_);
-    role->published = std::max(role->published, version);
-  }
+  MarkPublished(role, version);
   if (dropped > 0) {
     spdlog::info("learner: InitAdapter({}) dropped {} buffered groups", role->name, dropped);
     NotifySpace();

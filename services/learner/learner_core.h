@@ -249,8 +249,10 @@ class LearnerCore {
   // Trains one step of `role` on `groups`, publishes; returns false on error.
   void TrainStep(RoleState* role, Objective objective, std::vector<PendingGroup> groups);
   // Records the version (PublishedVersionDir) and hands it to the publisher; the caller then
-  // sets role->published under mu_ (Init holds it throughout).
+  // marks it published (MarkPublished, or directly in Init, which holds mu_ throughout).
   absl::Status Publish(RoleState* role, const LoraAdapter& adapter, uint64_t version, uint64_t step);
+  // role->published = max(itself, version): what State() and adapter_version() report.
+  void MarkPublished(RoleState* role, uint64_t version) ABSL_LOCKS_EXCLUDED(mu_);
   // Where `role`'s published_version file lives; "" without a checkpoint
   // folder or on ranks other than 0.
   std::string PublishedVersionDir(const RoleState& role) const;
