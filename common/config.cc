@@ -215,6 +215,10 @@ void Visit(V& v, BuiltinConfig& o) {
   v.Num("warmup_meta_own_proof_share", &o.warmup_meta_own_proof_share, 0, 1);
   v.Num("warmup_meta_scrambled_proof_share", &o.warmup_meta_scrambled_proof_share, 0, 1);
   v.Int("warmup_lookup_drill_steps", &o.warmup_lookup_drill_steps, 0, 1 << 24);
+  v.Int("warmup_lookup_drill_every", &o.warmup_lookup_drill_every, 0, 1 << 24);
+  v.Num("warmup_lookup_drill_meta_share", &o.warmup_lookup_drill_meta_share, 0, 1);
+  v.Int("warmup_micro_batch", &o.warmup_micro_batch, 0, 4096);
+  v.Int("warmup_eval_every", &o.warmup_eval_every, 0, 1 << 24);
   v.Int("warmup_threads", &o.warmup_threads, 0, 256);
 }
 

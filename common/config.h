@@ -254,6 +254,16 @@ struct BuiltinConfig {
   // The warm-up's first steps, all verifier examples on such proofs (tasks/chain_warmup.h):
   // at most warmup_steps.
   int warmup_lookup_drill_steps = 0;
+  // After the drill, every this many steps one more drill step, so the look-up stays (0 = none).
+  int warmup_lookup_drill_every = 0;
+  // Share of those later drill steps' examples for the meta-verifier's look-up (scrambled proofs).
+  double warmup_lookup_drill_meta_share = 0;
+  // Examples per forward/backward within a warm-up step, longest first (the same gradient; short
+  // examples no longer pad to the longest of the step): 0 = the whole step at once.
+  int warmup_micro_batch = 0;
+  // Also measure the held-out skills every this many warm-up steps (printed, and kept in
+  // warmup.json's `curve`): 0 = only at the end.
+  int warmup_eval_every = 0;
   // LibTorch threads of the process that runs phase 0 and writes the data (`dsm run`, `dsm
   // prepare`); nothing else runs then, so it may use every core. 0 = runtime.threads.
   int warmup_threads = 0;

@@ -143,6 +143,9 @@ ChainLookupTally TallyChainLookup(const std::vector<ChainCitation>& truth, absl:
     tally.right += right ? 1 : 0;
     tally.faulty += faulty ? 1 : 0;
     tally.faulty_right += faulty && right ? 1 : 0;
+    const bool reversed = truth[i].status == ChainCitationStatus::kReversed;
+    tally.reversed += reversed ? 1 : 0;
+    tally.reversed_right += reversed && right ? 1 : 0;
   }
   return tally;
 }

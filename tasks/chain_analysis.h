@@ -71,12 +71,15 @@ std::string ChainMetaCheckNote(const ChainVerdict& verdict, const std::vector<in
 // each true citation is right when the first "Cited: " line of `analysis` has, at the same
 // place, exactly the item ChainCitationNote writes for it ("2. b: b=c reversed"). `faulty`
 // counts the true citations that are not given as written or do not link (gaps),
-// `faulty_right` those of them noted right.
+// `faulty_right` those of them noted right; `reversed` and `reversed_right` the same for the
+// citations given the other way round (the hardest look-up: both letters are in one given fact).
 struct ChainLookupTally {
   int citations = 0;
   int right = 0;
   int faulty = 0;
   int faulty_right = 0;
+  int reversed = 0;
+  int reversed_right = 0;
 };
 ChainLookupTally TallyChainLookup(const std::vector<ChainCitation>& truth, absl::string_view analysis);
 

@@ -321,6 +321,10 @@ absl::Status ChainWarmupOptions::Validate() const {
   if (lookup_drill_steps < 0 || lookup_drill_steps > steps) {
     return Invalid("lookup_drill_steps", lookup_drill_steps, "0..steps");
   }
+  if (lookup_drill_every < 0) return Invalid("lookup_drill_every", lookup_drill_every, "0..");
+  if (!(lookup_drill_meta_share >= 0 && lookup_drill_meta_share <= 1)) {
+    return Invalid("lookup_drill_meta_share", lookup_drill_meta_share, "[0, 1]");
+  }
   if (!(prompt_loss_weight >= 0 && prompt_loss_weight <= 1)) {
     return Invalid("prompt_loss_weight", prompt_loss_weight, "[0, 1]");
   }
@@ -348,6 +352,10 @@ absl::Status ChainWarmupOptions::Validate() const {
 
 ChainWarmupExampleKind ChainWarmupExampleKindOf(const ChainWarmupOptions& o, int step, int j, bool own_proofs_ready) {
   if (step < o.lookup_drill_steps) return ChainWarmupExampleKind::kScrambledVerifier;
+  if (o.lookup_drill_every > 0 && step % o.lookup_drill_every == 0) {
+    return (j + 0.5) / o.batch < o.lookup_drill_meta_share ? ChainWarmupExampleKind::kScrambledMetaVerifier
+                                                           : ChainWarmupExampleKind::kScrambledVerifier;
+  }
   const double total = o.generator_share + o.verifier_share + o.meta_verifier_share;
   const double at = (j + 0.5) / o.batch * total;
   if (at < o.generator_share) return ChainWarmupExampleKind::kGenerator;

@@ -79,6 +79,15 @@ struct ChainWarmupOptions {
   // the look-up needs many faulty citations before it forms at all (a late, sudden step), far
   // more than a mixed step holds. 0..steps.
   int lookup_drill_steps = 0;
+  // After the drill, every lookup_drill_every-th step is a drill step again (0 = none): in the
+  // mix a step holds about one scrambled proof, and the look-up the drill formed wears off
+  // (measured: recall 0.82 at the drill's end, 0.66-0.73 after 1000 mixed steps; BENCHMARKS.md).
+  int lookup_drill_every = 0;
+  // Share of those later drill steps' examples that are meta-verifier examples on scrambled
+  // proofs (kScrambledMetaVerifier), the rest verifier ones: the meta-verifier's check note is
+  // the same look-up, and phase 5 drops a real issue its meta-verifier misreads (measured: "c=f
+  // not given" checked as "c=f gap", "not faulty"; BENCHMARKS.md). [0, 1].
+  double lookup_drill_meta_share = 0;
   // Weight of the prompt tokens' NLL relative to the completion tokens' (0 = completions only).
   // Verifier and meta-verifier prompts hold proofs, so a weight > 0 also teaches proof writing.
   double prompt_loss_weight = 0;  // [0, 1]

@@ -102,7 +102,7 @@ absl::StatusOr<std::map<std::string, double>> EvaluateChainSkills(const LlamaMod
   std::vector<double> verifier_truth;
   std::vector<double> meta_truth;
   int t1_samples = 0;
-  int citations = 0, faulty = 0;
+  int citations = 0, faulty = 0, reversed = 0;
   double meta_own_right = 0;
   for (size_t i = 0; i < problems->size(); ++i) {
     const ChainProblem& p = (*problems)[i];
@@ -143,6 +143,8 @@ absl::StatusOr<std::map<std::string, double>> EvaluateChainSkills(const LlamaMod
     faulty += lookup.faulty;
     m["verifier_lookup_accuracy"] += lookup.right;
     m["verifier_lookup_recall"] += lookup.faulty_right;
+    reversed += lookup.reversed;
+    m["verifier_lookup_recall_reversed"] += lookup.reversed_right;
 
     std::set<double> t1_scores;
     for (int k = 0; k < options.temperature_samples; ++k) {
@@ -204,6 +206,7 @@ absl::StatusOr<std::map<std::string, double>> EvaluateChainSkills(const LlamaMod
   if (t1_samples > 0) m["generator_t1_score1_rate"] *= n / t1_samples;
   m["verifier_lookup_accuracy"] *= citations > 0 ? n / citations : 0;
   m["verifier_lookup_recall"] *= faulty > 0 ? n / faulty : 0;
+  m["verifier_lookup_recall_reversed"] *= reversed > 0 ? n / reversed : 0;
   m["verifier_majority_baseline"] = MajorityShare(verifier_truth);
   m["meta_majority_baseline"] = MajorityShare(meta_truth);
   return m;

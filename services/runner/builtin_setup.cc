@@ -212,6 +212,10 @@ absl::StatusOr<std::map<std::string, double>> PrepareBuiltinModel(const DsmConfi
   w.meta_own_proof_share = b.warmup_meta_own_proof_share;
   w.meta_scrambled_proof_share = b.warmup_meta_scrambled_proof_share;
   w.lookup_drill_steps = b.warmup_lookup_drill_steps;
+  w.lookup_drill_every = b.warmup_lookup_drill_every;
+  w.lookup_drill_meta_share = b.warmup_lookup_drill_meta_share;
+  w.micro_batch = b.warmup_micro_batch;
+  w.eval_every = b.warmup_eval_every;
   w.seed = static_cast<uint64_t>(config.run.seed);
   w.prompts_dir = config.coordinator.prompts_dir;
   w.eval_problems = b.eval_problems;
@@ -221,13 +225,18 @@ absl::StatusOr<std::map<std::string, double>> PrepareBuiltinModel(const DsmConfi
   absl::StatusOr<ChainWarmupResult> warmed = WarmUpChainModel(
       fresh_dir, model_dir, w, [&](const ChainWarmupProgress& p) {
         const int tenth = p.total_steps == 0 ? 0 : p.step * 10 / p.total_steps;
-        if (!tty && tenth == last_printed && p.step != p.total_steps) return;
+        if (!tty && tenth == last_printed && p.step != p.total_steps && p.evaluation == nullptr) return;
         last_printed = tenth;
         const std::string line =
             ProgressLine(PhaseLabel(v1::PHASE_WARMUP_SFT), static_cast<uint64_t>(p.step),
                          static_cast<uint64_t>(p.total_steps), absl::StrFormat("steps loss %.3f", p.loss),
                          absl::Seconds(p.elapsed_seconds));
         std::cout << (tty ? "\r" : "") << line << (tty ? "" : "\n") << std::flush;
+        if (p.evaluation != nullptr) {
+          std::cout << (tty ? "\n" : "") << "phase 0 at step " << p.step << ", held out:";
+          for (const auto& [k, v] : p.evaluation->held_out) std::cout << " " << k << " " << absl::StrFormat("%.3f", v);
+          std::cout << "\n" << std::flush;
+        }
       });
   if (tty) std::cout << "\n";
   if (!warmed.ok()) return warmed.status();
@@ -238,6 +247,13 @@ absl::StatusOr<std::map<std::string, double>> PrepareBuiltinModel(const DsmConfi
   j["seconds"] = warmed->seconds;
   j["final_loss"] = warmed->final_loss;
   j["held_out"] = warmed->held_out;
+  if (warmed->curve.size() > 1) {  // the last point is the final evaluation above
+    nlohmann::ordered_json curve = nlohmann::ordered_json::array();
+    for (const ChainWarmupEvaluation& e : warmed->curve) {
+      curve.push_back({{"step", e.step}, {"seconds", e.seconds}, {"loss", e.loss}, {"held_out", e.held_out}});
+    }
+    j["curve"] = std::move(curve);
+  }
   if (absl::Status s = WriteFileAtomically(warmup_json, j.dump(2) + "\n"); !s.ok()) return s;
   std::cout << "phase 0: " << warmed->steps << " steps in " << absl::StrFormat("%.0f", warmed->seconds)
             << " s, loss " << absl::StrFormat("%.3f", warmed->final_loss) << "; held out:";

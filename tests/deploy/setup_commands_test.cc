@@ -24,7 +24,7 @@ namespace {
 using ::testing::HasSubstr;
 
 // A built-in default small enough to prepare in seconds.
-std::string WriteConfig(const std::string& dir, const std::string& run) {
+std::string WriteConfig(const std::string& dir, const std::string& run, const std::string& extra_builtin = "") {
   const std::string path = absl::StrCat(dir, "/", run, ".yaml");
   std::ofstream(path) << "run: {name: " << run << ", runs_dir: " << dir << "/runs, seed: 3}\n"
                       << "server: {host: 127.0.0.1, drain_seconds: 0.1, shutdown_grace_seconds: 1}\n"
@@ -34,8 +34,29 @@ std::string WriteConfig(const std::string& dir, const std::string& run) {
                       << "builtin: {domain: chain, train_problems: 5, eval_problems: 3, proofs_per_problem: 1,"
                       << " own_proofs_per_problem: 1,"
                       << " hidden_size: 32, num_hidden_layers: 1, num_attention_heads: 2, num_key_value_heads: 1,"
-                      << " intermediate_size: 64, vocab_size: 300, warmup_steps: 50, warmup_batch: 2}\n";
+                      << " intermediate_size: 64, vocab_size: 300, warmup_steps: 50, warmup_batch: 2" << extra_builtin << "}\n";
   return path;
+}
+
+// builtin.warmup_eval_every: held-out evaluations during phase 0, printed as they come (also
+// where a non-terminal's progress shows only every tenth) and kept in warmup.json's curve.
+TEST(SetupCommands, PhaseZeroPrintsAndKeepsItsEvaluationCurve) {
+  TestDir dir;
+  const std::string config =
+      WriteConfig(dir.path(), "curve", ", warmup_eval_every: 2, warmup_micro_batch: 1");
+  const dsm_test::DsmResult prepared = dsm_test::RunDsm("prepare " + config + " --warmup-steps 5");
+  ASSERT_EQ(prepared.exit_code, 0) << prepared.out << prepared.err;
+  EXPECT_THAT(prepared.out, HasSubstr("phase 0 at step 2, held out: generator_format_ok "));
+  EXPECT_THAT(prepared.out, HasSubstr("phase 0 at step 4, held out: "));
+  EXPECT_THAT(prepared.out, HasSubstr("phase 0: 5 steps"));
+  std::ifstream file(dir.File("runs/curve/warmup.json"));
+  ASSERT_TRUE(file.good());
+  const nlohmann::json warmup = nlohmann::json::parse(file);
+  ASSERT_EQ(warmup["curve"].size(), 3u);  // steps 2 and 4, then the final evaluation
+  EXPECT_EQ(warmup["curve"][0]["step"], 2);
+  EXPECT_EQ(warmup["curve"][2]["step"], 5);
+  EXPECT_TRUE(warmup["curve"][1]["held_out"].contains("verifier_lookup_recall"));
+  EXPECT_EQ(warmup["curve"][2]["held_out"], warmup["held_out"]);
 }
 
 TEST(SetupCommands, PrepareOnceThenStartImportsAndStartsTheRunOnce) {

@@ -157,6 +157,10 @@ TEST(Config, CrossFieldCheck) {
             "test.yaml: builtin.domain: \"algebra\" is not one of \"\", chain");
   EXPECT_EQ(ErrorOf("run: {name: demo}\nbuiltin: {warmup_batch: 0}\n"),
             "test.yaml: builtin.warmup_batch: 0 is out of range [1, 4096]");
+  EXPECT_EQ(ErrorOf("run: {name: demo}\nbuiltin: {warmup_micro_batch: -1}\n"),
+            "test.yaml: builtin.warmup_micro_batch: -1 is out of range [0, 4096]");
+  EXPECT_EQ(ErrorOf("run: {name: demo}\nbuiltin: {warmup_eval_every: -5}\n"),
+            "test.yaml: builtin.warmup_eval_every: -5 is out of range [0, 16777216]");
   EXPECT_EQ(ErrorOf("run: {name: demo}\nworker: {capacity: 0}\n"),
             "test.yaml: worker.capacity: 0 is out of range [1, 4096]");
 }

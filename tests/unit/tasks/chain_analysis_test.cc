@@ -159,16 +159,16 @@ TEST(ChainAnalysis, TalliesTheLookUpItemByItem) {
   const ChainVerdict verdict = CheckChainProof(statement, "1. a=b, so a=b\n2. b=c, so a=c\n3. c=f, so a=f\nThus a=d.");
   auto tally = [&](const std::string& analysis) {
     const ChainLookupTally t = TallyChainLookup(verdict.citations, analysis);
-    return std::vector<int>{t.citations, t.right, t.faulty, t.faulty_right};
+    return std::vector<int>{t.citations, t.right, t.faulty, t.faulty_right, t.reversed, t.reversed_right};
   };
-  EXPECT_EQ(tally(RenderFaithfulChainAnalysis(verdict)), (std::vector<int>{3, 3, 2, 2}));
+  EXPECT_EQ(tally(RenderFaithfulChainAnalysis(verdict)), (std::vector<int>{3, 3, 2, 2, 1, 1}));
   // "Always given": the right fact, the wrong status for both faulty citations.
   EXPECT_EQ(tally("Here is my evaluation of the solution:\nCited: 1. a: a=b given, 2. b: b=c given, 3. c: c=f given.\n"),
-            (std::vector<int>{3, 1, 2, 0}));
+            (std::vector<int>{3, 1, 2, 0, 1, 0}));
   // A fact written wrong is a miss even with the right status; a short note misses the rest.
-  EXPECT_EQ(tally("Cited: 1. a: a=b given, 2. b: c=b reversed."), (std::vector<int>{3, 1, 2, 0}));
-  EXPECT_EQ(tally("Cited: 1. a: a=b given, 2. b: b=c reversed"), (std::vector<int>{3, 2, 2, 1}));
-  EXPECT_EQ(tally("All steps are correct."), (std::vector<int>{3, 0, 2, 0}));
+  EXPECT_EQ(tally("Cited: 1. a: a=b given, 2. b: c=b reversed."), (std::vector<int>{3, 1, 2, 0, 1, 0}));
+  EXPECT_EQ(tally("Cited: 1. a: a=b given, 2. b: b=c reversed"), (std::vector<int>{3, 2, 2, 1, 1, 1}));
+  EXPECT_EQ(tally("All steps are correct."), (std::vector<int>{3, 0, 2, 0, 1, 0}));
   EXPECT_EQ(TallyChainLookup({}, "Cited: none.").citations, 0);
   // A gap is a faulty citation too: its item must say so.
   const ChainVerdict gap = CheckChainProof(statement, "1. a=b, so a=b\n2. c=d, so a=d\nThus a=d.");

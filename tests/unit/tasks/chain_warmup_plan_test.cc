@@ -45,6 +45,31 @@ TEST(ChainWarmupPlan, TheDrillStepsAreAllScrambledVerifierExamples) {
   EXPECT_EQ(after[Kind::kMetaVerifier], 4);
 }
 
+TEST(ChainWarmupPlan, AfterTheDrillEveryNthStepIsADrillStepAgain) {
+  ChainWarmupOptions o = Recipe();
+  o.lookup_drill_every = 4;
+  // Steps 500, 504, ... are drill steps; the three between have the mix.
+  for (int step : {500, 504, 1996}) {
+    std::map<Kind, int> n = Count(o, step, 1, true);
+    EXPECT_EQ(n.size(), 1u) << step;
+    EXPECT_EQ(n[Kind::kScrambledVerifier], o.batch) << step;
+  }
+  for (int step : {501, 502, 503, 1999}) EXPECT_EQ(Count(o, step, 1, true)[Kind::kGenerator], 8) << step;
+  std::map<Kind, int> all = Count(o, o.lookup_drill_steps, 1500, true);
+  EXPECT_EQ(all[Kind::kGenerator], 8 * 1125);  // 375 of the 1500 mixed-era steps drill
+  // A share of the later drill steps' examples drills the meta-verifier's look-up.
+  o.lookup_drill_meta_share = 0.5;
+  std::map<Kind, int> both = Count(o, 504, 1, true);
+  EXPECT_EQ(both[Kind::kScrambledMetaVerifier], 8);
+  EXPECT_EQ(both[Kind::kScrambledVerifier], 8);
+  EXPECT_EQ(Count(o, 499, 1, true)[Kind::kScrambledVerifier], 16);  // the first drill: verifier only
+  o.lookup_drill_meta_share = 1.5;
+  EXPECT_EQ(o.Validate().message(), "lookup_drill_meta_share: 1.5 is outside [0, 1]");
+  o.lookup_drill_meta_share = 0;
+  o.lookup_drill_every = -1;
+  EXPECT_EQ(o.Validate().message(), "lookup_drill_every: -1 is outside 0..");
+}
+
 TEST(ChainWarmupPlan, EveryStepHasTheRoleSharesMix) {
   ChainWarmupOptions o = Recipe();
   o.lookup_drill_steps = 0;
