@@ -212,6 +212,12 @@ class LearnerServiceTest : public ::testing::Test {
     }
     return nullptr;
   }
+  // Step `n` trained and its generator adapter published: the state names a version only once
+  // Publish has recorded it, a moment after the step's count goes up.
+  static bool PublishedStep(const v1::LearnerState& s, uint64_t n) {
+    const v1::RoleState* gen = Role(s, v1::ADAPTER_ROLE_GENERATOR);
+    return s.step() >= n && gen != nullptr && gen->adapter_version() >= n;
+  }
 
   std::string Metrics() const { return registry_.Exposition(); }
   // The exposition once it holds `line`, or after 10 s (for what the learner records after the
@@ -390,7 +396,7 @@ TEST_F(LearnerServiceTest, TrainsPublishesToSubscribersAndDropsStaleSamples) {
               v1::GROUP_STATUS_ACCEPTED);
     if (i % 2 == 1) WaitState([](const v1::LearnerState& s) { return s.step() >= 2; });
   }
-  v1::LearnerState state = WaitState([](const v1::LearnerState& s) { return s.step() >= 3; });
+  v1::LearnerState state = WaitState([](const v1::LearnerState& s) { return PublishedStep(s, 3); });
   ASSERT_EQ(state.step(), 3u);
   const v1::GroupAck stale = stream.Send(MakeGroup("s3/stale", {0, 1}, /*version=*/1));
   EXPECT_EQ(stale.status(), v1::GROUP_STATUS_DROPPED_STALE);
@@ -610,7 +616,7 @@ TEST_F(LearnerServiceTest, InitAdapterIsDurableAcrossARestart) {
     EXPECT_EQ(stream.Send(MakeGroup(absl::StrCat("d/", i), {0, 1})).status(), v1::GROUP_STATUS_ACCEPTED);
   }
   EXPECT_TRUE(stream.Close().ok());
-  WaitState([](const v1::LearnerState& s) { return s.step() >= 2; });  // checkpoints of steps 1 and 2
+  WaitState([](const v1::LearnerState& s) { return PublishedStep(s, 2); });  // checkpoints of steps 1 and 2
 
   // A phase change replaces the adapter: the replacement must be what a
   // restarted learner resumes from, not the older checkpoints.
