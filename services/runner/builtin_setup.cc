@@ -132,6 +132,13 @@ absl::StatusOr<int> AppendOwnProofs(const DsmConfig& config, const ChainDatasetO
   return added;
 }
 
+// " name value" for each held-out measure, as phase 0's lines print them.
+std::string HeldOutText(const std::map<std::string, double>& held_out) {
+  std::string text;
+  for (const auto& [k, v] : held_out) absl::StrAppend(&text, " ", k, " ", absl::StrFormat("%.3f", v));
+  return text;
+}
+
 }  // namespace
 
 std::string RunDirOf(const DsmConfig& config) { return absl::StrCat(config.run.runs_dir, "/", config.run.name); }
@@ -233,9 +240,8 @@ absl::StatusOr<std::map<std::string, double>> PrepareBuiltinModel(const DsmConfi
                          absl::Seconds(p.elapsed_seconds));
         std::cout << (tty ? "\r" : "") << line << (tty ? "" : "\n") << std::flush;
         if (p.evaluation != nullptr) {
-          std::cout << (tty ? "\n" : "") << "phase 0 at step " << p.step << ", held out:";
-          for (const auto& [k, v] : p.evaluation->held_out) std::cout << " " << k << " " << absl::StrFormat("%.3f", v);
-          std::cout << "\n" << std::flush;
+          std::cout << (tty ? "\n" : "") << "phase 0 at step " << p.step << ", held out:"
+                    << HeldOutText(p.evaluation->held_out) << "\n" << std::flush;
         }
       });
   if (tty) std::cout << "\n";
@@ -256,9 +262,8 @@ absl::StatusOr<std::map<std::string, double>> PrepareBuiltinModel(const DsmConfi
   }
   if (absl::Status s = WriteFileAtomically(warmup_json, j.dump(2) + "\n"); !s.ok()) return s;
   std::cout << "phase 0: " << warmed->steps << " steps in " << absl::StrFormat("%.0f", warmed->seconds)
-            << " s, loss " << absl::StrFormat("%.3f", warmed->final_loss) << "; held out:";
-  for (const auto& [k, v] : warmed->held_out) std::cout << " " << k << " " << absl::StrFormat("%.3f", v);
-  std::cout << "\n";
+            << " s, loss " << absl::StrFormat("%.3f", warmed->final_loss) << "; held out:"
+            << HeldOutText(warmed->held_out) << "\n";
   std::map<std::string, double> extra;
   for (const auto& [k, v] : warmed->held_out) extra["warmup_" + k] = v;
   return extra;
