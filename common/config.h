@@ -258,6 +258,11 @@ struct BuiltinConfig {
   int warmup_lookup_drill_every = 0;
   // Share of those later drill steps' examples for the meta-verifier's look-up (scrambled proofs).
   double warmup_lookup_drill_meta_share = 0;
+  // Drill steps' examples end after their citation note: the drill's loss is all on the look-up.
+  bool warmup_lookup_drill_note_only = false;
+  // Half the not-given citations of the scrambled proofs lead on from where the chain is, with
+  // the conclusion that follows, as the generator's own wrong citations do.
+  bool warmup_scrambled_leading_on = false;
   // Examples per forward/backward within a warm-up step, longest first (the same gradient; short
   // examples no longer pad to the longest of the step): 0 = the whole step at once.
   int warmup_micro_batch = 0;

@@ -167,6 +167,7 @@ class ChainWarmupRun {
 
   std::vector<Sequence> MakeBatch(int step) const {
     std::vector<Sequence> batch;
+    const bool note_only = options_.lookup_drill_note_only && IsLookupDrillStep(options_, step);
     for (int j = 0; j < options_.batch; ++j) {
       const uint64_t seed = ExampleSeed(options_, step, j);
       const ChainWarmupExampleKind kind = ChainWarmupExampleKindOf(options_, step, j, !own_proofs_.empty());
@@ -183,9 +184,11 @@ class ChainWarmupRun {
         // Validate() checked the domain and every seed gives a train problem for sane options.
         if (!problem.ok()) continue;
         if (kind == ChainWarmupExampleKind::kScrambledVerifier) {
-          example = MakeChainVerifierExample(templates_, *problem, ScrambledChainProof(*problem, seed).Text());
+          const ChainProof proof = ScrambledChainProof(*problem, seed, options_.scrambled_leading_on);
+          example = MakeChainVerifierExample(templates_, *problem, proof.Text());
         } else if (kind == ChainWarmupExampleKind::kScrambledMetaVerifier) {
-          example = MakeChainMetaVerifierExample(templates_, *problem, ScrambledChainProof(*problem, seed), seed);
+          const ChainProof proof = ScrambledChainProof(*problem, seed, options_.scrambled_leading_on);
+          example = MakeChainMetaVerifierExample(templates_, *problem, proof, seed);
         } else {
           // kOwnProofMetaVerifier lands here while no own proof reads back: a made-up one.
           const PromptRole role = kind == ChainWarmupExampleKind::kGenerator ? PromptRole::kGenerator
@@ -194,10 +197,14 @@ class ChainWarmupRun {
           example = MakeChainWarmupExample(templates_, role, *problem, options_.correct_fraction, seed);
         }
       }
+      const bool drill = kind == ChainWarmupExampleKind::kScrambledVerifier ||
+                         kind == ChainWarmupExampleKind::kScrambledMetaVerifier;
+      const bool whole = !(note_only && drill);
       Sequence s;
       for (int32_t id : tokenizer_->Encode(example.prompt, /*add_special_tokens=*/true)) s.prompt.push_back(id);
-      for (int32_t id : tokenizer_->Encode(example.completion)) s.completion.push_back(id);
-      s.completion.push_back(eos_);
+      const std::string completion = whole ? example.completion : ChainCompletionThroughNote(example.completion);
+      for (int32_t id : tokenizer_->Encode(completion)) s.completion.push_back(id);
+      if (whole) s.completion.push_back(eos_);
       batch.push_back(std::move(s));
     }
     return batch;
@@ -350,9 +357,13 @@ absl::Status ChainWarmupOptions::Validate() const {
   return absl::OkStatus();
 }
 
+bool IsLookupDrillStep(const ChainWarmupOptions& o, int step) {
+  return step < o.lookup_drill_steps || (o.lookup_drill_every > 0 && step % o.lookup_drill_every == 0);
+}
+
 ChainWarmupExampleKind ChainWarmupExampleKindOf(const ChainWarmupOptions& o, int step, int j, bool own_proofs_ready) {
   if (step < o.lookup_drill_steps) return ChainWarmupExampleKind::kScrambledVerifier;
-  if (o.lookup_drill_every > 0 && step % o.lookup_drill_every == 0) {
+  if (IsLookupDrillStep(o, step)) {
     return (j + 0.5) / o.batch < o.lookup_drill_meta_share ? ChainWarmupExampleKind::kScrambledMetaVerifier
                                                            : ChainWarmupExampleKind::kScrambledVerifier;
   }

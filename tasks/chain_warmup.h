@@ -66,6 +66,9 @@ struct ChainWarmupOptions {
   // at most one citation in ~14 is faulty, and a model that answers "given" to every citation
   // loses almost nothing; it then calls its own proofs' made-up citations correct. [0, 1].
   double scrambled_proof_share = 0;
+  // Half the not-given citations of scrambled proofs lead on from where the chain is, with the
+  // conclusion that follows (ScrambledChainProof's `leading_on`): only the look-up shows them.
+  bool scrambled_leading_on = false;
   // The same two kinds of proof among the meta-verifier's examples, each shown with a labelled
   // analysis of it (MakeChainMetaVerifierExample): phase 5 asks the meta-verifier whether an
   // issue its verifier found in a proof of this generator is real, which it cannot tell from
@@ -88,6 +91,11 @@ struct ChainWarmupOptions {
   // the same look-up, and phase 5 drops a real issue its meta-verifier misreads (measured: "c=f
   // not given" checked as "c=f gap", "not faulty"; BENCHMARKS.md). [0, 1].
   double lookup_drill_meta_share = 0;
+  // Drill steps' examples end after their citation note (the verifier's `Cited:` line, the
+  // meta-verifier's `Checked:` line; no EOS): the loss of a drill step is then all on the look-up
+  // and on reading the citations off the proof, not spread over the rest of the analysis, and
+  // the step is shorter (measured: BENCHMARKS.md).
+  bool lookup_drill_note_only = false;
   // Weight of the prompt tokens' NLL relative to the completion tokens' (0 = completions only).
   // Verifier and meta-verifier prompts hold proofs, so a weight > 0 also teaches proof writing.
   double prompt_loss_weight = 0;  // [0, 1]
@@ -157,6 +165,9 @@ enum class ChainWarmupExampleKind {
 };
 ChainWarmupExampleKind ChainWarmupExampleKindOf(const ChainWarmupOptions& options, int step, int j,
                                                 bool own_proofs_ready);
+// Whether `step` is a look-up drill step (the first lookup_drill_steps, then every
+// lookup_drill_every-th).
+bool IsLookupDrillStep(const ChainWarmupOptions& options, int step);
 
 // Full-parameter SFT of the model in `model_dir` (HF folder: config.json, model.safetensors,
 // tokenizer.json, optionally tokenizer_config.json) on the chain domain's three formats;

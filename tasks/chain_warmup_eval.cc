@@ -75,7 +75,7 @@ absl::StatusOr<std::map<std::string, double>> EvaluateChainSkills(const LlamaMod
     meta_examples.push_back(
         MakeChainWarmupExample(templates, PromptRole::kMetaVerifier, p, options.correct_fraction, seed ^ 1));
     prompts.push_back(ChainPrompt{meta_examples.back().prompt, 0, 0});
-    const std::string scrambled = ScrambledChainProof(p, seed).Text();
+    const std::string scrambled = ScrambledChainProof(p, seed, /*leading_on=*/true).Text();
     scrambled_verdicts.push_back(CheckChainProof(p.statement, scrambled));
     prompts.push_back(ChainPrompt{MakeChainVerifierExample(templates, p, scrambled).prompt, 0, 0});
     for (int k = 0; k < options.temperature_samples; ++k) {

@@ -34,7 +34,8 @@
 //                                phase 5 asks the meta-verifier (only when one reads back)
 //   meta_own_majority_baseline   share of the most common expert meta-score among them
 //   verifier_lookup_accuracy     citations of a ScrambledChainProof per problem (about half of
-//                                them not given as written or gaps) whose item (variable reached,
+//                                them not given as written or gaps; half the not-given ones
+//                                leading on, so only the look-up shows them) whose item (variable reached,
 //                                fact, status) the greedy analysis's "Cited:" note gives right
 //   verifier_lookup_recall       the same over its faulty citations only: 0 for a verifier that
 //                                calls every citation given, whatever its scores

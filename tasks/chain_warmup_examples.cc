@@ -4,6 +4,8 @@
 #include <utility>
 #include <vector>
 
+#include "absl/strings/match.h"
+#include "absl/strings/string_view.h"
 #include "tasks/chain_analysis.h"
 #include "tasks/chain_checker.h"
 #include "tasks/seeded_rng.h"
@@ -68,7 +70,7 @@ ChainWarmupExample MakeChainWarmupExample(const ChainWarmupTemplates& templates,
   return MakeChainMetaVerifierExample(templates, problem, proof.proof, seed);
 }
 
-ChainProof ScrambledChainProof(const ChainProblem& problem, uint64_t seed) {
+ChainProof ScrambledChainProof(const ChainProblem& problem, uint64_t seed, bool leading_on) {
   const ChainStatement& statement = problem.statement;
   const std::vector<char> letters = statement.Letters();
   std::vector<ChainFact> not_given;  // neither way round
@@ -83,21 +85,34 @@ ChainProof ScrambledChainProof(const ChainProblem& problem, uint64_t seed) {
   char reached = statement.goal.lhs;
   for (ChainStep& step : proof.steps) {
     const char at = reached;  // where the chain is before this step
-    reached = step.conclusion.rhs;  // the conclusions stay, so the chain's path too
+    reached = step.conclusion.rhs;
     if (!rng.Chance(0.5)) continue;
-    const int way = rng.Uniform(4);  // 0, 1: not given; 2: a gap; 3: reversed
-    std::vector<ChainFact> unlinked;  // given as written, without the variable reached
-    if (way == 2) {
+    // 0: not given, leading on from `at` with the conclusion that follows from it (the
+    // generator's own fault: only the look-up tells it from a given fact); 1 (and 0 without
+    // `leading_on`): not given, with the canonical conclusion; 2: a gap; 3: reversed.
+    const int way = rng.Uniform(4);
+    std::vector<ChainFact> candidates;
+    if (way == 0 && leading_on) {
+      for (const ChainFact& f : not_given) {
+        if (f.lhs == at) candidates.push_back(rng.Chance(0.5) ? f : f.Reversed());
+      }
+    } else if (way <= 1) {
+      candidates = not_given;
+    } else if (way == 2) {
       for (const ChainFact& f : statement.facts) {
-        if (f.lhs != at && f.rhs != at) unlinked.push_back(f);
+        if (f.lhs != at && f.rhs != at) candidates.push_back(f);  // given as written, unlinked
       }
     }
-    if (!unlinked.empty()) {
-      step.cited = unlinked[static_cast<size_t>(rng.Uniform(static_cast<int>(unlinked.size())))];
-    } else if (way <= 1 && !not_given.empty()) {
-      step.cited = not_given[static_cast<size_t>(rng.Uniform(static_cast<int>(not_given.size())))];
-    } else {
+    if (candidates.empty()) {
       step.cited = step.cited.Reversed();
+      continue;
+    }
+    step.cited = candidates[static_cast<size_t>(rng.Uniform(static_cast<int>(candidates.size())))];
+    if (way == 0 && leading_on) {
+      // The chain goes where this citation leads; the next step (still the canonical one) then
+      // has a gap, unless this one jumped to the goal.
+      reached = step.cited.Across(at);
+      step.conclusion = ChainFact{statement.goal.lhs, reached};
     }
   }
   return proof;
@@ -142,6 +157,18 @@ ChainWarmupExample MakeChainMetaVerifierExample(const ChainWarmupTemplates& temp
       {ChainMetaCheckNote(verdict, analysis->assessment.claims.lines), analysis->assessment.reason},
       MarkersOf(templates.meta_verifier));
   return out;
+}
+
+std::string ChainCompletionThroughNote(const std::string& completion) {
+  size_t line = 0;
+  while (line < completion.size()) {
+    size_t end = completion.find('\n', line);
+    end = end == std::string::npos ? completion.size() : end + 1;
+    const absl::string_view text = absl::string_view(completion).substr(line, end - line);
+    if (absl::StartsWith(text, "Cited:") || absl::StartsWith(text, "Checked:")) return completion.substr(0, end);
+    line = end;
+  }
+  return completion;
 }
 
 }  // namespace dsm

@@ -56,11 +56,17 @@ ChainWarmupExample MakeChainWarmupExample(const ChainWarmupTemplates& templates,
 // The canonical proof of `problem` with each step's citation, independently with probability
 // 1/2, swapped for: an equality of two of its letters that is not given either way (half of
 // them: the generator's commonest fault); a given fact without the variable the chain has
-// reached there (a gap; a quarter); or the given fact reversed (a quarter). Steps' conclusions
-// are unchanged. About half the citations a verifier then checks are faulty, and they are not
-// where a correct chain would go, so its analysis must read each one off the proof, look it up
-// in the problem's facts and check that it links. Deterministic in `seed`.
-ChainProof ScrambledChainProof(const ChainProblem& problem, uint64_t seed);
+// reached there (a gap; a quarter); or the given fact reversed (a quarter). About half the
+// citations a verifier then checks are faulty, so its analysis must read each one off the
+// proof, look it up in the problem's facts and check that it links. Deterministic in `seed`.
+//
+// With `leading_on`, half the not-given ones lead on from the variable the chain has reached,
+// with the conclusion that follows (the chain goes on from there, so the next step has a gap
+// unless it reached the goal), as the generator's own wrong citations do: nothing but the
+// look-up tells them from given facts. Without it every not-given citation keeps the step's
+// conclusion, so it also misses the reached variable or the conclusion does not follow from it,
+// and a verifier can flag it without the look-up (measured: BENCHMARKS.md).
+ChainProof ScrambledChainProof(const ChainProblem& problem, uint64_t seed, bool leading_on = true);
 
 // A verifier example on any proof text (a model's own proof, say): the rendered verifier prompt
 // and the checker's faithful analysis of `proof`, with its score.
@@ -72,6 +78,10 @@ ChainWarmupExample MakeChainVerifierExample(const ChainWarmupTemplates& template
 // those that exist for the proof, as for the made-up proofs) and the expert meta-analysis.
 ChainWarmupExample MakeChainMetaVerifierExample(const ChainWarmupTemplates& templates, const ChainProblem& problem,
                                                 const ChainProof& proof, uint64_t seed);
+
+// A verifier's or meta-verifier's completion up to and including its citation note's line (the
+// first line opening with "Cited:" or "Checked:"), or the whole completion when it has none.
+std::string ChainCompletionThroughNote(const std::string& completion);
 
 }  // namespace dsm
 

@@ -41,7 +41,7 @@ def fact(f):
     return f"{f[0]}={f[1]}"
 
 
-def sample(rng, fmt, p_reversed, p_not_given):
+def sample(rng, fmt, p_reversed, p_not_given, leading_on=False):
     """One problem, a proof whose citations are corrupted at the given rates, and its note."""
     n = rng.randint(2, 3)
     letters = rng.sample(LETTERS, n + 3)
@@ -61,13 +61,22 @@ def sample(rng, fmt, p_reversed, p_not_given):
     cited, status = [], []
     for i in range(n):
         c, r = chain[i], rng.random()
+        reached = path[i + 1]
         if r < p_reversed:
             c = (c[1], c[0])
         elif r < p_reversed + p_not_given:
-            c = rng.choice([f for f in FACTS if f not in given_set and (f[1], f[0]) not in given_set])
+            if leading_on:  # it links where the chain is and the conclusion follows: only the look-up tells
+                across = lambda f: f[1] if f[0] == path[i] else f[0]
+                leading = [f for f in FACTS if path[i] in f and across(f) != path[0]
+                           and f not in given_set and (f[1], f[0]) not in given_set]
+                if leading:
+                    c = rng.choice(leading)
+                    reached = across(c)
+            else:
+                c = rng.choice([f for f in FACTS if f not in given_set and (f[1], f[0]) not in given_set])
         cited.append(c)
         status.append("given" if c in given_set else "reversed" if (c[1], c[0]) in given_set else "not")
-        toks += [f"{i + 1}.", fact(c), ",", "so", fact((path[0], path[i + 1])), "\n"]
+        toks += [f"{i + 1}.", fact(c), ",", "so", fact((path[0], reached)), "\n"]
     toks += ["Thus", fact((path[0], path[-1])), ".", "##Evaluation", "Cited:"]
     start, decisions = len(toks), []
     for i, (c, s) in enumerate(zip(cited, status)):
@@ -184,6 +193,8 @@ def main():
     ap.add_argument("--steps", type=int, default=2000)
     ap.add_argument("--reversed", type=float, default=0.2, help="share of citations written reversed")
     ap.add_argument("--not-given", type=float, default=0.2, help="share of citations not given at all")
+    ap.add_argument("--leading-on", action="store_true",
+                    help="not-given citations that link where the chain is, with the conclusion that follows")
     ap.add_argument("--hidden", type=int, default=128)
     ap.add_argument("--layers", type=int, default=4)
     ap.add_argument("--heads", type=int, default=4)
@@ -209,9 +220,9 @@ def main():
         draw = lambda: rng.choice(data["train"])
     else:
         held_out = [(ids, d, st) for ids, _, d, st in
-                    (sample(held_out_rng, a.format, a.reversed, a.not_given) for _ in range(300))]
+                    (sample(held_out_rng, a.format, a.reversed, a.not_given, a.leading_on) for _ in range(300))]
         def draw():
-            ids, s, d, st = sample(rng, a.format, a.reversed, a.not_given)
+            ids, s, d, st = sample(rng, a.format, a.reversed, a.not_given, a.leading_on)
             return ids, s, len(ids), d, st
     model = Model(d=a.hidden, layers=a.layers, heads=a.heads, inter=a.hidden * 344 // 128, vocab=vocab)
     with torch.no_grad():

@@ -221,6 +221,8 @@ absl::StatusOr<std::map<std::string, double>> PrepareBuiltinModel(const DsmConfi
   w.lookup_drill_steps = b.warmup_lookup_drill_steps;
   w.lookup_drill_every = b.warmup_lookup_drill_every;
   w.lookup_drill_meta_share = b.warmup_lookup_drill_meta_share;
+  w.lookup_drill_note_only = b.warmup_lookup_drill_note_only;
+  w.scrambled_leading_on = b.warmup_scrambled_leading_on;
   w.micro_batch = b.warmup_micro_batch;
   w.eval_every = b.warmup_eval_every;
   w.seed = static_cast<uint64_t>(config.run.seed);

@@ -319,7 +319,7 @@ TEST(TinyWarmup, MicroBatchesTakeTheSameStepsAndTheCurveHoldsEachEvaluation) {
   o.lookup_drill_steps = 2;
   o.lr_warmup_steps = 2;
   o.own_proof_share = 0;
-  o.eval_problems = 4;
+  o.eval_problems = 2;  // an untrained model's outputs run to the token limit: few, and few evaluations
   o.eval_temperature_samples = 0;
   o.eval_every = 3;
   o.micro_batch = 0;
@@ -396,6 +396,8 @@ TEST(TinyWarmup, Experiment) {
   o.own_proof_start = EnvDouble("DSM_WARMUP_OWN_START", o.own_proof_start);
   o.scrambled_proof_share = EnvDouble("DSM_WARMUP_SCRAMBLED", o.scrambled_proof_share);
   o.lookup_drill_steps = EnvInt("DSM_WARMUP_DRILL", o.lookup_drill_steps);
+  o.lookup_drill_note_only = EnvInt("DSM_WARMUP_NOTE_ONLY", o.lookup_drill_note_only ? 1 : 0) != 0;
+  o.scrambled_leading_on = EnvInt("DSM_WARMUP_LEADING_ON", o.scrambled_leading_on ? 1 : 0) != 0;
   o.own_proof_pool = EnvInt("DSM_WARMUP_OWN_POOL", o.own_proof_pool);
   o.own_proof_refresh_steps = EnvInt("DSM_WARMUP_OWN_REFRESH", o.own_proof_refresh_steps);
   o.domain.num_variables = EnvInt("DSM_WARMUP_VARS", o.domain.num_variables);

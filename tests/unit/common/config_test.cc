@@ -161,6 +161,14 @@ TEST(Config, CrossFieldCheck) {
             "test.yaml: builtin.warmup_micro_batch: -1 is out of range [0, 4096]");
   EXPECT_EQ(ErrorOf("run: {name: demo}\nbuiltin: {warmup_eval_every: -5}\n"),
             "test.yaml: builtin.warmup_eval_every: -5 is out of range [0, 16777216]");
+  EXPECT_THAT(ErrorOf("run: {name: demo}\nbuiltin: {warmup_lookup_drill_note_only: 3}\n"),
+              HasSubstr("builtin.warmup_lookup_drill_note_only"));
+  absl::StatusOr<DsmConfig> drill = ParseConfig(
+      "run: {name: demo}\nbuiltin: {warmup_lookup_drill_note_only: true, warmup_scrambled_leading_on: true}\n",
+      "test.yaml");
+  ASSERT_TRUE(drill.ok()) << drill.status();
+  EXPECT_TRUE(drill->builtin.warmup_lookup_drill_note_only);
+  EXPECT_TRUE(drill->builtin.warmup_scrambled_leading_on);
   EXPECT_EQ(ErrorOf("run: {name: demo}\nworker: {capacity: 0}\n"),
             "test.yaml: worker.capacity: 0 is out of range [1, 4096]");
 }

@@ -10,6 +10,7 @@
 #include <memory>
 #include <string>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "services/scoring/score_parser.h"
 #include "tasks/chain_analysis.h"
@@ -163,43 +164,75 @@ TEST_F(ChainWarmupExamples, SameSeedSameExample) {
 }
 
 TEST(ScrambledChainProof, AboutHalfTheCitationsAreFaultyHalfOfThemNotGiven) {
-  int citations = 0, reversed = 0, not_given = 0, gaps = 0;
+  int citations = 0, reversed = 0, not_given = 0, leading_on = 0, gaps = 0;
   for (uint64_t seed = 0; seed < 300; ++seed) {
     auto problem = GenerateChainProblem({}, ChainSplit::kTrain, seed);
     ASSERT_TRUE(problem.ok());
+    const ChainStatement& statement = problem->statement;
     const ChainProof canonical = CanonicalChainProof(*problem);
     const ChainProof scrambled = ScrambledChainProof(*problem, seed);
     EXPECT_EQ(scrambled.Text(), ScrambledChainProof(*problem, seed).Text());
     ASSERT_EQ(scrambled.steps.size(), canonical.steps.size());
+    // Without leading_on no citation leads on: the conclusions are the canonical proof's.
+    const ChainProof kept = ScrambledChainProof(*problem, seed, /*leading_on=*/false);
+    for (size_t i = 0; i < kept.steps.size(); ++i) EXPECT_EQ(kept.steps[i].conclusion, canonical.steps[i].conclusion);
     EXPECT_EQ(scrambled.final_claim, canonical.final_claim);
-    // The checker's citation note marks each one as it is.
-    const ChainVerdict verdict = CheckChainProof(problem->statement, scrambled.Text());
+    // The checker's citation note marks each one as it is, from where the conclusions lead.
+    const ChainVerdict verdict = CheckChainProof(statement, scrambled.Text());
     ASSERT_EQ(verdict.citations.size(), scrambled.steps.size());
     for (size_t i = 0; i < scrambled.steps.size(); ++i) {
       const ChainStep& step = scrambled.steps[i];
       const ChainCitation& noted = verdict.citations[i];
-      EXPECT_EQ(step.conclusion, canonical.steps[i].conclusion);
-      EXPECT_EQ(noted.reached, i == 0 ? problem->statement.goal.lhs : canonical.steps[i - 1].conclusion.rhs);
-      EXPECT_EQ(noted.status == ChainCitationStatus::kGiven, problem->statement.IsGiven(step.cited));
+      EXPECT_EQ(noted.reached, i == 0 ? statement.goal.lhs : scrambled.steps[i - 1].conclusion.rhs);
+      EXPECT_EQ(noted.status == ChainCitationStatus::kGiven, statement.IsGiven(step.cited));
       ++citations;
       if (step.cited == canonical.steps[i].cited) {
-        EXPECT_TRUE(noted.links);
-      } else if (problem->statement.IsGiven(step.cited)) {
+        EXPECT_EQ(step.conclusion, canonical.steps[i].conclusion);
+      } else if (statement.IsGiven(step.cited)) {
         ++gaps;
         EXPECT_FALSE(noted.links) << step.cited.Text();
-      } else if (problem->statement.IsGiven(step.cited.Reversed())) {
+        EXPECT_EQ(step.conclusion, canonical.steps[i].conclusion);
+      } else if (statement.IsGiven(step.cited.Reversed())) {
         ++reversed;
         EXPECT_EQ(step.cited, canonical.steps[i].cited.Reversed());
+        EXPECT_EQ(step.conclusion, canonical.steps[i].conclusion);
       } else {
         ++not_given;
         EXPECT_NE(step.cited.lhs, step.cited.rhs);
+        if (step.conclusion != canonical.steps[i].conclusion) {
+          // Leading on: it links where the chain is, and the conclusion follows from it.
+          ++leading_on;
+          EXPECT_TRUE(noted.links) << step.cited.Text();
+          EXPECT_EQ(step.conclusion, (ChainFact{statement.goal.lhs, step.cited.Across(noted.reached)}));
+        }
       }
     }
   }
   EXPECT_NEAR(static_cast<double>(reversed + not_given + gaps) / citations, 0.5, 0.06);
   EXPECT_NEAR(static_cast<double>(not_given) / citations, 0.25, 0.05);
+  EXPECT_NEAR(static_cast<double>(leading_on) / not_given, 0.5, 0.1);
   EXPECT_GT(reversed, citations / 12);
   EXPECT_GT(gaps, citations / 12);
+}
+
+// A drill step's example ends after its citation note (verifier `Cited:`, meta-verifier `Checked:`).
+TEST_F(ChainWarmupExamples, ACompletionThroughItsNoteEndsAfterTheNoteLine) {
+  auto problem = GenerateChainProblem({}, ChainSplit::kTrain, 4);
+  ASSERT_TRUE(problem.ok());
+  const ChainProof scrambled = ScrambledChainProof(*problem, 4);
+  const std::string verifier = MakeChainVerifierExample(*templates_, *problem, scrambled.Text()).completion;
+  const std::string meta = MakeChainMetaVerifierExample(*templates_, *problem, scrambled, 4).completion;
+  for (const std::string& whole : {verifier, meta}) {
+    const std::string note = ChainCompletionThroughNote(whole);
+    ASSERT_LT(note.size(), whole.size()) << whole;
+    EXPECT_EQ(whole.substr(0, note.size()), note);
+    ASSERT_EQ(note.back(), '\n');
+    const std::string last = note.substr(note.rfind('\n', note.size() - 2) + 1);
+    EXPECT_TRUE(absl::StartsWith(last, "Cited: ") || absl::StartsWith(last, "Checked: ")) << last;
+  }
+  EXPECT_NE(ChainCompletionThroughNote(verifier).find("Cited: "), std::string::npos);
+  EXPECT_NE(ChainCompletionThroughNote(meta).find("Checked: "), std::string::npos);
+  EXPECT_EQ(ChainCompletionThroughNote("no note here\n\\boxed{1}"), "no note here\n\\boxed{1}");
 }
 
 TEST(ChainWarmupTemplatesLoad, NamesTheMissingFile) {

@@ -55,6 +55,8 @@ TEST(ChainWarmupPlan, AfterTheDrillEveryNthStepIsADrillStepAgain) {
     EXPECT_EQ(n[Kind::kScrambledVerifier], o.batch) << step;
   }
   for (int step : {501, 502, 503, 1999}) EXPECT_EQ(Count(o, step, 1, true)[Kind::kGenerator], 8) << step;
+  for (int step : {0, 499, 500, 504, 1996}) EXPECT_TRUE(IsLookupDrillStep(o, step)) << step;
+  for (int step : {501, 502, 503, 1999}) EXPECT_FALSE(IsLookupDrillStep(o, step)) << step;
   std::map<Kind, int> all = Count(o, o.lookup_drill_steps, 1500, true);
   EXPECT_EQ(all[Kind::kGenerator], 8 * 1125);  // 375 of the 1500 mixed-era steps drill
   // A share of the later drill steps' examples drills the meta-verifier's look-up.
