@@ -25,6 +25,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -338,6 +339,27 @@ TEST(TinyWarmup, MicroBatchesTakeTheSameStepsAndTheCurveHoldsEachEvaluation) {
   EXPECT_EQ(whole.curve[2].step, 8);
   EXPECT_TRUE(whole.curve[0].held_out.count("verifier_lookup_recall"));
   EXPECT_EQ(parts.curve.size(), 1u);
+}
+
+// Note-only drill steps train on the completion up to the citation note: a different (smaller
+// per-step) loss from the same examples, and the steps after the drill are whole again.
+TEST(TinyWarmup, NoteOnlyDrillStepsTrainOnTheNote) {
+  ChainWarmupOptions o = RecipeOptions();
+  o.steps = 3;
+  o.lookup_drill_steps = 3;
+  o.lookup_drill_every = 0;
+  o.lr_warmup_steps = 1;
+  o.own_proof_share = 0;
+  o.eval_problems = 1;
+  o.eval_temperature_samples = 0;
+  const ChainWarmupResult whole = WarmUp("tiny_warmup_drill_whole", RecipeModel(), 1024, o);
+  ChainWarmupOptions note = o;
+  note.lookup_drill_note_only = true;
+  const ChainWarmupResult note_only = WarmUp("tiny_warmup_drill_note", RecipeModel(), 1024, note);
+  ASSERT_EQ(whole.steps, 3);
+  ASSERT_EQ(note_only.steps, 3);
+  EXPECT_GT(std::abs(note_only.final_loss - whole.final_loss), 1e-3 * whole.final_loss)
+      << note_only.final_loss << " vs " << whole.final_loss;
 }
 
 TEST(TinyWarmup, RecipeReachesTheSkillTheRlPhasesStartFrom) {
