@@ -112,8 +112,8 @@ std::string ChainCitationNote(const std::vector<ChainCitation>& citations, const
     const char* status = *final_claim != goal ? " not goal" : (end != goal.rhs ? " not reached" : " goal");
     items.push_back(absl::StrCat("end ", std::string(1, end), ": ", final_claim->Text(), status));
   }
-  if (items.empty()) return "Cited: none.";
-  return absl::StrCat("Cited: ", absl::StrJoin(items, ", "), ".");
+  if (items.empty()) return absl::StrCat(kChainCitedPrefix, "none.");
+  return absl::StrCat(kChainCitedPrefix, absl::StrJoin(items, ", "), ".");
 }
 
 std::string ChainMetaCheckNote(const ChainVerdict& verdict, const std::vector<int>& lines) {
@@ -123,14 +123,14 @@ std::string ChainMetaCheckNote(const ChainVerdict& verdict, const std::vector<in
       if (c.line == line) items.push_back(CitationNoteItem(c));
     }
   }
-  if (items.empty()) return "Checked: none.";
-  return absl::StrCat("Checked: ", absl::StrJoin(items, ", "), ".");
+  if (items.empty()) return absl::StrCat(kChainCheckedPrefix, "none.");
+  return absl::StrCat(kChainCheckedPrefix, absl::StrJoin(items, ", "), ".");
 }
 
 ChainLookupTally TallyChainLookup(const std::vector<ChainCitation>& truth, absl::string_view analysis) {
   std::vector<std::string> written;  // the items of the first note line
   for (absl::string_view line : absl::StrSplit(analysis, '\n')) {
-    if (!absl::ConsumePrefix(&line, "Cited: ")) continue;
+    if (!absl::ConsumePrefix(&line, kChainCitedPrefix)) continue;
     absl::ConsumeSuffix(&line, ".");
     written = absl::StrSplit(line, ", ");
     break;

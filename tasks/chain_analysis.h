@@ -36,6 +36,10 @@ inline constexpr absl::string_view kChainNoIssue = "All steps are correct.";
 // "0", "0.5" or "1".
 std::string ChainScoreText(double score);
 
+// What the verifier's citation note and the meta-verifier's check note open with.
+inline constexpr absl::string_view kChainCitedPrefix = "Cited: ";
+inline constexpr absl::string_view kChainCheckedPrefix = "Checked: ";
+
 // "Cited: 1. a: a=b given, 2. b: b=e not given, 3. e: c=d gap, end e: a=c not goal." ("Cited: none."
 // when no line is a step and there is no final line): the note that opens a verifier-style
 // analysis. It names no step or line in words, so ReadChainAnalysis takes no claim from it; it

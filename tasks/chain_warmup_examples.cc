@@ -91,8 +91,9 @@ ChainProof ScrambledChainProof(const ChainProblem& problem, uint64_t seed, bool 
     // generator's own fault: only the look-up tells it from a given fact); 1 (and 0 without
     // `leading_on`): not given, with the canonical conclusion; 2: a gap; 3: reversed.
     const int way = rng.Uniform(4);
+    const bool leads_on = way == 0 && leading_on;
     std::vector<ChainFact> candidates;
-    if (way == 0 && leading_on) {
+    if (leads_on) {
       for (const ChainFact& f : not_given) {
         if (f.lhs == at) candidates.push_back(rng.Chance(0.5) ? f : f.Reversed());
       }
@@ -108,7 +109,7 @@ ChainProof ScrambledChainProof(const ChainProblem& problem, uint64_t seed, bool 
       continue;
     }
     step.cited = candidates[static_cast<size_t>(rng.Uniform(static_cast<int>(candidates.size())))];
-    if (way == 0 && leading_on) {
+    if (leads_on) {
       // The chain goes where this citation leads; the next step (still the canonical one) then
       // has a gap, unless this one jumped to the goal.
       reached = step.cited.Across(at);
@@ -165,7 +166,9 @@ std::string ChainCompletionThroughNote(const std::string& completion) {
     size_t end = completion.find('\n', line);
     end = end == std::string::npos ? completion.size() : end + 1;
     const absl::string_view text = absl::string_view(completion).substr(line, end - line);
-    if (absl::StartsWith(text, "Cited:") || absl::StartsWith(text, "Checked:")) return completion.substr(0, end);
+    if (absl::StartsWith(text, kChainCitedPrefix) || absl::StartsWith(text, kChainCheckedPrefix)) {
+      return completion.substr(0, end);
+    }
     line = end;
   }
   return completion;

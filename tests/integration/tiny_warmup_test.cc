@@ -341,8 +341,8 @@ TEST(TinyWarmup, MicroBatchesTakeTheSameStepsAndTheCurveHoldsEachEvaluation) {
   EXPECT_EQ(parts.curve.size(), 1u);
 }
 
-// Note-only drill steps train on the completion up to the citation note: a different (smaller
-// per-step) loss from the same examples, and the steps after the drill are whole again.
+// Note-only drill steps train on the completion up to the citation note: the same examples give a
+// different loss.
 TEST(TinyWarmup, NoteOnlyDrillStepsTrainOnTheNote) {
   ChainWarmupOptions o = RecipeOptions();
   o.steps = 3;
