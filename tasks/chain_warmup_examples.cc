@@ -95,7 +95,8 @@ ChainProof ScrambledChainProof(const ChainProblem& problem, uint64_t seed, bool 
     std::vector<ChainFact> candidates;
     if (leads_on) {
       for (const ChainFact& f : not_given) {
-        if (f.lhs == at) candidates.push_back(rng.Chance(0.5) ? f : f.Reversed());
+        // Not back to the goal's left letter: "so a=a" would give itself away.
+        if (f.lhs == at && f.rhs != statement.goal.lhs) candidates.push_back(rng.Chance(0.5) ? f : f.Reversed());
       }
     } else if (way <= 1) {
       candidates = not_given;

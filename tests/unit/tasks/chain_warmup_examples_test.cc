@@ -204,6 +204,8 @@ TEST(ScrambledChainProof, AboutHalfTheCitationsAreFaultyHalfOfThemNotGiven) {
           ++leading_on;
           EXPECT_TRUE(noted.links) << step.cited.Text();
           EXPECT_EQ(step.conclusion, (ChainFact{statement.goal.lhs, step.cited.Across(noted.reached)}));
+          // Never back to where the chain began: "so a=a" states nothing a look-up must catch.
+          EXPECT_NE(step.conclusion.lhs, step.conclusion.rhs) << scrambled.Text();
         }
       }
     }
