@@ -260,6 +260,8 @@ struct BuiltinConfig {
   double warmup_lookup_drill_meta_share = 0;
   // Drill steps' examples end after their citation note: the drill's loss is all on the look-up.
   bool warmup_lookup_drill_note_only = false;
+  // The drill and the rest of the warm-up each get the whole learning-rate schedule.
+  bool warmup_lr_restart_after_drill = false;
   // Half the not-given citations of the scrambled proofs lead on from where the chain is, with
   // the conclusion that follows, as the generator's own wrong citations do.
   bool warmup_scrambled_leading_on = false;

@@ -49,15 +49,6 @@ uint64_t ExampleSeed(const ChainWarmupOptions& o, int step, int j) {
   return CombineSeeds(CombineSeeds(CombineSeeds(o.seed, kTrainSalt), step), j);
 }
 
-// Linear warm-up, then cosine decay to final_lr_fraction at `steps`.
-double LearningRate(int step, const ChainWarmupOptions& o) {
-  if (step < o.lr_warmup_steps) return o.learning_rate * (step + 1) / o.lr_warmup_steps;
-  const int span = std::max(1, o.steps - o.lr_warmup_steps);
-  const double t = std::min(1.0, static_cast<double>(step - o.lr_warmup_steps) / span);
-  const double floor = o.final_lr_fraction;
-  return o.learning_rate * (floor + (1 - floor) * 0.5 * (1 + std::cos(M_PI * t)));
-}
-
 class ChainWarmupRun {
  public:
   ChainWarmupRun(const ChainWarmupOptions& options, ChainWarmupTemplates templates, std::unique_ptr<LlamaModel> model,
@@ -106,7 +97,7 @@ class ChainWarmupRun {
         loss += part.item<double>();
       }
       if (options_.max_grad_norm > 0) torch::nn::utils::clip_grad_norm_(params_, options_.max_grad_norm);
-      learning_rate_ = LearningRate(step, options_);
+      learning_rate_ = ChainWarmupLearningRate(options_, step);
       for (auto& group : optimizer_->param_groups()) group.options().set_lr(learning_rate_);
       optimizer_->step();
       optimizer_->zero_grad();
@@ -135,10 +126,12 @@ class ChainWarmupRun {
 
  private:
   // From own_proof_start × steps on, every own_proof_refresh_steps steps: a new pool of the
-  // model's own temperature-1 proofs of fresh train problems.
+  // model's own temperature-1 proofs of fresh train problems. Not before the drill ends: its
+  // steps show no own proof, so a pool sampled then would go unused.
   absl::Status MaybeRefreshOwnProofs(int step) {
     if (options_.own_proof_share <= 0 && options_.meta_own_proof_share <= 0) return absl::OkStatus();
-    const int start = static_cast<int>(options_.own_proof_start * options_.steps);
+    const int start =
+        std::max(static_cast<int>(options_.own_proof_start * options_.steps), options_.lookup_drill_steps);
     if (step < start || (step - start) % options_.own_proof_refresh_steps != 0) return absl::OkStatus();
     const auto began = std::chrono::steady_clock::now();
     const uint64_t seed = CombineSeeds(CombineSeeds(options_.seed, kOwnProofSalt), step);
@@ -355,6 +348,20 @@ absl::Status ChainWarmupOptions::Validate() const {
   if (own_proof_pool < 1 || own_proof_pool > 4096) return Invalid("own_proof_pool", own_proof_pool, "1..4096");
   if (own_proof_refresh_steps < 1) return Invalid("own_proof_refresh_steps", own_proof_refresh_steps, "1..");
   return absl::OkStatus();
+}
+
+double ChainWarmupLearningRate(const ChainWarmupOptions& o, int step) {
+  int first = 0, end = o.steps;  // the stretch of steps whose schedule `step` is on
+  if (o.lr_restart_after_drill && o.lookup_drill_steps > 0 && o.lookup_drill_steps < o.steps) {
+    (step < o.lookup_drill_steps ? end : first) = o.lookup_drill_steps;
+  }
+  const int at = step - first;
+  const int warmup = std::min(o.lr_warmup_steps, end - first);
+  if (at < warmup) return o.learning_rate * (at + 1) / warmup;
+  const int span = std::max(1, end - first - warmup);
+  const double t = std::min(1.0, static_cast<double>(at - warmup) / span);
+  const double floor = o.final_lr_fraction;
+  return o.learning_rate * (floor + (1 - floor) * 0.5 * (1 + std::cos(M_PI * t)));
 }
 
 bool IsLookupDrillStep(const ChainWarmupOptions& o, int step) {

@@ -56,7 +56,8 @@ struct ChainWarmupOptions {
   // from expert-graded proofs its own generator wrote. From step own_proof_start × steps on, this
   // share of the verifier's examples shows a proof the model itself wrote at temperature 1 for a
   // train problem, with the checker's faithful analysis as the target. The pool of own proofs
-  // (own_proof_pool fresh train problems) is resampled every own_proof_refresh_steps steps.
+  // (own_proof_pool fresh train problems) is resampled every own_proof_refresh_steps steps, from
+  // the later of that step and the look-up drill's end.
   double own_proof_share = 0;        // [0, 1]; 0 = made-up flaws only
   double own_proof_start = 0.5;      // [0, 1)
   int own_proof_pool = 64;           // 1..4096
@@ -96,6 +97,10 @@ struct ChainWarmupOptions {
   // and on reading the citations off the proof, not spread over the rest of the analysis, and
   // the step is shorter (measured: BENCHMARKS.md).
   bool lookup_drill_note_only = false;
+  // The drill and the steps after it each get the whole learning-rate schedule (warm-up, then
+  // cosine to final_lr_fraction), instead of one schedule over all steps: a long drill then
+  // leaves the mix, where the generator learns, its peak rate (measured: BENCHMARKS.md).
+  bool lr_restart_after_drill = false;
   // Weight of the prompt tokens' NLL relative to the completion tokens' (0 = completions only).
   // Verifier and meta-verifier prompts hold proofs, so a weight > 0 also teaches proof writing.
   double prompt_loss_weight = 0;  // [0, 1]
@@ -165,6 +170,10 @@ enum class ChainWarmupExampleKind {
 };
 ChainWarmupExampleKind ChainWarmupExampleKindOf(const ChainWarmupOptions& options, int step, int j,
                                                 bool own_proofs_ready);
+// The learning rate of step `step`: linear warm-up over lr_warmup_steps, then cosine decay to
+// final_lr_fraction × learning_rate at `steps`; with lr_restart_after_drill, the drill's steps
+// and the rest each run that schedule over their own steps.
+double ChainWarmupLearningRate(const ChainWarmupOptions& options, int step);
 // Whether `step` is a look-up drill step (the first lookup_drill_steps, then every
 // lookup_drill_every-th).
 bool IsLookupDrillStep(const ChainWarmupOptions& options, int step);

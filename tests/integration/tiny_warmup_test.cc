@@ -299,6 +299,13 @@ TEST(TinyWarmup, SamplesPoolsOfItsOwnProofsInTheSecondPart) {
   const ChainWarmupResult meta = WarmUp("tiny_warmup_own_meta", RecipeModel(), 1024, meta_only);
   ASSERT_EQ(meta.steps, o.steps);
   EXPECT_EQ(meta.own_proof_pools, 2);
+  // A drill that runs past own_proof_start: the pools start when it ends, not unused before.
+  ChainWarmupOptions drilled = meta_only;
+  drilled.lookup_drill_steps = 15;
+  drilled.eval_problems = 2;
+  const ChainWarmupResult after_drill = WarmUp("tiny_warmup_own_drill", RecipeModel(), 1024, drilled);
+  ASSERT_EQ(after_drill.steps, o.steps);
+  EXPECT_EQ(after_drill.own_proof_pools, 1);  // at step 15
 
   ChainWarmupOptions bad = o;
   bad.own_proof_start = 1;
@@ -419,6 +426,8 @@ TEST(TinyWarmup, Experiment) {
   o.scrambled_proof_share = EnvDouble("DSM_WARMUP_SCRAMBLED", o.scrambled_proof_share);
   o.lookup_drill_steps = EnvInt("DSM_WARMUP_DRILL", o.lookup_drill_steps);
   o.lookup_drill_note_only = EnvInt("DSM_WARMUP_NOTE_ONLY", o.lookup_drill_note_only ? 1 : 0) != 0;
+  o.lookup_drill_every = EnvInt("DSM_WARMUP_DRILL_EVERY", o.lookup_drill_every);
+  o.lr_restart_after_drill = EnvInt("DSM_WARMUP_LR_RESTART", o.lr_restart_after_drill ? 1 : 0) != 0;
   o.scrambled_leading_on = EnvInt("DSM_WARMUP_LEADING_ON", o.scrambled_leading_on ? 1 : 0) != 0;
   o.own_proof_pool = EnvInt("DSM_WARMUP_OWN_POOL", o.own_proof_pool);
   o.own_proof_refresh_steps = EnvInt("DSM_WARMUP_OWN_REFRESH", o.own_proof_refresh_steps);

@@ -164,11 +164,13 @@ TEST(Config, CrossFieldCheck) {
   EXPECT_THAT(ErrorOf("run: {name: demo}\nbuiltin: {warmup_lookup_drill_note_only: 3}\n"),
               HasSubstr("builtin.warmup_lookup_drill_note_only"));
   absl::StatusOr<DsmConfig> drill = ParseConfig(
-      "run: {name: demo}\nbuiltin: {warmup_lookup_drill_note_only: true, warmup_scrambled_leading_on: true}\n",
+      "run: {name: demo}\nbuiltin: {warmup_lookup_drill_note_only: true, warmup_scrambled_leading_on: true, "
+      "warmup_lr_restart_after_drill: true}\n",
       "test.yaml");
   ASSERT_TRUE(drill.ok()) << drill.status();
   EXPECT_TRUE(drill->builtin.warmup_lookup_drill_note_only);
   EXPECT_TRUE(drill->builtin.warmup_scrambled_leading_on);
+  EXPECT_TRUE(drill->builtin.warmup_lr_restart_after_drill);
   EXPECT_EQ(ErrorOf("run: {name: demo}\nworker: {capacity: 0}\n"),
             "test.yaml: worker.capacity: 0 is out of range [1, 4096]");
 }

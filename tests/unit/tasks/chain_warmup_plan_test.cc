@@ -72,6 +72,46 @@ TEST(ChainWarmupPlan, AfterTheDrillEveryNthStepIsADrillStepAgain) {
   EXPECT_EQ(o.Validate().message(), "lookup_drill_every: -1 is outside 0..");
 }
 
+TEST(ChainWarmupPlan, OneLearningRateScheduleOverAllSteps) {
+  ChainWarmupOptions o = Recipe();  // 2000 steps, drill 500
+  o.learning_rate = 1e-3;
+  o.lr_warmup_steps = 20;
+  o.final_lr_fraction = 0.1;
+  EXPECT_DOUBLE_EQ(ChainWarmupLearningRate(o, 0), 1e-3 / 20);
+  EXPECT_DOUBLE_EQ(ChainWarmupLearningRate(o, 20), 1e-3);
+  EXPECT_NEAR(ChainWarmupLearningRate(o, 20 + 990), 1e-3 * (0.1 + 0.9 * 0.5), 1e-9);  // half-way
+  EXPECT_NEAR(ChainWarmupLearningRate(o, 1999), 1e-4, 1e-8);
+  // The drill's end is mid-schedule.
+  EXPECT_GT(ChainWarmupLearningRate(o, 499), 0.8e-3);
+  EXPECT_LT(ChainWarmupLearningRate(o, 500), ChainWarmupLearningRate(o, 499));
+}
+
+TEST(ChainWarmupPlan, TheLearningRateRestartsAfterTheDrill) {
+  ChainWarmupOptions o = Recipe();
+  o.learning_rate = 1e-3;
+  o.lr_warmup_steps = 20;
+  o.final_lr_fraction = 0.1;
+  o.lr_restart_after_drill = true;
+  // The drill: warm-up, peak, cosine down to the floor at its last step.
+  EXPECT_DOUBLE_EQ(ChainWarmupLearningRate(o, 0), 1e-3 / 20);
+  EXPECT_DOUBLE_EQ(ChainWarmupLearningRate(o, 20), 1e-3);
+  EXPECT_NEAR(ChainWarmupLearningRate(o, 499), 1e-4, 1e-6);
+  // The rest: the same again over steps 500..1999.
+  EXPECT_DOUBLE_EQ(ChainWarmupLearningRate(o, 500), 1e-3 / 20);
+  EXPECT_DOUBLE_EQ(ChainWarmupLearningRate(o, 520), 1e-3);
+  EXPECT_NEAR(ChainWarmupLearningRate(o, 520 + 740), 1e-3 * (0.1 + 0.9 * 0.5), 1e-9);
+  EXPECT_NEAR(ChainWarmupLearningRate(o, 1999), 1e-4, 1e-8);
+  // No drill, or a drill of every step: one schedule, as without the option.
+  ChainWarmupOptions plain = o;
+  plain.lr_restart_after_drill = false;
+  for (int drill : {0, 2000}) {
+    o.lookup_drill_steps = plain.lookup_drill_steps = drill;
+    for (int step : {0, 19, 20, 500, 1400, 1999}) {
+      EXPECT_DOUBLE_EQ(ChainWarmupLearningRate(o, step), ChainWarmupLearningRate(plain, step)) << drill << " " << step;
+    }
+  }
+}
+
 TEST(ChainWarmupPlan, EveryStepHasTheRoleSharesMix) {
   ChainWarmupOptions o = Recipe();
   o.lookup_drill_steps = 0;
