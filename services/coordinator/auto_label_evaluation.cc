@@ -10,7 +10,9 @@ namespace dsm {
 
 absl::StatusOr<v1::Evaluation> EvaluateAutoLabels(RunStore* store, const Grader& grader, uint32_t iteration,
                                                   uint32_t considered) {
-  uint32_t labels = 0, agree = 0;
+  // Disagreements by kind: a faulty proof labelled 1 (its issue missed), a correct proof labelled
+  // below 1 (an issue that is not there), a faulty proof given the wrong one of 0 and 0.5.
+  uint32_t labels = 0, agree = 0, missed = 0, false_issue = 0, wrong_severity = 0;
   for (int64_t after = 0;;) {
     absl::StatusOr<std::vector<StoredProof>> batch = store->Proofs(after, 256);
     if (!batch.ok()) return batch.status();
@@ -27,7 +29,16 @@ absl::StatusOr<v1::Evaluation> EvaluateAutoLabels(RunStore* store, const Grader&
       absl::StatusOr<GradedProof> truth = grader.GradeProof((*problem)->statement(), p.record.proof());
       if (!truth.ok()) return truth.status();
       ++labels;
-      agree += p.record.has_score() && p.record.score() == truth->score;
+      const double label = p.record.has_score() ? p.record.score() : -1;
+      if (label == truth->score) {
+        ++agree;
+      } else if (truth->score < 1.0 && label >= 1.0) {
+        ++missed;
+      } else if (truth->score >= 1.0) {
+        ++false_issue;
+      } else {
+        ++wrong_severity;
+      }
     }
   }
   if (labels == 0) {
@@ -44,6 +55,9 @@ absl::StatusOr<v1::Evaluation> EvaluateAutoLabels(RunStore* store, const Grader&
   (*e.mutable_metrics())["autolabel_kept_fraction"] =
       static_cast<double>(labels) / std::max(considered, labels);
   (*e.mutable_metrics())["autolabel_labels"] = labels;
+  (*e.mutable_metrics())["autolabel_missed_issue_rate"] = static_cast<double>(missed) / labels;
+  (*e.mutable_metrics())["autolabel_false_issue_rate"] = static_cast<double>(false_issue) / labels;
+  (*e.mutable_metrics())["autolabel_wrong_severity_rate"] = static_cast<double>(wrong_severity) / labels;
   *e.mutable_time() = google::protobuf::util::TimeUtil::NanosecondsToTimestamp(absl::ToUnixNanos(absl::Now()));
   if (absl::Status s = store->RecordEvaluation(e, absl::Now()); !s.ok()) return s;
   return e;

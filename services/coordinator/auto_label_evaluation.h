@@ -7,6 +7,14 @@
 //                            the well-formed new proofs the phase judged,
 //                            AutoLabelProgress::proofs)
 //   autolabel_labels         labels kept
+// and where the kept labels that disagree go wrong (shares of the kept labels;
+// with autolabel_agreement they sum to 1):
+//   autolabel_missed_issue_rate    a faulty proof labelled 1: every analysis
+//                                  missed its issue, or none was confirmed
+//   autolabel_false_issue_rate     a correct proof labelled below 1: an issue
+//                                  that is not there, confirmed
+//   autolabel_wrong_severity_rate  a faulty proof labelled 0 for 0.5 or 0.5
+//                                  for 0 (e.g. a reversed fact called absent)
 // as a v1::Evaluation of PHASE_AUTO_LABEL, `iteration`, point AFTER, stored
 // in the run. FAILED_PRECONDITION when no label was kept (nothing to grade).
 #ifndef DSM_SERVICES_COORDINATOR_AUTO_LABEL_EVALUATION_H_

@@ -347,8 +347,12 @@ absl::Status PipelineRunner::EvaluateAutoLabels(uint32_t iteration, uint32_t con
     return absl::OkStatus();
   }
   if (!e.ok()) return e.status();
-  spdlog::info("coordinator: auto-labels (iteration {}): agreement {:.3f}, kept {:.3f}", iteration,
-               e->metrics().at("autolabel_agreement"), e->metrics().at("autolabel_kept_fraction"));
+  const auto& m = e->metrics();
+  spdlog::info(
+      "coordinator: auto-labels (iteration {}): agreement {:.3f}, kept {:.3f}; wrong: missed issue {:.3f}, false "
+      "issue {:.3f}, wrong severity {:.3f}",
+      iteration, m.at("autolabel_agreement"), m.at("autolabel_kept_fraction"), m.at("autolabel_missed_issue_rate"),
+      m.at("autolabel_false_issue_rate"), m.at("autolabel_wrong_severity_rate"));
   return absl::OkStatus();
 }
 

@@ -9,6 +9,8 @@
 //                                        phase 4 of the last iteration
 //   self_score_agreement_before / _after likewise
 //   autolabel_agreement, autolabel_kept_fraction   phase 5, last iteration
+//   autolabel_missed_issue_rate, _false_issue_rate, _wrong_severity_rate
+//                                        where its disagreeing labels go wrong
 //   wall_seconds                         the whole run
 // plus whatever `extra` holds (e.g. the phase-0 warm-up's held-out numbers).
 //

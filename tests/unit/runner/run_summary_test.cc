@@ -34,7 +34,9 @@ std::vector<v1::Evaluation> TwoIterations() {
       Eval(v1::PHASE_ENHANCED_VERIFIER_RL, 2, kAfter, {{"hallucinated_issue_rate", 0.25}}),
       Eval(v1::PHASE_GENERATOR_RL, 2, kBefore, {{"generator_score", 0.26}, {"self_score_agreement", 0.61}}),
       Eval(v1::PHASE_GENERATOR_RL, 2, kAfter, {{"generator_score", 0.31}, {"self_score_agreement", 0.58}}),
-      Eval(v1::PHASE_AUTO_LABEL, 2, kAfter, {{"autolabel_agreement", 0.92}, {"autolabel_kept_fraction", 0.6}}),
+      Eval(v1::PHASE_AUTO_LABEL, 2, kAfter,
+           {{"autolabel_agreement", 0.92}, {"autolabel_kept_fraction", 0.6}, {"autolabel_missed_issue_rate", 0.05},
+            {"autolabel_false_issue_rate", 0.02}, {"autolabel_wrong_severity_rate", 0.01}}),
   };
 }
 
@@ -51,6 +53,9 @@ TEST(RunSummary, FieldsComeFromTheRightEvaluations) {
   EXPECT_DOUBLE_EQ(f("self_score_agreement_after"), 0.58);
   EXPECT_DOUBLE_EQ(f("autolabel_agreement"), 0.92);
   EXPECT_DOUBLE_EQ(f("autolabel_kept_fraction"), 0.6);
+  EXPECT_DOUBLE_EQ(f("autolabel_missed_issue_rate"), 0.05);
+  EXPECT_DOUBLE_EQ(f("autolabel_false_issue_rate"), 0.02);
+  EXPECT_DOUBLE_EQ(f("autolabel_wrong_severity_rate"), 0.01);
   EXPECT_DOUBLE_EQ(f("wall_seconds"), 812.5);
   EXPECT_DOUBLE_EQ(f("warmup_verifier_agreement"), 0.4);
 }
