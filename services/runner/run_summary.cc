@@ -52,7 +52,8 @@ RunSummary SummarizeRun(const std::vector<v1::Evaluation>& evaluations, double w
       Find(evaluations, P::PHASE_GENERATOR_RL, 0, kAfter, "self_score_agreement", true);
   f["autolabel_agreement"] = Find(evaluations, P::PHASE_AUTO_LABEL, 0, kAfter, "autolabel_agreement", true);
   f["autolabel_kept_fraction"] = Find(evaluations, P::PHASE_AUTO_LABEL, 0, kAfter, "autolabel_kept_fraction", true);
-  for (const char* kind : {"autolabel_missed_issue_rate", "autolabel_false_issue_rate", "autolabel_wrong_severity_rate"}) {
+  for (const char* kind :
+       {"autolabel_missed_issue_rate", "autolabel_false_issue_rate", "autolabel_wrong_severity_rate"}) {
     f[kind] = Find(evaluations, P::PHASE_AUTO_LABEL, 0, kAfter, kind, true);
   }
   f["wall_seconds"] = wall_seconds;

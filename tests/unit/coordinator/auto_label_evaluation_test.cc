@@ -2,8 +2,9 @@
 // disagree go wrong (a missed issue, an issue that is not there, the wrong severity).
 #include "services/coordinator/auto_label_evaluation.h"
 
-#include <map>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
