@@ -274,6 +274,9 @@ struct BuiltinConfig {
   // LibTorch threads of the process that runs phase 0 and writes the data (`dsm run`, `dsm
   // prepare`); nothing else runs then, so it may use every core. 0 = runtime.threads.
   int warmup_threads = 0;
+  // The warm-up forward's matrix products: "float32", "bfloat16" (autocast; weights and optimizer
+  // stay float32) or "auto" (bfloat16 where the CPU has bfloat16 instructions).
+  std::string warmup_precision = "float32";
 };
 
 struct DsmConfig {

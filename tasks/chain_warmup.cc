@@ -90,7 +90,11 @@ class ChainWarmupRun {
     try {
       for (size_t first = 0; first < order.size(); first += micro) {
         const std::vector<size_t> rows(order.begin() + first, order.begin() + std::min(order.size(), first + micro));
-        absl::StatusOr<torch::Tensor> nll = SummedNll(batch, rows);
+        absl::StatusOr<torch::Tensor> nll;
+        {
+          AutocastScope autocast(options_.precision, torch::kCPU);
+          nll = SummedNll(batch, rows);
+        }
         if (!nll.ok()) return nll.status();
         torch::Tensor part = *nll / targets;
         part.backward();

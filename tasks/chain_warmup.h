@@ -28,6 +28,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "model/mixed_precision.h"
 #include "tasks/chain_domain.h"
 
 namespace dsm {
@@ -108,6 +109,9 @@ struct ChainWarmupOptions {
   double max_grad_norm = 1;     // global L2 clip; 0 = none
   // Examples per forward/backward (gradient accumulation, longest first); 0 = the whole step.
   int micro_batch = 0;
+  // The forward's matrix products in bfloat16 under autocast (model/mixed_precision.h); the
+  // weights and the optimizer stay float32.
+  TrainPrecision precision = TrainPrecision::kFloat32;
   uint64_t seed = 0;
   std::string prompts_dir = "configs/prompts/tiny";
   int eval_problems = 64;            // held-out problems: 1..10000

@@ -20,6 +20,7 @@
 #include "common/status_conversion.h"
 #include "model/model_init.h"
 #include "model/llama_model.h"
+#include "model/mixed_precision.h"
 #include "model/safetensors.h"
 #include "model/tokenizer.h"
 #include "nlohmann/json.hpp"
@@ -225,6 +226,9 @@ absl::StatusOr<std::map<std::string, double>> PrepareBuiltinModel(const DsmConfi
   w.lr_restart_after_drill = b.warmup_lr_restart_after_drill;
   w.scrambled_leading_on = b.warmup_scrambled_leading_on;
   w.micro_batch = b.warmup_micro_batch;
+  absl::StatusOr<TrainPrecision> precision = ResolveTrainPrecision(b.warmup_precision, torch::kCPU);
+  if (!precision.ok()) return absl::InvalidArgumentError(absl::StrCat("builtin.warmup_", precision.status().message()));
+  w.precision = *precision;
   w.eval_every = b.warmup_eval_every;
   w.seed = static_cast<uint64_t>(config.run.seed);
   w.prompts_dir = config.coordinator.prompts_dir;
@@ -254,6 +258,7 @@ absl::StatusOr<std::map<std::string, double>> PrepareBuiltinModel(const DsmConfi
   nlohmann::ordered_json j;
   j["steps"] = warmed->steps;
   j["seconds"] = warmed->seconds;
+  j["precision"] = TrainPrecisionName(w.precision);
   j["final_loss"] = warmed->final_loss;
   j["held_out"] = warmed->held_out;
   if (warmed->curve.size() > 1) {  // the last point is the final evaluation above
@@ -265,7 +270,7 @@ absl::StatusOr<std::map<std::string, double>> PrepareBuiltinModel(const DsmConfi
   }
   if (absl::Status s = WriteFileAtomically(warmup_json, j.dump(2) + "\n"); !s.ok()) return s;
   std::cout << "phase 0: " << warmed->steps << " steps in " << absl::StrFormat("%.0f", warmed->seconds)
-            << " s, loss " << absl::StrFormat("%.3f", warmed->final_loss) << "; held out:"
+            << " s (" << TrainPrecisionName(w.precision) << "), loss " << absl::StrFormat("%.3f", warmed->final_loss) << "; held out:"
             << HeldOutText(warmed->held_out) << "\n";
   std::map<std::string, double> extra;
   for (const auto& [k, v] : warmed->held_out) extra["warmup_" + k] = v;

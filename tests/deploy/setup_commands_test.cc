@@ -39,16 +39,18 @@ std::string WriteConfig(const std::string& dir, const std::string& run, const st
 }
 
 // builtin.warmup_eval_every: held-out evaluations during phase 0, printed as they come (also
-// where a non-terminal's progress shows only every tenth) and kept in warmup.json's curve.
+// where a non-terminal's progress shows only every tenth) and kept in warmup.json's curve;
+// builtin.warmup_precision: named in the last line and in warmup.json.
 TEST(SetupCommands, PhaseZeroPrintsAndKeepsItsEvaluationCurve) {
   TestDir dir;
-  const std::string config =
-      WriteConfig(dir.path(), "curve", ", warmup_eval_every: 2, warmup_micro_batch: 1");
+  const std::string config = WriteConfig(dir.path(), "curve",
+                                         ", warmup_eval_every: 2, warmup_micro_batch: 1, warmup_precision: bfloat16");
   const dsm_test::DsmResult prepared = dsm_test::RunDsm("prepare " + config + " --warmup-steps 5");
   ASSERT_EQ(prepared.exit_code, 0) << prepared.out << prepared.err;
   EXPECT_THAT(prepared.out, HasSubstr("phase 0 at step 2, held out: generator_format_ok "));
   EXPECT_THAT(prepared.out, HasSubstr("phase 0 at step 4, held out: "));
-  EXPECT_THAT(prepared.out, HasSubstr("phase 0: 5 steps"));
+  EXPECT_THAT(prepared.out, HasSubstr("phase 0: 5 steps in "));
+  EXPECT_THAT(prepared.out, HasSubstr(" s (bfloat16), loss "));
   std::ifstream file(dir.File("runs/curve/warmup.json"));
   ASSERT_TRUE(file.good());
   const nlohmann::json warmup = nlohmann::json::parse(file);
@@ -57,6 +59,7 @@ TEST(SetupCommands, PhaseZeroPrintsAndKeepsItsEvaluationCurve) {
   EXPECT_EQ(warmup["curve"][2]["step"], 5);
   EXPECT_TRUE(warmup["curve"][1]["held_out"].contains("verifier_lookup_recall"));
   EXPECT_EQ(warmup["curve"][2]["held_out"], warmup["held_out"]);
+  EXPECT_EQ(warmup["precision"], "bfloat16");
 }
 
 TEST(SetupCommands, PrepareOnceThenStartImportsAndStartsTheRunOnce) {

@@ -9,7 +9,7 @@
 // environment variables (skipped without DSM_WARMUP_EXPERIMENT=1) and prints one CURVE line per
 // evaluation:
 //   DSM_WARMUP_STEPS DSM_WARMUP_SECONDS DSM_WARMUP_LR DSM_WARMUP_WARMUP DSM_WARMUP_FINAL_LR
-//   DSM_WARMUP_BATCH DSM_WARMUP_MICRO DSM_WARMUP_GEN DSM_WARMUP_VER DSM_WARMUP_META (role shares)
+//   DSM_WARMUP_BATCH DSM_WARMUP_MICRO DSM_WARMUP_PRECISION DSM_WARMUP_GEN DSM_WARMUP_VER DSM_WARMUP_META (role shares)
 //   DSM_WARMUP_CORRECT DSM_WARMUP_PROMPT_LOSS DSM_WARMUP_WD DSM_WARMUP_CLIP DSM_WARMUP_SEED
 //   DSM_WARMUP_EVAL (problems)
 //   DSM_WARMUP_EVAL_EVERY DSM_WARMUP_T1 (temperature-1 samples per problem)
@@ -410,6 +410,11 @@ TEST(TinyWarmup, Experiment) {
   o.final_lr_fraction = EnvDouble("DSM_WARMUP_FINAL_LR", o.final_lr_fraction);
   o.batch = EnvInt("DSM_WARMUP_BATCH", o.batch);
   o.micro_batch = EnvInt("DSM_WARMUP_MICRO", o.micro_batch);
+  if (const char* p = std::getenv("DSM_WARMUP_PRECISION")) {
+    absl::StatusOr<TrainPrecision> precision = ResolveTrainPrecision(p, torch::kCPU);
+    ASSERT_TRUE(precision.ok()) << precision.status();
+    o.precision = *precision;
+  }
   o.generator_share = EnvDouble("DSM_WARMUP_GEN", o.generator_share);
   o.verifier_share = EnvDouble("DSM_WARMUP_VER", o.verifier_share);
   o.meta_verifier_share = EnvDouble("DSM_WARMUP_META", o.meta_verifier_share);

@@ -159,6 +159,8 @@ TEST(Config, CrossFieldCheck) {
             "test.yaml: builtin.warmup_batch: 0 is out of range [1, 4096]");
   EXPECT_EQ(ErrorOf("run: {name: demo}\nbuiltin: {warmup_micro_batch: -1}\n"),
             "test.yaml: builtin.warmup_micro_batch: -1 is out of range [0, 4096]");
+  EXPECT_EQ(ErrorOf("run: {name: demo}\nbuiltin: {warmup_precision: fp16}\n"),
+            "test.yaml: builtin.warmup_precision: \"fp16\" is not one of auto, float32, bfloat16");
   EXPECT_EQ(ErrorOf("run: {name: demo}\nbuiltin: {warmup_eval_every: -5}\n"),
             "test.yaml: builtin.warmup_eval_every: -5 is out of range [0, 16777216]");
   EXPECT_THAT(ErrorOf("run: {name: demo}\nbuiltin: {warmup_lookup_drill_note_only: 3}\n"),
