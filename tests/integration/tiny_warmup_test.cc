@@ -348,6 +348,32 @@ TEST(TinyWarmup, MicroBatchesTakeTheSameStepsAndTheCurveHoldsEachEvaluation) {
   EXPECT_EQ(parts.curve.size(), 1u);
 }
 
+// builtin.warmup_precision bfloat16: the same steps with the forward's matrix products in
+// bfloat16 — the loss tracks the float32 run's up to bfloat16's rounding (not bit for bit: the
+// products did run in bfloat16), and the same seed gives the same run again (phase 0 stays
+// deterministic).
+TEST(TinyWarmup, BFloat16StepsTrackFloat32AndRepeatExactly) {
+  ChainWarmupOptions o = RecipeOptions();
+  o.steps = 8;
+  o.lookup_drill_steps = 2;
+  o.lr_warmup_steps = 2;
+  o.own_proof_share = 0;
+  o.eval_problems = 1;
+  o.eval_temperature_samples = 0;
+  o.precision = TrainPrecision::kFloat32;
+  const ChainWarmupResult exact = WarmUp("tiny_warmup_float32", RecipeModel(), 1024, o);
+  o.precision = TrainPrecision::kBFloat16;
+  const ChainWarmupResult mixed = WarmUp("tiny_warmup_bfloat16", RecipeModel(), 1024, o);
+  const ChainWarmupResult again = WarmUp("tiny_warmup_bfloat16_again", RecipeModel(), 1024, o);
+  ASSERT_EQ(exact.steps, 8);
+  ASSERT_EQ(mixed.steps, 8);
+  ASSERT_EQ(again.steps, 8);
+  EXPECT_GT(exact.final_loss, 1.0);  // still high after 8 steps, so a broken forward would show
+  EXPECT_NEAR(mixed.final_loss, exact.final_loss, 0.03 * exact.final_loss);
+  EXPECT_NE(mixed.final_loss, exact.final_loss);
+  EXPECT_EQ(again.final_loss, mixed.final_loss);
+}
+
 // Note-only drill steps train on the completion up to the citation note: the same examples give a
 // different loss.
 TEST(TinyWarmup, NoteOnlyDrillStepsTrainOnTheNote) {
