@@ -230,6 +230,20 @@ ChainWarmupOptions RecipeOptions() {
   return o;
 }
 
+// A few steps of the recipe for the mechanics tests: no own proofs, held-out evaluation on
+// `eval_problems` problems without temperature-1 samples (an untrained model's outputs run to the
+// token limit).
+ChainWarmupOptions ShortOptions(int steps, int drill_steps, int lr_warmup_steps, int eval_problems) {
+  ChainWarmupOptions o = RecipeOptions();
+  o.steps = steps;
+  o.lookup_drill_steps = drill_steps;
+  o.lr_warmup_steps = lr_warmup_steps;
+  o.own_proof_share = 0;
+  o.eval_problems = eval_problems;
+  o.eval_temperature_samples = 0;
+  return o;
+}
+
 // The recipe's mix without its drill, 400 steps (about two minutes on two free cores), on the
 // default initial weights (std 0.02, 2 key heads): every format is learned, and the verifier and
 // the meta-verifier beat the "always give the most common score" baseline by a margin (verifier
@@ -322,13 +336,7 @@ TEST(TinyWarmup, SamplesPoolsOfItsOwnProofsInTheSecondPart) {
 // whole step, so the same losses up to float rounding, in less time when lengths differ. And
 // eval_every adds held-out evaluations to the curve (the last one is the final evaluation).
 TEST(TinyWarmup, MicroBatchesTakeTheSameStepsAndTheCurveHoldsEachEvaluation) {
-  ChainWarmupOptions o = RecipeOptions();
-  o.steps = 8;
-  o.lookup_drill_steps = 2;
-  o.lr_warmup_steps = 2;
-  o.own_proof_share = 0;
-  o.eval_problems = 2;  // an untrained model's outputs run to the token limit: few, and few evaluations
-  o.eval_temperature_samples = 0;
+  ChainWarmupOptions o = ShortOptions(8, 2, 2, 2);
   o.eval_every = 3;
   o.micro_batch = 0;
   const ChainWarmupResult whole = WarmUp("tiny_warmup_whole", RecipeModel(), 1024, o);
@@ -353,13 +361,7 @@ TEST(TinyWarmup, MicroBatchesTakeTheSameStepsAndTheCurveHoldsEachEvaluation) {
 // products did run in bfloat16), and the same seed gives the same run again (phase 0 stays
 // deterministic).
 TEST(TinyWarmup, BFloat16StepsTrackFloat32AndRepeatExactly) {
-  ChainWarmupOptions o = RecipeOptions();
-  o.steps = 8;
-  o.lookup_drill_steps = 2;
-  o.lr_warmup_steps = 2;
-  o.own_proof_share = 0;
-  o.eval_problems = 1;
-  o.eval_temperature_samples = 0;
+  ChainWarmupOptions o = ShortOptions(8, 2, 2, 1);
   o.precision = TrainPrecision::kFloat32;
   const ChainWarmupResult exact = WarmUp("tiny_warmup_float32", RecipeModel(), 1024, o);
   o.precision = TrainPrecision::kBFloat16;
@@ -377,14 +379,8 @@ TEST(TinyWarmup, BFloat16StepsTrackFloat32AndRepeatExactly) {
 // Note-only drill steps train on the completion up to the citation note: the same examples give a
 // different loss.
 TEST(TinyWarmup, NoteOnlyDrillStepsTrainOnTheNote) {
-  ChainWarmupOptions o = RecipeOptions();
-  o.steps = 3;
-  o.lookup_drill_steps = 3;
+  ChainWarmupOptions o = ShortOptions(3, 3, 1, 1);
   o.lookup_drill_every = 0;
-  o.lr_warmup_steps = 1;
-  o.own_proof_share = 0;
-  o.eval_problems = 1;
-  o.eval_temperature_samples = 0;
   const ChainWarmupResult whole = WarmUp("tiny_warmup_drill_whole", RecipeModel(), 1024, o);
   ChainWarmupOptions note = o;
   note.lookup_drill_note_only = true;
