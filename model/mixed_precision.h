@@ -6,8 +6,9 @@
 //
 // Why: the tiny model's matrices (e.g. 600 x 128 by 128 x 128) are far too small for the float32
 // BLAS to reach its peak; oneDNN's bfloat16 kernels on a CPU with AVX512-BF16 or AMX run them
-// ~10x faster (BENCHMARKS.md), which halves a warm-up step. Without such a CPU bfloat16 is
-// emulated and slower: `Resolve` picks float32 there.
+// ~14x faster, which makes a warm-up step ~1.5x faster (BENCHMARKS.md, "Phase 0 in bfloat16").
+// Without such a CPU bfloat16 is emulated and slower: "auto" picks float32 there. At decode
+// sizes (a few rows) bfloat16 is no faster, so the samplers stay float32.
 #ifndef DSM_MODEL_MIXED_PRECISION_H_
 #define DSM_MODEL_MIXED_PRECISION_H_
 
