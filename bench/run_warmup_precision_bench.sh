@@ -15,10 +15,10 @@ BIN="$BUILD/tests/tiny_warmup_test"
 [[ -x "$BIN" ]] || { echo "run_warmup_precision_bench.sh: $BIN not built" >&2; exit 1; }
 
 run() {  # precision kind -> train seconds
-  local drill=0 every=0
+  local drill=0
   [[ "$2" == drill ]] && drill=$STEPS
   DSM_WARMUP_EXPERIMENT=1 DSM_WARMUP_PRECISION="$1" DSM_WARMUP_STEPS="$STEPS" DSM_WARMUP_DRILL="$drill" \
-    DSM_WARMUP_DRILL_EVERY="$every" DSM_WARMUP_NOTE_ONLY=1 DSM_WARMUP_LEADING_ON=1 DSM_WARMUP_OWN=0 \
+    DSM_WARMUP_DRILL_EVERY=0 DSM_WARMUP_NOTE_ONLY=1 DSM_WARMUP_LEADING_ON=1 DSM_WARMUP_OWN=0 \
     DSM_WARMUP_EVAL=2 DSM_WARMUP_T1=0 DSM_WARMUP_PRINT_EVERY=1000000 DSM_SOURCE_DIR="$SRC" \
     "$BIN" --gtest_filter=TinyWarmup.Experiment | sed -n 's/^RESULT .*train_s=\([0-9.]*\).*/\1/p'
 }

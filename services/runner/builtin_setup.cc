@@ -270,8 +270,8 @@ absl::StatusOr<std::map<std::string, double>> PrepareBuiltinModel(const DsmConfi
   }
   if (absl::Status s = WriteFileAtomically(warmup_json, j.dump(2) + "\n"); !s.ok()) return s;
   std::cout << "phase 0: " << warmed->steps << " steps in " << absl::StrFormat("%.0f", warmed->seconds)
-            << " s (" << TrainPrecisionName(w.precision) << "), loss " << absl::StrFormat("%.3f", warmed->final_loss) << "; held out:"
-            << HeldOutText(warmed->held_out) << "\n";
+            << " s (" << TrainPrecisionName(w.precision) << "), loss " << absl::StrFormat("%.3f", warmed->final_loss)
+            << "; held out:" << HeldOutText(warmed->held_out) << "\n";
   std::map<std::string, double> extra;
   for (const auto& [k, v] : warmed->held_out) extra["warmup_" + k] = v;
   return extra;
