@@ -189,8 +189,9 @@ struct CoordinatorConfig {
   int auto_label_n = 8;
   int auto_label_m = 4;
   int auto_label_k = 2;
-  // Phase 5's sampling temperature for both (no learning from these samples, so it need not be
-  // the learner's): below 1, each analysis follows its model's likeliest reading more closely.
+  // Phase 5's sampling temperature for the analyses and the meta-verifications (nothing is
+  // learnt from these samples, so it need not be the learner's). Below 1 the n analyses agree
+  // more and miss together; above 1 they vary more (BENCHMARKS.md: 0.7 vs 1.2 on the tiny model).
   double auto_label_temperature = 1.0;
   // An exact judge for evaluations (never rewards): "chain" = the built-in
   // domain's checker (tasks/); "" = none (real data has no exact checker).
