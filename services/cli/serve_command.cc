@@ -159,7 +159,7 @@ int Serve(const ServeFlags& flags) {
     auto add = [&adapter_roles](const std::string& r) {
       if (std::find(adapter_roles.begin(), adapter_roles.end(), r) == adapter_roles.end()) adapter_roles.push_back(r);
     };
-    if (hosts("verifier")) add("verifier");
+    if (hosts("verifier") || hosts("meta-verifier")) add("verifier");  // a meta-verifier samples with it too
     if (hosts("meta-verifier")) add("meta_verifier");
     LeaseClientOptions lease;
     lease.worker_id = config->worker.id;

@@ -44,9 +44,12 @@ struct ScoringProcessOptions {
   bool verifier = false;       // host dsm.v1.Verifier
   bool meta_verifier = false;  // host dsm.v1.MetaVerifier
   // Adapter roles each service accepts (ServerInfo.roles); each list must
-  // hold its service's default role (VERIFIER / META_VERIFIER).
+  // hold its service's default role (VERIFIER / META_VERIFIER). The
+  // meta-verifier also samples with the verifier adapter: phase 3 trains that
+  // adapter on the meta-verifier's data too (METHOD.md: one adapter does both
+  // jobs), so it asks this service to assess analyses with it.
   std::vector<v1::AdapterRole> verifier_roles = {v1::ADAPTER_ROLE_VERIFIER};
-  std::vector<v1::AdapterRole> meta_verifier_roles = {v1::ADAPTER_ROLE_META_VERIFIER};
+  std::vector<v1::AdapterRole> meta_verifier_roles = {v1::ADAPTER_ROLE_META_VERIFIER, v1::ADAPTER_ROLE_VERIFIER};
   ScoringLimits limits;  // see ScoringLimitsFromConfig
 };
 

@@ -112,6 +112,11 @@ TEST(DsmRun, RunsThePipelineRestartsAKilledWorkerAndWritesTheResults) {
   }
   EXPECT_GT(summary["wall_seconds"].get<double>(), 0);
   EXPECT_EQ(summary["claims"].size(), 5u);
+  // Phase 3 trains the verifier adapter on the labelled analyses too (METHOD.md): the
+  // meta-verifier service samples them with that adapter, so none is left out for want of it.
+  const std::string coordinator_log = dsm_test::ReadWholeFile(run_dir + "/logs/coordinator.log");
+  EXPECT_THAT(coordinator_log, HasSubstr("phase PHASE_ENHANCED_VERIFIER_RL (iteration 1) started"));
+  EXPECT_THAT(coordinator_log, ::testing::Not(HasSubstr("is not hosted by this server")));
   const std::string report = dsm_test::ReadWholeFile(run_dir + "/report.html");
   EXPECT_THAT(report, HasSubstr("phase 1 verifier RL"));
   EXPECT_THAT(report, HasSubstr("Phase 1 raises the verifier"));

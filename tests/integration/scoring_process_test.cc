@@ -106,11 +106,11 @@ TEST(ScoringProcess, VerifyRoundTripOnTheTinyModel) {
 
   // A meta-verifier over the same engine (what `dsm serve
   // worker,verifier,meta-verifier` does with the worker's engine); it grades
-  // with the verifier adapter here, the only one published.
+  // with the verifier adapter here, the only one published: by default a
+  // meta-verifier also hosts the verifier adapter, as phase 3 asks of it.
   ScoringProcessOptions meta_options = options;
   meta_options.verifier = false;
   meta_options.meta_verifier = true;
-  meta_options.meta_verifier_roles = {v1::ADAPTER_ROLE_META_VERIFIER, v1::ADAPTER_ROLE_VERIFIER};
   auto shared = ScoringProcess::CreateShared((*process)->engine(), meta_options, &metrics);
   ASSERT_TRUE(shared.ok()) << shared.status();
 
