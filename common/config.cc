@@ -222,6 +222,7 @@ void Visit(V& v, BuiltinConfig& o) {
   v.Bool("warmup_lr_restart_after_drill", &o.warmup_lr_restart_after_drill);
   v.Bool("warmup_scrambled_leading_on", &o.warmup_scrambled_leading_on);
   v.Int("warmup_micro_batch", &o.warmup_micro_batch, 0, 4096);
+  v.Int("warmup_data_parallel", &o.warmup_data_parallel, 1, 64);
   v.Int("warmup_eval_every", &o.warmup_eval_every, 0, 1 << 24);
   v.Int("warmup_threads", &o.warmup_threads, 0, 256);
   v.Enum("warmup_precision", &o.warmup_precision, {"auto", "float32", "bfloat16"});

@@ -270,8 +270,13 @@ struct BuiltinConfig {
   // the conclusion that follows, as the generator's own wrong citations do.
   bool warmup_scrambled_leading_on = false;
   // Examples per forward/backward within a warm-up step, longest first (the same gradient; short
-  // examples no longer pad to the longest of the step): 0 = the whole step at once.
+  // examples no longer pad to the longest of the step): 0 = the whole step at once (one equal
+  // part per replica with warmup_data_parallel).
   int warmup_micro_batch = 0;
+  // Model replicas that share each warm-up step's micro-batches, one thread each, gradients
+  // summed in a fixed order (deterministic): on 2 cores, 2 replicas take a step in less time
+  // than one replica on both cores, whose second thread mostly waits on the small ops. 1 = off.
+  int warmup_data_parallel = 1;
   // Also measure the held-out skills every this many warm-up steps (printed, and kept in
   // warmup.json's `curve`): 0 = only at the end.
   int warmup_eval_every = 0;

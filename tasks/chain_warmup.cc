@@ -2,6 +2,8 @@
 
 #include <torch/torch.h>
 
+#include <ATen/Parallel.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -9,10 +11,12 @@
 #include <filesystem>
 #include <memory>
 #include <numeric>
+#include <thread>
 #include <unistd.h>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "common/file_io.h"
 #include "model/llama_model.h"
 #include "model/safetensors.h"
@@ -44,6 +48,81 @@ struct Sequence {
   int64_t length() const { return static_cast<int64_t>(prompt.size() + completion.size()); }
 };
 
+// A thread that runs one job at a time with LibTorch on that thread alone (at::set_num_threads(1)
+// there): a data-parallel replica's share of a step.
+class ReplicaThread {
+ public:
+  ReplicaThread() : thread_([this] { Loop(); }) {
+    absl::MutexLock lock(&mu_);
+    mu_.Await(absl::Condition(&ready_));
+  }
+  ~ReplicaThread() {
+    {
+      absl::MutexLock lock(&mu_);
+      stopping_ = true;
+    }
+    thread_.join();
+  }
+  ReplicaThread(const ReplicaThread&) = delete;
+  ReplicaThread& operator=(const ReplicaThread&) = delete;
+
+  void Start(std::function<void()> job) {
+    absl::MutexLock lock(&mu_);
+    job_ = std::move(job);
+    done_ = false;
+  }
+  void Wait() {
+    absl::MutexLock lock(&mu_);
+    mu_.Await(absl::Condition(&done_));
+  }
+
+ private:
+  void Loop() {
+    // A thread's first ATen call sets its count from the last at::set_num_threads anywhere:
+    // make that call first, then set this thread's own.
+    (void)at::get_num_threads();
+    at::set_num_threads(1);
+    {
+      absl::MutexLock lock(&mu_);
+      ready_ = true;
+    }
+    while (true) {
+      std::function<void()> job;
+      {
+        absl::MutexLock lock(&mu_);
+        auto has_work = [this] { return stopping_ || job_ != nullptr; };
+        mu_.Await(absl::Condition(&has_work));
+        if (job_ == nullptr) return;
+        job = std::move(job_);
+        job_ = nullptr;
+      }
+      job();
+      absl::MutexLock lock(&mu_);
+      done_ = true;
+    }
+  }
+
+  absl::Mutex mu_;
+  bool ready_ ABSL_GUARDED_BY(mu_) = false;
+  bool done_ ABSL_GUARDED_BY(mu_) = true;
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  std::function<void()> job_ ABSL_GUARDED_BY(mu_);
+  std::thread thread_;
+};
+
+// Which replica takes each micro-batch: in order, each to the replica with the fewest padded
+// tokens so far (the lowest on a tie), so the replicas' shares take about as long.
+std::vector<std::vector<size_t>> ShareMicroBatches(const std::vector<int64_t>& padded_tokens, size_t replicas) {
+  std::vector<std::vector<size_t>> shares(replicas);
+  std::vector<int64_t> load(replicas, 0);
+  for (size_t m = 0; m < padded_tokens.size(); ++m) {
+    const size_t r = static_cast<size_t>(std::min_element(load.begin(), load.end()) - load.begin());
+    shares[r].push_back(m);
+    load[r] += padded_tokens[m];
+  }
+  return shares;
+}
+
 // The seed of example `j` of a step: its problem, flaw and kind.
 uint64_t ExampleSeed(const ChainWarmupOptions& o, int step, int j) {
   return CombineSeeds(CombineSeeds(CombineSeeds(o.seed, kTrainSalt), step), j);
@@ -51,16 +130,32 @@ uint64_t ExampleSeed(const ChainWarmupOptions& o, int step, int j) {
 
 class ChainWarmupRun {
  public:
+  // `replicas` (data_parallel - 1 of them, or none) hold the same weights as `model`.
   ChainWarmupRun(const ChainWarmupOptions& options, ChainWarmupTemplates templates, std::unique_ptr<LlamaModel> model,
-                 std::unique_ptr<Tokenizer> tokenizer, int64_t eos)
+                 std::vector<std::unique_ptr<LlamaModel>> replicas, std::unique_ptr<Tokenizer> tokenizer, int64_t eos)
       : options_(options),
         templates_(std::move(templates)),
         model_(std::move(model)),
+        replicas_(std::move(replicas)),
         tokenizer_(std::move(tokenizer)),
         eos_(eos) {
     for (auto& [name, weight] : model_->NamedWeights()) {
       weight.requires_grad_(true);
       params_.push_back(weight);
+    }
+    for (const std::unique_ptr<LlamaModel>& replica : replicas_) {
+      std::vector<torch::Tensor>& params = replica_params_.emplace_back();
+      for (auto& [name, weight] : replica->NamedWeights()) {
+        weight.requires_grad_(true);
+        params.push_back(weight);
+      }
+    }
+    if (!replicas_.empty()) {
+      // One thread per replica, model_'s included; the caller's thread count stays for sampling
+      // and evaluation (a new thread's count is set from the last at::set_num_threads).
+      const int threads = at::get_num_threads();
+      for (size_t r = 0; r <= replicas_.size(); ++r) replica_threads_.push_back(std::make_unique<ReplicaThread>());
+      at::set_num_threads(threads);
     }
     optimizer_ = std::make_unique<torch::optim::AdamW>(
         params_, torch::optim::AdamWOptions(options_.learning_rate).betas({0.9, 0.99}).weight_decay(
@@ -85,26 +180,34 @@ class ChainWarmupRun {
     std::iota(order.begin(), order.end(), 0);
     std::stable_sort(order.begin(), order.end(),
                      [&](size_t a, size_t b) { return batch[a].length() > batch[b].length(); });
-    const size_t micro = options_.micro_batch > 0 ? static_cast<size_t>(options_.micro_batch) : order.size();
+    // micro_batch 0: the whole step at once, or one share per replica.
+    const size_t replicas = replicas_.size() + 1;
+    const size_t micro = options_.micro_batch > 0 ? static_cast<size_t>(options_.micro_batch)
+                                                  : (order.size() + replicas - 1) / replicas;
+    std::vector<std::vector<size_t>> micro_batches;
+    for (size_t first = 0; first < order.size(); first += micro) {
+      micro_batches.emplace_back(order.begin() + first, order.begin() + std::min(order.size(), first + micro));
+    }
     double loss = 0;
+    if (replicas_.empty()) {
+      absl::StatusOr<double> part = Accumulate(*model_, batch, micro_batches, targets);
+      if (!part.ok()) return WithStep(step, part.status());
+      loss = *part;
+    } else {
+      absl::StatusOr<double> part = AccumulateInParallel(batch, micro_batches, targets);
+      if (!part.ok()) return WithStep(step, part.status());
+      loss = *part;
+    }
     try {
-      for (size_t first = 0; first < order.size(); first += micro) {
-        const std::vector<size_t> rows(order.begin() + first, order.begin() + std::min(order.size(), first + micro));
-        absl::StatusOr<torch::Tensor> nll;
-        {
-          AutocastScope autocast(options_.precision, torch::kCPU);
-          nll = SummedNll(batch, rows);
-        }
-        if (!nll.ok()) return nll.status();
-        torch::Tensor part = *nll / targets;
-        part.backward();
-        loss += part.item<double>();
-      }
       if (options_.max_grad_norm > 0) torch::nn::utils::clip_grad_norm_(params_, options_.max_grad_norm);
       learning_rate_ = ChainWarmupLearningRate(options_, step);
       for (auto& group : optimizer_->param_groups()) group.options().set_lr(learning_rate_);
       optimizer_->step();
       optimizer_->zero_grad();
+      torch::NoGradGuard no_grad;
+      for (std::vector<torch::Tensor>& params : replica_params_) {
+        for (size_t i = 0; i < params.size(); ++i) params[i].copy_(params_[i]);
+      }
     } catch (const c10::Error& e) {
       return absl::InternalError(absl::StrCat("warm-up step ", step, ": ", e.what_without_backtrace()));
     }
@@ -162,6 +265,81 @@ class ChainWarmupRun {
     return absl::OkStatus();
   }
 
+  static absl::Status WithStep(int step, const absl::Status& s) {
+    return absl::Status(s.code(), absl::StrCat("warm-up step ", step, ": ", s.message()));
+  }
+
+  // Forward and backward of `micro_batches` of `batch` on `model` in order, gradients summed
+  // into its weights' .grad; returns their summed loss (each part divided by `targets`).
+  absl::StatusOr<double> Accumulate(LlamaModel& model, const std::vector<Sequence>& batch,
+                                    const std::vector<std::vector<size_t>>& micro_batches, double targets) {
+    double loss = 0;
+    try {
+      for (const std::vector<size_t>& rows : micro_batches) {
+        absl::StatusOr<torch::Tensor> nll;
+        {
+          AutocastScope autocast(options_.precision, torch::kCPU);
+          nll = SummedNll(model, batch, rows);
+        }
+        if (!nll.ok()) return nll.status();
+        torch::Tensor part = *nll / targets;
+        part.backward();
+        loss += part.item<double>();
+      }
+    } catch (const c10::Error& e) {
+      return absl::InternalError(e.what_without_backtrace());
+    }
+    return loss;
+  }
+
+  // The micro-batches shared out between model_ and the replicas (ShareMicroBatches), each on a
+  // thread of its own; then the replicas' gradients are added to model_'s in replica order, so
+  // the sum, and the run, do not depend on which thread finished first.
+  absl::StatusOr<double> AccumulateInParallel(const std::vector<Sequence>& batch,
+                                              const std::vector<std::vector<size_t>>& micro_batches, double targets) {
+    std::vector<int64_t> padded;
+    for (const std::vector<size_t>& rows : micro_batches) {
+      int64_t longest = 0;
+      for (size_t r : rows) longest = std::max(longest, batch[r].length());
+      padded.push_back(longest * static_cast<int64_t>(rows.size()));
+    }
+    const size_t n = replica_threads_.size();
+    const std::vector<std::vector<size_t>> shares = ShareMicroBatches(padded, n);
+    std::vector<absl::StatusOr<double>> losses(n, 0.0);
+    for (size_t r = 0; r < n; ++r) {
+      replica_threads_[r]->Start([&, r] {
+        std::vector<std::vector<size_t>> mine;
+        for (size_t m : shares[r]) mine.push_back(micro_batches[m]);
+        LlamaModel& model = r == 0 ? *model_ : *replicas_[r - 1];
+        losses[r] = Accumulate(model, batch, mine, targets);
+      });
+    }
+    for (const std::unique_ptr<ReplicaThread>& t : replica_threads_) t->Wait();
+    double loss = 0;
+    for (const absl::StatusOr<double>& l : losses) {
+      if (!l.ok()) return l.status();
+      loss += *l;
+    }
+    try {
+      torch::NoGradGuard no_grad;
+      for (std::vector<torch::Tensor>& params : replica_params_) {
+        for (size_t i = 0; i < params.size(); ++i) {
+          torch::Tensor& grad = params[i].mutable_grad();
+          if (!grad.defined()) continue;
+          if (params_[i].grad().defined()) {
+            params_[i].mutable_grad().add_(grad);
+          } else {
+            params_[i].mutable_grad() = grad.clone();
+          }
+          grad.zero_();
+        }
+      }
+    } catch (const c10::Error& e) {
+      return absl::InternalError(e.what_without_backtrace());
+    }
+    return loss;
+  }
+
   std::vector<Sequence> MakeBatch(int step) const {
     std::vector<Sequence> batch;
     const bool note_only = options_.lookup_drill_note_only && IsLookupDrillStep(options_, step);
@@ -210,7 +388,8 @@ class ChainWarmupRun {
   // Summed NLL of the completion tokens of batch[rows] (plus prompt_loss_weight × that of the
   // prompt tokens after BOS), as one right-padded forward that projects only the positions
   // before target tokens.
-  absl::StatusOr<torch::Tensor> SummedNll(const std::vector<Sequence>& batch, const std::vector<size_t>& rows) {
+  absl::StatusOr<torch::Tensor> SummedNll(LlamaModel& model, const std::vector<Sequence>& batch,
+                                          const std::vector<size_t>& rows) {
     int64_t longest = 0;
     for (size_t r : rows) longest = std::max(longest, batch[r].length());
     const int64_t n = static_cast<int64_t>(rows.size());
@@ -240,10 +419,10 @@ class ChainWarmupRun {
         ia[b][t] = id, ma[b][t] = 1, ++t;
       }
     }
-    absl::StatusOr<torch::Tensor> hidden = model_->HiddenStates(ids, mask);
+    absl::StatusOr<torch::Tensor> hidden = model.HiddenStates(ids, mask);
     if (!hidden.ok()) return hidden.status();
     torch::Tensor picked = hidden->reshape({n * longest, -1}).index_select(0, torch::tensor(positions));
-    torch::Tensor logp = torch::log_softmax(model_->LmHead(picked), -1);
+    torch::Tensor logp = torch::log_softmax(model.LmHead(picked), -1);
     torch::Tensor nll = -logp.gather(1, torch::tensor(targets).unsqueeze(1)).squeeze(1);
     return prompt_targets ? (nll * torch::tensor(weights)).sum() : nll.sum();
   }
@@ -251,6 +430,9 @@ class ChainWarmupRun {
   const ChainWarmupOptions options_;
   const ChainWarmupTemplates templates_;
   std::unique_ptr<LlamaModel> model_;
+  std::vector<std::unique_ptr<LlamaModel>> replicas_;   // data_parallel - 1 copies of model_
+  std::vector<std::vector<torch::Tensor>> replica_params_;  // their weights, in params_'s order
+  std::vector<std::unique_ptr<ReplicaThread>> replica_threads_;  // one per replica and model_; none at 1
   std::unique_ptr<Tokenizer> tokenizer_;
   const int64_t eos_;
   std::vector<torch::Tensor> params_;
@@ -335,6 +517,7 @@ absl::Status ChainWarmupOptions::Validate() const {
   if (!(weight_decay >= 0 && weight_decay < 1)) return Invalid("weight_decay", weight_decay, "[0, 1)");
   if (!(max_grad_norm >= 0)) return Invalid("max_grad_norm", max_grad_norm, "[0, inf)");
   if (micro_batch < 0) return Invalid("micro_batch", micro_batch, "0..");
+  if (data_parallel < 1 || data_parallel > 64) return Invalid("data_parallel", data_parallel, "1..64");
   if (prompts_dir.empty()) return absl::InvalidArgumentError("prompts_dir: empty");
   if (eval_problems < 1 || eval_problems > 10000) return Invalid("eval_problems", eval_problems, "1..10000");
   if (eval_temperature_samples < 0 || eval_temperature_samples > 64) {
@@ -420,8 +603,15 @@ absl::StatusOr<ChainWarmupResult> WarmUpChainModel(const std::string& model_dir,
 
   // Tiny weights and Adam moments go denormal, and x86 then slows down by an order of magnitude.
   at::globalContext().setFlushDenormal(true);
+  std::vector<std::unique_ptr<LlamaModel>> replicas;
+  for (int r = 1; r < options.data_parallel; ++r) {
+    absl::StatusOr<std::unique_ptr<LlamaModel>> replica = LlamaModel::Load(model_dir);
+    if (!replica.ok()) return replica.status();
+    replicas.push_back(*std::move(replica));
+  }
   torch::manual_seed(options.seed);
-  ChainWarmupRun run(options, *std::move(templates), *std::move(model), *std::move(tokenizer), eos);
+  ChainWarmupRun run(options, *std::move(templates), *std::move(model), std::move(replicas), *std::move(tokenizer),
+                     eos);
 
   ChainWarmupResult result;
   std::deque<double> recent;

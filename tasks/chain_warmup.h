@@ -107,8 +107,16 @@ struct ChainWarmupOptions {
   double prompt_loss_weight = 0;  // [0, 1]
   double weight_decay = 0;      // decoupled: [0, 1)
   double max_grad_norm = 1;     // global L2 clip; 0 = none
-  // Examples per forward/backward (gradient accumulation, longest first); 0 = the whole step.
+  // Examples per forward/backward (gradient accumulation, longest first); 0 = the whole step
+  // (with data_parallel > 1: the step in that many equal parts, one per replica).
   int micro_batch = 0;
+  // Model replicas a step's micro-batches are shared out between, each on a thread of its own
+  // with LibTorch single-threaded there; their gradients are summed in replica order, so a run
+  // stays deterministic (and matches data_parallel 1 up to float rounding). On a CPU whose
+  // small matrix products leave a second LibTorch thread mostly waiting, two replicas take a
+  // step in less time than one replica on two threads (BENCHMARKS.md). 1..64; 1 = the caller's
+  // threads do every micro-batch in turn.
+  int data_parallel = 1;
   // The forward's matrix products in bfloat16 under autocast (model/mixed_precision.h); the
   // weights and the optimizer stay float32.
   TrainPrecision precision = TrainPrecision::kFloat32;

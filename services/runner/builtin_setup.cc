@@ -226,6 +226,7 @@ absl::StatusOr<std::map<std::string, double>> PrepareBuiltinModel(const DsmConfi
   w.lr_restart_after_drill = b.warmup_lr_restart_after_drill;
   w.scrambled_leading_on = b.warmup_scrambled_leading_on;
   w.micro_batch = b.warmup_micro_batch;
+  w.data_parallel = b.warmup_data_parallel;
   absl::StatusOr<TrainPrecision> precision = ResolveTrainPrecision(b.warmup_precision, torch::kCPU);
   if (!precision.ok()) return absl::InvalidArgumentError(absl::StrCat("builtin.warmup_", precision.status().message()));
   w.precision = *precision;

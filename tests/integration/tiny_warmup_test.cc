@@ -30,6 +30,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -159,8 +160,9 @@ void ShowSamples(const LlamaModel& model, const std::string& dir, const ChainWar
   std::fflush(stdout);
 }
 
+// `weights` (may be null) gets the warmed model's weights.
 ChainWarmupResult WarmUp(const std::string& name, const ModelInitOptions& model, int vocab_size,
-                      const ChainWarmupOptions& options) {
+                      const ChainWarmupOptions& options, std::map<std::string, torch::Tensor>* weights = nullptr) {
   EXPECT_TRUE(SetTorchThreads(EnvInt("DSM_WARMUP_THREADS", 2)).ok());
   const std::string dir = InitTinyModel(name, model, vocab_size);
   if (dir.empty()) return {};
@@ -184,6 +186,9 @@ ChainWarmupResult WarmUp(const std::string& name, const ModelInitOptions& model,
   auto warmed = LlamaModel::Load(out);
   EXPECT_TRUE(warmed.ok()) << warmed.status();
   if (warmed.ok()) ShowSamples(**warmed, out, options, EnvInt("DSM_WARMUP_SHOW", 0));
+  if (warmed.ok() && weights != nullptr) {
+    for (const auto& [k, w] : (*warmed)->NamedWeights()) (*weights)[k] = w.detach().clone();
+  }
   EXPECT_TRUE(std::filesystem::exists(out + "/tokenizer.json"));
   std::error_code ec;
   std::filesystem::remove_all(dir, ec);
@@ -198,7 +203,8 @@ ChainWarmupResult WarmUp(const std::string& name, const ModelInitOptions& model,
 // examples on scrambled citations only), then generator : verifier : meta-verifier = 2 : 1 : 1
 // with every third step a drill step again (half verifier, half meta-verifier examples), half
 // the made-up proofs flawless, half the other verifier examples on scrambled citations, half of
-// them the model's own proofs in the second half; a peak rate of 1e-3, micro-batches of 4.
+// them the model's own proofs in the second half; a peak rate of 1e-3, micro-batches of 4 shared
+// between two data-parallel replicas.
 ModelInitOptions RecipeModel() {
   ModelInitOptions m;
   m.mimetic_attention = 0.7;
@@ -218,6 +224,7 @@ ChainWarmupOptions RecipeOptions() {
   o.lookup_drill_every = 3;
   o.lookup_drill_meta_share = 0.5;
   o.micro_batch = 4;
+  o.data_parallel = 2;
   o.batch = 16;
   o.learning_rate = 1e-3;
   o.lr_warmup_steps = 30;
@@ -256,6 +263,7 @@ TEST(TinyWarmup, ShortRunLearnsEveryFormatAndBeatsTheBaselines) {
   o.lookup_drill_steps = 0;  // the mix from the start, and no later drill: every role gets examples
   o.lookup_drill_every = 0;
   o.micro_batch = 0;
+  o.data_parallel = 1;  // the whole step at once on the test's two threads
   o.own_proof_share = 0;
   o.scrambled_proof_share = 0.3;
   o.eval_problems = 32;
@@ -374,6 +382,36 @@ TEST(TinyWarmup, BFloat16StepsTrackFloat32AndRepeatExactly) {
   EXPECT_NEAR(mixed.final_loss, exact.final_loss, 0.03 * exact.final_loss);
   EXPECT_NE(mixed.final_loss, exact.final_loss);
   EXPECT_EQ(again.final_loss, mixed.final_loss);
+}
+
+// builtin.warmup_data_parallel 2: each step's micro-batches shared between two replicas, a thread
+// each, give the steps of one replica up to float rounding (the gradient is summed in another
+// order; a replica's share left out moves the weights by ~1e-2), and the same run again
+// gives the same weights bit for bit (phase 0 stays deterministic).
+TEST(TinyWarmup, DataParallelReplicasTrackOneAndRepeatExactly) {
+  ChainWarmupOptions o = ShortOptions(8, 2, 2, 1);
+  o.precision = TrainPrecision::kFloat32;
+  o.data_parallel = 1;
+  std::map<std::string, torch::Tensor> one_weights, two_weights, again_weights;
+  const ChainWarmupResult one = WarmUp("tiny_warmup_dp1", RecipeModel(), 1024, o, &one_weights);
+  o.data_parallel = 2;
+  const ChainWarmupResult two = WarmUp("tiny_warmup_dp2", RecipeModel(), 1024, o, &two_weights);
+  const ChainWarmupResult again = WarmUp("tiny_warmup_dp2_again", RecipeModel(), 1024, o, &again_weights);
+  ASSERT_EQ(one.steps, 8);
+  ASSERT_EQ(two.steps, 8);
+  ASSERT_EQ(again.steps, 8);
+  EXPECT_GT(one.final_loss, 1.0);  // still high after 8 steps, so a lost share would show
+  EXPECT_NEAR(two.final_loss, one.final_loss, 1e-4 * one.final_loss);
+  ASSERT_EQ(two_weights.size(), one_weights.size());
+  ASSERT_FALSE(one_weights.empty());
+  double max_diff = 0;
+  for (const auto& [name, w] : one_weights) {
+    ASSERT_TRUE(two_weights.count(name)) << name;
+    max_diff = std::max(max_diff, (two_weights[name] - w).abs().max().item<double>());
+    EXPECT_TRUE(torch::equal(again_weights[name], two_weights[name])) << name;
+  }
+  EXPECT_LT(max_diff, 1e-4);
+  std::printf("data parallel 2 vs 1: largest weight difference %.3g\n", max_diff);
 }
 
 // Note-only drill steps train on the completion up to the citation note: the same examples give a

@@ -161,6 +161,8 @@ TEST(Config, CrossFieldCheck) {
             "test.yaml: builtin.warmup_batch: 0 is out of range [1, 4096]");
   EXPECT_EQ(ErrorOf("run: {name: demo}\nbuiltin: {warmup_micro_batch: -1}\n"),
             "test.yaml: builtin.warmup_micro_batch: -1 is out of range [0, 4096]");
+  EXPECT_EQ(ErrorOf("run: {name: demo}\nbuiltin: {warmup_data_parallel: 0}\n"),
+            "test.yaml: builtin.warmup_data_parallel: 0 is out of range [1, 64]");
   EXPECT_EQ(ErrorOf("run: {name: demo}\nbuiltin: {warmup_precision: fp16}\n"),
             "test.yaml: builtin.warmup_precision: \"fp16\" is not one of auto, float32, bfloat16");
   EXPECT_EQ(ErrorOf("run: {name: demo}\nbuiltin: {warmup_eval_every: -5}\n"),
