@@ -11,12 +11,10 @@
 #include <filesystem>
 #include <memory>
 #include <numeric>
-#include <thread>
 #include <unistd.h>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "absl/synchronization/mutex.h"
 #include "common/file_io.h"
 #include "model/llama_model.h"
 #include "model/safetensors.h"
@@ -25,6 +23,7 @@
 #include "tasks/chain_sampling.h"
 #include "tasks/chain_warmup_eval.h"
 #include "tasks/chain_warmup_examples.h"
+#include "tasks/replica_thread.h"
 #include "tasks/seeded_rng.h"
 
 namespace dsm {
@@ -46,68 +45,6 @@ struct Sequence {
   std::vector<int64_t> prompt;      // BOS + prompt
   std::vector<int64_t> completion;  // completion + EOS
   int64_t length() const { return static_cast<int64_t>(prompt.size() + completion.size()); }
-};
-
-// A thread that runs one job at a time with LibTorch on that thread alone (at::set_num_threads(1)
-// there): a data-parallel replica's share of a step.
-class ReplicaThread {
- public:
-  ReplicaThread() : thread_([this] { Loop(); }) {
-    absl::MutexLock lock(&mu_);
-    mu_.Await(absl::Condition(&ready_));
-  }
-  ~ReplicaThread() {
-    {
-      absl::MutexLock lock(&mu_);
-      stopping_ = true;
-    }
-    thread_.join();
-  }
-  ReplicaThread(const ReplicaThread&) = delete;
-  ReplicaThread& operator=(const ReplicaThread&) = delete;
-
-  void Start(std::function<void()> job) {
-    absl::MutexLock lock(&mu_);
-    job_ = std::move(job);
-    done_ = false;
-  }
-  void Wait() {
-    absl::MutexLock lock(&mu_);
-    mu_.Await(absl::Condition(&done_));
-  }
-
- private:
-  void Loop() {
-    // A thread's first ATen call sets its count from the last at::set_num_threads anywhere:
-    // make that call first, then set this thread's own.
-    (void)at::get_num_threads();
-    at::set_num_threads(1);
-    {
-      absl::MutexLock lock(&mu_);
-      ready_ = true;
-    }
-    while (true) {
-      std::function<void()> job;
-      {
-        absl::MutexLock lock(&mu_);
-        auto has_work = [this] { return stopping_ || job_ != nullptr; };
-        mu_.Await(absl::Condition(&has_work));
-        if (job_ == nullptr) return;
-        job = std::move(job_);
-        job_ = nullptr;
-      }
-      job();
-      absl::MutexLock lock(&mu_);
-      done_ = true;
-    }
-  }
-
-  absl::Mutex mu_;
-  bool ready_ ABSL_GUARDED_BY(mu_) = false;
-  bool done_ ABSL_GUARDED_BY(mu_) = true;
-  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
-  std::function<void()> job_ ABSL_GUARDED_BY(mu_);
-  std::thread thread_;
 };
 
 // Which replica takes each micro-batch: in order, each to the replica with the fewest padded
@@ -188,16 +125,11 @@ class ChainWarmupRun {
     for (size_t first = 0; first < order.size(); first += micro) {
       micro_batches.emplace_back(order.begin() + first, order.begin() + std::min(order.size(), first + micro));
     }
-    double loss = 0;
-    if (replicas_.empty()) {
-      absl::StatusOr<double> part = Accumulate(*model_, batch, micro_batches, targets);
-      if (!part.ok()) return WithStep(step, part.status());
-      loss = *part;
-    } else {
-      absl::StatusOr<double> part = AccumulateInParallel(batch, micro_batches, targets);
-      if (!part.ok()) return WithStep(step, part.status());
-      loss = *part;
-    }
+    const absl::StatusOr<double> accumulated = replicas_.empty()
+                                                   ? Accumulate(*model_, batch, micro_batches, targets)
+                                                   : AccumulateInParallel(batch, micro_batches, targets);
+    if (!accumulated.ok()) return WithStep(step, accumulated.status());
+    const double loss = *accumulated;
     try {
       if (options_.max_grad_norm > 0) torch::nn::utils::clip_grad_norm_(params_, options_.max_grad_norm);
       learning_rate_ = ChainWarmupLearningRate(options_, step);
