@@ -136,6 +136,7 @@ template <typename V>
 void Visit(V& v, LearnerConfig& o) {
   v.Roles("roles", &o.roles, {"generator", "verifier", "meta_verifier"});
   v.Num("learning_rate", &o.learning_rate, 1e-9, 1);
+  v.Int("warmup_steps", &o.warmup_steps, 0, 1 << 24);
   v.Num("max_grad_norm", &o.max_grad_norm, 0, 1e6);
   v.Num("weight_decay", &o.weight_decay, 0, 1);
   v.Int("groups_per_step", &o.groups_per_step, 1, 65536);

@@ -136,6 +136,9 @@ struct GrpoConfig {
 struct LearnerConfig {
   std::vector<std::string> roles = {"generator", "verifier", "meta_verifier"};
   double learning_rate = 1e-5;
+  // Linear learning-rate warm-up over each adapter's first optimizer steps, from
+  // learning_rate / warmup_steps up; an adapter that InitAdapter replaces warms up again.
+  int warmup_steps = 0;
   double max_grad_norm = 1.0;
   double weight_decay = 0;
   int groups_per_step = 8;       // groups of one role per optimizer step

@@ -258,9 +258,10 @@ absl::Status Trainer::SyncFromRoot() {
   return absl::OkStatus();
 }
 
-double Trainer::LearningRateAt(int64_t step) const {
-  if (options_.warmup_steps <= 0 || step >= options_.warmup_steps) return options_.learning_rate;
-  return options_.learning_rate * static_cast<double>(step + 1) / static_cast<double>(options_.warmup_steps);
+double Trainer::LearningRateAt(int64_t optimizer_steps) const {
+  if (options_.warmup_steps <= 0 || optimizer_steps >= options_.warmup_steps) return options_.learning_rate;
+  return options_.learning_rate * static_cast<double>(optimizer_steps + 1) /
+         static_cast<double>(options_.warmup_steps);
 }
 
 absl::Status Trainer::CheckSample(const TrainingBatch& batch, size_t i) const {
@@ -450,7 +451,9 @@ absl::StatusOr<StepStats> Trainer::Step(const TrainingBatch& batch) {
       ZeroGrad();
       return absl::InternalError(absl::StrCat("gradient norm is ", out.grad_norm, ": step skipped"));
     }
-    out.learning_rate = LearningRateAt(step_);
+    // The warm-up counts this optimizer's steps (its AdamW state, checkpointed with it), not
+    // step_: a trainer that replaces an adapter starts from fresh moments and warms up again.
+    out.learning_rate = LearningRateAt(params_.empty() ? step_ : StateOf(*optimizer_, params_[0].tensor).step());
     for (auto& group : optimizer_->param_groups()) group.options().set_lr(out.learning_rate);
     optimizer_->step();
     ZeroGrad();

@@ -81,7 +81,9 @@ struct TrainerOptions {
   // AdamW. LoRA wants a larger rate than full fine-tuning (DeepSeekMath-RL:
   // 1e-6 full FT); 1e-5 is TRL's GRPO default and a safe start for LoRA.
   double learning_rate = 1e-5;
-  int64_t warmup_steps = 0;  // linear warm-up from lr/warmup_steps to lr; 0 = none
+  // Linear warm-up from lr/warmup_steps to lr over the optimizer's first steps
+  // (a fresh optimizer, as for a replaced adapter, warms up again); 0 = none.
+  int64_t warmup_steps = 0;
   double beta1 = 0.9;
   double beta2 = 0.99;        // TRL GRPO's default
   double eps = 1e-8;
@@ -173,8 +175,8 @@ class Trainer {
   // For a trainer that replaces another one on the same checkpoint folder
   // (a fresh optimizer for a replaced adapter): step numbers and the data
   // cursor carry on from the previous trainer, so the replacement's
-  // checkpoints are the newest ones there. (Warm-up counts from step 0 of the
-  // first trainer: a replacement starts at the full learning rate.)
+  // checkpoints are the newest ones there. The learning-rate warm-up counts
+  // the optimizer's own steps, so a replacement warms up again.
   void ContinueFrom(int64_t step, std::string data_cursor) {
     step_ = step;
     data_cursor_ = std::move(data_cursor);
@@ -197,7 +199,7 @@ class Trainer {
   absl::Status Init();
   absl::Status LoadOptimizerState(const OptimizerTensors& tensors);
   absl::Status SyncFromRoot();
-  double LearningRateAt(int64_t step) const;
+  double LearningRateAt(int64_t optimizer_steps) const;
   absl::Status CheckSample(const TrainingBatch& batch, size_t i) const;
   // Forward + backward of one micro-batch; adds to the local statistics.
   absl::Status RunMicroBatch(const TrainingBatch& batch, const std::vector<size_t>& rows, int64_t global_samples,

@@ -31,6 +31,7 @@ absl::StatusOr<LearnerOptions> LearnerOptionsFromConfig(const DsmConfig& config)
 
   TrainerOptions& t = o.trainer;
   t.learning_rate = l.learning_rate;
+  t.warmup_steps = l.warmup_steps;
   t.max_grad_norm = l.max_grad_norm;
   t.weight_decay = l.weight_decay;
   t.micro_batch_tokens = l.micro_batch_tokens;

@@ -28,6 +28,7 @@
 #include "services/adapters/adapter_subscriber.h"
 #include "services/learner/learner_core.h"
 #include "services/learner/learner_metrics.h"
+#include "services/learner/learner_process.h"
 #include "services/learner/learner_service.h"
 #include "tests/unit/model/reference_fixtures.h"
 
@@ -204,6 +205,15 @@ class LearnerServiceTest : public ::testing::Test {
       state = State();
     }
     return state;
+  }
+
+  // InitAdapter: `role` becomes a copy of `from`.
+  grpc::Status CopyAdapter(v1::AdapterRole role, v1::AdapterRole from, v1::InitAdapterResponse* response) {
+    grpc::ClientContext context;
+    v1::InitAdapterRequest request;
+    request.set_role(role);
+    request.set_copy_from(from);
+    return stub_->InitAdapter(&context, request, response);
   }
 
   static const v1::RoleState* Role(const v1::LearnerState& s, v1::AdapterRole role) {
@@ -535,12 +545,8 @@ TEST_F(LearnerServiceTest, InitAdapterCopiesAnotherRoleAndCheckpointWritesEveryR
   WaitState([](const v1::LearnerState& s) { return s.step() >= 1; });
 
   {
-    grpc::ClientContext context;
-    v1::InitAdapterRequest request;
-    request.set_role(v1::ADAPTER_ROLE_VERIFIER);
-    request.set_copy_from(v1::ADAPTER_ROLE_GENERATOR);
     v1::InitAdapterResponse response;
-    grpc::Status s = stub_->InitAdapter(&context, request, &response);
+    grpc::Status s = CopyAdapter(v1::ADAPTER_ROLE_VERIFIER, v1::ADAPTER_ROLE_GENERATOR, &response);
     ASSERT_TRUE(s.ok()) << s.error_message();
     EXPECT_EQ(response.published().role(), v1::ADAPTER_ROLE_VERIFIER);
     EXPECT_EQ(response.published().version(), 1u);
@@ -600,6 +606,48 @@ TEST_F(LearnerServiceTest, InitAdapterCopiesAnotherRoleAndCheckpointWritesEveryR
     EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   }
   std::filesystem::remove_all(dir);
+}
+
+// learner.warmup_steps reaches every role's trainer, and an adapter that InitAdapter replaces
+// (phase 4's generator, copied from the verifier) starts from fresh optimizer moments at the
+// bottom of the ramp again, not at the full rate its step numbers would give.
+TEST_F(LearnerServiceTest, AnAdapterInitAdapterReplacesWarmsUpAgain) {
+  absl::StatusOr<DsmConfig> config = ParseConfig("run: {name: w}\nlearner: {warmup_steps: 2}\n", "test.yaml");
+  ASSERT_TRUE(config.ok()) << config.status();
+  absl::StatusOr<LearnerOptions> from_config = LearnerOptionsFromConfig(*config);
+  ASSERT_TRUE(from_config.ok()) << from_config.status();
+  EXPECT_EQ(from_config->trainer.warmup_steps, 2);
+
+  LearnerOptions o = TestOptions();
+  o.trainer.warmup_steps = 2;
+  Start(o);
+  // The generator's learning rate once it has taken `steps` optimizer steps.
+  auto rate_after = [this](uint64_t steps) {
+    const v1::LearnerState s = WaitState([steps](const v1::LearnerState& s) {
+      const v1::RoleState* g = Role(s, v1::ADAPTER_ROLE_GENERATOR);
+      return g != nullptr && g->optimizer_steps() >= steps && g->adapter_version() >= steps;
+    });
+    const v1::RoleState* g = Role(s, v1::ADAPTER_ROLE_GENERATOR);
+    EXPECT_TRUE(g != nullptr && g->optimizer_steps() == steps) << steps;
+    return g == nullptr ? -1.0 : g->last_step().learning_rate();
+  };
+  GroupStream stream(stub_.get());
+  EXPECT_EQ(stream.Send(MakeGroup("w/a", {0, 1}, 0)).status(), v1::GROUP_STATUS_ACCEPTED);
+  EXPECT_EQ(stream.Send(MakeGroup("w/b", {1, 0}, 0)).status(), v1::GROUP_STATUS_ACCEPTED);
+  EXPECT_DOUBLE_EQ(rate_after(1), 0.5e-2);
+  EXPECT_EQ(stream.Send(MakeGroup("w/c", {0, 1}, 1)).status(), v1::GROUP_STATUS_ACCEPTED);
+  EXPECT_EQ(stream.Send(MakeGroup("w/d", {1, 0}, 1)).status(), v1::GROUP_STATUS_ACCEPTED);
+  EXPECT_DOUBLE_EQ(rate_after(2), 1e-2);
+  {
+    v1::InitAdapterResponse response;
+    grpc::Status s = CopyAdapter(v1::ADAPTER_ROLE_GENERATOR, v1::ADAPTER_ROLE_VERIFIER, &response);
+    ASSERT_TRUE(s.ok()) << s.error_message();
+    EXPECT_EQ(response.published().version(), 3u);
+  }
+  EXPECT_EQ(stream.Send(MakeGroup("w/e", {0, 1}, 3)).status(), v1::GROUP_STATUS_ACCEPTED);
+  EXPECT_EQ(stream.Send(MakeGroup("w/f", {1, 0}, 3)).status(), v1::GROUP_STATUS_ACCEPTED);
+  EXPECT_DOUBLE_EQ(rate_after(3), 0.5e-2);
+  EXPECT_TRUE(stream.Close().ok());
 }
 
 TEST_F(LearnerServiceTest, InitAdapterIsDurableAcrossARestart) {

@@ -209,15 +209,18 @@ TEST(Config, LearnerBulkTransferKeys) {
 
 TEST(Config, LearnerSection) {
   absl::StatusOr<DsmConfig> config = ParseConfig(
-      "run: {name: d}\nlearner: {learning_rate: 0.001, grpo: {kl_beta: 0, scale_rewards: false, "
+      "run: {name: d}\nlearner: {learning_rate: 0.001, warmup_steps: 3, grpo: {kl_beta: 0, scale_rewards: false, "
       "aggregation: token}}\nlora: {r: 4, target_modules: [q_proj, v_proj]}\n",
       "test.yaml");
   ASSERT_TRUE(config.ok()) << config.status();
   EXPECT_DOUBLE_EQ(config->learner.learning_rate, 0.001);
+  EXPECT_EQ(config->learner.warmup_steps, 3);
   EXPECT_DOUBLE_EQ(config->learner.grpo.kl_beta, 0);
   EXPECT_FALSE(config->learner.grpo.scale_rewards);
   EXPECT_EQ(config->learner.grpo.aggregation, "token");
   EXPECT_EQ(config->lora.r, 4);
+  EXPECT_EQ(ErrorOf("run: {name: d}\nlearner: {warmup_steps: -1}\n"),
+            "test.yaml: learner.warmup_steps: -1 is out of range [0, 16777216]");
   EXPECT_EQ(ErrorOf("run: {name: d}\nlearner: {grpo: {scale_rewards: maybe}}\n"),
             "test.yaml: learner.grpo.scale_rewards: expected true or false, got \"maybe\"");
   EXPECT_EQ(ErrorOf("run: {name: d}\nlora: {target_modules: [q_proj, qkv]}\n"),

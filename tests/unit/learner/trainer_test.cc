@@ -270,6 +270,34 @@ TEST_F(TrainerTest, WarmupRampsTheLearningRate) {
   EXPECT_THAT(lrs, ElementsAre(0.25e-3, 0.5e-3, 0.75e-3, 1e-3, 1e-3));
 }
 
+// The warm-up counts the optimizer's steps: a trainer that replaces an adapter
+// (fresh moments, step numbers carried on) warms up again, and one resumed from
+// a checkpoint taken mid-ramp goes on where the ramp was.
+TEST_F(TrainerTest, WarmupFollowsTheOptimizerNotTheStepNumber) {
+  const std::vector<TrainingBatch> batches = Batches(3);
+  learner_test::TinyModel m = learner_test::LoadTinyModel();
+  ASSERT_NE(m.model, nullptr);
+  TrainerOptions o = Options();
+  o.warmup_steps = 4;
+  o.checkpoint_dir = (tmp_ / "ckpt").string();
+  o.checkpoint_every_steps = 2;
+  std::vector<double> lrs;
+  {
+    auto replacement = MakeTrainer(m, o);
+    ASSERT_NE(replacement, nullptr);
+    replacement->ContinueFrom(10, "");
+    for (const StepStats& s : Run(*replacement, batches, 0, 2)) lrs.push_back(s.learning_rate);
+    EXPECT_EQ(replacement->step(), 12);
+  }
+  EXPECT_THAT(lrs, ElementsAre(0.25e-3, 0.5e-3));
+  lrs.clear();
+  auto resumed = MakeTrainer(m, o);
+  ASSERT_NE(resumed, nullptr);
+  EXPECT_EQ(resumed->resumed_from(), o.checkpoint_dir + "/" + CheckpointFolderName(12));
+  for (const StepStats& s : Run(*resumed, batches, 0, 3)) lrs.push_back(s.learning_rate);
+  EXPECT_THAT(lrs, ElementsAre(0.75e-3, 1e-3, 1e-3));
+}
+
 TEST_F(TrainerTest, SameSeedAndDataAreBitIdenticalWithDropout) {
   std::vector<TrainingBatch> batches = Batches(3);
   std::vector<std::string> bytes;
