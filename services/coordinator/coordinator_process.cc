@@ -47,6 +47,9 @@ CoordinatorProcessOptions CoordinatorOptionsFromConfig(const DsmConfig& config, 
     p.options.auto_label.proofs_per_problem = group;
     p.options.generator_problems = static_cast<uint32_t>(config.coordinator.generator_problems);
     p.options.generator_epochs = static_cast<uint32_t>(config.coordinator.generator_epochs);
+    // Phase 4 samples no further ahead of training than the learner keeps samples.
+    p.options.generator_window = static_cast<uint32_t>(config.learner.groups_per_step) *
+                                 static_cast<uint32_t>(std::max(1, config.learner.max_policy_lag));
     p.options.auto_label_problems = static_cast<uint32_t>(config.coordinator.auto_label_problems);
     p.options.generator.verifications = static_cast<uint32_t>(config.coordinator.verifications);
     p.options.generator.meta_verifications = static_cast<uint32_t>(config.coordinator.meta_verifications);

@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/grpc_client.h"
 #include "common/status_conversion.h"
+#include "services/coordinator/generation_window.h"
 #include "google/protobuf/util/time_util.h"
 #include "spdlog/spdlog.h"
 
@@ -117,23 +118,38 @@ absl::Status PipelineRunner::RunPhase(v1::Phase phase, uint32_t iteration, const
         o.epoch = epoch;
         GeneratorPhase generator(store_, dispatcher_, scoring_, templates_.generator, templates_.verifier_markers, o,
                                  [this] { Wake(); });
-        absl::StatusOr<GeneratorPhaseProgress> enqueued = generator.Enqueue(options_.generator_problems);
-        if (!enqueued.ok()) {
-          status = enqueued.status();
-          break;
+        GenerationWindow window(options_.generator_problems, options_.generator_window);
+        total += options_.generator_problems;
+        if (options_.generator_window > 0 && options_.generator_window < options_.generator_problems) {
+          spdlog::info("coordinator: phase 4 pass {}: {} problems, at most {} in flight", epoch,
+                       options_.generator_problems, options_.generator_window);
         }
-        total += enqueued->enqueued;
-        status = AwaitQueue(
-            [&] {
-              absl::StatusOr<GeneratorPhaseProgress> p = generator.ProcessResults();
-              if (!p.ok()) return p.status();
-              if (p->groups + p->failed_items > 0) {
-                done += p->groups + p->failed_items;
-                Progress(phase, iteration, done, total, "problems");
-              }
-              return absl::OkStatus();
-            },
-            stop);
+        // Tops the pass's problems in flight up to the window (all of them when it is 0).
+        auto top_up = [&]() -> absl::Status {
+          for (uint32_t want = window.ToEnqueue(); want > 0; want = window.ToEnqueue()) {
+            absl::StatusOr<GeneratorPhaseProgress> enqueued = generator.Enqueue(want);
+            if (!enqueued.ok()) return enqueued.status();
+            total -= window.Enqueued(want, enqueued->enqueued);
+          }
+          return absl::OkStatus();
+        };
+        // The queue can run empty between a window's last result and the next top-up.
+        while (status.ok() && !window.Done()) {
+          status = top_up();
+          if (!status.ok()) break;
+          status = AwaitQueue(
+              [&] {
+                absl::StatusOr<GeneratorPhaseProgress> p = generator.ProcessResults();
+                if (!p.ok()) return p.status();
+                if (p->groups + p->failed_items > 0) {
+                  window.Finished(p->groups + p->failed_items);
+                  done += p->groups + p->failed_items;
+                  Progress(phase, iteration, done, total, "problems");
+                }
+                return top_up();
+              },
+              stop);
+        }
       }
       if (status.ok()) status = finish(v1::ADAPTER_ROLE_GENERATOR);
       if (status.ok()) status = EvaluateGenerator(iteration, v1::EVALUATION_POINT_AFTER, version, stop);

@@ -59,6 +59,12 @@ struct PipelineOptions {
   uint32_t meta_verifier_epochs = 1;
   uint32_t generator_problems = 64;   // problems per generator phase (per pass)
   uint32_t generator_epochs = 1;      // passes over them in phase 4, a fresh group each
+  // Phase 4's problems in flight at most (enqueued, not yet scored into a group; 0 = all at
+  // once). A problem is sampled by the adapter of the moment it is leased, and the learner drops
+  // a group more than max_policy_lag versions old when it arrives: with every problem enqueued
+  // at once the sampler runs far ahead of scoring and training, and the late groups are scored
+  // only to be dropped. The coordinator sets it to learner.groups_per_step × max_policy_lag.
+  uint32_t generator_window = 0;
   uint32_t auto_label_problems = 32;  // problems per auto-labelling phase
   // Evaluations with an exact judge (the built-in domain's checker): the
   // verifier before phase 1 and after phases 1 and 3. Not owned; null = none.

@@ -39,7 +39,7 @@ services:
 limits: {max_prompt_tokens: 460, max_completion_tokens: 48, max_n: 16}
 model: {max_batch: 16, max_len: 512}
 lora: {r: 4, alpha: 8}
-learner: {learning_rate: 1.0e-3, groups_per_step: 4, checkpoint_every_steps: 1000}
+learner: {learning_rate: 1.0e-3, groups_per_step: 4, max_policy_lag: 1, checkpoint_every_steps: 1000}
 worker: {roles: [generator], capacity: 4}
 coordinator:
   lease_ttl_seconds: 20
@@ -117,6 +117,9 @@ TEST(DsmRun, RunsThePipelineRestartsAKilledWorkerAndWritesTheResults) {
   const std::string coordinator_log = dsm_test::ReadWholeFile(run_dir + "/logs/coordinator.log");
   EXPECT_THAT(coordinator_log, HasSubstr("phase PHASE_ENHANCED_VERIFIER_RL (iteration 1) started"));
   EXPECT_THAT(coordinator_log, ::testing::Not(HasSubstr("is not hosted by this server")));
+  // Phase 4 samples no further ahead than the learner keeps groups (groups_per_step 4 × lag 1),
+  // so its 6 problems go out in two windows, and the run still ends.
+  EXPECT_THAT(coordinator_log, HasSubstr("phase 4 pass 1: 6 problems, at most 4 in flight"));
   const std::string report = dsm_test::ReadWholeFile(run_dir + "/report.html");
   EXPECT_THAT(report, HasSubstr("phase 1 verifier RL"));
   EXPECT_THAT(report, HasSubstr("Phase 1 raises the verifier"));

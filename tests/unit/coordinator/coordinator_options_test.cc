@@ -54,5 +54,22 @@ TEST(CoordinatorOptions, DefaultsAreThePapers) {
   EXPECT_FLOAT_EQ(p.auto_label.scoring_params.temperature(), 1.0f);  // the samplers' own
 }
 
+// Phase 4 keeps no more problems in flight than the learner accepts groups from: groups_per_step
+// groups a version, max_policy_lag versions.
+TEST(CoordinatorOptions, PhaseFourWindowFollowsTheLearnersStalenessBound) {
+  auto window = [](const std::string& learner) {
+    auto config = ParseConfig("run: {name: demo}\ncoordinator: {pipeline: true, learner: \"h:1\", verifier: \"h:2\", "
+                              "meta_verifier: \"h:3\"}\nlearner: {" + learner + "}\n",
+                              "test.yaml");
+    EXPECT_TRUE(config.ok()) << config.status();
+    if (!config.ok()) return 0u;
+    const CoordinatorProcessOptions o = CoordinatorOptionsFromConfig(*config, "");
+    return o.pipeline.has_value() ? o.pipeline->options.generator_window : 0u;
+  };
+  EXPECT_EQ(window("groups_per_step: 4, max_policy_lag: 4"), 16u);
+  EXPECT_EQ(window("groups_per_step: 8, max_policy_lag: 2"), 16u);
+  EXPECT_EQ(window("groups_per_step: 4, max_policy_lag: 0"), 4u);  // on-policy: one step's groups
+}
+
 }  // namespace
 }  // namespace dsm
