@@ -52,6 +52,7 @@ absl::StatusOr<GeneratorPhaseProgress> GeneratorPhase::ProcessResults() {
     if (!ours || item.state != WorkState::kDone) {
       if (ours) {
         ++progress.failed_items;
+        ++progress.finished_items;
         spdlog::warn("coordinator: generation item {} failed: {}", item.item_id, item.error);
       }
       if (absl::Status s = store_->SetCursor(ResultCursor(), item.result_seq, absl::Now()); !s.ok()) return s;
@@ -145,6 +146,7 @@ absl::StatusOr<GeneratorPhaseProgress> GeneratorPhase::ProcessResults() {
       return st;
     }
     progress.groups += counted.groups_recorded;
+    ++progress.finished_items;
     if (on_group_) on_group_();
   }
   return progress;

@@ -54,6 +54,9 @@ struct GeneratorPhaseProgress {
   uint32_t enqueued = 0;
   uint32_t groups = 0;        // groups recorded by ProcessResults
   uint32_t failed_items = 0;  // work items that failed for good (skipped)
+  // Work items of the phase whose results were read: a group recorded, too few samples left for
+  // one, or failed. Each is one problem done (what a window of problems in flight counts).
+  uint32_t finished_items = 0;
   uint32_t samples = 0;
   uint32_t format_failures = 0;
   double reward_sum = 0;

@@ -141,9 +141,9 @@ absl::Status PipelineRunner::RunPhase(v1::Phase phase, uint32_t iteration, const
               [&] {
                 absl::StatusOr<GeneratorPhaseProgress> p = generator.ProcessResults();
                 if (!p.ok()) return p.status();
-                if (p->groups + p->failed_items > 0) {
-                  window.Finished(p->groups + p->failed_items);
-                  done += p->groups + p->failed_items;
+                if (p->finished_items > 0) {
+                  window.Finished(p->finished_items);
+                  done += p->finished_items;
                   Progress(phase, iteration, done, total, "problems");
                 }
                 return top_up();

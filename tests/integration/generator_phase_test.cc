@@ -76,6 +76,18 @@ std::string Output(const std::string& proof, const std::string& self_score) {
                       "fine\nBased on my evaluation, the final overall score should be:\n\\boxed{", self_score, "}");
 }
 
+// One completion per text, indexed in order, each ended by the stop string.
+void AddCompletions(const std::vector<std::string>& texts, v1::GenerateResult* generated) {
+  for (size_t i = 0; i < texts.size(); ++i) {
+    v1::Completion* c = generated->add_completions();
+    c->set_index(static_cast<uint32_t>(i));
+    c->set_text(texts[i]);
+    c->add_token_ids(static_cast<int>(i));
+    c->add_logprobs(-1.0f);
+    c->set_finish_reason(v1::FINISH_REASON_STOP_TOKEN);
+  }
+}
+
 TEST(GeneratorPhase, JudgesAndRewardsEachCompletion) {
   TestDir dir;
   RunStoreOptions store_options;
@@ -135,22 +147,15 @@ TEST(GeneratorPhase, JudgesAndRewardsEachCompletion) {
   result.set_lease_id(grant.lease_id());
   v1::GenerateResult* generated = result.mutable_generated();
   for (int id : {4, 5}) generated->add_prompt_token_ids(id);
-  const std::vector<std::string> texts = {Output("good proof", "1"), Output("bad proof", "1"),
-                                          Output("bad proof", "0"), "no sections at all",
-                                          Output("?? proof", "1")};
-  for (size_t i = 0; i < texts.size(); ++i) {
-    v1::Completion* c = generated->add_completions();
-    c->set_index(static_cast<uint32_t>(i));
-    c->set_text(texts[i]);
-    c->add_token_ids(static_cast<int>(i));
-    c->add_logprobs(-1.0f);
-    c->set_finish_reason(v1::FINISH_REASON_STOP_TOKEN);
-  }
+  AddCompletions({Output("good proof", "1"), Output("bad proof", "1"), Output("bad proof", "0"),
+                  "no sections at all", Output("?? proof", "1")},
+                 generated);
   ASSERT_TRUE(dispatcher.OnResult(*session, result).ok());
 
   auto progress = phase.ProcessResults();
   ASSERT_TRUE(progress.ok()) << progress.status();
   EXPECT_EQ(progress->groups, 1u);
+  EXPECT_EQ(progress->finished_items, 1u);
   EXPECT_EQ(progress->samples, 4u);  // the unjudged one is left out
   EXPECT_EQ(progress->format_failures, 1u);
   auto groups = (*store)->GroupsWithStatus(kGroupPending, 10);
@@ -169,6 +174,22 @@ TEST(GeneratorPhase, JudgesAndRewardsEachCompletion) {
   // The group's 8 scoring calls (4 well-formed proofs: a verification and a meta-verification
   // each) were made side by side, not one after another.
   EXPECT_GE(scoring.most_open(), 4);
+
+  // A problem whose answers leave under 2 samples records no group, but it is done: phase 4's
+  // window of problems in flight counts it, or the pass would wait for it forever.
+  records[0].mutable_problem()->set_problem_id("p2");
+  ASSERT_TRUE((*store)->ImportRecords(records, true).ok());
+  ASSERT_EQ(phase.Enqueue(10)->enqueued, 1u);
+  ASSERT_EQ(worker.grants().size(), 2u);
+  v1::LeaseResult thin;
+  thin.set_lease_id(worker.grants()[1].lease_id());
+  thin.mutable_generated()->add_prompt_token_ids(4);
+  AddCompletions({Output("good proof", "1"), Output("?? proof", "1")}, thin.mutable_generated());
+  ASSERT_TRUE(dispatcher.OnResult(*session, thin).ok());
+  auto second = phase.ProcessResults();
+  ASSERT_TRUE(second.ok()) << second.status();
+  EXPECT_EQ(second->groups, 0u);
+  EXPECT_EQ(second->finished_items, 1u);
 }
 
 }  // namespace
