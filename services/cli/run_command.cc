@@ -127,9 +127,11 @@ absl::Status AwaitServing(const std::string& name, const std::string& address, c
                           ServiceSupervisor* supervisor, absl::Duration timeout) {
   ChannelOptions once = channel;
   once.max_attempts = 1;
-  auto stub = grpc::health::v1::Health::NewStub(MakeChannel(address, once));
   const absl::Time until = absl::Now() + timeout;
   while (absl::Now() < until) {
+    // A new channel each time: one that found nothing listening waits out its reconnect backoff
+    // before it tries again (seconds), however soon the service is up.
+    auto stub = grpc::health::v1::Health::NewStub(MakeChannel(address, once));
     if (g_signal.load() != 0) return absl::CancelledError("interrupted");
     std::vector<std::string> events;
     if (absl::Status s = supervisor->Poll(&events); !s.ok()) return s;
@@ -284,9 +286,12 @@ int RunPipeline(const RunFlags& flags) {
       {"verifier", &services->services.verifier},
       {"meta-verifier", &services->services.meta_verifier},
       {"worker", &services->services.worker}};
+  // Stopped clients first: the worker (it streams from the coordinator and the learner), then the
+  // coordinator (it streams groups to the learner), then the rest together.
+  auto stop_stage = [](const std::string& role) { return role == "worker" ? 0 : role == "coordinator" ? 1 : 2; };
   std::vector<SupervisedChild> children;
   for (const auto& [role, endpoint] : roles) {
-    children.push_back(SupervisedChild{role, {"serve", role, "--config", services_yaml}});
+    children.push_back(SupervisedChild{role, {"serve", role, "--config", services_yaml}, stop_stage(role)});
   }
   if (absl::Status s = supervisor.Start(children); !s.ok()) {
     std::cerr << "dsm: run: " << s.message() << "\n";
@@ -376,6 +381,11 @@ int RunPipeline(const RunFlags& flags) {
     std::cerr << "dsm: run: " << s.message() << "\n";
     return kExitFailed;
   }
+  // Our own connections go first: a server waits out its whole grace period for a client that holds
+  // a connection open after the server said goodbye.
+  events.Stop();
+  coordinator.reset();
+  learner.reset();
   supervisor.StopAll();
   std::cout << "run " << config.run.name << " " << v1::RunState_Name(last.state());
   if (!last.error().empty()) std::cout << ": " << last.error();

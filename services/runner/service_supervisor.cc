@@ -1,8 +1,11 @@
 #include "services/runner/service_supervisor.h"
 
+#include <signal.h>
+
 #include <algorithm>
 #include <set>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
@@ -75,9 +78,24 @@ absl::Status ServiceSupervisor::Poll(std::vector<std::string>* events) {
 }
 
 void ServiceSupervisor::StopAll() {
-  for (auto it = children_.rbegin(); it != children_.rend(); ++it) {
-    it->waiting = false;
-    it->process->Stop(options_.stop_grace);
+  std::set<int> stages;
+  for (Child& c : children_) {
+    c.waiting = false;  // no restart from here on
+    stages.insert(c.spec.stop_stage);
+  }
+  for (int stage : stages) {
+    std::vector<Subprocess*> stopping;
+    for (Child& c : children_) {
+      if (c.spec.stop_stage != stage || !c.process->Running()) continue;
+      c.process->Signal(SIGTERM);
+      stopping.push_back(c.process.get());
+    }
+    const absl::Time until = absl::Now() + options_.stop_grace;
+    auto running = [&stopping] {
+      return std::any_of(stopping.begin(), stopping.end(), [](Subprocess* p) { return p->Running(); });
+    };
+    while (running() && absl::Now() < until) absl::SleepFor(absl::Milliseconds(20));
+    for (Subprocess* p : stopping) p->Stop(absl::ZeroDuration());  // SIGKILL for any still there
   }
 }
 

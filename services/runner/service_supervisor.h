@@ -5,6 +5,9 @@
 // `max_backoff`); more than `max_restarts` restarts of one child fail the
 // supervision with the child's name, exit status and log. Every child's
 // stdout and stderr go to <log_dir>/<name>.log (appended across restarts).
+// StopAll stops the children stage by stage (SupervisedChild::stop_stage,
+// lowest first), the children of one stage together, so clients can go
+// before the servers they hold streams to without each waiting for the last.
 //
 // Thread-compatible: one thread calls Start, Poll and StopAll.
 #ifndef DSM_SERVICES_RUNNER_SERVICE_SUPERVISOR_H_
@@ -23,6 +26,7 @@ namespace dsm {
 struct SupervisedChild {
   std::string name;               // e.g. "learner"; the log file's name
   std::vector<std::string> args;  // arguments after the binary
+  int stop_stage = 0;             // StopAll: lower stages stop first; one stage's children together
 };
 
 struct SupervisorOptions {
@@ -50,7 +54,8 @@ class ServiceSupervisor {
   // FAILED_PRECONDITION once a child exited more than max_restarts times.
   absl::Status Poll(std::vector<std::string>* events);
 
-  // Stops every child, the last started first. Idempotent.
+  // Stops every child, stage by stage: SIGTERM to each child of the stage, up
+  // to stop_grace for them all, then SIGKILL for any left. Idempotent.
   void StopAll();
 
   int restarts(const std::string& name) const;

@@ -1,5 +1,6 @@
 // ServiceSupervisor: children start, a child that dies is restarted after its backoff (its log
-// appended), one that keeps dying fails the supervision with its name, and StopAll ends them all.
+// appended), one that keeps dying fails the supervision with its name, and StopAll ends them all,
+// stage by stage, each stage's children together.
 #include "services/runner/service_supervisor.h"
 
 #include <signal.h>
@@ -13,6 +14,8 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "tests/unit/coordinator/test_dir.h"
 
@@ -104,6 +107,45 @@ TEST(ServiceSupervisor, StopAllEndsAChildThatIgnoresSigterm) {
   s.StopAll();
   EXPECT_LT(absl::Now() - before, absl::Seconds(5));
   EXPECT_EQ(kill(pid, 0), -1);
+}
+
+// A child that, on SIGTERM, notes when it got it in <dir>/<name>.term, takes 0.3 s to finish, then
+// notes when it exits in <dir>/<name>.exit (nanoseconds since the epoch).
+SupervisedChild SlowToStop(const std::string& dir, const std::string& name, int stage) {
+  const std::string base = absl::StrCat(dir, "/", name);
+  return SupervisedChild{name,
+                         {"-c", absl::StrCat("trap 'date +%s%N > ", base, ".term; sleep 0.3; date +%s%N > ", base,
+                                             ".exit; exit 0' TERM; while true; do sleep 0.02; done")},
+                         stage};
+}
+
+int64_t Stamp(const std::string& path) {
+  int64_t ns = 0;
+  std::string text = Read(path);
+  while (!text.empty() && text.back() == '\n') text.pop_back();
+  EXPECT_TRUE(absl::SimpleAtoi(text, &ns)) << path << ": \"" << text << "\"";
+  return ns;
+}
+
+TEST(ServiceSupervisor, StopAllStopsStageByStageAndOneStagesChildrenTogether) {
+  TestDir dir;
+  ServiceSupervisor s(ShOptions(dir.path()));
+  // Started in this order; the stages, not the order, decide.
+  ASSERT_TRUE(s.Start({SlowToStop(dir.path(), "server", 2), SlowToStop(dir.path(), "broker", 1),
+                       SlowToStop(dir.path(), "client", 0), SlowToStop(dir.path(), "other_server", 2)})
+                  .ok());
+  absl::SleepFor(absl::Milliseconds(200));  // the traps are set
+  s.StopAll();
+  const std::string d = dir.path() + "/";
+  // Each stage begins after the one before has exited.
+  EXPECT_GE(Stamp(d + "broker.term"), Stamp(d + "client.exit"));
+  EXPECT_GE(Stamp(d + "server.term"), Stamp(d + "broker.exit"));
+  EXPECT_GE(Stamp(d + "other_server.term"), Stamp(d + "broker.exit"));
+  // The two of stage 2 were both asked before either had finished.
+  EXPECT_LT(Stamp(d + "server.term"), Stamp(d + "other_server.exit"));
+  EXPECT_LT(Stamp(d + "other_server.term"), Stamp(d + "server.exit"));
+  EXPECT_EQ(s.pid("server"), -1);
+  EXPECT_EQ(s.pid("client"), -1);
 }
 
 }  // namespace
