@@ -63,6 +63,9 @@ CoordinatorProcessOptions CoordinatorOptionsFromConfig(const DsmConfig& config, 
     p.options.meta_verifier_epochs = static_cast<uint32_t>(config.coordinator.meta_verifier_epochs);
     // Progress is recorded after each batch of this many items.
     p.options.verifier.max_proofs = 8;
+    // Phase 3 asks for the meta-verification of every analysis of those 8 proofs at once: as many
+    // side by side as a sampler decodes together.
+    p.options.verifier.max_concurrent_calls = std::max<uint32_t>(16, static_cast<uint32_t>(config.model.max_batch));
     p.options.meta_verifier.max_analyses = 8;
     // Evaluations are greedy: one deterministic answer per held-out item.
     p.options.evaluation.params.set_temperature(0);

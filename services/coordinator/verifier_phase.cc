@@ -54,6 +54,37 @@ absl::StatusOr<ScoringPhaseProgress> VerifierPhase::RunOnce() {
   RunConcurrently(proofs->size(), options_.max_concurrent_calls, [&](size_t i) {
     if (requests[i].has_value()) responses[i] = scoring_->Verify(*requests[i]);
   });
+  auto assess_id = [](const v1::VerifyRequest& request, const v1::Analysis& a) {
+    return absl::StrCat(request.request_id(), "-a", a.completion().index());
+  };
+  // Enhanced: the meta-verification of every well-formed analysis of every proof, all requested
+  // side by side (the meta-verifier batches them), before any result is handled.
+  // assessed[proof][analysis]; empty where there is nothing to assess.
+  std::vector<std::vector<std::optional<absl::StatusOr<v1::AssessResponse>>>> assessed(proofs->size());
+  if (enhanced) {
+    std::vector<std::pair<size_t, int>> wanted;  // (proof, analysis)
+    for (size_t i = 0; i < proofs->size(); ++i) {
+      if (!responses[i].has_value() || !responses[i]->ok()) continue;
+      const auto& analyses = (*responses[i])->analyses();
+      assessed[i].resize(static_cast<size_t>(analyses.size()));
+      for (int j = 0; j < analyses.size(); ++j) {
+        if (analyses[j].score().format() == v1::FORMAT_STATUS_OK) wanted.emplace_back(i, j);
+      }
+    }
+    RunConcurrently(wanted.size(), options_.max_concurrent_calls, [&](size_t w) {
+      const auto [i, j] = wanted[w];
+      const v1::VerifyRequest& request = *requests[i];
+      const v1::Analysis& a = (*responses[i])->analyses(j);
+      v1::AssessRequest assess;
+      assess.set_problem(request.problem());
+      assess.set_proof(request.proof());
+      assess.set_analysis(a.completion().text());
+      assess.set_n(options_.meta_samples);
+      assess.set_aggregation(v1::AGGREGATION_MEAN);
+      assess.set_request_id(assess_id(request, a));
+      assessed[i][static_cast<size_t>(j)] = scoring_->Assess(assess);
+    });
+  }
   for (size_t index = 0; index < proofs->size(); ++index) {
     const StoredProof& stored = (*proofs)[index];
     const v1::LabelledProof& proof = stored.record;
@@ -76,35 +107,17 @@ absl::StatusOr<ScoringPhaseProgress> VerifierPhase::RunOnce() {
                                  enhanced ? "enhanced_verifier_rl" : "verifier_rl", options_.params,
                                  verified->prompt_token_ids());
     const auto& analyses = verified->analyses();
-    auto assess_id = [&](const v1::Analysis& a) {
-      return absl::StrCat(request.request_id(), "-a", a.completion().index());
-    };
-    // Enhanced: every well-formed analysis's meta-verification, requested side by side.
-    std::vector<std::optional<absl::StatusOr<v1::AssessResponse>>> assessed(static_cast<size_t>(analyses.size()));
-    if (enhanced) {
-      RunConcurrently(assessed.size(), options_.max_concurrent_calls, [&](size_t i) {
-        const v1::Analysis& a = analyses[static_cast<int>(i)];
-        if (a.score().format() != v1::FORMAT_STATUS_OK) return;
-        v1::AssessRequest assess;
-        assess.set_problem(request.problem());
-        assess.set_proof(request.proof());
-        assess.set_analysis(a.completion().text());
-        assess.set_n(options_.meta_samples);
-        assess.set_aggregation(v1::AGGREGATION_MEAN);
-        assess.set_request_id(assess_id(a));
-        assessed[i] = scoring_->Assess(assess);
-      });
-    }
     for (int i = 0; i < analyses.size(); ++i) {
       const v1::Analysis& a = analyses[i];
       std::optional<double> meta;
-      if (const auto& result = assessed[static_cast<size_t>(i)]; result.has_value()) {
-        if (!result->ok() && LeftOutByScorer(result->status(), assess_id(a))) continue;
-        if (!result->ok()) return result->status();
-        if ((*result)->has_aggregate_meta_score()) meta = (*result)->aggregate_meta_score();
+      if (enhanced && assessed[index][static_cast<size_t>(i)].has_value()) {
+        const absl::StatusOr<v1::AssessResponse>& result = *assessed[index][static_cast<size_t>(i)];
+        if (!result.ok() && LeftOutByScorer(result.status(), assess_id(request, a))) continue;
+        if (!result.ok()) return result.status();
+        if (result->has_aggregate_meta_score()) meta = result->aggregate_meta_score();
         if (!meta.has_value()) {
           // No valid meta-judgement: the sample is left out, never given a made-up R_meta.
-          spdlog::warn("coordinator: {} left out: the meta-verifier gave no valid score", assess_id(a));
+          spdlog::warn("coordinator: {} left out: the meta-verifier gave no valid score", assess_id(request, a));
           ++progress.unjudged;
           continue;
         }

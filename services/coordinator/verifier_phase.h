@@ -41,8 +41,8 @@ struct VerifierPhaseOptions {
   v1::SamplingParams params;  // temperature, max_tokens, ... (return_logprobs is forced on)
   uint32_t meta_samples = 1;  // enhanced phase: meta-verifications per analysis (mean)
   // Scoring calls made side by side, this many at once (the scorers batch them), not one after
-  // another: the verifications of a RunOnce's proofs, and (enhanced phase) a group's
-  // meta-verifications.
+  // another: the verifications of a RunOnce's proofs, then (enhanced phase) the
+  // meta-verifications of all their analyses.
   uint32_t max_concurrent_calls = 16;
 };
 

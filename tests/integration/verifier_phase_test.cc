@@ -5,12 +5,14 @@
 #include <atomic>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "common/grpc_server.h"
 #include "dsm/v1/scoring.grpc.pb.h"
 #include "services/coordinator/meta_verifier_phase.h"
@@ -59,13 +61,33 @@ class FakeScorers final : public v1::Verifier::CallbackService {
   }
 };
 
-// Every meta-verification's aggregate says 0.5; assessment i says 1, 0.5, 0.
+// Every meta-verification's aggregate says 0.5; assessment i says 1, 0.5, 0. With `gather` > 0,
+// each call is held (up to 2 s) until that many are in flight, as a batching scorer would see them.
 class FakeMeta final : public v1::MetaVerifier::CallbackService {
  public:
   std::atomic<int> last_role{0};
   std::atomic<bool> no_valid_score{false};  // every meta-verification malformed: no aggregate
+  std::atomic<int> gather{0};
+  std::atomic<int> in_flight{0};
+  std::atomic<int> most_in_flight{0};
+  std::atomic<bool> gathered{false};
   grpc::ServerUnaryReactor* Assess(grpc::CallbackServerContext* context, const v1::AssessRequest* request,
                                    v1::AssessResponse* response) override {
+    if (gather > 0) {
+      const int now = ++in_flight;
+      for (int seen = most_in_flight; now > seen && !most_in_flight.compare_exchange_weak(seen, now);) {
+      }
+      if (now >= gather) gathered = true;
+      grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+      std::thread([this, reactor, response] {
+        const absl::Time until = absl::Now() + absl::Seconds(2);
+        while (!gathered && absl::Now() < until) absl::SleepFor(absl::Milliseconds(5));
+        response->set_aggregate_meta_score(0.5);
+        --in_flight;
+        reactor->Finish(grpc::Status::OK);
+      }).detach();
+      return reactor;
+    }
     last_role = request->adapter_role();
     if (!no_valid_score) response->set_aggregate_meta_score(0.5);
     for (int id : {5, 6}) response->add_prompt_token_ids(id);
@@ -206,6 +228,24 @@ TEST_F(VerifierPhaseTest, TheEnhancedPhaseMultipliesTheMetaScore) {
   EXPECT_EQ((*q0)->samples[2].sample.reward(), 0.25);
   EXPECT_EQ((*q0)->samples[3].sample.reward(), 0.0);  // format failure, no meta call needed
   EXPECT_EQ((*q0)->samples[0].reward_parts.at("r_meta"), 0.5);
+}
+
+// The meta-verifications of all the proofs' analyses go out together, not a proof's at a time:
+// the meta-verifier batches what it is sent at once.
+TEST_F(VerifierPhaseTest, TheEnhancedPhaseAsksForEveryProofsMetaVerificationsAtOnce) {
+  meta_.gather = 9;  // 3 proofs x 3 well-formed analyses (the 4th fails its format)
+  VerifierPhaseOptions o;
+  o.phase = v1::PHASE_ENHANCED_VERIFIER_RL;
+  o.group_size = 4;
+  o.max_concurrent_calls = 16;
+  VerifierPhase phase(store_.get(), scoring_.get(), o);
+  absl::StatusOr<ScoringPhaseProgress> done = phase.RunOnce();
+  ASSERT_TRUE(done.ok()) << done.status();
+  EXPECT_EQ(meta_.most_in_flight.load(), 9);
+  EXPECT_EQ(done->items, 3u);
+  auto q2 = store_->GetGroup("p4-i1-q2");
+  ASSERT_TRUE(q2.ok() && q2->has_value());
+  EXPECT_EQ((*q2)->samples[0].reward_parts.at("r_meta"), 0.5);
 }
 
 TEST_F(VerifierPhaseTest, AnAnalysisTheMetaVerifierCannotJudgeIsLeftOutOfTheGroup) {

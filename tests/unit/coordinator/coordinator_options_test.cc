@@ -54,6 +54,21 @@ TEST(CoordinatorOptions, DefaultsAreThePapers) {
   EXPECT_FLOAT_EQ(p.auto_label.scoring_params.temperature(), 1.0f);  // the samplers' own
 }
 
+// Phase 3's meta-verifications go out as many at once as a sampler decodes together.
+TEST(CoordinatorOptions, PhaseThreeAsksForAsManyMetaVerificationsAsASamplerBatches) {
+  auto concurrency = [](const std::string& model) {
+    auto config = ParseConfig("run: {name: demo}\nmodel: {" + model +
+                                  "}\ncoordinator: {pipeline: true, learner: \"h:1\", verifier: \"h:2\", "
+                                  "meta_verifier: \"h:3\"}\n",
+                              "test.yaml");
+    EXPECT_TRUE(config.ok()) << config.status();
+    const CoordinatorProcessOptions o = CoordinatorOptionsFromConfig(*config, "");
+    return o.pipeline.has_value() ? o.pipeline->options.verifier.max_concurrent_calls : 0u;
+  };
+  EXPECT_EQ(concurrency("max_batch: 64"), 64u);
+  EXPECT_EQ(concurrency("max_batch: 4"), 16u);  // never fewer than the verifications of a batch's proofs
+}
+
 // Phase 4 keeps no more problems in flight than the learner accepts groups from: groups_per_step
 // groups a version, max_policy_lag versions.
 TEST(CoordinatorOptions, PhaseFourWindowFollowsTheLearnersStalenessBound) {
