@@ -1,5 +1,6 @@
 #include "services/coordinator/auto_label_phase.h"
 
+#include <algorithm>
 #include <optional>
 #include <string>
 #include <utility>
@@ -37,6 +38,141 @@ void LogEvidence(const std::string& id, const v1::VerifyResponse& verified, cons
   }
   spdlog::debug("auto-label {}: {} ({}){}", id, label.label ? absl::StrCat(*label.label) : "dropped", label.reason,
                 analyses);
+}
+
+// What one work item (a problem's proofs) comes to: its labels and its counts (items, proofs,
+// dropped, duplicates, malformed), not yet stored.
+struct ItemLabels {
+  std::vector<v1::LabelledProof> labels;
+  AutoLabelProgress counts;
+};
+
+// Verifies each new, well-formed proof of `item` n times, meta-verifies the analyses that report an
+// issue m times, and labels the proof by AutoLabel (or drops it). Reads the store, writes nothing.
+absl::StatusOr<ItemLabels> LabelWorkItem(RunStore* store, ScoringClient* scoring, const OutputMarkers& markers,
+                                         const AutoLabelPhaseOptions& options, const WorkItem& item) {
+  ItemLabels done;
+  const bool ours = item.phase == v1::PHASE_AUTO_LABEL && item.iteration == options.iteration &&
+                    item.kind == WorkKind::kGenerate && item.state == WorkState::kDone;
+  if (item.phase == v1::PHASE_AUTO_LABEL && item.iteration == options.iteration) ++done.counts.items;
+  if (ours) {
+    v1::GenerateWork work;
+    v1::GenerateResult result;
+    if (!work.ParseFromString(item.payload) || !result.ParseFromString(item.result)) {
+      return absl::DataLossError(absl::StrCat("work item ", item.item_id, ": stored payload or result does not parse"));
+    }
+    const std::string& problem_id = work.metadata().problem_id();
+    auto problem = store->GetProblem(problem_id);
+    if (!problem.ok()) return problem.status();
+    if (!problem->has_value()) return absl::FailedPreconditionError(absl::StrCat("problem ", problem_id, " is gone"));
+    // The new, well-formed proofs of this item (a proof already in the run, or twice here, once).
+    struct Candidate {
+      const v1::Completion* completion = nullptr;
+      std::string proof;
+      std::string verify_id;
+      std::optional<absl::StatusOr<v1::VerifyResponse>> verified;
+      // Per analysis: the meta-verifications of one that reports an issue.
+      std::vector<std::optional<absl::StatusOr<v1::AssessResponse>>> assessed;
+    };
+    std::vector<Candidate> candidates;
+    for (const v1::Completion& c : result.completions()) {
+      const GeneratorOutput out = SplitGeneratorOutput(c.text(), markers, c.finish_reason());
+      if (!out.has_solution_header || out.proof.empty()) {
+        ++done.counts.malformed;
+        continue;
+      }
+      auto seen = store->HasProofText(problem_id, out.proof);
+      if (!seen.ok()) return seen.status();
+      bool duplicate = *seen;
+      for (const Candidate& earlier : candidates) duplicate |= earlier.proof == out.proof;
+      if (duplicate) {
+        ++done.counts.duplicates;
+        continue;
+      }
+      ++done.counts.proofs;
+      Candidate& candidate = candidates.emplace_back();
+      candidate.completion = &c;
+      candidate.proof = out.proof;
+      candidate.verify_id = absl::StrCat("p6-i", options.iteration, "-", item.item_id, "-", c.index());
+    }
+    auto assess_id = [](const Candidate& candidate, const v1::Analysis& a) {
+      return absl::StrCat(candidate.verify_id, "-a", a.completion().index());
+    };
+    // n analyses of each proof, then m meta-verifications of each analysis that reports an
+    // issue; the proofs side by side, and each proof's meta-verifications side by side.
+    RunConcurrently(candidates.size(), options.max_concurrent_calls, [&](size_t i) {
+      Candidate& candidate = candidates[i];
+      v1::VerifyRequest verify;
+      verify.set_problem((*problem)->statement());
+      verify.set_proof(candidate.proof);
+      verify.set_n(options.n);
+      *verify.mutable_params() = options.scoring_params;
+      verify.set_request_id(candidate.verify_id);
+      candidate.verified = scoring->Verify(verify);
+      if (!candidate.verified->ok()) return;
+      const auto& analyses = (*candidate.verified)->analyses();
+      candidate.assessed.resize(static_cast<size_t>(analyses.size()));
+      RunConcurrently(candidate.assessed.size(), options.max_concurrent_calls, [&](size_t j) {
+        const v1::Analysis& a = analyses[static_cast<int>(j)];
+        if (a.score().format() != v1::FORMAT_STATUS_OK || a.score().value() >= 1.0) return;
+        v1::AssessRequest assess;
+        assess.set_problem((*problem)->statement());
+        assess.set_proof(candidate.proof);
+        assess.set_analysis(a.completion().text());
+        assess.set_n(options.m);
+        *assess.mutable_params() = options.scoring_params;
+        assess.set_request_id(assess_id(candidate, a));
+        candidate.assessed[j] = scoring->Assess(assess);
+      });
+    });
+    for (const Candidate& candidate : candidates) {
+      const absl::StatusOr<v1::VerifyResponse>& verified = *candidate.verified;
+      if (!verified.ok() && LeftOutByScorer(verified.status(), candidate.verify_id)) {
+        ++done.counts.dropped;
+        continue;
+      }
+      if (!verified.ok()) return verified.status();
+      std::vector<LabelEvidence> evidence;
+      for (int j = 0; j < verified->analyses().size(); ++j) {
+        const v1::Analysis& a = verified->analyses(j);
+        LabelEvidence e;
+        e.analysis = a.score();
+        if (const auto& assessed = candidate.assessed[static_cast<size_t>(j)]; assessed.has_value()) {
+          if (!assessed->ok() && !LeftOutByScorer(assessed->status(), assess_id(candidate, a))) {
+            return assessed->status();
+          }
+          for (const v1::Analysis& m : assessed->ok() ? (*assessed)->assessments()
+                                                      : google::protobuf::RepeatedPtrField<v1::Analysis>()) {
+            if (m.score().format() == v1::FORMAT_STATUS_OK) e.meta_scores.push_back(m.score().value());
+          }
+        }
+        evidence.push_back(std::move(e));
+      }
+      const AutoLabelResult label = AutoLabel(evidence, options.rule);
+      if (spdlog::should_log(spdlog::level::debug)) LogEvidence(candidate.verify_id, *verified, evidence, label);
+      if (!label.label.has_value()) {
+        ++done.counts.dropped;
+        continue;
+      }
+      const v1::Completion& c = *candidate.completion;
+      v1::LabelledProof& proof = done.labels.emplace_back();
+      proof.set_proof_id(absl::StrCat("auto-i", options.iteration, "-", item.item_id, "-", c.index()));
+      proof.set_problem_id(problem_id);
+      proof.set_proof(candidate.proof);
+      proof.set_score(*label.label);
+      proof.set_labeller("auto");
+      if (*label.label < 1.0) {
+        // The text of a lowest-score analysis as the issue.
+        for (const v1::Analysis& a : verified->analyses()) {
+          if (a.score().format() == v1::FORMAT_STATUS_OK && a.score().value() == *label.label) {
+            proof.set_issue(a.completion().text());
+            break;
+          }
+        }
+      }
+    }
+  }
+  return done;
 }
 
 }  // namespace
@@ -85,132 +221,30 @@ absl::StatusOr<AutoLabelProgress> AutoLabelPhase::ProcessResults() {
   if (!cursor.ok()) return cursor.status();
   auto results = store_->queue().ResultsAfter(*cursor, 256);
   if (!results.ok()) return results.status();
-  for (const WorkItem& item : *results) {
-    const bool ours = item.phase == v1::PHASE_AUTO_LABEL && item.iteration == options_.iteration &&
-                      item.kind == WorkKind::kGenerate && item.state == WorkState::kDone;
-    std::vector<v1::LabelledProof> labels;
-    if (item.phase == v1::PHASE_AUTO_LABEL && item.iteration == options_.iteration) ++progress.items;
-    if (ours) {
-      v1::GenerateWork work;
-      v1::GenerateResult result;
-      if (!work.ParseFromString(item.payload) || !result.ParseFromString(item.result)) {
-        return absl::DataLossError(absl::StrCat("work item ", item.item_id, ": stored payload or result does not parse"));
-      }
-      const std::string& problem_id = work.metadata().problem_id();
-      auto problem = store_->GetProblem(problem_id);
-      if (!problem.ok()) return problem.status();
-      if (!problem->has_value()) return absl::FailedPreconditionError(absl::StrCat("problem ", problem_id, " is gone"));
-      // The new, well-formed proofs of this item (a proof already in the run, or twice here, once).
-      struct Candidate {
-        const v1::Completion* completion = nullptr;
-        std::string proof;
-        std::string verify_id;
-        std::optional<absl::StatusOr<v1::VerifyResponse>> verified;
-        // Per analysis: the meta-verifications of one that reports an issue.
-        std::vector<std::optional<absl::StatusOr<v1::AssessResponse>>> assessed;
-      };
-      std::vector<Candidate> candidates;
-      for (const v1::Completion& c : result.completions()) {
-        const GeneratorOutput out = SplitGeneratorOutput(c.text(), markers_, c.finish_reason());
-        if (!out.has_solution_header || out.proof.empty()) {
-          ++progress.malformed;
-          continue;
-        }
-        auto seen = store_->HasProofText(problem_id, out.proof);
-        if (!seen.ok()) return seen.status();
-        bool duplicate = *seen;
-        for (const Candidate& earlier : candidates) duplicate |= earlier.proof == out.proof;
-        if (duplicate) {
-          ++progress.duplicates;
-          continue;
-        }
-        ++progress.proofs;
-        Candidate& candidate = candidates.emplace_back();
-        candidate.completion = &c;
-        candidate.proof = out.proof;
-        candidate.verify_id = absl::StrCat("p6-i", options_.iteration, "-", item.item_id, "-", c.index());
-      }
-      auto assess_id = [](const Candidate& candidate, const v1::Analysis& a) {
-        return absl::StrCat(candidate.verify_id, "-a", a.completion().index());
-      };
-      // n analyses of each proof, then m meta-verifications of each analysis that reports an
-      // issue; the proofs side by side, and each proof's meta-verifications side by side.
-      RunConcurrently(candidates.size(), options_.max_concurrent_calls, [&](size_t i) {
-        Candidate& candidate = candidates[i];
-        v1::VerifyRequest verify;
-        verify.set_problem((*problem)->statement());
-        verify.set_proof(candidate.proof);
-        verify.set_n(options_.n);
-        *verify.mutable_params() = options_.scoring_params;
-        verify.set_request_id(candidate.verify_id);
-        candidate.verified = scoring_->Verify(verify);
-        if (!candidate.verified->ok()) return;
-        const auto& analyses = (*candidate.verified)->analyses();
-        candidate.assessed.resize(static_cast<size_t>(analyses.size()));
-        RunConcurrently(candidate.assessed.size(), options_.max_concurrent_calls, [&](size_t j) {
-          const v1::Analysis& a = analyses[static_cast<int>(j)];
-          if (a.score().format() != v1::FORMAT_STATUS_OK || a.score().value() >= 1.0) return;
-          v1::AssessRequest assess;
-          assess.set_problem((*problem)->statement());
-          assess.set_proof(candidate.proof);
-          assess.set_analysis(a.completion().text());
-          assess.set_n(options_.m);
-          *assess.mutable_params() = options_.scoring_params;
-          assess.set_request_id(assess_id(candidate, a));
-          candidate.assessed[j] = scoring_->Assess(assess);
-        });
-      });
-      for (const Candidate& candidate : candidates) {
-        const absl::StatusOr<v1::VerifyResponse>& verified = *candidate.verified;
-        if (!verified.ok() && LeftOutByScorer(verified.status(), candidate.verify_id)) {
-          ++progress.dropped;
-          continue;
-        }
-        if (!verified.ok()) return verified.status();
-        std::vector<LabelEvidence> evidence;
-        for (int j = 0; j < verified->analyses().size(); ++j) {
-          const v1::Analysis& a = verified->analyses(j);
-          LabelEvidence e;
-          e.analysis = a.score();
-          if (const auto& assessed = candidate.assessed[static_cast<size_t>(j)]; assessed.has_value()) {
-            if (!assessed->ok() && !LeftOutByScorer(assessed->status(), assess_id(candidate, a))) {
-              return assessed->status();
-            }
-            for (const v1::Analysis& m : assessed->ok() ? (*assessed)->assessments()
-                                                        : google::protobuf::RepeatedPtrField<v1::Analysis>()) {
-              if (m.score().format() == v1::FORMAT_STATUS_OK) e.meta_scores.push_back(m.score().value());
-            }
-          }
-          evidence.push_back(std::move(e));
-        }
-        const AutoLabelResult label = AutoLabel(evidence, options_.rule);
-        if (spdlog::should_log(spdlog::level::debug)) LogEvidence(candidate.verify_id, *verified, evidence, label);
-        if (!label.label.has_value()) {
-          ++progress.dropped;
-          continue;
-        }
-        const v1::Completion& c = *candidate.completion;
-        v1::LabelledProof& proof = labels.emplace_back();
-        proof.set_proof_id(absl::StrCat("auto-i", options_.iteration, "-", item.item_id, "-", c.index()));
-        proof.set_problem_id(problem_id);
-        proof.set_proof(candidate.proof);
-        proof.set_score(*label.label);
-        proof.set_labeller("auto");
-        if (*label.label < 1.0) {
-          // The text of a lowest-score analysis as the issue.
-          for (const v1::Analysis& a : verified->analyses()) {
-            if (a.score().format() == v1::FORMAT_STATUS_OK && a.score().value() == *label.label) {
-              proof.set_issue(a.completion().text());
-              break;
-            }
-          }
-        }
-      }
+  // Items a wave at a time: a wave's items are labelled side by side (so the verifier samples one
+  // item's proofs while the meta-verifier checks another's analyses), then stored one by one, in
+  // order, each with the cursor: a failure stores the items before it and no later one.
+  const size_t wave = std::max<size_t>(1, options_.items_at_once);
+  for (size_t begin = 0; begin < results->size(); begin += wave) {
+    const size_t end = std::min(results->size(), begin + wave);
+    std::vector<std::optional<absl::StatusOr<ItemLabels>>> labelled(end - begin);
+    RunConcurrently(end - begin, end - begin, [&](size_t k) {
+      labelled[k] = LabelWorkItem(store_, scoring_, markers_, options_, (*results)[begin + k]);
+    });
+    for (size_t k = 0; k < labelled.size(); ++k) {
+      const absl::StatusOr<ItemLabels>& item = *labelled[k];
+      if (!item.ok()) return item.status();
+      progress.items += item->counts.items;
+      progress.proofs += item->counts.proofs;
+      progress.dropped += item->counts.dropped;
+      progress.duplicates += item->counts.duplicates;
+      progress.malformed += item->counts.malformed;
+      absl::Status stored = store_->AddAutoLabels(item->labels, options_.iteration,
+                                                  CursorUpdate{ResultCursor(), (*results)[begin + k].result_seq},
+                                                  absl::Now());
+      if (!stored.ok()) return stored;
+      progress.labelled += static_cast<uint32_t>(item->labels.size());
     }
-    absl::Status stored =
-        store_->AddAutoLabels(labels, options_.iteration, CursorUpdate{ResultCursor(), item.result_seq}, absl::Now());
-    if (!stored.ok()) return stored;
-    progress.labelled += static_cast<uint32_t>(labels.size());
   }
   return progress;
 }

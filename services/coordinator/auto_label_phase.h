@@ -40,6 +40,9 @@ struct AutoLabelPhaseOptions {
   // A work item's proofs are verified (and their issue-reporting analyses meta-verified) side by
   // side, this many calls at once (the scorers batch them), not one after another.
   uint32_t max_concurrent_calls = 16;
+  // Work items labelled side by side (then stored in order), so the verifier and the
+  // meta-verifier both have work.
+  uint32_t items_at_once = 4;
 };
 
 struct AutoLabelProgress {

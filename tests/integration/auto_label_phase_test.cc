@@ -2,14 +2,19 @@
 // proof every analysis accepts is labelled 1, one with k confirmed issues is
 // labelled with their score, bogus issues do not count, repeated proofs are
 // skipped, and the labels land in the run as "auto" proofs.
+#include <algorithm>
 #include <memory>
+#include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <gtest/gtest.h>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "common/grpc_server.h"
 #include "dsm/v1/scoring.grpc.pb.h"
 #include "services/coordinator/auto_label_phase.h"
@@ -25,20 +30,37 @@ namespace {
 
 // Analyses: "good" proofs all 1; "bad" proofs all 0; "mixed" proofs one 0.
 // Meta-verifications confirm the issues of "bad" proofs only.
+// With `gather_problems` > 0, each verification is held (up to 2 s) until proofs of that many
+// problems are being verified at once, as a batching verifier would see them.
 class FakeScoring final : public v1::Verifier::CallbackService, public v1::MetaVerifier::CallbackService {
  public:
+  int gather_problems = 0;
+  int most_problems_at_once() {
+    absl::MutexLock lock(&mu_);
+    return most_problems_;
+  }
+
   grpc::ServerUnaryReactor* Verify(grpc::CallbackServerContext* context, const v1::VerifyRequest* request,
                                    v1::VerifyResponse* response) override {
-    for (uint32_t i = 0; i < request->n(); ++i) {
-      v1::Analysis* a = response->add_analyses();
-      a->mutable_completion()->set_index(i);
-      double score = 1;
-      if (absl::StrContains(request->proof(), "bad")) score = 0;
-      if (absl::StrContains(request->proof(), "mixed") && i == 0) score = 0;
-      a->mutable_completion()->set_text(score < 1 ? "Step 1 is wrong." : "All steps are correct.");
-      a->mutable_score()->set_format(v1::FORMAT_STATUS_OK);
-      a->mutable_score()->set_value(score);
+    if (gather_problems > 0) {
+      grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+      {
+        absl::MutexLock lock(&mu_);
+        verifying_.insert(request->problem());
+        const std::set<std::string> problems(verifying_.begin(), verifying_.end());
+        most_problems_ = std::max(most_problems_, static_cast<int>(problems.size()));
+        gathered_ |= most_problems_ >= gather_problems;
+      }
+      std::thread([this, reactor, request, response] {
+        absl::MutexLock lock(&mu_);
+        mu_.AwaitWithTimeout(absl::Condition(&gathered_), absl::Seconds(2));
+        verifying_.erase(verifying_.find(request->problem()));
+        Analyse(*request, response);
+        reactor->Finish(grpc::Status::OK);
+      }).detach();
+      return reactor;
     }
+    Analyse(*request, response);
     grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
     reactor->Finish(grpc::Status::OK);
     return reactor;
@@ -54,13 +76,26 @@ class FakeScoring final : public v1::Verifier::CallbackService, public v1::MetaV
     reactor->Finish(grpc::Status::OK);
     return reactor;
   }
-};
 
-absl::StatusOr<std::unique_ptr<RunStore>> OpenStore(const TestDir& dir) {
-  RunStoreOptions options;
-  options.db.synchronous_full = false;
-  return RunStore::Open(dir.File("state.db"), options);
-}
+ private:
+  static void Analyse(const v1::VerifyRequest& request, v1::VerifyResponse* response) {
+    for (uint32_t i = 0; i < request.n(); ++i) {
+      v1::Analysis* a = response->add_analyses();
+      a->mutable_completion()->set_index(i);
+      double score = 1;
+      if (absl::StrContains(request.proof(), "bad")) score = 0;
+      if (absl::StrContains(request.proof(), "mixed") && i == 0) score = 0;
+      a->mutable_completion()->set_text(score < 1 ? "Step 1 is wrong." : "All steps are correct.");
+      a->mutable_score()->set_format(v1::FORMAT_STATUS_OK);
+      a->mutable_score()->set_value(score);
+    }
+  }
+
+  absl::Mutex mu_;
+  std::multiset<std::string> verifying_ ABSL_GUARDED_BY(mu_);  // the problem of each verification in flight
+  int most_problems_ ABSL_GUARDED_BY(mu_) = 0;
+  bool gathered_ ABSL_GUARDED_BY(mu_) = false;
+};
 
 absl::StatusOr<PromptTemplate> GeneratorTemplate() {
   return PromptTemplate::Parse(
@@ -68,6 +103,61 @@ absl::StatusOr<PromptTemplate> GeneratorTemplate() {
       "score_marker: Based on my evaluation, the final overall score should be:\n---\nProve: {problem}\n",
       "generator.txt");
 }
+
+// What phase 5 runs against: fake scoring services on port 0 and a client of them, a dispatcher
+// on `store` with one generator worker connected, and the generator's prompt template.
+struct Phase5Rig {
+  Phase5Rig(RunStore* store, FakeScoring* scoring, int capacity)
+      : dispatcher(store, DispatcherOptions{}, nullptr), generator(GeneratorTemplate()) {
+    GrpcServerOptions server_options;
+    server_options.drain = absl::ZeroDuration();
+    server_options.shutdown_grace = absl::Milliseconds(100);
+    server = std::make_unique<GrpcServer>(server_options);
+    server->RegisterService(static_cast<v1::Verifier::CallbackService*>(scoring), v1::Verifier::service_full_name());
+    server->RegisterService(static_cast<v1::MetaVerifier::CallbackService*>(scoring),
+                            v1::MetaVerifier::service_full_name());
+    EXPECT_TRUE(server->Start().ok());
+    ScoringClientOptions client_options;
+    client_options.verifier_target = server->address();
+    client_options.meta_verifier_target = server->address();
+    auto created = ScoringClient::Create(client_options, nullptr);
+    EXPECT_TRUE(created.ok()) << created.status();
+    if (created.ok()) client = *std::move(created);
+    session = worker.Connect(dispatcher, "w", capacity);
+    EXPECT_TRUE(session.ok()) << session.status();
+    EXPECT_TRUE(generator.ok()) << generator.status();
+  }
+  bool ok() const { return client != nullptr && session.ok() && generator.ok(); }
+  AutoLabelPhase Phase(RunStore* store, const AutoLabelPhaseOptions& options) {
+    return AutoLabelPhase(store, &dispatcher, client.get(), *generator, VerifierMarkers(), options);
+  }
+
+  std::unique_ptr<GrpcServer> server;
+  std::unique_ptr<ScoringClient> client;
+  LeaseDispatcher dispatcher;
+  dsm_test::GrantCollector worker;
+  absl::StatusOr<uint64_t> session;
+  absl::StatusOr<PromptTemplate> generator;
+};
+
+// The worker's answer to a GenerateWork lease: one completion per text.
+v1::LeaseResult Generated(const v1::LeaseGrant& grant, const std::vector<std::string>& texts) {
+  v1::LeaseResult result;
+  result.set_lease_id(grant.lease_id());
+  for (size_t i = 0; i < texts.size(); ++i) {
+    v1::Completion* c = result.mutable_generated()->add_completions();
+    c->set_index(static_cast<uint32_t>(i));
+    c->set_text(texts[i]);
+  }
+  return result;
+}
+
+absl::StatusOr<std::unique_ptr<RunStore>> OpenStore(const TestDir& dir) {
+  RunStoreOptions options;
+  options.db.synchronous_full = false;
+  return RunStore::Open(dir.File("state.db"), options);
+}
+
 
 TEST(AutoLabelPhase, LabelsNewProofsByScaledVerification) {
   TestDir dir;
@@ -79,47 +169,23 @@ TEST(AutoLabelPhase, LabelsNewProofsByScaledVerification) {
   ASSERT_TRUE((*store)->ImportRecords(records, true).ok());
 
   FakeScoring scoring;
-  GrpcServerOptions server_options;
-  server_options.drain = absl::ZeroDuration();
-  server_options.shutdown_grace = absl::Milliseconds(100);
-  GrpcServer server(server_options);
-  server.RegisterService(static_cast<v1::Verifier::CallbackService*>(&scoring), v1::Verifier::service_full_name());
-  server.RegisterService(static_cast<v1::MetaVerifier::CallbackService*>(&scoring),
-                         v1::MetaVerifier::service_full_name());
-  ASSERT_TRUE(server.Start().ok());
-  ScoringClientOptions client_options;
-  client_options.verifier_target = server.address();
-  client_options.meta_verifier_target = server.address();
-  auto client = ScoringClient::Create(client_options, nullptr);
-  ASSERT_TRUE(client.ok());
-
-  LeaseDispatcher dispatcher(store->get(), DispatcherOptions{}, nullptr);
-  dsm_test::GrantCollector worker;
-  auto session = worker.Connect(dispatcher, "w", 4);
-  ASSERT_TRUE(session.ok());
-
-  absl::StatusOr<PromptTemplate> generator = GeneratorTemplate();
-  ASSERT_TRUE(generator.ok()) << generator.status();
+  Phase5Rig rig(store->get(), &scoring, 4);
+  ASSERT_TRUE(rig.ok());
   AutoLabelPhaseOptions options;
   options.proofs_per_problem = 5;
   options.n = 4;
   options.m = 3;
   options.rule.k = 2;
-  AutoLabelPhase phase(store->get(), &dispatcher, client->get(), *generator, VerifierMarkers(), options);
+  AutoLabelPhase phase = rig.Phase(store->get(), options);
   ASSERT_EQ(phase.Enqueue(10)->enqueued, 1u);
-  ASSERT_EQ(worker.grants().size(), 1u);
-  const v1::LeaseGrant grant = worker.grants()[0];
+  ASSERT_EQ(rig.worker.grants().size(), 1u);
+  const v1::LeaseGrant grant = rig.worker.grants()[0];
   EXPECT_EQ(grant.generate().n(), 5u);
-  v1::LeaseResult result;
-  result.set_lease_id(grant.lease_id());
-  const std::vector<std::string> texts = {"## Solution\ngood proof", "## Solution\nbad proof",
-                                          "## Solution\nmixed proof", "## Solution\ngood proof", "nothing"};
-  for (size_t i = 0; i < texts.size(); ++i) {
-    v1::Completion* c = result.mutable_generated()->add_completions();
-    c->set_index(static_cast<uint32_t>(i));
-    c->set_text(texts[i]);
-  }
-  ASSERT_TRUE(dispatcher.OnResult(*session, result).ok());
+  ASSERT_TRUE(rig.dispatcher
+                  .OnResult(*rig.session, Generated(grant, {"## Solution\ngood proof", "## Solution\nbad proof",
+                                                        "## Solution\nmixed proof", "## Solution\ngood proof",
+                                                        "nothing"}))
+                  .ok());
 
   dsm_test::LogCapture log;
   auto progress = phase.ProcessResults();
@@ -148,6 +214,43 @@ TEST(AutoLabelPhase, LabelsNewProofsByScaledVerification) {
     }
   }
   EXPECT_EQ(phase.ProcessResults()->labelled, 0u);  // a rerun repeats nothing
+}
+
+// Several problems' proofs are labelled side by side (the verifier samples one problem's proofs
+// while the meta-verifier checks another's), and their labels are stored all the same.
+TEST(AutoLabelPhase, LabelsSeveralProblemsSideBySide) {
+  TestDir dir;
+  auto store = OpenStore(dir);
+  ASSERT_TRUE(store.ok()) << store.status();
+  std::vector<v1::ImportRecordsRequest> records(3);
+  for (int i = 0; i < 3; ++i) {
+    records[i].mutable_problem()->set_problem_id(absl::StrCat("p", i + 1));
+    records[i].mutable_problem()->set_statement(absl::StrCat("Given: a=b, b=c. Prove: a=c. #", i + 1));
+  }
+  ASSERT_TRUE((*store)->ImportRecords(records, true).ok());
+  FakeScoring scoring;
+  scoring.gather_problems = 3;
+  Phase5Rig rig(store->get(), &scoring, 8);
+  ASSERT_TRUE(rig.ok());
+  AutoLabelPhaseOptions options;
+  options.proofs_per_problem = 2;
+  options.n = 2;
+  options.m = 1;
+  options.items_at_once = 4;
+  AutoLabelPhase phase = rig.Phase(store->get(), options);
+  ASSERT_EQ(phase.Enqueue(3)->enqueued, 3u);
+  ASSERT_EQ(rig.worker.grants().size(), 3u);
+  for (const v1::LeaseGrant& grant : rig.worker.grants()) {
+    const v1::LeaseResult result = Generated(grant, {"## Solution\ngood proof", "## Solution\nbad proof"});
+    ASSERT_TRUE(rig.dispatcher.OnResult(*rig.session, result).ok());
+  }
+  auto progress = phase.ProcessResults();
+  ASSERT_TRUE(progress.ok()) << progress.status();
+  EXPECT_EQ(scoring.most_problems_at_once(), 3);
+  EXPECT_EQ(progress->items, 3u);
+  EXPECT_EQ(progress->labelled, 6u);
+  EXPECT_EQ((*store)->Proofs(0, 10)->size(), 6u);
+  EXPECT_EQ(phase.ProcessResults()->labelled, 0u);  // the cursor is past all three
 }
 
 // Phase 5 labels problems nobody labelled first, in import order, then labelled ones.
