@@ -1,6 +1,7 @@
 #include "tasks/chain_warmup_eval.h"
 
 #include <algorithm>
+#include <map>
 #include <memory>
 #include <optional>
 #include <set>
@@ -19,6 +20,7 @@ namespace dsm {
 namespace {
 
 constexpr uint64_t kEvalSalt = 0x6576616c73616c74ULL;  // "evalsalt"
+constexpr uint64_t kSampledAnalysisSalt = 0x616e616c79736973ULL;  // "analysis"
 
 // Share of the most common value among `values` (0, 0.5, 1).
 double MajorityShare(const std::vector<double>& values) {
@@ -38,6 +40,9 @@ absl::Status ChainWarmupEvalOptions::Validate() const {
   if (temperature_samples < 0 || temperature_samples > 64) {
     return absl::InvalidArgumentError(absl::StrCat("temperature_samples: ", temperature_samples, " is outside 0..64"));
   }
+  if (sampled_analyses < 0 || sampled_analyses > 64) {
+    return absl::InvalidArgumentError(absl::StrCat("sampled_analyses: ", sampled_analyses, " is outside 0..64"));
+  }
   if (!(correct_fraction >= 0 && correct_fraction <= 1)) {
     return absl::InvalidArgumentError(absl::StrCat("correct_fraction: ", correct_fraction, " is outside [0, 1]"));
   }
@@ -46,6 +51,36 @@ absl::Status ChainWarmupEvalOptions::Validate() const {
     return absl::InvalidArgumentError(absl::StrCat("max_new_tokens: ", max_new_tokens, " is under 1"));
   }
   return absl::OkStatus();
+}
+
+std::map<std::string, double> MetaJudgementMetrics(const std::vector<ChainAnalysisAssessment>& truth,
+                                                   const std::vector<std::optional<double>>& scores) {
+  std::map<std::string, double> m;
+  const size_t n = std::min(truth.size(), scores.size());
+  if (n == 0) return m;
+  std::vector<double> labels;
+  double right = 0, bogus_sum = 0, real_sum = 0;
+  int bogus = 0, real = 0;
+  for (size_t i = 0; i < n; ++i) {
+    const ChainAnalysisAssessment& a = truth[i];
+    labels.push_back(a.meta_score);
+    right += scores[i].has_value() && *scores[i] == a.meta_score ? 1 : 0;
+    if (a.claims.lines.empty()) continue;  // names no issue: neither kind
+    // A malformed meta-analysis pays nothing (phase 3 leaves such a sample out): counted as 0.
+    const double paid = scores[i].value_or(0);
+    if (a.real_lines.empty()) {
+      bogus_sum += paid;
+      ++bogus;
+    } else if (a.bogus_lines.empty()) {
+      real_sum += paid;
+      ++real;
+    }
+  }
+  m["meta_sampled_agreement"] = right / static_cast<double>(n);
+  m["meta_sampled_majority_baseline"] = MajorityShare(labels);
+  if (bogus > 0) m["meta_sampled_bogus_mean"] = bogus_sum / bogus;
+  if (real > 0) m["meta_sampled_real_mean"] = real_sum / real;
+  return m;
 }
 
 absl::StatusOr<std::map<std::string, double>> EvaluateChainSkills(const LlamaModel& model,
@@ -163,6 +198,7 @@ absl::StatusOr<std::map<std::string, double>> EvaluateChainSkills(const LlamaMod
   // what phase 5 asks it about this generator's proofs.
   std::vector<double> own_truth;
   std::vector<double> own_meta_truth;
+  std::map<std::string, double> judged_metrics;  // the meta-verifier on the verifier's sampled analyses (shares already)
   if (options.temperature_samples > 0) {
     std::vector<ChainPrompt> own_prompts;
     std::vector<ChainPrompt> meta_prompts;
@@ -181,9 +217,47 @@ absl::StatusOr<std::map<std::string, double>> EvaluateChainSkills(const LlamaMod
     }
     const size_t own_count = own_prompts.size();
     own_prompts.insert(own_prompts.end(), meta_prompts.begin(), meta_prompts.end());
+    const size_t meta_end = own_prompts.size();
+    // The verifier's own analyses at temperature 1 of each problem's labelled proof, as phase 3
+    // samples them; the meta-verifier judges them below.
+    for (size_t i = 0; i < problems->size(); ++i) {
+      for (int k = 0; k < options.sampled_analyses; ++k) {
+        own_prompts.push_back(ChainPrompt{verifier_examples[i].prompt, 1.0,
+                                          CombineSeeds(CombineSeeds(options.seed, (*problems)[i].seed),
+                                                       kSampledAnalysisSalt + static_cast<uint64_t>(k))});
+      }
+    }
     absl::StatusOr<std::vector<SampleResult>> own = SampleChainPrompts(model, tokenizer, own_prompts, sampling);
     if (!own.ok()) return absl::Status(own.status().code(), absl::StrCat("eval ", own.status().message()));
-    for (size_t i = 0; i < own->size(); ++i) {
+    // The meta-verifier (greedy) on each of those analyses in format; the checker's assessment of
+    // each is the truth.
+    std::vector<ChainPrompt> judge_prompts;
+    std::vector<ChainAnalysisAssessment> judged;
+    ChainAnalysisMarkers ver_markers;
+    ver_markers.evaluation = templates.verifier.markers().evaluation;
+    ver_markers.score = templates.verifier.markers().score;
+    for (size_t j = meta_end; j < own->size(); ++j) {
+      const size_t i = (j - meta_end) / static_cast<size_t>(options.sampled_analyses);
+      const ChainProblem& p = (*problems)[i];
+      const std::string& proof = verifier_examples[i].proof;
+      ChainAnalysisAssessment a = AssessChainAnalysis(CheckChainProof(p.statement, proof), (*own)[j].text, ver_markers);
+      if (!a.claims.format_ok()) continue;
+      judge_prompts.push_back(
+          ChainPrompt{templates.meta_verifier.Render(PromptFields{p.statement.Text(), proof, (*own)[j].text}), 0, 0});
+      judged.push_back(std::move(a));
+    }
+    if (!judge_prompts.empty()) {
+      absl::StatusOr<std::vector<SampleResult>> judges = SampleChainPrompts(model, tokenizer, judge_prompts, sampling);
+      if (!judges.ok()) return absl::Status(judges.status().code(), absl::StrCat("eval ", judges.status().message()));
+      std::vector<std::optional<double>> scores;
+      for (const SampleResult& r : *judges) {
+        const v1::Score score =
+            ParseScore(r.text, templates.meta_verifier.markers(), WireFinishReason(r.finish_reason));
+        scores.push_back(score.format() == v1::FORMAT_STATUS_OK ? std::optional<double>(score.value()) : std::nullopt);
+      }
+      judged_metrics = MetaJudgementMetrics(judged, scores);
+    }
+    for (size_t i = 0; i < meta_end; ++i) {
       const SampleResult& r = (*own)[i];
       const bool is_meta = i >= own_count;
       const v1::Score score = ParseScore(r.text, is_meta ? templates.meta_verifier.markers() : templates.verifier.markers(),
@@ -198,6 +272,7 @@ absl::StatusOr<std::map<std::string, double>> EvaluateChainSkills(const LlamaMod
   }
   const double n = static_cast<double>(problems->size());
   for (auto& [name, value] : m) value /= n;
+  m.insert(judged_metrics.begin(), judged_metrics.end());
   if (!own_truth.empty()) m["verifier_own_majority_baseline"] = MajorityShare(own_truth);
   if (!own_meta_truth.empty()) {
     m["meta_own_agreement"] = meta_own_right / static_cast<double>(own_meta_truth.size());

@@ -33,6 +33,17 @@
 //                                of each of those proofs that ParseChainProof reads back: what
 //                                phase 5 asks the meta-verifier (only when one reads back)
 //   meta_own_majority_baseline   share of the most common expert meta-score among them
+//   meta_sampled_agreement       greedy meta-analyses, in format, whose score equals the expert
+//                                meta-score (AssessChainAnalysis), of the verifier's own analyses
+//                                (`sampled_analyses` per problem at temperature 1, of the
+//                                verifier prompt's labelled proof, those in format): what phase 3
+//                                asks the meta-verifier for R_meta (only with temperature_samples > 0)
+//   meta_sampled_majority_baseline  share of the most common expert meta-score among them
+//   meta_sampled_bogus_mean      the meta-verifier's mean score (0 when malformed) of those
+//                                analyses that name only lines that are not faulty: phase 3's
+//                                R_meta for a hallucinated issue (absent when none)
+//   meta_sampled_real_mean       the same for those that name only faulty lines: a gap between
+//                                the two is R_meta's signal against hallucinated issues
 //   verifier_lookup_accuracy     citations of a ScrambledChainProof per problem (about half of
 //                                them not given as written or gaps; half the not-given ones
 //                                leading on, so only the look-up shows them) whose item (variable reached,
@@ -46,12 +57,15 @@
 
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "model/llama_model.h"
 #include "model/tokenizer.h"
+#include "tasks/chain_checker.h"
 #include "tasks/chain_domain.h"
 #include "tasks/chain_warmup_examples.h"
 
@@ -61,6 +75,7 @@ struct ChainWarmupEvalOptions {
   ChainDomainOptions domain;
   int problems = 64;             // 1..10000
   int temperature_samples = 4;   // temperature-1 generator outputs per problem: 0..64
+  int sampled_analyses = 2;      // temperature-1 verifier analyses per problem the meta-verifier judges: 0..64
   double correct_fraction = 0.4; // share of flawless proofs shown to the verifier: [0, 1]
   uint64_t seed = 0;             // problems, flaws, analyses and sampling seeds
   int max_batch = 64;            // sequences decoded together
@@ -68,6 +83,11 @@ struct ChainWarmupEvalOptions {
 
   absl::Status Validate() const;
 };
+
+// The meta_sampled_* metrics above from the checker's assessment of each analysis judged and the
+// meta-verifier's score of it (nullopt: its meta-analysis was malformed); empty when none.
+std::map<std::string, double> MetaJudgementMetrics(const std::vector<ChainAnalysisAssessment>& truth,
+                                                   const std::vector<std::optional<double>>& scores);
 
 // Errors: invalid options, a domain that cannot give the eval problems, sampler errors.
 absl::StatusOr<std::map<std::string, double>> EvaluateChainSkills(const LlamaModel& model,

@@ -14,6 +14,8 @@ if(TARGET dsm_tasks)
       DEPS dsm_chain_warmup dsm_scoring LABELS unit TORCH)
     dsm_add_test(chain_warmup_plan_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/chain_warmup_plan_test.cc
       DEPS dsm_chain_warmup LABELS unit TORCH)
+    dsm_add_test(chain_warmup_eval_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/chain_warmup_eval_test.cc
+      DEPS dsm_chain_warmup LABELS unit TORCH)
   endif()
   # The export is read back with the coordinator's JSONL reader.
   if(TARGET dsm_coordinator)
