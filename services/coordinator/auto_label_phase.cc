@@ -56,15 +56,11 @@ absl::StatusOr<ItemLabels> LabelWorkItem(RunStore* store, ScoringClient* scoring
                     item.kind == WorkKind::kGenerate && item.state == WorkState::kDone;
   if (item.phase == v1::PHASE_AUTO_LABEL && item.iteration == options.iteration) ++done.counts.items;
   if (ours) {
-    v1::GenerateWork work;
-    v1::GenerateResult result;
-    if (!work.ParseFromString(item.payload) || !result.ParseFromString(item.result)) {
-      return absl::DataLossError(absl::StrCat("work item ", item.item_id, ": stored payload or result does not parse"));
-    }
-    const std::string& problem_id = work.metadata().problem_id();
-    auto problem = store->GetProblem(problem_id);
-    if (!problem.ok()) return problem.status();
-    if (!problem->has_value()) return absl::FailedPreconditionError(absl::StrCat("problem ", problem_id, " is gone"));
+    absl::StatusOr<GeneratedItem> generated = ReadGeneratedItem(store, item);
+    if (!generated.ok()) return generated.status();
+    const v1::GenerateResult& result = generated->result;
+    const std::string& problem_id = generated->work.metadata().problem_id();
+    const v1::ProblemRecord& problem = generated->problem;
     // The new, well-formed proofs of this item (a proof already in the run, or twice here, once).
     struct Candidate {
       const v1::Completion* completion = nullptr;
@@ -103,7 +99,7 @@ absl::StatusOr<ItemLabels> LabelWorkItem(RunStore* store, ScoringClient* scoring
     RunConcurrently(candidates.size(), options.max_concurrent_calls, [&](size_t i) {
       Candidate& candidate = candidates[i];
       v1::VerifyRequest verify;
-      verify.set_problem((*problem)->statement());
+      verify.set_problem(problem.statement());
       verify.set_proof(candidate.proof);
       verify.set_n(options.n);
       *verify.mutable_params() = options.scoring_params;
@@ -116,7 +112,7 @@ absl::StatusOr<ItemLabels> LabelWorkItem(RunStore* store, ScoringClient* scoring
         const v1::Analysis& a = analyses[static_cast<int>(j)];
         if (a.score().format() != v1::FORMAT_STATUS_OK || a.score().value() >= 1.0) return;
         v1::AssessRequest assess;
-        assess.set_problem((*problem)->statement());
+        assess.set_problem(problem.statement());
         assess.set_proof(candidate.proof);
         assess.set_analysis(a.completion().text());
         assess.set_n(options.m);

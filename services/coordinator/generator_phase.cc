@@ -58,15 +58,11 @@ absl::StatusOr<GeneratorPhaseProgress> GeneratorPhase::ProcessResults() {
       if (absl::Status s = store_->SetCursor(ResultCursor(), item.result_seq, absl::Now()); !s.ok()) return s;
       continue;
     }
-    v1::GenerateWork work;
-    v1::GenerateResult result;
-    if (!work.ParseFromString(item.payload) || !result.ParseFromString(item.result)) {
-      return absl::DataLossError(absl::StrCat("work item ", item.item_id, ": stored payload or result does not parse"));
-    }
-    const std::string& problem_id = work.metadata().problem_id();
-    auto problem = store_->GetProblem(problem_id);
-    if (!problem.ok()) return problem.status();
-    if (!problem->has_value()) return absl::FailedPreconditionError(absl::StrCat("problem ", problem_id, " is gone"));
+    absl::StatusOr<GeneratedItem> generated = ReadGeneratedItem(store_, item);
+    if (!generated.ok()) return generated.status();
+    const v1::GenerateResult& result = generated->result;
+    const std::string& problem_id = generated->work.metadata().problem_id();
+    const v1::ProblemRecord& problem = generated->problem;
     GroupRecord group = NewGroup(absl::StrCat("p5-i", options_.iteration, "-", problem_id, "-", item.item_id),
                                  v1::ADAPTER_ROLE_GENERATOR, v1::PHASE_GENERATOR_RL, options_.iteration, problem_id,
                                  "generator_rl", options_.params, result.prompt_token_ids());
@@ -91,7 +87,7 @@ absl::StatusOr<GeneratorPhaseProgress> GeneratorPhase::ProcessResults() {
       const GeneratorOutput& out = outs[i];
       if (task % 2 == 0) {
         v1::VerifyRequest verify;
-        verify.set_problem((*problem)->statement());
+        verify.set_problem(problem.statement());
         verify.set_proof(out.proof);
         verify.set_n(options_.verifications);
         *verify.mutable_params() = options_.scoring_params;
@@ -100,7 +96,7 @@ absl::StatusOr<GeneratorPhaseProgress> GeneratorPhase::ProcessResults() {
         verified[i] = scoring_->Verify(verify);
       } else {
         v1::AssessRequest assess;
-        assess.set_problem((*problem)->statement());
+        assess.set_problem(problem.statement());
         assess.set_proof(out.proof);
         assess.set_analysis(out.self_analysis);
         assess.set_n(options_.meta_verifications);

@@ -102,4 +102,17 @@ absl::StatusOr<uint32_t> EnqueueGenerationWork(RunStore* store, LeaseDispatcher*
   return static_cast<uint32_t>(items.size());
 }
 
+absl::StatusOr<GeneratedItem> ReadGeneratedItem(RunStore* store, const WorkItem& item) {
+  GeneratedItem out;
+  if (!out.work.ParseFromString(item.payload) || !out.result.ParseFromString(item.result)) {
+    return absl::DataLossError(absl::StrCat("work item ", item.item_id, ": stored payload or result does not parse"));
+  }
+  const std::string& problem_id = out.work.metadata().problem_id();
+  auto problem = store->GetProblem(problem_id);
+  if (!problem.ok()) return problem.status();
+  if (!problem->has_value()) return absl::FailedPreconditionError(absl::StrCat("problem ", problem_id, " is gone"));
+  out.problem = **std::move(problem);
+  return out;
+}
+
 }  // namespace dsm

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "dsm/v1/common.pb.h"
 #include "dsm/v1/coordinator.pb.h"
@@ -75,6 +76,16 @@ absl::StatusOr<uint32_t> EnqueueGenerationWork(RunStore* store, LeaseDispatcher*
                                                const PromptTemplate& generator, const GenerationWorkSpec& spec,
                                                const std::string& cursor, uint32_t problems,
                                                ProblemLabels labels = ProblemLabels::kAny);
+
+// A finished GenerateWork item read back: its work, the worker's result and the problem it is
+// for. DATA_LOSS when the stored payload or result does not parse; FAILED_PRECONDITION when the
+// problem is no longer in the run.
+struct GeneratedItem {
+  v1::GenerateWork work;
+  v1::GenerateResult result;
+  v1::ProblemRecord problem;
+};
+absl::StatusOr<GeneratedItem> ReadGeneratedItem(RunStore* store, const WorkItem& item);
 
 }  // namespace dsm
 
