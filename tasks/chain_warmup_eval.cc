@@ -53,21 +53,21 @@ absl::Status ChainWarmupEvalOptions::Validate() const {
   return absl::OkStatus();
 }
 
-std::map<std::string, double> MetaJudgementMetrics(const std::vector<ChainAnalysisAssessment>& truth,
-                                                   const std::vector<std::optional<double>>& scores) {
+std::map<std::string, double> MetaJudgementMetrics(const std::vector<MetaJudgement>& judged) {
   std::map<std::string, double> m;
-  const size_t n = std::min(truth.size(), scores.size());
-  if (n == 0) return m;
+  if (judged.empty()) return m;
   std::vector<double> labels;
   double right = 0, bogus_sum = 0, real_sum = 0;
-  int bogus = 0, real = 0;
-  for (size_t i = 0; i < n; ++i) {
-    const ChainAnalysisAssessment& a = truth[i];
+  int bogus = 0, real = 0, naming = 0, note_right = 0;
+  for (const MetaJudgement& j : judged) {
+    const ChainAnalysisAssessment& a = j.truth;
     labels.push_back(a.meta_score);
-    right += scores[i].has_value() && *scores[i] == a.meta_score ? 1 : 0;
+    right += j.score.has_value() && *j.score == a.meta_score ? 1 : 0;
     if (a.claims.lines.empty()) continue;  // names no issue: neither kind
+    ++naming;
+    note_right += j.note_right ? 1 : 0;
     // A malformed meta-analysis pays nothing (phase 3 leaves such a sample out): counted as 0.
-    const double paid = scores[i].value_or(0);
+    const double paid = j.score.value_or(0);
     if (a.real_lines.empty()) {
       bogus_sum += paid;
       ++bogus;
@@ -76,10 +76,11 @@ std::map<std::string, double> MetaJudgementMetrics(const std::vector<ChainAnalys
       ++real;
     }
   }
-  m["meta_sampled_agreement"] = right / static_cast<double>(n);
+  m["meta_sampled_agreement"] = right / static_cast<double>(judged.size());
   m["meta_sampled_majority_baseline"] = MajorityShare(labels);
   if (bogus > 0) m["meta_sampled_bogus_mean"] = bogus_sum / bogus;
   if (real > 0) m["meta_sampled_real_mean"] = real_sum / real;
+  if (naming > 0) m["meta_sampled_note_right"] = static_cast<double>(note_right) / naming;
   return m;
 }
 
@@ -232,30 +233,30 @@ absl::StatusOr<std::map<std::string, double>> EvaluateChainSkills(const LlamaMod
     // The meta-verifier (greedy) on each of those analyses in format; the checker's assessment of
     // each is the truth.
     std::vector<ChainPrompt> judge_prompts;
-    std::vector<ChainAnalysisAssessment> judged;
-    ChainAnalysisMarkers ver_markers;
-    ver_markers.evaluation = templates.verifier.markers().evaluation;
-    ver_markers.score = templates.verifier.markers().score;
+    std::vector<ChainWarmupExample> experts;
     for (size_t j = meta_end; j < own->size(); ++j) {
       const size_t i = (j - meta_end) / static_cast<size_t>(options.sampled_analyses);
-      const ChainProblem& p = (*problems)[i];
-      const std::string& proof = verifier_examples[i].proof;
-      ChainAnalysisAssessment a = AssessChainAnalysis(CheckChainProof(p.statement, proof), (*own)[j].text, ver_markers);
-      if (!a.claims.format_ok()) continue;
-      judge_prompts.push_back(
-          ChainPrompt{templates.meta_verifier.Render(PromptFields{p.statement.Text(), proof, (*own)[j].text}), 0, 0});
-      judged.push_back(std::move(a));
+      std::optional<ChainWarmupExample> expert =
+          MakeChainMetaVerifierExampleOn(templates, (*problems)[i], verifier_examples[i].proof, (*own)[j].text);
+      if (!expert) continue;
+      judge_prompts.push_back(ChainPrompt{expert->prompt, 0, 0});
+      experts.push_back(*std::move(expert));
     }
     if (!judge_prompts.empty()) {
       absl::StatusOr<std::vector<SampleResult>> judges = SampleChainPrompts(model, tokenizer, judge_prompts, sampling);
       if (!judges.ok()) return absl::Status(judges.status().code(), absl::StrCat("eval ", judges.status().message()));
-      std::vector<std::optional<double>> scores;
-      for (const SampleResult& r : *judges) {
+      std::vector<MetaJudgement> judged;
+      for (size_t j = 0; j < judges->size(); ++j) {
+        const SampleResult& r = (*judges)[j];
         const v1::Score score =
             ParseScore(r.text, templates.meta_verifier.markers(), WireFinishReason(r.finish_reason));
-        scores.push_back(score.format() == v1::FORMAT_STATUS_OK ? std::optional<double>(score.value()) : std::nullopt);
+        MetaJudgement& judgement = judged.emplace_back();
+        judgement.truth = std::move(experts[j].assessment);
+        if (score.format() == v1::FORMAT_STATUS_OK) judgement.score = score.value();
+        judgement.note_right =
+            ChainCompletionThroughNote(r.text) == ChainCompletionThroughNote(experts[j].completion);
       }
-      judged_metrics = MetaJudgementMetrics(judged, scores);
+      judged_metrics = MetaJudgementMetrics(judged);
     }
     for (size_t i = 0; i < meta_end; ++i) {
       const SampleResult& r = (*own)[i];

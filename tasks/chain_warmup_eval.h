@@ -44,6 +44,10 @@
 //                                R_meta for a hallucinated issue (absent when none)
 //   meta_sampled_real_mean       the same for those that name only faulty lines: a gap between
 //                                the two is R_meta's signal against hallucinated issues
+//   meta_sampled_note_right      of those analyses that name any line, the share whose
+//                                meta-analysis opens with the expert's "Checked:" note (the true
+//                                citations of the lines named): the look-up a fair meta-score
+//                                stands on (absent when none names a line)
 //   verifier_lookup_accuracy     citations of a ScrambledChainProof per problem (about half of
 //                                them not given as written or gaps; half the not-given ones
 //                                leading on, so only the look-up shows them) whose item (variable reached,
@@ -84,10 +88,15 @@ struct ChainWarmupEvalOptions {
   absl::Status Validate() const;
 };
 
-// The meta_sampled_* metrics above from the checker's assessment of each analysis judged and the
-// meta-verifier's score of it (nullopt: its meta-analysis was malformed); empty when none.
-std::map<std::string, double> MetaJudgementMetrics(const std::vector<ChainAnalysisAssessment>& truth,
-                                                   const std::vector<std::optional<double>>& scores);
+// One of the verifier's own analyses as the meta-verifier judged it.
+struct MetaJudgement {
+  ChainAnalysisAssessment truth;  // the checker's assessment of the analysis
+  std::optional<double> score;    // the meta-verifier's score; nullopt: its meta-analysis was malformed
+  bool note_right = false;        // its meta-analysis opens with the expert's "Checked:" note
+};
+
+// The meta_sampled_* metrics above; empty when nothing was judged.
+std::map<std::string, double> MetaJudgementMetrics(const std::vector<MetaJudgement>& judged);
 
 // Errors: invalid options, a domain that cannot give the eval problems, sampler errors.
 absl::StatusOr<std::map<std::string, double>> EvaluateChainSkills(const LlamaModel& model,

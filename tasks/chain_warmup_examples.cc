@@ -23,6 +23,15 @@ ChainAnalysisMarkers MarkersOf(const PromptTemplate& t) {
   return markers;
 }
 
+// The expert meta-analysis: the true citations of the lines the analysis names, the checker's
+// reason and the meta-score, in the meta-verifier template's markers.
+std::string ExpertMetaAnalysis(const ChainWarmupTemplates& templates, const ChainVerdict& verdict,
+                               const ChainAnalysisAssessment& assessment) {
+  return RenderChainAnalysis(assessment.meta_score,
+                             {ChainMetaCheckNote(verdict, assessment.claims.lines), assessment.reason},
+                             MarkersOf(templates.meta_verifier));
+}
+
 }  // namespace
 
 absl::StatusOr<ChainWarmupTemplates> ChainWarmupTemplates::Load(const std::string& dir) {
@@ -153,11 +162,27 @@ ChainWarmupExample MakeChainMetaVerifierExample(const ChainWarmupTemplates& temp
   // kFaithful always exists, so `analysis` is set.
   out.analysis = analysis->text;
   out.meta_score = analysis->assessment.meta_score;
+  out.assessment = analysis->assessment;
   out.prompt = templates.meta_verifier.Render(PromptFields{problem.statement.Text(), shown.text, analysis->text});
-  out.completion = RenderChainAnalysis(
-      analysis->assessment.meta_score,
-      {ChainMetaCheckNote(verdict, analysis->assessment.claims.lines), analysis->assessment.reason},
-      MarkersOf(templates.meta_verifier));
+  out.completion = ExpertMetaAnalysis(templates, verdict, out.assessment);
+  return out;
+}
+
+std::optional<ChainWarmupExample> MakeChainMetaVerifierExampleOn(const ChainWarmupTemplates& templates,
+                                                                 const ChainProblem& problem, const std::string& proof,
+                                                                 const std::string& analysis) {
+  const ChainVerdict verdict = CheckChainProof(problem.statement, proof);
+  ChainAnalysisAssessment assessment = AssessChainAnalysis(verdict, analysis, MarkersOf(templates.verifier));
+  if (!assessment.claims.format_ok()) return std::nullopt;
+  ChainWarmupExample out;
+  out.role = PromptRole::kMetaVerifier;
+  out.proof = proof;
+  out.proof_score = verdict.score;
+  out.analysis = analysis;
+  out.meta_score = assessment.meta_score;
+  out.assessment = std::move(assessment);
+  out.prompt = templates.meta_verifier.Render(PromptFields{problem.statement.Text(), proof, analysis});
+  out.completion = ExpertMetaAnalysis(templates, verdict, out.assessment);
   return out;
 }
 

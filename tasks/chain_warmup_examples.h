@@ -15,10 +15,12 @@
 #define DSM_TASKS_CHAIN_WARMUP_EXAMPLES_H_
 
 #include <cstdint>
+#include <optional>
 #include <string>
 
 #include "absl/status/statusor.h"
 #include "services/scoring/prompt_template.h"
+#include "tasks/chain_checker.h"
 #include "tasks/chain_domain.h"
 
 namespace dsm {
@@ -42,9 +44,11 @@ struct ChainWarmupExample {
   std::string proof;
   // The true score of that proof (generator: 1, the canonical proof's).
   double proof_score = 1;
-  // Meta-verifier: the analysis shown and its expert meta-score.
+  // Meta-verifier: the analysis shown, its expert meta-score and the checker's whole assessment
+  // of it (which named lines are faulty, which are not).
   std::string analysis;
   double meta_score = 1;
+  ChainAnalysisAssessment assessment;
 };
 
 // The example of `role` for `problem`; flaws and analysis kinds are drawn from `seed`, a
@@ -78,6 +82,15 @@ ChainWarmupExample MakeChainVerifierExample(const ChainWarmupTemplates& template
 // those that exist for the proof, as for the made-up proofs) and the expert meta-analysis.
 ChainWarmupExample MakeChainMetaVerifierExample(const ChainWarmupTemplates& templates, const ChainProblem& problem,
                                                 const ChainProof& proof, uint64_t seed);
+
+// A meta-verifier example on an analysis of `proof` that someone wrote (the model's own, sampled
+// from the verifier's prompt): the rendered meta-verifier prompt and the expert meta-analysis of
+// `analysis` (AssessChainAnalysis against the checker's verdict on `proof`, read with the
+// verifier template's markers), or nullopt when `analysis` is not in that format (phase 3 pays
+// such an analysis nothing before a meta-verifier reads it).
+std::optional<ChainWarmupExample> MakeChainMetaVerifierExampleOn(const ChainWarmupTemplates& templates,
+                                                                 const ChainProblem& problem, const std::string& proof,
+                                                                 const std::string& analysis);
 
 // A verifier's or meta-verifier's completion up to and including its citation note's line (the
 // first line opening with "Cited:" or "Checked:"), or the whole completion when it has none.

@@ -261,6 +261,9 @@ absl::StatusOr<std::map<std::string, double>> PrepareBuiltinModel(const DsmConfi
   j["seconds"] = warmed->seconds;
   j["precision"] = TrainPrecisionName(w.precision);
   j["final_loss"] = warmed->final_loss;
+  j["own_proof_pools"] = warmed->own_proof_pools;
+  j["own_proof_score1_rate"] = warmed->own_proof_score1_rate;
+  j["own_proof_seconds"] = warmed->own_proof_seconds;
   j["held_out"] = warmed->held_out;
   if (warmed->curve.size() > 1) {  // the last point is the final evaluation above
     nlohmann::ordered_json curve = nlohmann::ordered_json::array();

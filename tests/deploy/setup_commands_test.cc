@@ -40,7 +40,8 @@ std::string WriteConfig(const std::string& dir, const std::string& run, const st
 
 // builtin.warmup_eval_every: held-out evaluations during phase 0, printed as they come (also
 // where a non-terminal's progress shows only every tenth) and kept in warmup.json's curve;
-// builtin.warmup_precision: named in the last line and in warmup.json.
+// builtin.warmup_precision: named in the last line and in warmup.json; warmup.json also keeps
+// what the own-proof pools gave.
 TEST(SetupCommands, PhaseZeroPrintsAndKeepsItsEvaluationCurve) {
   TestDir dir;
   const std::string config = WriteConfig(dir.path(), "curve",
@@ -60,6 +61,12 @@ TEST(SetupCommands, PhaseZeroPrintsAndKeepsItsEvaluationCurve) {
   EXPECT_TRUE(warmup["curve"][1]["held_out"].contains("verifier_lookup_recall"));
   EXPECT_EQ(warmup["curve"][2]["held_out"], warmup["held_out"]);
   EXPECT_EQ(warmup["precision"], "bfloat16");
+  // And the pools of its own proofs: how many, how many the checker scored 1, their time.
+  ASSERT_TRUE(warmup.contains("own_proof_pools"));
+  EXPECT_GE(warmup["own_proof_pools"].get<int>(), 0);
+  EXPECT_GE(warmup["own_proof_score1_rate"].get<double>(), 0);
+  EXPECT_LE(warmup["own_proof_score1_rate"].get<double>(), 1);
+  EXPECT_GE(warmup["own_proof_seconds"].get<double>(), 0);
 }
 
 TEST(SetupCommands, PrepareOnceThenStartImportsAndStartsTheRunOnce) {

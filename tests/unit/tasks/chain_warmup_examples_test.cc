@@ -8,10 +8,13 @@
 #include <cstdlib>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
+#include <vector>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
 #include "services/scoring/score_parser.h"
 #include "tasks/chain_analysis.h"
 #include "tasks/chain_checker.h"
@@ -152,6 +155,52 @@ TEST_F(ChainWarmupExamples, AnyProofBecomesAMetaVerifierExampleWithTheExpertMeta
   const ChainWarmupExample again = MakeChainMetaVerifierExample(*templates_, *problem, *read_back, 5);
   EXPECT_EQ(again.prompt, made_up.prompt);
   EXPECT_EQ(again.completion, made_up.completion);
+}
+
+TEST_F(ChainWarmupExamples, AnAnalysisSomeoneWroteBecomesAMetaVerifierExampleGradedByTheChecker) {
+  auto problem = GenerateChainProblem({}, ChainSplit::kTrain, 3);
+  ASSERT_TRUE(problem.ok());
+  // A faulty proof (a scrambled citation) and, as the verifier might write them: its faithful
+  // analysis; one with the right score naming a step that is not faulty (the commonest
+  // hallucination of the model's own analyses); one with no score at all.
+  ChainProof scrambled;
+  ChainVerdict verdict;
+  for (uint64_t seed = 0;; ++seed) {
+    scrambled = ScrambledChainProof(*problem, seed);
+    verdict = CheckChainProof(problem->statement, scrambled.Text());
+    if (verdict.score == 0 && verdict.faults.size() == 1) break;
+  }
+  const std::string proof = scrambled.Text();
+  const ChainAnalysisMarkers markers{templates_->verifier.markers().evaluation, templates_->verifier.markers().score};
+  const std::string faithful = RenderFaithfulChainAnalysis(verdict, markers);
+  const int faulty_line = verdict.faults.front().line;
+  const int sound_line = faulty_line == 1 ? 2 : 1;
+  ASSERT_NE(faithful.find(verdict.faults.front().reason), std::string::npos) << faithful;
+  const std::string wrong_step =
+      absl::StrReplaceAll(faithful, {{verdict.faults.front().reason, absl::StrCat("Step ", sound_line, " is faulty.")}});
+
+  const std::optional<ChainWarmupExample> right = MakeChainMetaVerifierExampleOn(*templates_, *problem, proof, faithful);
+  ASSERT_TRUE(right.has_value());
+  EXPECT_EQ(right->role, PromptRole::kMetaVerifier);
+  EXPECT_EQ(right->prompt, templates_->meta_verifier.Render(PromptFields{problem->statement.Text(), proof, faithful}));
+  EXPECT_EQ(right->meta_score, 1);
+  EXPECT_EQ(right->assessment.real_lines, std::vector<int>{faulty_line});
+  v1::Score score = ParseScore(right->completion, templates_->meta_verifier.markers());
+  ASSERT_EQ(score.format(), v1::FORMAT_STATUS_OK) << right->completion;
+  EXPECT_EQ(score.value(), 1);
+
+  const std::optional<ChainWarmupExample> wrong = MakeChainMetaVerifierExampleOn(*templates_, *problem, proof, wrong_step);
+  ASSERT_TRUE(wrong.has_value());
+  EXPECT_EQ(wrong->meta_score, 0) << wrong->completion;
+  EXPECT_TRUE(wrong->assessment.hallucinated);
+  EXPECT_EQ(wrong->assessment.bogus_lines, std::vector<int>{sound_line});
+  // Its target checks the named step's true citation, then says why it pays nothing.
+  EXPECT_NE(wrong->completion.find(ChainMetaCheckNote(verdict, {sound_line})), std::string::npos) << wrong->completion;
+  score = ParseScore(wrong->completion, templates_->meta_verifier.markers());
+  ASSERT_EQ(score.format(), v1::FORMAT_STATUS_OK) << wrong->completion;
+  EXPECT_EQ(score.value(), 0);
+
+  EXPECT_FALSE(MakeChainMetaVerifierExampleOn(*templates_, *problem, proof, "Step 1 is faulty.").has_value());
 }
 
 TEST_F(ChainWarmupExamples, SameSeedSameExample) {
