@@ -10,6 +10,8 @@
 #include <gtest/gtest.h>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "common/grpc_server.h"
 #include "common/metrics_registry.h"
 #include "dsm/v1/scoring.grpc.pb.h"
@@ -78,6 +80,18 @@ class ScoringClientTest : public ::testing::Test {
 };
 
 TEST_F(ScoringClientTest, CallsSpreadOverEveryReplica) {
+  // Round robin skips a replica whose connection is still being made: on a loaded machine the
+  // first calls may all go to the replica that connected first. Once each has had a call, both
+  // are connected; from then on the calls must take turns.
+  const absl::Time deadline = absl::Now() + absl::Seconds(10);
+  while (replicas_[0]->calls.load() == 0 || replicas_[1]->calls.load() == 0) {
+    ASSERT_LT(absl::Now(), deadline) << "the calls never reached both replicas: " << replicas_[0]->calls.load()
+                                     << " and " << replicas_[1]->calls.load();
+    ASSERT_TRUE(client_->Verify(Request(0)).ok());
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  replicas_[0]->calls = 0;
+  replicas_[1]->calls = 0;
   for (int i = 0; i < 20; ++i) {
     auto r = client_->Verify(Request(i));
     ASSERT_TRUE(r.ok()) << r.status();
