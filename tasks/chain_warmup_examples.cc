@@ -23,13 +23,25 @@ ChainAnalysisMarkers MarkersOf(const PromptTemplate& t) {
   return markers;
 }
 
-// The expert meta-analysis: the true citations of the lines the analysis names, the checker's
-// reason and the meta-score, in the meta-verifier template's markers.
-std::string ExpertMetaAnalysis(const ChainWarmupTemplates& templates, const ChainVerdict& verdict,
-                               const ChainAnalysisAssessment& assessment) {
-  return RenderChainAnalysis(assessment.meta_score,
-                             {ChainMetaCheckNote(verdict, assessment.claims.lines), assessment.reason},
-                             MarkersOf(templates.meta_verifier));
+// The meta-verifier example showing `analysis` of `proof` (whose checker verdict is `verdict`),
+// with the checker's `assessment` of it: the target is the expert meta-analysis, the true
+// citations of the lines the analysis names, the checker's reason and the meta-score, in the
+// meta-verifier template's markers.
+ChainWarmupExample MetaVerifierExample(const ChainWarmupTemplates& templates, const ChainProblem& problem,
+                                       const std::string& proof, const ChainVerdict& verdict,
+                                       const std::string& analysis, ChainAnalysisAssessment assessment) {
+  ChainWarmupExample out;
+  out.role = PromptRole::kMetaVerifier;
+  out.proof = proof;
+  out.proof_score = verdict.score;
+  out.analysis = analysis;
+  out.meta_score = assessment.meta_score;
+  out.prompt = templates.meta_verifier.Render(PromptFields{problem.statement.Text(), proof, analysis});
+  out.completion = RenderChainAnalysis(assessment.meta_score,
+                                       {ChainMetaCheckNote(verdict, assessment.claims.lines), assessment.reason},
+                                       MarkersOf(templates.meta_verifier));
+  out.assessment = std::move(assessment);
+  return out;
 }
 
 }  // namespace
@@ -147,10 +159,6 @@ ChainWarmupExample MakeChainMetaVerifierExample(const ChainWarmupTemplates& temp
   shown.proof = proof;
   shown.text = proof.Text();
   const ChainVerdict verdict = CheckChainProof(problem.statement, shown.text);
-  ChainWarmupExample out;
-  out.role = PromptRole::kMetaVerifier;
-  out.proof = shown.text;
-  out.proof_score = verdict.score;
   // The first kind that exists for this proof, from a random start.
   const std::vector<ChainAnalysisKind>& kinds = AllChainAnalysisKinds();
   SeededRng rng(CombineSeeds(seed, kKindSalt));
@@ -160,12 +168,7 @@ ChainWarmupExample MakeChainMetaVerifierExample(const ChainWarmupTemplates& temp
     analysis = MakeLabelledChainAnalysis(problem.statement, shown, kinds[(first + k) % kinds.size()], seed);
   }
   // kFaithful always exists, so `analysis` is set.
-  out.analysis = analysis->text;
-  out.meta_score = analysis->assessment.meta_score;
-  out.assessment = analysis->assessment;
-  out.prompt = templates.meta_verifier.Render(PromptFields{problem.statement.Text(), shown.text, analysis->text});
-  out.completion = ExpertMetaAnalysis(templates, verdict, out.assessment);
-  return out;
+  return MetaVerifierExample(templates, problem, shown.text, verdict, analysis->text, analysis->assessment);
 }
 
 std::optional<ChainWarmupExample> MakeChainMetaVerifierExampleOn(const ChainWarmupTemplates& templates,
@@ -174,16 +177,7 @@ std::optional<ChainWarmupExample> MakeChainMetaVerifierExampleOn(const ChainWarm
   const ChainVerdict verdict = CheckChainProof(problem.statement, proof);
   ChainAnalysisAssessment assessment = AssessChainAnalysis(verdict, analysis, MarkersOf(templates.verifier));
   if (!assessment.claims.format_ok()) return std::nullopt;
-  ChainWarmupExample out;
-  out.role = PromptRole::kMetaVerifier;
-  out.proof = proof;
-  out.proof_score = verdict.score;
-  out.analysis = analysis;
-  out.meta_score = assessment.meta_score;
-  out.assessment = std::move(assessment);
-  out.prompt = templates.meta_verifier.Render(PromptFields{problem.statement.Text(), proof, analysis});
-  out.completion = ExpertMetaAnalysis(templates, verdict, out.assessment);
-  return out;
+  return MetaVerifierExample(templates, problem, proof, verdict, analysis, std::move(assessment));
 }
 
 std::string ChainCompletionThroughNote(const std::string& completion) {
