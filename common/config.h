@@ -192,6 +192,9 @@ struct CoordinatorConfig {
   int auto_label_n = 8;
   int auto_label_m = 4;
   int auto_label_k = 2;
+  // Drop a proof whose confirmed analyses disagree on its score (AutoLabelOptions::drop_conflicts);
+  // false: METHOD.md's rule, the lowest confirmed score is the label.
+  bool auto_label_drop_conflicts = false;
   // Phase 5's sampling temperature for the analyses and the meta-verifications (nothing is
   // learnt from these samples, so it need not be the learner's). Below 1 the n analyses agree
   // more and miss together; above 1 they vary more (BENCHMARKS.md: 0.7 vs 1.2 on the tiny model).

@@ -94,12 +94,21 @@ AutoLabelResult AutoLabel(const std::vector<LabelEvidence>& evidence, const Auto
     return !e.meta_scores.empty() && 2 * yes > static_cast<int>(e.meta_scores.size());
   };
   bool any_real_issue = false;  // any analysis with an issue the meta-verifier finds real
+  std::optional<double> confirmed_above;  // a confirmed analysis's score above the lowest
   for (const LabelEvidence& e : evidence) {
     if (!FormatOk(e.analysis) || e.analysis.value() >= 1.0) continue;
     any_real_issue |= majority(e, options.real_issue_threshold);
-    if (majority(e, options.confirm_threshold) && e.analysis.value() == *lowest) ++out.confirmed_lowest;
+    if (!majority(e, options.confirm_threshold)) continue;
+    if (e.analysis.value() == *lowest) {
+      ++out.confirmed_lowest;
+    } else {
+      confirmed_above = e.analysis.value();
+    }
   }
-  if (*lowest < 1.0 && out.confirmed_lowest >= options.k) {
+  if (*lowest < 1.0 && out.confirmed_lowest >= options.k && options.drop_conflicts && confirmed_above.has_value()) {
+    out.reason = absl::StrCat("confirmed analyses disagree: ", out.confirmed_lowest, " give ", *lowest,
+                              ", another gives ", *confirmed_above);
+  } else if (*lowest < 1.0 && out.confirmed_lowest >= options.k) {
     out.label = *lowest;
     out.reason = absl::StrCat(out.confirmed_lowest, " confirmed analyses give ", *lowest);
   } else if (!any_real_issue) {

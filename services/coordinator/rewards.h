@@ -88,6 +88,11 @@ struct AutoLabelOptions {
   // labelled 1) when its meta-score is at least this: 0.5, "a named issue is
   // real but the score is wrong" (or a real issue named next to a made-up one).
   double real_issue_threshold = 0.5;
+  // Drop a proof whose confirmed analyses give different scores (e.g. one confirmed analysis
+  // calls a step's fact "not given" (0), another "cited backwards" (0.5)): the meta-verifier
+  // endorsed two readings of the proof, so neither is a confident label. Off: METHOD.md's rule
+  // (the lowest score wins).
+  bool drop_conflicts = false;
 };
 
 struct AutoLabelResult {
@@ -104,7 +109,8 @@ struct AutoLabelResult {
 // label = 1; otherwise drop. So an analysis whose issue is real but whose
 // score the meta-verifier calls wrong neither sets the label nor lets the
 // proof pass as correct. Analyses with a format failure are left out; with no
-// valid analysis at all the proof is dropped.
+// valid analysis at all the proof is dropped. With drop_conflicts, a proof whose
+// confirmed analyses disagree on the score is dropped too.
 AutoLabelResult AutoLabel(const std::vector<LabelEvidence>& evidence, const AutoLabelOptions& options = {});
 
 }  // namespace dsm

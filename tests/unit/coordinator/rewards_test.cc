@@ -141,5 +141,29 @@ TEST(Rewards, AutoLabelTakesNoScoreTheMetaVerifierCallsWrong) {
   EXPECT_EQ(r.label, 0.0);
 }
 
+TEST(Rewards, AutoLabelCanDropAProofWhoseConfirmedAnalysesDisagree) {
+  AutoLabelOptions o;
+  o.k = 2;
+  // Two confirmed analyses call a step's fact "not given" (0), one "cited backwards" (0.5),
+  // and the meta-verifier endorses all three (phase 5 on the tiny model, BENCHMARKS.md).
+  const std::vector<LabelEvidence> split = {
+      {Ok(0), {1, 1, 1, 1}}, {Ok(0.5), {1, 1, 1, 1}}, {Ok(0), {1, 1, 0.5, 1}}, {Ok(1), {}}};
+  // METHOD.md's rule: the lowest confirmed score.
+  EXPECT_EQ(AutoLabel(split, o).label, 0.0);
+  o.drop_conflicts = true;
+  AutoLabelResult r = AutoLabel(split, o);
+  EXPECT_FALSE(r.label.has_value());
+  EXPECT_EQ(r.confirmed_lowest, 2);
+  EXPECT_EQ(r.reason, "confirmed analyses disagree: 2 give 0, another gives 0.5");
+  // An analysis at another score that the meta-verifier does not confirm is no conflict.
+  r = AutoLabel({{Ok(0), {1, 1}}, {Ok(0.5), {1, 0, 0.5}}, {Ok(0), {1, 1}}}, o);
+  EXPECT_EQ(r.label, 0.0);
+  // Nor are analyses that agree, or the analyses that say 1 (never meta-verified).
+  r = AutoLabel({{Ok(0.5), {1, 1}}, {Ok(0.5), {1, 1}}, {Ok(1), {}}}, o);
+  EXPECT_EQ(r.label, 0.5);
+  r = AutoLabel({{Ok(1), {}}, {Ok(1), {}}}, o);
+  EXPECT_EQ(r.label, 1.0);
+}
+
 }  // namespace
 }  // namespace dsm
