@@ -21,8 +21,8 @@ DsmConfig Parse(const std::string& coordinator) {
 TEST(CoordinatorOptions, PhaseFourAndFiveSettingsComeFromTheConfig) {
   const CoordinatorProcessOptions o = CoordinatorOptionsFromConfig(
       Parse("verifications: 3, meta_verifications: 2, alpha: 0.5, beta: 0.5, auto_label_n: 6, auto_label_m: 3, "
-            "auto_label_k: 4, auto_label_drop_conflicts: true, auto_label_temperature: 0.5, group_size: 5, verifier_epochs: 3, meta_verifier_epochs: 2, "
-            "generator_epochs: 4"),
+            "auto_label_k: 4, auto_label_drop_conflicts: true, auto_label_temperature: 0.5, group_size: 5, "
+            "verifier_epochs: 3, meta_verifier_epochs: 2, generator_epochs: 4"),
       "");
   ASSERT_TRUE(o.pipeline.has_value());
   const PipelineOptions& p = o.pipeline->options;
