@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cerrno>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -99,6 +100,43 @@ absl::StatusOr<int> PickPort(const std::string& host) {
   close(fd);
   if (!ok) return absl::UnavailableError(absl::StrCat("no free TCP port on ", host));
   return static_cast<int>(ntohs(addr.sin_port));
+}
+
+// Whether nothing listens on `host`:`port`: a bind with SO_REUSEADDR (as the gRPC and metrics
+// servers bind) fails only while another socket listens there, not for connections in TIME_WAIT.
+bool PortFree(const std::string& host, int port) {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) return true;  // cannot tell; the service's own bind will say
+  const int one = 1;
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  if (inet_pton(AF_INET, host.c_str(), &addr.sin_addr) != 1) addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  const bool in_use = bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 && errno == EADDRINUSE;
+  close(fd);
+  return !in_use;
+}
+
+// InvalidArgument naming the first configured port that something already listens on. Without
+// this check a second `dsm run` on the same ports starts children that cannot bind, and then
+// reads the other run's coordinator (same run name) as its own.
+absl::Status CheckPortsFree(const DsmConfig& config) {
+  const std::vector<std::pair<std::string, const Endpoint*>> endpoints = {
+      {"coordinator", &config.services.coordinator},
+      {"learner", &config.services.learner},
+      {"worker", &config.services.worker},
+      {"verifier", &config.services.verifier},
+      {"meta_verifier", &config.services.meta_verifier}};
+  for (const auto& [name, e] : endpoints) {
+    const std::pair<const char*, int> ports[] = {{"port", e->port}, {"metrics_port", e->metrics_port}};
+    for (const auto& [field, port] : ports) {
+      if (port == 0 || PortFree(config.server.host, port)) continue;
+      return absl::InvalidArgumentError(absl::StrCat("services.", name, ".", field, ": ", config.server.host, ":", port,
+                                                     " is in use (another dsm run, or a service still running?)"));
+    }
+  }
+  return absl::OkStatus();
 }
 
 // The services' config: the pipeline on, every service on loopback (server.host), the worker pulling from
@@ -221,7 +259,10 @@ int RunPipeline(const RunFlags& flags) {
   const std::string run_dir = absl::StrCat(config.run.runs_dir, "/", config.run.name);
   if (config.model.path.empty()) config.model.path = run_dir + "/model";
   std::error_code ec;
-  if (flags.fresh) fs::remove_all(run_dir, ec);
+  if (flags.fresh) {
+    if (absl::Status s = CheckPortsFree(config); !s.ok()) return UsageError(std::string(s.message()));
+    fs::remove_all(run_dir, ec);
+  }
   fs::create_directories(run_dir + "/logs", ec);
   if (ec) return UsageError(absl::StrCat("run.runs_dir: cannot create ", run_dir, ": ", ec.message()));
 
@@ -237,6 +278,7 @@ int RunPipeline(const RunFlags& flags) {
               << "/report.html (dsm run --fresh starts it over)\n";
     return (*existing)->state() == v1::RUN_STATE_SUCCEEDED ? kExitOk : kExitFailed;
   }
+  if (absl::Status s = CheckPortsFree(config); !s.ok()) return UsageError(std::string(s.message()));
 
   // Phase 0 runs for minutes with no service up yet: a signal then ends the run at once (the
   // next `dsm run` starts phase 0 again; nothing half-written is used). Later, the run stops
@@ -270,6 +312,8 @@ int RunPipeline(const RunFlags& flags) {
   // 2. The services, as children.
   absl::StatusOr<DsmConfig> services = ServicesConfig(config);
   if (!services.ok()) return UsageError(std::string(services.status().message()));
+  // Phase 0 took minutes: something may have taken a port since.
+  if (absl::Status s = CheckPortsFree(*services); !s.ok()) return UsageError(std::string(s.message()));
   const std::string services_yaml = run_dir + "/config.yaml";
   const std::string services_text = ConfigToYaml(*services);
   if (absl::Status s = WriteFileAtomically(services_yaml, services_text); !s.ok()) {

@@ -1,9 +1,14 @@
 // `dsm run` end to end on a shortened built-in configuration: phase 0 warms up a fresh tiny
 // model, every service runs as a child process, the worker is SIGKILLed once phase 1 has begun and
-// restarted by `dsm run` (phases 4 and 5 need it), the run SUCCEEDS and writes summary.json (every field of issue 6) and
-// report.html; a second `dsm run` reports the finished run instead of repeating it; a bad config
-// is exit 2 with one line.
+// restarted by `dsm run` (phases 4 and 5 need it), the run SUCCEEDS and writes summary.json (every
+// field of issue 6) and report.html; a second `dsm run` reports the finished run instead of
+// repeating it; a bad config, or a configured port that something already listens on, is exit 2
+// with one line.
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <cstdlib>
 #include <fstream>
@@ -163,6 +168,32 @@ TEST(DsmRun, ABadConfigIsExitTwoWithOneLine) {
   const dsm_test::DsmResult own = dsm_test::RunDsm("run " + config);
   EXPECT_EQ(own.exit_code, 2);
   EXPECT_THAT(own.err, HasSubstr("builtin.domain is empty"));
+}
+
+TEST(DsmRun, APortInUseIsExitTwoBeforePhaseZero) {
+  TestDir dir;
+  // Something (say, another `dsm run`) listens where the coordinator's port is configured.
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_GE(fd, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(addr);
+  ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  ASSERT_EQ(listen(fd, 1), 0);
+  ASSERT_EQ(getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len), 0);
+  const int port = ntohs(addr.sin_port);
+  std::string text = ShortConfig(dir.path());
+  const std::string wanted = "coordinator: {port: 0}";
+  text.replace(text.find(wanted), wanted.size(), absl::StrCat("coordinator: {port: ", port, "}"));
+  const std::string config = dir.path() + "/busy.yaml";
+  std::ofstream(config) << text;
+  const dsm_test::DsmResult r = dsm_test::RunDsm("run " + config);
+  close(fd);
+  EXPECT_EQ(r.exit_code, 2) << r.out << r.err;
+  EXPECT_EQ(dsm_test::CountLines(r.err), 1) << r.err;
+  EXPECT_THAT(r.err, HasSubstr(absl::StrCat("services.coordinator.port: 127.0.0.1:", port, " is in use")));
+  EXPECT_THAT(r.out, ::testing::Not(HasSubstr("phase 0"))) << "the port is checked before the warm-up";
 }
 
 }  // namespace
