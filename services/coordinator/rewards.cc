@@ -105,12 +105,14 @@ AutoLabelResult AutoLabel(const std::vector<LabelEvidence>& evidence, const Auto
       confirmed_above = e.analysis.value();
     }
   }
-  if (*lowest < 1.0 && out.confirmed_lowest >= options.k && options.drop_conflicts && confirmed_above.has_value()) {
-    out.reason = absl::StrCat("confirmed analyses disagree: ", out.confirmed_lowest, " give ", *lowest,
-                              ", another gives ", *confirmed_above);
-  } else if (*lowest < 1.0 && out.confirmed_lowest >= options.k) {
-    out.label = *lowest;
-    out.reason = absl::StrCat(out.confirmed_lowest, " confirmed analyses give ", *lowest);
+  if (*lowest < 1.0 && out.confirmed_lowest >= options.k) {
+    if (options.drop_conflicts && confirmed_above.has_value()) {
+      out.reason = absl::StrCat("confirmed analyses disagree: ", out.confirmed_lowest, " give ", *lowest,
+                                ", another gives ", *confirmed_above);
+    } else {
+      out.label = *lowest;
+      out.reason = absl::StrCat(out.confirmed_lowest, " confirmed analyses give ", *lowest);
+    }
   } else if (!any_real_issue) {
     out.label = 1.0;
     out.reason = "no analysis found a confirmed issue";
