@@ -108,6 +108,19 @@ absl::StatusOr<int> PickPort(const std::string& host) {
   return static_cast<int>(ntohs(addr.sin_port));
 }
 
+// The five services `dsm run` starts, in start order: the config key under `services:`, the
+// child's role name (`dsm serve ROLE`), and its endpoint.
+struct ServiceSlot {
+  const char* config_key;
+  const char* role;
+  Endpoint ServicesOptions::*endpoint;
+};
+constexpr ServiceSlot kServiceSlots[] = {{"coordinator", "coordinator", &ServicesOptions::coordinator},
+                                         {"learner", "learner", &ServicesOptions::learner},
+                                         {"verifier", "verifier", &ServicesOptions::verifier},
+                                         {"meta_verifier", "meta-verifier", &ServicesOptions::meta_verifier},
+                                         {"worker", "worker", &ServicesOptions::worker}};
+
 // Whether nothing listens on `host`:`port`: a bind with SO_REUSEADDR (as the gRPC and metrics
 // servers bind) fails only while another socket listens there, not for connections in TIME_WAIT.
 bool PortFree(const std::string& host, int port) {
@@ -125,17 +138,13 @@ bool PortFree(const std::string& host, int port) {
 // this check a second `dsm run` on the same ports starts children that cannot bind, and then
 // reads the other run's coordinator (same run name) as its own.
 absl::Status CheckPortsFree(const DsmConfig& config) {
-  const std::vector<std::pair<std::string, const Endpoint*>> endpoints = {
-      {"coordinator", &config.services.coordinator},
-      {"learner", &config.services.learner},
-      {"worker", &config.services.worker},
-      {"verifier", &config.services.verifier},
-      {"meta_verifier", &config.services.meta_verifier}};
-  for (const auto& [name, e] : endpoints) {
-    const std::pair<const char*, int> ports[] = {{"port", e->port}, {"metrics_port", e->metrics_port}};
+  for (const ServiceSlot& slot : kServiceSlots) {
+    const Endpoint& e = config.services.*slot.endpoint;
+    const std::pair<const char*, int> ports[] = {{"port", e.port}, {"metrics_port", e.metrics_port}};
     for (const auto& [field, port] : ports) {
       if (port == 0 || PortFree(config.server.host, port)) continue;
-      return absl::InvalidArgumentError(absl::StrCat("services.", name, ".", field, ": ", config.server.host, ":", port,
+      return absl::InvalidArgumentError(absl::StrCat("services.", slot.config_key, ".", field, ": ",
+                                                     config.server.host, ":", port,
                                                      " is in use (another dsm run, or a service still running?)"));
     }
   }
@@ -146,12 +155,12 @@ absl::Status CheckPortsFree(const DsmConfig& config) {
 // the coordinator, the grader of the built-in domain, fixed ports.
 absl::StatusOr<DsmConfig> ServicesConfig(DsmConfig config) {
   const std::string& host = config.server.host;
-  for (Endpoint* e : {&config.services.coordinator, &config.services.learner, &config.services.worker,
-                      &config.services.verifier, &config.services.meta_verifier}) {
-    if (e->port == 0) {
+  for (const ServiceSlot& slot : kServiceSlots) {
+    Endpoint& e = config.services.*slot.endpoint;
+    if (e.port == 0) {
       absl::StatusOr<int> port = PickPort(host);
       if (!port.ok()) return port.status();
-      e->port = *port;
+      e.port = *port;
     }
   }
   auto address = [&host](const Endpoint& e) { return absl::StrCat(host, ":", e.port); };
@@ -281,7 +290,9 @@ int RunPipeline(const RunFlags& flags) {
               << "/report.html (dsm run --fresh starts it over)\n";
     return (*existing)->state() == v1::RUN_STATE_SUCCEEDED ? kExitOk : kExitFailed;
   }
-  if (absl::Status s = CheckPortsFree(config); !s.ok()) return UsageError(std::string(s.message()));
+  if (!flags.fresh) {  // --fresh checked before it deleted the run
+    if (absl::Status s = CheckPortsFree(config); !s.ok()) return UsageError(std::string(s.message()));
+  }
 
   // Phase 0 runs for minutes with no service up yet: a signal then ends the run at once (the
   // next `dsm run` starts phase 0 again; nothing half-written is used). Later, the run stops
@@ -327,12 +338,8 @@ int RunPipeline(const RunFlags& flags) {
   so.binary = fs::canonical("/proc/self/exe", ec).string();
   so.log_dir = run_dir + "/logs";
   ServiceSupervisor supervisor(so);
-  const std::vector<std::pair<std::string, const Endpoint*>> roles = {
-      {"coordinator", &services->services.coordinator},
-      {"learner", &services->services.learner},
-      {"verifier", &services->services.verifier},
-      {"meta-verifier", &services->services.meta_verifier},
-      {"worker", &services->services.worker}};
+  std::vector<std::pair<std::string, const Endpoint*>> roles;
+  for (const ServiceSlot& slot : kServiceSlots) roles.emplace_back(slot.role, &(services->services.*slot.endpoint));
   // Stopped clients first: the worker (it streams from the coordinator and the learner), then the
   // coordinator (it streams groups to the learner), then the rest together.
   auto stop_stage = [](const std::string& role) { return role == "worker" ? 0 : role == "coordinator" ? 1 : 2; };

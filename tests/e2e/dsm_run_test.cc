@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <string>
 
@@ -170,30 +171,68 @@ TEST(DsmRun, ABadConfigIsExitTwoWithOneLine) {
   EXPECT_THAT(own.err, HasSubstr("builtin.domain is empty"));
 }
 
+// A socket listening on a free loopback port (as another `dsm run` would), closed with the object.
+class ListeningSocket {
+ public:
+  ListeningSocket() {
+    fd_ = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof(addr);
+    if (fd_ >= 0 && bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0 && listen(fd_, 1) == 0 &&
+        getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len) == 0) {
+      port_ = ntohs(addr.sin_port);
+    }
+  }
+  ~ListeningSocket() {
+    if (fd_ >= 0) close(fd_);
+  }
+  int port() const { return port_; }  // 0 when it could not listen
+
+ private:
+  int fd_ = -1;
+  int port_ = 0;
+};
+
+// ShortConfig with `from` (one service's line) replaced by `to`, written to dir/busy.yaml.
+std::string BusyConfig(const std::string& dir, const std::string& from, const std::string& to) {
+  std::string text = ShortConfig(dir);
+  text.replace(text.find(from), from.size(), to);
+  const std::string config = dir + "/busy.yaml";
+  std::ofstream(config) << text;
+  return config;
+}
+
 TEST(DsmRun, APortInUseIsExitTwoBeforePhaseZero) {
   TestDir dir;
   // Something (say, another `dsm run`) listens where the coordinator's port is configured.
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  ASSERT_GE(fd, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof(addr);
-  ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
-  ASSERT_EQ(listen(fd, 1), 0);
-  ASSERT_EQ(getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len), 0);
-  const int port = ntohs(addr.sin_port);
-  std::string text = ShortConfig(dir.path());
-  const std::string wanted = "coordinator: {port: 0}";
-  text.replace(text.find(wanted), wanted.size(), absl::StrCat("coordinator: {port: ", port, "}"));
-  const std::string config = dir.path() + "/busy.yaml";
-  std::ofstream(config) << text;
+  ListeningSocket busy;
+  ASSERT_GT(busy.port(), 0);
+  const std::string config =
+      BusyConfig(dir.path(), "coordinator: {port: 0}", absl::StrCat("coordinator: {port: ", busy.port(), "}"));
   const dsm_test::DsmResult r = dsm_test::RunDsm("run " + config);
-  close(fd);
   EXPECT_EQ(r.exit_code, 2) << r.out << r.err;
   EXPECT_EQ(dsm_test::CountLines(r.err), 1) << r.err;
-  EXPECT_THAT(r.err, HasSubstr(absl::StrCat("services.coordinator.port: 127.0.0.1:", port, " is in use")));
+  EXPECT_THAT(r.err, HasSubstr(absl::StrCat("services.coordinator.port: 127.0.0.1:", busy.port(), " is in use")));
   EXPECT_THAT(r.out, ::testing::Not(HasSubstr("phase 0"))) << "the port is checked before the warm-up";
+}
+
+TEST(DsmRun, APortInUseStopsFreshBeforeItDeletesTheRun) {
+  TestDir dir;
+  ListeningSocket busy;
+  ASSERT_GT(busy.port(), 0);
+  const std::string config = BusyConfig(dir.path(), "meta_verifier: {port: 0}",
+                                        absl::StrCat("meta_verifier: {port: 0, metrics_port: ", busy.port(), "}"));
+  const std::string kept = dir.path() + "/runs/short/keep.txt";
+  std::filesystem::create_directories(dir.path() + "/runs/short");
+  std::ofstream(kept) << "a run's file\n";
+  const dsm_test::DsmResult r = dsm_test::RunDsm("run --fresh " + config);
+  EXPECT_EQ(r.exit_code, 2) << r.out << r.err;
+  EXPECT_EQ(dsm_test::CountLines(r.err), 1) << r.err;
+  EXPECT_THAT(r.err,
+              HasSubstr(absl::StrCat("services.meta_verifier.metrics_port: 127.0.0.1:", busy.port(), " is in use")));
+  EXPECT_TRUE(std::filesystem::exists(kept)) << "--fresh deleted the run before it found the port in use";
 }
 
 }  // namespace
