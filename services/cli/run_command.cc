@@ -338,29 +338,28 @@ int RunPipeline(const RunFlags& flags) {
   so.binary = fs::canonical("/proc/self/exe", ec).string();
   so.log_dir = run_dir + "/logs";
   ServiceSupervisor supervisor(so);
-  std::vector<std::pair<std::string, const Endpoint*>> roles;
-  for (const ServiceSlot& slot : kServiceSlots) roles.emplace_back(slot.role, &(services->services.*slot.endpoint));
   // Stopped clients first: the worker (it streams from the coordinator and the learner), then the
   // coordinator (it streams groups to the learner), then the rest together.
   auto stop_stage = [](const std::string& role) { return role == "worker" ? 0 : role == "coordinator" ? 1 : 2; };
   std::vector<SupervisedChild> children;
-  for (const auto& [role, endpoint] : roles) {
-    children.push_back(SupervisedChild{role, {"serve", role, "--config", services_yaml}, stop_stage(role)});
+  for (const ServiceSlot& slot : kServiceSlots) {
+    children.push_back(
+        SupervisedChild{slot.role, {"serve", slot.role, "--config", services_yaml}, stop_stage(slot.role)});
   }
   if (absl::Status s = supervisor.Start(children); !s.ok()) {
     std::cerr << "dsm: run: " << s.message() << "\n";
     return kExitFailed;
   }
   std::cout << "services:";
-  for (const auto& [role, endpoint] : roles) {
-    std::cout << " " << role << " " << services->server.host << ":" << endpoint->port << " (pid "
-              << supervisor.pid(role) << ")";
+  for (const ServiceSlot& slot : kServiceSlots) {
+    std::cout << " " << slot.role << " " << services->server.host << ":" << (services->services.*slot.endpoint).port
+              << " (pid " << supervisor.pid(slot.role) << ")";
   }
   std::cout << "; logs in " << so.log_dir << "\n";
   const ChannelOptions channel = ChannelOptions::From(services->server, services->client);
-  for (const auto& [role, endpoint] : roles) {
-    const std::string address = absl::StrCat(services->server.host, ":", endpoint->port);
-    if (absl::Status s = AwaitServing(role, address, channel, &supervisor,
+  for (const ServiceSlot& slot : kServiceSlots) {
+    const std::string address = absl::StrCat(services->server.host, ":", (services->services.*slot.endpoint).port);
+    if (absl::Status s = AwaitServing(slot.role, address, channel, &supervisor,
                                       absl::Seconds(flags.start_timeout_seconds));
         !s.ok()) {
       std::cerr << "dsm: run: " << s.message() << "\n";
