@@ -253,6 +253,10 @@ struct BuiltinConfig {
   double warmup_own_proof_share = 0.5;
   // Flawless proofs among the warm-up's made-up verifier and meta-verifier examples.
   double warmup_correct_fraction = 0.3;
+  // The proof writer the warm-up's generator imitates: this share of its examples shows the
+  // canonical proof with the flaw named warmup_generator_flaw put in (tasks/chain_warmup.h).
+  std::string warmup_generator_flaw = "none";
+  double warmup_generator_flaw_share = 0;
   // Share of the warm-up's other verifier examples whose proof has about half its citations
   // changed to facts not given as written (tasks/chain_warmup.h): a drill of the look-up.
   double warmup_scrambled_proof_share = 0;

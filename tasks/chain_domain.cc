@@ -252,6 +252,13 @@ const char* ChainFlawName(ChainFlaw flaw) {
   return "unknown";
 }
 
+std::optional<ChainFlaw> ChainFlawNamed(absl::string_view name) {
+  for (const ChainFlaw flaw : AllChainFlaws()) {
+    if (name == ChainFlawName(flaw)) return flaw;
+  }
+  return std::nullopt;
+}
+
 double ChainFlawScore(ChainFlaw flaw) {
   switch (flaw) {
     case ChainFlaw::kNone:

@@ -164,6 +164,8 @@ const std::vector<ChainFlaw>& AllChainFlaws();
 // "none", "fact_not_given", "gap", "wrong_step_conclusion", "unfinished_chain",
 // "wrong_final_line", "fact_backwards", "missing_final_line", "step_after_goal".
 const char* ChainFlawName(ChainFlaw flaw);
+// The flaw ChainFlawName calls `name`; nullopt for any other name.
+std::optional<ChainFlaw> ChainFlawNamed(absl::string_view name);
 // The expert score of a proof with this flaw: 1, 0.5 or 0.
 double ChainFlawScore(ChainFlaw flaw);
 // kNone with probability correct_fraction (clamped to [0, 1]), else one of the eight flaws

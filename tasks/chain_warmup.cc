@@ -34,6 +34,7 @@ namespace fs = std::filesystem;
 constexpr uint64_t kTrainSalt = 0x7761726d75703031ULL;  // "warmup01"
 constexpr uint64_t kOwnProofSalt = 0x6f776e70726f6f66ULL;  // "ownproof"
 constexpr uint64_t kScrambleSalt = 0x7363726d626c6531ULL;  // "scrmble1"
+constexpr uint64_t kWriterSalt = 0x7772697465723031ULL;  // "writer01"
 constexpr size_t kLossWindow = 10;
 
 absl::Status Invalid(absl::string_view field, double value, absl::string_view range) {
@@ -301,7 +302,10 @@ class ChainWarmupRun {
           const PromptRole role = kind == ChainWarmupExampleKind::kGenerator ? PromptRole::kGenerator
                                   : kind == ChainWarmupExampleKind::kVerifier ? PromptRole::kVerifier
                                                                               : PromptRole::kMetaVerifier;
-          example = MakeChainWarmupExample(templates_, role, *problem, options_.correct_fraction, seed);
+          const ChainFlaw writer_flaw = ChainWarmupGeneratorFlawOf(options_, step, j);
+          example = role == PromptRole::kGenerator
+                        ? MakeChainGeneratorExample(templates_, *problem, writer_flaw, seed)
+                        : MakeChainWarmupExample(templates_, role, *problem, options_.correct_fraction, seed);
         }
       }
       const bool drill = kind == ChainWarmupExampleKind::kScrambledVerifier ||
@@ -433,6 +437,9 @@ absl::Status ChainWarmupOptions::Validate() const {
     return absl::InvalidArgumentError("generator_share, verifier_share, meta_verifier_share: all 0");
   }
   if (!(correct_fraction >= 0 && correct_fraction <= 1)) return Invalid("correct_fraction", correct_fraction, "[0, 1]");
+  if (!(generator_flaw_share >= 0 && generator_flaw_share <= 1)) {
+    return Invalid("generator_flaw_share", generator_flaw_share, "[0, 1]");
+  }
   if (!(scrambled_proof_share >= 0 && scrambled_proof_share <= 1)) {
     return Invalid("scrambled_proof_share", scrambled_proof_share, "[0, 1]");
   }
@@ -485,6 +492,11 @@ double ChainWarmupLearningRate(const ChainWarmupOptions& o, int step) {
 
 bool IsLookupDrillStep(const ChainWarmupOptions& o, int step) {
   return step < o.lookup_drill_steps || (o.lookup_drill_every > 0 && step % o.lookup_drill_every == 0);
+}
+
+ChainFlaw ChainWarmupGeneratorFlawOf(const ChainWarmupOptions& o, int step, int j) {
+  const bool flawed = SeededRng(CombineSeeds(ExampleSeed(o, step, j), kWriterSalt)).Chance(o.generator_flaw_share);
+  return flawed ? o.generator_flaw : ChainFlaw::kNone;
 }
 
 ChainWarmupExampleKind ChainWarmupExampleKindOf(const ChainWarmupOptions& o, int step, int j, bool own_proofs_ready) {

@@ -51,6 +51,15 @@ struct ChainWarmupOptions {
   double meta_verifier_share = 1;
   // Flawless proofs among the verifier's and meta-verifier's examples: [0, 1].
   double correct_fraction = 0.3;
+  // The proof writer the generator imitates. A pretrained model has imitated imperfect human
+  // proofs, and RL then has habits to change that its verifier sees; a generator taught only
+  // flawless proofs makes none, and its one kind of mistake, a wrong fact look-up on a problem it
+  // has not seen, GRPO on other problems does not mend (measured: BENCHMARKS.md). This share of
+  // the generator's examples shows the canonical proof with `generator_flaw` put in (where and how
+  // drawn from the example's seed, as MakeLabelledChainProof does), with its faithful
+  // self-evaluation. [0, 1]; 0 or kNone: a flawless writer.
+  ChainFlaw generator_flaw = ChainFlaw::kNone;
+  double generator_flaw_share = 0;
   // The model's own proofs among the verifier's examples. Phase 5 asks the verifier to label this
   // generator's proofs, whose mistakes (an extra step, a fact cited twice, a chain that wanders)
   // are mostly not the made-up flaws of chain_domain.h; the paper's verifier, likewise, learns
@@ -182,6 +191,9 @@ enum class ChainWarmupExampleKind {
 };
 ChainWarmupExampleKind ChainWarmupExampleKindOf(const ChainWarmupOptions& options, int step, int j,
                                                 bool own_proofs_ready);
+// The flaw a generator example `j` of step `step` puts in its proof: generator_flaw with
+// probability generator_flaw_share (seeded by (seed, step, j)), else kNone.
+ChainFlaw ChainWarmupGeneratorFlawOf(const ChainWarmupOptions& options, int step, int j);
 // The learning rate of step `step`: linear warm-up over lr_warmup_steps, then cosine decay to
 // final_lr_fraction × learning_rate at `steps`; with lr_restart_after_drill, the drill's steps
 // and the rest each run that schedule over their own steps.

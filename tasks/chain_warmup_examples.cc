@@ -73,22 +73,24 @@ const PromptTemplate& ChainWarmupTemplates::For(PromptRole role) const {
 ChainWarmupExample MakeChainWarmupExample(const ChainWarmupTemplates& templates, PromptRole role,
                                           const ChainProblem& problem, double correct_fraction,
                                           uint64_t seed) {
-  ChainWarmupExample out;
-  out.role = role;
-  const std::string statement = problem.statement.Text();
-  if (role == PromptRole::kGenerator) {
-    const std::string proof = CanonicalChainProof(problem).Text();
-    const ChainVerdict verdict = CheckChainProof(problem.statement, proof);
-    out.prompt = templates.generator.Render(PromptFields{statement, "", ""});
-    out.completion = RenderChainGeneratorOutput(
-        proof, RenderFaithfulChainAnalysis(verdict, MarkersOf(templates.generator)));
-    out.proof_score = verdict.score;
-    return out;
-  }
+  if (role == PromptRole::kGenerator) return MakeChainGeneratorExample(templates, problem, ChainFlaw::kNone, seed);
   const LabelledChainProof proof =
       MakeLabelledChainProof(problem, SampleChainFlaw(seed, correct_fraction), seed);
   if (role == PromptRole::kVerifier) return MakeChainVerifierExample(templates, problem, proof.text);
   return MakeChainMetaVerifierExample(templates, problem, proof.proof, seed);
+}
+
+ChainWarmupExample MakeChainGeneratorExample(const ChainWarmupTemplates& templates, const ChainProblem& problem,
+                                             ChainFlaw flaw, uint64_t seed) {
+  ChainWarmupExample out;
+  out.role = PromptRole::kGenerator;
+  const std::string proof = MakeLabelledChainProof(problem, flaw, seed).text;
+  const ChainVerdict verdict = CheckChainProof(problem.statement, proof);
+  out.prompt = templates.generator.Render(PromptFields{problem.statement.Text(), "", ""});
+  out.completion =
+      RenderChainGeneratorOutput(proof, RenderFaithfulChainAnalysis(verdict, MarkersOf(templates.generator)));
+  out.proof_score = verdict.score;
+  return out;
 }
 
 ChainProof ScrambledChainProof(const ChainProblem& problem, uint64_t seed, bool leading_on) {

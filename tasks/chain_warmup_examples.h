@@ -2,8 +2,8 @@
 // rendered with the role's prompt template (services/scoring/prompt_template.h) exactly as the
 // pipeline renders its prompts (PromptTemplate::Render with the problem statement, the proof
 // text and the analysis text), and the target completion:
-//   generator:     the canonical proof and its faithful self-evaluation
-//                  (RenderChainGeneratorOutput; the template's markers);
+//   generator:     the canonical proof (or one with a given flaw put in) and its faithful
+//                  self-evaluation (RenderChainGeneratorOutput; the template's markers);
 //   verifier:      a labelled proof (flaw drawn with SampleChainFlaw) and the checker's faithful
 //                  analysis of it (RenderFaithfulChainAnalysis; the template's markers);
 //   meta-verifier: a labelled proof, a labelled analysis of it (kind drawn uniformly among the
@@ -71,6 +71,12 @@ ChainWarmupExample MakeChainWarmupExample(const ChainWarmupTemplates& templates,
 // conclusion, so it also misses the reached variable or the conclusion does not follow from it,
 // and a verifier can flag it without the look-up (measured: BENCHMARKS.md).
 ChainProof ScrambledChainProof(const ChainProblem& problem, uint64_t seed, bool leading_on = true);
+
+// A generator example: the rendered generator prompt and, as the target, the canonical proof
+// with `flaw` put in (MakeLabelledChainProof with `seed`; kNone: the canonical proof) and its
+// faithful self-evaluation. MakeChainWarmupExample's generator example is this with kNone.
+ChainWarmupExample MakeChainGeneratorExample(const ChainWarmupTemplates& templates, const ChainProblem& problem,
+                                             ChainFlaw flaw, uint64_t seed);
 
 // A verifier example on any proof text (a model's own proof, say): the rendered verifier prompt
 // and the checker's faithful analysis of `proof`, with its score.

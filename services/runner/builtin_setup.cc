@@ -7,6 +7,7 @@
 #include <iostream>
 #include <iterator>
 #include <map>
+#include <optional>
 #include <memory>
 #include <set>
 #include <sstream>
@@ -216,6 +217,13 @@ absl::StatusOr<std::map<std::string, double>> PrepareBuiltinModel(const DsmConfi
   w.batch = b.warmup_batch;
   w.own_proof_share = b.warmup_own_proof_share;
   w.correct_fraction = b.warmup_correct_fraction;
+  const std::optional<ChainFlaw> writer_flaw = ChainFlawNamed(b.warmup_generator_flaw);
+  if (!writer_flaw) {
+    return absl::InvalidArgumentError(absl::StrCat("builtin.warmup_generator_flaw: \"", b.warmup_generator_flaw,
+                                                   "\" is not a flaw of the chain domain"));
+  }
+  w.generator_flaw = *writer_flaw;
+  w.generator_flaw_share = b.warmup_generator_flaw_share;
   w.scrambled_proof_share = b.warmup_scrambled_proof_share;
   w.meta_own_proof_share = b.warmup_meta_own_proof_share;
   w.meta_scrambled_proof_share = b.warmup_meta_scrambled_proof_share;

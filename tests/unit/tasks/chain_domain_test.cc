@@ -206,6 +206,13 @@ TEST(ChainDomain, FlawedProofsLookLikeThis) {
   EXPECT_EQ(padded.score, 0.0);
 }
 
+TEST(ChainDomain, EveryFlawIsFoundByItsName) {
+  for (const ChainFlaw flaw : AllChainFlaws()) EXPECT_EQ(ChainFlawNamed(ChainFlawName(flaw)), flaw);
+  EXPECT_EQ(ChainFlawNamed("missing_final_line"), ChainFlaw::kMissingFinalLine);
+  EXPECT_FALSE(ChainFlawNamed("missing final line").has_value());
+  EXPECT_FALSE(ChainFlawNamed("").has_value());
+}
+
 TEST(ChainDomain, SampleChainFlawHonoursTheCorrectFraction) {
   int correct = 0;
   for (int i = 0; i < 10000; ++i) correct += SampleChainFlaw(i, 0.4) == ChainFlaw::kNone;

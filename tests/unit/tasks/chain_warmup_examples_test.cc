@@ -203,6 +203,34 @@ TEST_F(ChainWarmupExamples, AnAnalysisSomeoneWroteBecomesAMetaVerifierExampleGra
   EXPECT_FALSE(MakeChainMetaVerifierExampleOn(*templates_, *problem, proof, "Step 1 is faulty.").has_value());
 }
 
+// The imitated writer's flaw: the generator's target is the canonical proof with that flaw put
+// in, and its self-evaluation is the checker's faithful verdict on it (not the canonical 1).
+TEST_F(ChainWarmupExamples, AGeneratorExampleWithAFlawSelfEvaluatesItFaithfully) {
+  for (const ChainFlaw flaw : AllChainFlaws()) {
+    for (uint64_t seed = 0; seed < 20; ++seed) {
+      auto problem = GenerateChainProblem({}, ChainSplit::kTrain, seed);
+      ASSERT_TRUE(problem.ok());
+      const ChainWarmupExample gen = MakeChainGeneratorExample(*templates_, *problem, flaw, seed);
+      EXPECT_EQ(gen.prompt, templates_->generator.Render(PromptFields{problem->statement.Text(), "", ""}));
+      const GeneratorOutput out = SplitGeneratorOutput(gen.completion, templates_->generator.markers());
+      ASSERT_EQ(out.self_score.format(), v1::FORMAT_STATUS_OK) << gen.completion;
+      const LabelledChainProof expected = MakeLabelledChainProof(*problem, flaw, seed);
+      EXPECT_EQ(out.proof, expected.text) << ChainFlawName(flaw);
+      EXPECT_EQ(CheckChainProof(problem->statement, out.proof).score, expected.score) << ChainFlawName(flaw);
+      EXPECT_EQ(out.self_score.value(), expected.score) << gen.completion;
+      EXPECT_EQ(gen.proof_score, expected.score);
+    }
+  }
+  auto problem = GenerateChainProblem({}, ChainSplit::kTrain, 3);
+  ASSERT_TRUE(problem.ok());
+  const ChainWarmupExample missing = MakeChainGeneratorExample(*templates_, *problem, ChainFlaw::kMissingFinalLine, 3);
+  EXPECT_FALSE(absl::StrContains(missing.completion, "Thus")) << missing.completion;
+  EXPECT_EQ(missing.proof_score, 0.5);
+  // kNone is MakeChainWarmupExample's generator example.
+  EXPECT_EQ(MakeChainGeneratorExample(*templates_, *problem, ChainFlaw::kNone, 3).completion,
+            MakeChainWarmupExample(*templates_, PromptRole::kGenerator, *problem, 0.3, 3).completion);
+}
+
 TEST_F(ChainWarmupExamples, SameSeedSameExample) {
   auto problem = GenerateChainProblem({}, ChainSplit::kTrain, 7);
   ASSERT_TRUE(problem.ok());

@@ -145,6 +145,26 @@ TEST(ChainWarmupPlan, VerifierProofsComeAtTheirShares) {
   EXPECT_GT(differ, 50);
 }
 
+TEST(ChainWarmupPlan, TheWritersFlawComesAtItsShare) {
+  ChainWarmupOptions o = Recipe();
+  std::map<ChainFlaw, int> none;
+  for (int step = 0; step < 500; ++step) {
+    for (int j = 0; j < 8; ++j) ++none[ChainWarmupGeneratorFlawOf(o, step, j)];
+  }
+  EXPECT_EQ(none[ChainFlaw::kNone], 4000);  // the default writer is flawless
+  o.generator_flaw = ChainFlaw::kMissingFinalLine;
+  o.generator_flaw_share = 0.6;
+  std::map<ChainFlaw, int> n;
+  for (int step = 0; step < 500; ++step) {
+    for (int j = 0; j < 8; ++j) ++n[ChainWarmupGeneratorFlawOf(o, step, j)];
+  }
+  EXPECT_EQ(n.size(), 2u);
+  EXPECT_NEAR(n[ChainFlaw::kMissingFinalLine] / 4000.0, 0.6, 0.03);
+  EXPECT_EQ(ChainWarmupGeneratorFlawOf(o, 77, 3), ChainWarmupGeneratorFlawOf(o, 77, 3));
+  o.generator_flaw_share = 1.5;
+  EXPECT_EQ(o.Validate().message(), "generator_flaw_share: 1.5 is outside [0, 1]");
+}
+
 TEST(ChainWarmupPlan, ValidateNamesADrillLongerThanTheRun) {
   ChainWarmupOptions o = Recipe();
   o.lookup_drill_steps = 2001;
