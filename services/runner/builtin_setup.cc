@@ -7,8 +7,8 @@
 #include <iostream>
 #include <iterator>
 #include <map>
-#include <optional>
 #include <memory>
+#include <optional>
 #include <set>
 #include <sstream>
 #include <utility>

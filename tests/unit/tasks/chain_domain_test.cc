@@ -8,6 +8,9 @@
 #include <set>
 #include <string>
 
+#include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
+#include "common/config.h"
 #include "tasks/chain_checker.h"
 
 namespace dsm {
@@ -211,6 +214,17 @@ TEST(ChainDomain, EveryFlawIsFoundByItsName) {
   EXPECT_EQ(ChainFlawNamed("missing_final_line"), ChainFlaw::kMissingFinalLine);
   EXPECT_FALSE(ChainFlawNamed("missing final line").has_value());
   EXPECT_FALSE(ChainFlawNamed("").has_value());
+}
+
+// builtin.warmup_generator_flaw lists these names itself (common/ does not depend on tasks/):
+// every flaw's name is a value the config accepts.
+TEST(ChainDomain, TheConfigAcceptsEveryFlawName) {
+  for (const ChainFlaw flaw : AllChainFlaws()) {
+    const absl::StatusOr<DsmConfig> config = ParseConfig(
+        absl::StrCat("run: {name: demo}\nbuiltin: {warmup_generator_flaw: ", ChainFlawName(flaw), "}\n"), "test.yaml");
+    ASSERT_TRUE(config.ok()) << config.status();
+    EXPECT_EQ(config->builtin.warmup_generator_flaw, ChainFlawName(flaw));
+  }
 }
 
 TEST(ChainDomain, SampleChainFlawHonoursTheCorrectFraction) {
