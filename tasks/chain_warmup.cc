@@ -297,15 +297,14 @@ class ChainWarmupRun {
         } else if (kind == ChainWarmupExampleKind::kScrambledMetaVerifier) {
           const ChainProof proof = ScrambledChainProof(*problem, seed, options_.scrambled_leading_on);
           example = MakeChainMetaVerifierExample(templates_, *problem, proof, seed);
+        } else if (kind == ChainWarmupExampleKind::kGenerator) {
+          const ChainFlaw writer_flaw = ChainWarmupGeneratorFlawOf(options_, step, j);
+          example = MakeChainGeneratorExample(templates_, *problem, writer_flaw, seed);
         } else {
           // kOwnProofMetaVerifier lands here while no own proof reads back: a made-up one.
-          const PromptRole role = kind == ChainWarmupExampleKind::kGenerator ? PromptRole::kGenerator
-                                  : kind == ChainWarmupExampleKind::kVerifier ? PromptRole::kVerifier
-                                                                              : PromptRole::kMetaVerifier;
-          const ChainFlaw writer_flaw = ChainWarmupGeneratorFlawOf(options_, step, j);
-          example = role == PromptRole::kGenerator
-                        ? MakeChainGeneratorExample(templates_, *problem, writer_flaw, seed)
-                        : MakeChainWarmupExample(templates_, role, *problem, options_.correct_fraction, seed);
+          const PromptRole role =
+              kind == ChainWarmupExampleKind::kVerifier ? PromptRole::kVerifier : PromptRole::kMetaVerifier;
+          example = MakeChainWarmupExample(templates_, role, *problem, options_.correct_fraction, seed);
         }
       }
       const bool drill = kind == ChainWarmupExampleKind::kScrambledVerifier ||

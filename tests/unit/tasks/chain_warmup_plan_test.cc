@@ -146,18 +146,19 @@ TEST(ChainWarmupPlan, VerifierProofsComeAtTheirShares) {
 }
 
 TEST(ChainWarmupPlan, TheWritersFlawComesAtItsShare) {
+  // Flaws of the first 8 examples of 500 steps.
+  auto count = [](const ChainWarmupOptions& o) {
+    std::map<ChainFlaw, int> n;
+    for (int step = 0; step < 500; ++step) {
+      for (int j = 0; j < 8; ++j) ++n[ChainWarmupGeneratorFlawOf(o, step, j)];
+    }
+    return n;
+  };
   ChainWarmupOptions o = Recipe();
-  std::map<ChainFlaw, int> none;
-  for (int step = 0; step < 500; ++step) {
-    for (int j = 0; j < 8; ++j) ++none[ChainWarmupGeneratorFlawOf(o, step, j)];
-  }
-  EXPECT_EQ(none[ChainFlaw::kNone], 4000);  // the default writer is flawless
+  EXPECT_EQ(count(o)[ChainFlaw::kNone], 4000);  // the default writer is flawless
   o.generator_flaw = ChainFlaw::kMissingFinalLine;
   o.generator_flaw_share = 0.6;
-  std::map<ChainFlaw, int> n;
-  for (int step = 0; step < 500; ++step) {
-    for (int j = 0; j < 8; ++j) ++n[ChainWarmupGeneratorFlawOf(o, step, j)];
-  }
+  std::map<ChainFlaw, int> n = count(o);
   EXPECT_EQ(n.size(), 2u);
   EXPECT_NEAR(n[ChainFlaw::kMissingFinalLine] / 4000.0, 0.6, 0.03);
   EXPECT_EQ(ChainWarmupGeneratorFlawOf(o, 77, 3), ChainWarmupGeneratorFlawOf(o, 77, 3));
