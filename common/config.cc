@@ -218,6 +218,7 @@ void Visit(V& v, BuiltinConfig& o) {
          {"none", "fact_not_given", "gap", "wrong_step_conclusion", "unfinished_chain", "wrong_final_line",
           "fact_backwards", "missing_final_line", "step_after_goal"});  // tasks/chain_domain.h's ChainFlawName
   v.Num("warmup_generator_flaw_share", &o.warmup_generator_flaw_share, 0, 1);
+  v.Num("warmup_generator_overclaim_share", &o.warmup_generator_overclaim_share, 0, 1);
   v.Num("warmup_scrambled_proof_share", &o.warmup_scrambled_proof_share, 0, 1);
   v.Num("warmup_meta_own_proof_share", &o.warmup_meta_own_proof_share, 0, 1);
   v.Num("warmup_meta_scrambled_proof_share", &o.warmup_meta_scrambled_proof_share, 0, 1);

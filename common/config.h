@@ -257,6 +257,8 @@ struct BuiltinConfig {
   // canonical proof with the flaw named warmup_generator_flaw put in (tasks/chain_warmup.h).
   std::string warmup_generator_flaw = "none";
   double warmup_generator_flaw_share = 0;
+  // Of those flawed proofs, the share whose self-evaluation sees nothing wrong (score 1).
+  double warmup_generator_overclaim_share = 0;
   // Share of the warm-up's other verifier examples whose proof has about half its citations
   // changed to facts not given as written (tasks/chain_warmup.h): a drill of the look-up.
   double warmup_scrambled_proof_share = 0;

@@ -167,6 +167,16 @@ std::string RenderFaithfulChainAnalysis(const ChainVerdict& verdict,
   return RenderChainAnalysis(verdict.score, NotedIssues(verdict, std::move(issues)), markers);
 }
 
+std::string RenderOverlookingChainAnalysis(const ChainVerdict& verdict, const ChainAnalysisMarkers& markers) {
+  ChainVerdict missed = verdict;
+  for (ChainCitation& c : missed.citations) {
+    c.status = ChainCitationStatus::kGiven;
+    c.links = true;
+  }
+  if (missed.final_claim) missed.goal = *missed.final_claim;
+  return RenderChainAnalysis(1.0, NotedIssues(missed, {}, missed.goal.rhs), markers);
+}
+
 std::string RenderChainGeneratorOutput(absl::string_view proof, absl::string_view self_analysis) {
   return absl::StrCat("## Solution\n", proof, "\n\n## Self Evaluation\n\n", self_analysis);
 }
@@ -221,13 +231,7 @@ std::optional<LabelledChainAnalysis> MakeLabelledChainAnalysis(const ChainStatem
     case ChainAnalysisKind::kMissedIssue: {
       if (first == nullptr) return std::nullopt;
       // It sees nothing wrong, in its citation note either (the final line taken for the goal).
-      ChainVerdict missed = verdict;
-      for (ChainCitation& c : missed.citations) {
-        c.status = ChainCitationStatus::kGiven;
-        c.links = true;
-      }
-      if (missed.final_claim) missed.goal = *missed.final_claim;
-      text = RenderChainAnalysis(1.0, NotedIssues(missed, {}, missed.goal.rhs));
+      text = RenderOverlookingChainAnalysis(verdict);
       break;
     }
     case ChainAnalysisKind::kWrongScore: {

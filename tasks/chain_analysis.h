@@ -96,6 +96,12 @@ std::string RenderChainAnalysis(double score, const std::vector<std::string>& is
 std::string RenderFaithfulChainAnalysis(const ChainVerdict& verdict,
                                         const ChainAnalysisMarkers& markers = {});
 
+// The analysis of one who sees nothing wrong: every citation noted given and linking, the final
+// line (if any) taken for the goal, kChainNoIssue, score 1 — kMissedIssue's text, and an
+// overconfident writer's self-evaluation (chain_warmup_examples.h).
+std::string RenderOverlookingChainAnalysis(const ChainVerdict& verdict,
+                                           const ChainAnalysisMarkers& markers = {});
+
 // A generator output: "## Solution\n<proof>\n\n## Self Evaluation\n\n<self_analysis>"
 // (services/scoring's SplitGeneratorOutput gives back `proof` and `self_analysis`).
 std::string RenderChainGeneratorOutput(absl::string_view proof, absl::string_view self_analysis);

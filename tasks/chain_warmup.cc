@@ -35,6 +35,7 @@ constexpr uint64_t kTrainSalt = 0x7761726d75703031ULL;  // "warmup01"
 constexpr uint64_t kOwnProofSalt = 0x6f776e70726f6f66ULL;  // "ownproof"
 constexpr uint64_t kScrambleSalt = 0x7363726d626c6531ULL;  // "scrmble1"
 constexpr uint64_t kWriterSalt = 0x7772697465723031ULL;  // "writer01"
+constexpr uint64_t kOverclaimSalt = 0x6f636c61696d3031ULL;  // "oclaim01"
 constexpr size_t kLossWindow = 10;
 
 absl::Status Invalid(absl::string_view field, double value, absl::string_view range) {
@@ -299,7 +300,8 @@ class ChainWarmupRun {
           example = MakeChainMetaVerifierExample(templates_, *problem, proof, seed);
         } else if (kind == ChainWarmupExampleKind::kGenerator) {
           const ChainFlaw writer_flaw = ChainWarmupGeneratorFlawOf(options_, step, j);
-          example = MakeChainGeneratorExample(templates_, *problem, writer_flaw, seed);
+          example = MakeChainGeneratorExample(templates_, *problem, writer_flaw, seed,
+                                              ChainWarmupGeneratorOverclaimsOf(options_, step, j));
         } else {
           // kOwnProofMetaVerifier lands here while no own proof reads back: a made-up one.
           const PromptRole role =
@@ -439,6 +441,9 @@ absl::Status ChainWarmupOptions::Validate() const {
   if (!(generator_flaw_share >= 0 && generator_flaw_share <= 1)) {
     return Invalid("generator_flaw_share", generator_flaw_share, "[0, 1]");
   }
+  if (!(generator_overclaim_share >= 0 && generator_overclaim_share <= 1)) {
+    return Invalid("generator_overclaim_share", generator_overclaim_share, "[0, 1]");
+  }
   if (!(scrambled_proof_share >= 0 && scrambled_proof_share <= 1)) {
     return Invalid("scrambled_proof_share", scrambled_proof_share, "[0, 1]");
   }
@@ -496,6 +501,11 @@ bool IsLookupDrillStep(const ChainWarmupOptions& o, int step) {
 ChainFlaw ChainWarmupGeneratorFlawOf(const ChainWarmupOptions& o, int step, int j) {
   const bool flawed = SeededRng(CombineSeeds(ExampleSeed(o, step, j), kWriterSalt)).Chance(o.generator_flaw_share);
   return flawed ? o.generator_flaw : ChainFlaw::kNone;
+}
+
+bool ChainWarmupGeneratorOverclaimsOf(const ChainWarmupOptions& o, int step, int j) {
+  return ChainWarmupGeneratorFlawOf(o, step, j) != ChainFlaw::kNone &&
+         SeededRng(CombineSeeds(ExampleSeed(o, step, j), kOverclaimSalt)).Chance(o.generator_overclaim_share);
 }
 
 ChainWarmupExampleKind ChainWarmupExampleKindOf(const ChainWarmupOptions& o, int step, int j, bool own_proofs_ready) {

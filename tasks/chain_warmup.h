@@ -60,6 +60,13 @@ struct ChainWarmupOptions {
   // self-evaluation. [0, 1]; 0 or kNone: a flawless writer.
   ChainFlaw generator_flaw = ChainFlaw::kNone;
   double generator_flaw_share = 0;
+  // And its self-evaluations: of the writer's flawed proofs, this share come with the
+  // self-evaluation of one who sees nothing wrong (score 1), not the faithful one. A pretrained
+  // model claims its proofs correct when they are not (METHOD.md's "wrong but claims 1"), which
+  // phase 4's self-verification reward is there to change; a generator taught only faithful
+  // self-evaluations has nothing there to change but the look-up (measured: BENCHMARKS.md).
+  // [0, 1]; 0: an honest writer.
+  double generator_overclaim_share = 0;
   // The model's own proofs among the verifier's examples. Phase 5 asks the verifier to label this
   // generator's proofs, whose mistakes (an extra step, a fact cited twice, a chain that wanders)
   // are mostly not the made-up flaws of chain_domain.h; the paper's verifier, likewise, learns
@@ -194,6 +201,9 @@ ChainWarmupExampleKind ChainWarmupExampleKindOf(const ChainWarmupOptions& option
 // The flaw a generator example `j` of step `step` puts in its proof: generator_flaw with
 // probability generator_flaw_share (seeded by (seed, step, j)), else kNone.
 ChainFlaw ChainWarmupGeneratorFlawOf(const ChainWarmupOptions& options, int step, int j);
+// Whether that example's self-evaluation overclaims: its proof has a flaw and a draw of
+// probability generator_overclaim_share (seeded by (seed, step, j), apart from the flaw's) says so.
+bool ChainWarmupGeneratorOverclaimsOf(const ChainWarmupOptions& options, int step, int j);
 // The learning rate of step `step`: linear warm-up over lr_warmup_steps, then cosine decay to
 // final_lr_fraction × learning_rate at `steps`; with lr_restart_after_drill, the drill's steps
 // and the rest each run that schedule over their own steps.

@@ -81,14 +81,15 @@ ChainWarmupExample MakeChainWarmupExample(const ChainWarmupTemplates& templates,
 }
 
 ChainWarmupExample MakeChainGeneratorExample(const ChainWarmupTemplates& templates, const ChainProblem& problem,
-                                             ChainFlaw flaw, uint64_t seed) {
+                                             ChainFlaw flaw, uint64_t seed, bool overclaims) {
   ChainWarmupExample out;
   out.role = PromptRole::kGenerator;
   const std::string proof = MakeLabelledChainProof(problem, flaw, seed).text;
   const ChainVerdict verdict = CheckChainProof(problem.statement, proof);
   out.prompt = templates.generator.Render(PromptFields{problem.statement.Text(), "", ""});
-  out.completion =
-      RenderChainGeneratorOutput(proof, RenderFaithfulChainAnalysis(verdict, MarkersOf(templates.generator)));
+  const ChainAnalysisMarkers markers = MarkersOf(templates.generator);
+  out.completion = RenderChainGeneratorOutput(proof, overclaims ? RenderOverlookingChainAnalysis(verdict, markers)
+                                                                 : RenderFaithfulChainAnalysis(verdict, markers));
   out.proof_score = verdict.score;
   return out;
 }

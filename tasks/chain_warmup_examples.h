@@ -74,9 +74,11 @@ ChainProof ScrambledChainProof(const ChainProblem& problem, uint64_t seed, bool 
 
 // A generator example: the rendered generator prompt and, as the target, the canonical proof
 // with `flaw` put in (MakeLabelledChainProof with `seed`; kNone: the canonical proof) and its
-// faithful self-evaluation. MakeChainWarmupExample's generator example is this with kNone.
+// self-evaluation: the faithful one, or with `overclaims` the one that sees nothing wrong and
+// scores the proof 1 (RenderOverlookingChainAnalysis: an overconfident writer's).
+// MakeChainWarmupExample's generator example is this with kNone.
 ChainWarmupExample MakeChainGeneratorExample(const ChainWarmupTemplates& templates, const ChainProblem& problem,
-                                             ChainFlaw flaw, uint64_t seed);
+                                             ChainFlaw flaw, uint64_t seed, bool overclaims = false);
 
 // A verifier example on any proof text (a model's own proof, say): the rendered verifier prompt
 // and the checker's faithful analysis of `proof`, with its score.

@@ -224,6 +224,7 @@ absl::StatusOr<std::map<std::string, double>> PrepareBuiltinModel(const DsmConfi
   }
   w.generator_flaw = *writer_flaw;
   w.generator_flaw_share = b.warmup_generator_flaw_share;
+  w.generator_overclaim_share = b.warmup_generator_overclaim_share;
   w.scrambled_proof_share = b.warmup_scrambled_proof_share;
   w.meta_own_proof_share = b.warmup_meta_own_proof_share;
   w.meta_scrambled_proof_share = b.warmup_meta_scrambled_proof_share;

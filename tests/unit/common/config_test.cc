@@ -169,6 +169,8 @@ TEST(Config, CrossFieldCheck) {
               testing::StartsWith("test.yaml: builtin.warmup_generator_flaw: \"typo\" is not one of none, "));
   EXPECT_EQ(ErrorOf("run: {name: demo}\nbuiltin: {warmup_generator_flaw_share: 2}\n"),
             "test.yaml: builtin.warmup_generator_flaw_share: 2 is out of range [0, 1]");
+  EXPECT_EQ(ErrorOf("run: {name: demo}\nbuiltin: {warmup_generator_overclaim_share: -0.1}\n"),
+            "test.yaml: builtin.warmup_generator_overclaim_share: -0.1 is out of range [0, 1]");
   EXPECT_EQ(ErrorOf("run: {name: demo}\nbuiltin: {warmup_eval_every: -5}\n"),
             "test.yaml: builtin.warmup_eval_every: -5 is out of range [0, 16777216]");
   EXPECT_THAT(ErrorOf("run: {name: demo}\nbuiltin: {warmup_lookup_drill_note_only: 3}\n"),

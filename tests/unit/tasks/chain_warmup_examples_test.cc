@@ -15,6 +15,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
+#include "absl/strings/str_split.h"
 #include "services/scoring/score_parser.h"
 #include "tasks/chain_analysis.h"
 #include "tasks/chain_checker.h"
@@ -229,6 +230,40 @@ TEST_F(ChainWarmupExamples, AGeneratorExampleWithAFlawSelfEvaluatesItFaithfully)
   // kNone is MakeChainWarmupExample's generator example.
   EXPECT_EQ(MakeChainGeneratorExample(*templates_, *problem, ChainFlaw::kNone, 3).completion,
             MakeChainWarmupExample(*templates_, PromptRole::kGenerator, *problem, 0.3, 3).completion);
+}
+
+TEST_F(ChainWarmupExamples, AnOverconfidentWriterSeesNothingWrongInItsFlawedProof) {
+  for (uint64_t seed = 0; seed < 20; ++seed) {
+    auto problem = GenerateChainProblem({}, ChainSplit::kTrain, seed);
+    ASSERT_TRUE(problem.ok());
+    const ChainWarmupExample honest =
+        MakeChainGeneratorExample(*templates_, *problem, ChainFlaw::kMissingFinalLine, seed);
+    const ChainWarmupExample proud =
+        MakeChainGeneratorExample(*templates_, *problem, ChainFlaw::kMissingFinalLine, seed, /*overclaims=*/true);
+    const GeneratorOutput h = SplitGeneratorOutput(honest.completion, templates_->generator.markers());
+    const GeneratorOutput p = SplitGeneratorOutput(proud.completion, templates_->generator.markers());
+    // The same proof (score 0.5), self-scored 1 with no issue named, its citation note the same.
+    EXPECT_EQ(p.proof, h.proof);
+    EXPECT_EQ(proud.proof_score, 0.5);
+    ASSERT_EQ(p.self_score.format(), v1::FORMAT_STATUS_OK) << proud.completion;
+    EXPECT_EQ(p.self_score.value(), 1.0) << proud.completion;
+    EXPECT_EQ(h.self_score.value(), 0.5) << honest.completion;
+    EXPECT_TRUE(absl::StrContains(p.self_analysis, kChainNoIssue)) << proud.completion;
+    auto note = [](const std::string& analysis) {
+      for (absl::string_view line : absl::StrSplit(analysis, '\n')) {
+        if (absl::StartsWith(line, kChainCitedPrefix)) return std::string(line);
+      }
+      return std::string("no note");
+    };
+    EXPECT_EQ(note(p.self_analysis), note(h.self_analysis));
+    EXPECT_NE(note(p.self_analysis), "no note");
+    // It is the missed-issue analysis the meta-verifier learns to grade, in the generator's markers.
+    const ChainVerdict verdict = CheckChainProof(problem->statement, h.proof);
+    ChainAnalysisMarkers markers;
+    markers.evaluation = templates_->generator.markers().evaluation;
+    markers.score = templates_->generator.markers().score;
+    EXPECT_EQ(p.self_analysis, RenderOverlookingChainAnalysis(verdict, markers));
+  }
 }
 
 TEST_F(ChainWarmupExamples, SameSeedSameExample) {

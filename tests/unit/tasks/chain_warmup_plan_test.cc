@@ -166,6 +166,35 @@ TEST(ChainWarmupPlan, TheWritersFlawComesAtItsShare) {
   EXPECT_EQ(o.Validate().message(), "generator_flaw_share: 1.5 is outside [0, 1]");
 }
 
+TEST(ChainWarmupPlan, TheWriterOverclaimsOnItsShareOfFlawedProofsOnly) {
+  ChainWarmupOptions o = Recipe();
+  o.generator_flaw = ChainFlaw::kMissingFinalLine;
+  o.generator_flaw_share = 0.6;
+  int flawed = 0, overclaimed = 0, overclaimed_flawless = 0;
+  auto tally = [&] {
+    flawed = overclaimed = overclaimed_flawless = 0;
+    for (int step = 0; step < 500; ++step) {
+      for (int j = 0; j < 8; ++j) {
+        const bool f = ChainWarmupGeneratorFlawOf(o, step, j) != ChainFlaw::kNone;
+        const bool c = ChainWarmupGeneratorOverclaimsOf(o, step, j);
+        flawed += f;
+        overclaimed += f && c;
+        overclaimed_flawless += !f && c;
+      }
+    }
+  };
+  tally();
+  EXPECT_EQ(overclaimed, 0);  // the default writer is honest
+  o.generator_overclaim_share = 0.75;
+  tally();
+  EXPECT_NEAR(flawed / 4000.0, 0.6, 0.03);  // the flaw's draw is its own: unchanged
+  EXPECT_NEAR(static_cast<double>(overclaimed) / flawed, 0.75, 0.03);
+  EXPECT_EQ(overclaimed_flawless, 0);  // a flawless proof's self-evaluation is the faithful one
+  EXPECT_EQ(ChainWarmupGeneratorOverclaimsOf(o, 77, 3), ChainWarmupGeneratorOverclaimsOf(o, 77, 3));
+  o.generator_overclaim_share = -0.5;
+  EXPECT_EQ(o.Validate().message(), "generator_overclaim_share: -0.5 is outside [0, 1]");
+}
+
 TEST(ChainWarmupPlan, ValidateNamesADrillLongerThanTheRun) {
   ChainWarmupOptions o = Recipe();
   o.lookup_drill_steps = 2001;
