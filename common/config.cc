@@ -179,6 +179,7 @@ void Visit(V& v, CoordinatorConfig& o) {
   v.Int("auto_label_m", &o.auto_label_m, 1, 64);
   v.Int("auto_label_k", &o.auto_label_k, 1, 64);
   v.Bool("auto_label_drop_conflicts", &o.auto_label_drop_conflicts);
+  v.Bool("auto_label_unanimous_correct", &o.auto_label_unanimous_correct);
   v.Num("auto_label_temperature", &o.auto_label_temperature, 0, 2);
   v.Str("grader", &o.grader);
 }

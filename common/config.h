@@ -195,6 +195,9 @@ struct CoordinatorConfig {
   // Drop a proof whose confirmed analyses disagree on its score (AutoLabelOptions::drop_conflicts);
   // false: METHOD.md's rule, the lowest confirmed score is the label.
   bool auto_label_drop_conflicts = false;
+  // Label a proof 1 only when all its analyses give 1 (AutoLabelOptions::unanimous_correct);
+  // false: METHOD.md's rule, 1 when no analysis reports an issue the meta-verifier finds real.
+  bool auto_label_unanimous_correct = false;
   // Phase 5's sampling temperature for the analyses and the meta-verifications (nothing is
   // learnt from these samples, so it need not be the learner's). Below 1 the n analyses agree
   // more and miss together; above 1 they vary more (BENCHMARKS.md: 0.7 vs 1.2 on the tiny model).

@@ -59,6 +59,7 @@ CoordinatorProcessOptions CoordinatorOptionsFromConfig(const DsmConfig& config, 
     p.options.auto_label.m = static_cast<uint32_t>(config.coordinator.auto_label_m);
     p.options.auto_label.rule.k = config.coordinator.auto_label_k;
     p.options.auto_label.rule.drop_conflicts = config.coordinator.auto_label_drop_conflicts;
+    p.options.auto_label.rule.unanimous_correct = config.coordinator.auto_label_unanimous_correct;
     p.options.auto_label.scoring_params.set_temperature(static_cast<float>(config.coordinator.auto_label_temperature));
     p.options.verifier_epochs = static_cast<uint32_t>(config.coordinator.verifier_epochs);
     p.options.meta_verifier_epochs = static_cast<uint32_t>(config.coordinator.meta_verifier_epochs);

@@ -113,6 +113,8 @@ AutoLabelResult AutoLabel(const std::vector<LabelEvidence>& evidence, const Auto
       out.label = *lowest;
       out.reason = absl::StrCat(out.confirmed_lowest, " confirmed analyses give ", *lowest);
     }
+  } else if (!any_real_issue && options.unanimous_correct && *lowest < 1.0) {
+    out.reason = absl::StrCat("an analysis gives ", *lowest, " and 1 needs every analysis to give 1");
   } else if (!any_real_issue) {
     out.label = 1.0;
     out.reason = "no analysis found a confirmed issue";

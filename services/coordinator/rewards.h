@@ -93,6 +93,11 @@ struct AutoLabelOptions {
   // endorsed two readings of the proof, so neither is a confident label. Off: METHOD.md's rule
   // (the lowest score wins).
   bool drop_conflicts = false;
+  // Label a proof 1 only when every valid analysis scores it 1: a proof that some analysis
+  // reports an issue in, which the meta-verifier neither confirms nor finds real, is dropped
+  // instead of passing as correct (on the tiny model most wrong labels of 1 were such proofs,
+  // the meta-verifier calling a real issue made up; BENCHMARKS.md). Off: METHOD.md's rule.
+  bool unanimous_correct = false;
 };
 
 struct AutoLabelResult {
@@ -109,7 +114,8 @@ struct AutoLabelResult {
 // label = 1; otherwise drop. So an analysis whose issue is real but whose
 // score the meta-verifier calls wrong neither sets the label nor lets the
 // proof pass as correct. Analyses with a format failure are left out; with no
-// valid analysis at all the proof is dropped. With drop_conflicts, a proof whose
+// valid analysis at all the proof is dropped. With unanimous_correct, 1 needs every valid
+// analysis to say 1. With drop_conflicts, a proof whose
 // confirmed analyses disagree on the score is dropped too.
 AutoLabelResult AutoLabel(const std::vector<LabelEvidence>& evidence, const AutoLabelOptions& options = {});
 

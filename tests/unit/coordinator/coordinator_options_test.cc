@@ -21,7 +21,8 @@ DsmConfig Parse(const std::string& coordinator) {
 TEST(CoordinatorOptions, PhaseFourAndFiveSettingsComeFromTheConfig) {
   const CoordinatorProcessOptions o = CoordinatorOptionsFromConfig(
       Parse("verifications: 3, meta_verifications: 2, alpha: 0.5, beta: 0.5, auto_label_n: 6, auto_label_m: 3, "
-            "auto_label_k: 4, auto_label_drop_conflicts: true, auto_label_temperature: 0.5, group_size: 5, "
+            "auto_label_k: 4, auto_label_drop_conflicts: true, auto_label_unanimous_correct: true, "
+            "auto_label_temperature: 0.5, group_size: 5, "
             "verifier_epochs: 3, meta_verifier_epochs: 2, generator_epochs: 4"),
       "");
   ASSERT_TRUE(o.pipeline.has_value());
@@ -35,6 +36,7 @@ TEST(CoordinatorOptions, PhaseFourAndFiveSettingsComeFromTheConfig) {
   EXPECT_EQ(p.auto_label.m, 3u);
   EXPECT_EQ(p.auto_label.rule.k, 4);
   EXPECT_TRUE(p.auto_label.rule.drop_conflicts);
+  EXPECT_TRUE(p.auto_label.rule.unanimous_correct);
   ASSERT_TRUE(p.auto_label.scoring_params.has_temperature());
   EXPECT_FLOAT_EQ(p.auto_label.scoring_params.temperature(), 0.5f);
   EXPECT_EQ(p.auto_label.proofs_per_problem, 5u);
@@ -53,6 +55,7 @@ TEST(CoordinatorOptions, DefaultsAreThePapers) {
   EXPECT_EQ(p.auto_label.m, 4u);
   EXPECT_EQ(p.auto_label.rule.k, 2);
   EXPECT_FALSE(p.auto_label.rule.drop_conflicts);  // METHOD.md: the lowest confirmed score wins
+  EXPECT_FALSE(p.auto_label.rule.unanimous_correct);  // METHOD.md: 1 when no issue is found real
   EXPECT_FLOAT_EQ(p.auto_label.scoring_params.temperature(), 1.0f);  // the samplers' own
 }
 

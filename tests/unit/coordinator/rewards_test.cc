@@ -165,5 +165,27 @@ TEST(Rewards, AutoLabelCanDropAProofWhoseConfirmedAnalysesDisagree) {
   EXPECT_EQ(r.label, 1.0);
 }
 
+TEST(Rewards, AutoLabelCanAskEveryAnalysisToSayOneForALabelOfOne) {
+  AutoLabelOptions o;
+  o.k = 2;
+  // One analysis names an issue the meta-verifier calls made up (meta 0): METHOD.md's rule
+  // passes the proof as correct.
+  const std::vector<LabelEvidence> doubted = {{Ok(1), {}}, {Ok(0), {0, 0, 0.5, 0}}, {Ok(1), {}}};
+  EXPECT_EQ(AutoLabel(doubted, o).label, 1.0);
+  o.unanimous_correct = true;
+  AutoLabelResult r = AutoLabel(doubted, o);
+  EXPECT_FALSE(r.label.has_value());
+  EXPECT_EQ(r.reason, "an analysis gives 0 and 1 needs every analysis to give 1");
+  // Every analysis at 1 (a malformed one left out) is still labelled 1, and confirmed
+  // analyses still label the proof with their score.
+  r = AutoLabel({{Ok(1), {}}, {Failed(v1::FORMAT_STATUS_TRUNCATED, 0.0), {}}, {Ok(1), {}}}, o);
+  EXPECT_EQ(r.label, 1.0);
+  r = AutoLabel({{Ok(0.5), {1, 1}}, {Ok(0.5), {1, 1}}, {Ok(1), {}}}, o);
+  EXPECT_EQ(r.label, 0.5);
+  // An issue found real but not confirmed k times drops the proof either way.
+  r = AutoLabel({{Ok(0.5), {1, 1}}, {Ok(0.5), {0.5, 0.5}}, {Ok(1), {}}}, o);
+  EXPECT_FALSE(r.label.has_value());
+}
+
 }  // namespace
 }  // namespace dsm
