@@ -177,6 +177,11 @@ struct CoordinatorConfig {
   // samples new groups. Phase 3 makes one pass over both, interleaved.
   int verifier_epochs = 1;
   int meta_verifier_epochs = 1;
+  // Phase 3's R_meta: the mean of `enhanced_meta_verifications` meta-verifier scores of each
+  // analysis, sampled at `enhanced_meta_temperature` (0 = greedy: the meta-verifier's likeliest
+  // judgement, one is enough).
+  int enhanced_meta_verifications = 1;
+  double enhanced_meta_temperature = 1.0;
   int generator_problems = 64;    // problems per generator phase (per pass)
   int generator_epochs = 1;       // passes over them in phase 4
   int auto_label_problems = 32;   // problems per auto-labelling phase

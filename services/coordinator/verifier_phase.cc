@@ -80,6 +80,7 @@ absl::StatusOr<ScoringPhaseProgress> VerifierPhase::RunOnce() {
       assess.set_proof(request.proof());
       assess.set_analysis(a.completion().text());
       assess.set_n(options_.meta_samples);
+      *assess.mutable_params() = options_.meta_params;
       assess.set_aggregation(v1::AGGREGATION_MEAN);
       assess.set_request_id(assess_id(request, a));
       assessed[i][static_cast<size_t>(j)] = scoring_->Assess(assess);

@@ -40,6 +40,7 @@ struct VerifierPhaseOptions {
   uint32_t max_proofs = 0;   // per RunOnce; 0 = every remaining proof
   v1::SamplingParams params;  // temperature, max_tokens, ... (return_logprobs is forced on)
   uint32_t meta_samples = 1;  // enhanced phase: meta-verifications per analysis (mean)
+  v1::SamplingParams meta_params;  // enhanced phase: the meta-verifications' (unset = the scorer's defaults)
   // Scoring calls made side by side, this many at once (the scorers batch them), not one after
   // another: the verifications of a RunOnce's proofs, then (enhanced phase) the
   // meta-verifications of all their analyses.

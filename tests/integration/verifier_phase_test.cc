@@ -66,6 +66,8 @@ class FakeScorers final : public v1::Verifier::CallbackService {
 class FakeMeta final : public v1::MetaVerifier::CallbackService {
  public:
   std::atomic<int> last_role{0};
+  std::atomic<uint32_t> last_n{0};
+  std::atomic<float> last_temperature{-1};  // -1: the request left it unset
   std::atomic<bool> no_valid_score{false};  // every meta-verification malformed: no aggregate
   std::atomic<int> gather{0};
   std::atomic<int> in_flight{0};
@@ -89,6 +91,8 @@ class FakeMeta final : public v1::MetaVerifier::CallbackService {
       return reactor;
     }
     last_role = request->adapter_role();
+    last_n = request->n();
+    last_temperature = request->params().has_temperature() ? request->params().temperature() : -1.0f;
     if (!no_valid_score) response->set_aggregate_meta_score(0.5);
     for (int id : {5, 6}) response->add_prompt_token_ids(id);
     const double scores[] = {1, 0.5, 0};
@@ -228,6 +232,18 @@ TEST_F(VerifierPhaseTest, TheEnhancedPhaseMultipliesTheMetaScore) {
   EXPECT_EQ((*q0)->samples[2].sample.reward(), 0.25);
   EXPECT_EQ((*q0)->samples[3].sample.reward(), 0.0);  // format failure, no meta call needed
   EXPECT_EQ((*q0)->samples[0].reward_parts.at("r_meta"), 0.5);
+}
+
+// R_meta is the mean of meta_samples meta-verifications at meta_params (greedy here).
+TEST_F(VerifierPhaseTest, TheEnhancedPhaseAsksForItsMetaVerificationsCountAndTemperature) {
+  VerifierPhaseOptions o;
+  o.phase = v1::PHASE_ENHANCED_VERIFIER_RL;
+  o.group_size = 4;
+  o.meta_samples = 3;
+  o.meta_params.set_temperature(0);
+  ASSERT_TRUE(VerifierPhase(store_.get(), scoring_.get(), o).RunOnce().ok());
+  EXPECT_EQ(meta_.last_n.load(), 3u);
+  EXPECT_EQ(meta_.last_temperature.load(), 0.0f);
 }
 
 // The meta-verifications of all the proofs' analyses go out together, not a proof's at a time:

@@ -131,6 +131,10 @@ TEST(Config, CrossFieldCheck) {
             "test.yaml: coordinator.auto_label_k: 3 is over coordinator.auto_label_n (2): no proof could be labelled");
   EXPECT_EQ(ErrorOf("run: {name: demo}\ncoordinator: {auto_label_temperature: 2.5}\n"),
             "test.yaml: coordinator.auto_label_temperature: 2.5 is out of range [0, 2]");
+  EXPECT_EQ(ErrorOf("run: {name: demo}\ncoordinator: {enhanced_meta_temperature: -0.5}\n"),
+            "test.yaml: coordinator.enhanced_meta_temperature: -0.5 is out of range [0, 2]");
+  EXPECT_EQ(ErrorOf("run: {name: demo}\ncoordinator: {enhanced_meta_verifications: 0}\n"),
+            "test.yaml: coordinator.enhanced_meta_verifications: 0 is out of range [1, 64]");
   EXPECT_EQ(ErrorOf("run: {name: demo}\ncoordinator: {alpha: 1.5}\n"),
             "test.yaml: coordinator.alpha: 1.5 is out of range [0, 1]");
   EXPECT_EQ(ErrorOf("run: {name: demo}\nbuiltin: {warmup_own_proof_share: -0.1}\n"),

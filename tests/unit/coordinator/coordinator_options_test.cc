@@ -23,7 +23,8 @@ TEST(CoordinatorOptions, PhaseFourAndFiveSettingsComeFromTheConfig) {
       Parse("verifications: 3, meta_verifications: 2, alpha: 0.5, beta: 0.5, auto_label_n: 6, auto_label_m: 3, "
             "auto_label_k: 4, auto_label_drop_conflicts: true, auto_label_unanimous_correct: true, "
             "auto_label_temperature: 0.5, group_size: 5, "
-            "verifier_epochs: 3, meta_verifier_epochs: 2, generator_epochs: 4"),
+            "verifier_epochs: 3, meta_verifier_epochs: 2, generator_epochs: 4, "
+            "enhanced_meta_verifications: 3, enhanced_meta_temperature: 0"),
       "");
   ASSERT_TRUE(o.pipeline.has_value());
   const PipelineOptions& p = o.pipeline->options;
@@ -43,6 +44,9 @@ TEST(CoordinatorOptions, PhaseFourAndFiveSettingsComeFromTheConfig) {
   EXPECT_EQ(p.verifier_epochs, 3u);
   EXPECT_EQ(p.meta_verifier_epochs, 2u);
   EXPECT_EQ(p.generator_epochs, 4u);
+  EXPECT_EQ(p.verifier.meta_samples, 3u);
+  ASSERT_TRUE(p.verifier.meta_params.has_temperature());
+  EXPECT_FLOAT_EQ(p.verifier.meta_params.temperature(), 0.0f);
 }
 
 TEST(CoordinatorOptions, DefaultsAreThePapers) {
@@ -57,6 +61,8 @@ TEST(CoordinatorOptions, DefaultsAreThePapers) {
   EXPECT_FALSE(p.auto_label.rule.drop_conflicts);  // METHOD.md: the lowest confirmed score wins
   EXPECT_FALSE(p.auto_label.rule.unanimous_correct);  // METHOD.md: 1 when no issue is found real
   EXPECT_FLOAT_EQ(p.auto_label.scoring_params.temperature(), 1.0f);  // the samplers' own
+  EXPECT_EQ(p.verifier.meta_samples, 1u);                             // phase 3: one sampled R_meta
+  EXPECT_FLOAT_EQ(p.verifier.meta_params.temperature(), 1.0f);
 }
 
 // Phase 3's meta-verifications go out as many at once as a sampler decodes together.
