@@ -6,7 +6,6 @@
 
 #include <algorithm>
 #include <chrono>
-#include <cmath>
 #include <deque>
 #include <filesystem>
 #include <memory>
@@ -23,19 +22,14 @@
 #include "tasks/chain_sampling.h"
 #include "tasks/chain_warmup_eval.h"
 #include "tasks/chain_warmup_examples.h"
+#include "tasks/chain_warmup_plan.h"
 #include "tasks/replica_thread.h"
-#include "tasks/seeded_rng.h"
 
 namespace dsm {
 namespace {
 
 namespace fs = std::filesystem;
 
-constexpr uint64_t kTrainSalt = 0x7761726d75703031ULL;  // "warmup01"
-constexpr uint64_t kOwnProofSalt = 0x6f776e70726f6f66ULL;  // "ownproof"
-constexpr uint64_t kScrambleSalt = 0x7363726d626c6531ULL;  // "scrmble1"
-constexpr uint64_t kWriterSalt = 0x7772697465723031ULL;  // "writer01"
-constexpr uint64_t kOverclaimSalt = 0x6f636c61696d3031ULL;  // "oclaim01"
 constexpr size_t kLossWindow = 10;
 
 absl::Status Invalid(absl::string_view field, double value, absl::string_view range) {
@@ -60,11 +54,6 @@ std::vector<std::vector<size_t>> ShareMicroBatches(const std::vector<int64_t>& p
     load[r] += padded_tokens[m];
   }
   return shares;
-}
-
-// The seed of example `j` of a step: its problem, flaw and kind.
-uint64_t ExampleSeed(const ChainWarmupOptions& o, int step, int j) {
-  return CombineSeeds(CombineSeeds(CombineSeeds(o.seed, kTrainSalt), step), j);
 }
 
 class ChainWarmupRun {
@@ -175,7 +164,7 @@ class ChainWarmupRun {
         std::max(static_cast<int>(options_.own_proof_start * options_.steps), options_.lookup_drill_steps);
     if (step < start || (step - start) % options_.own_proof_refresh_steps != 0) return absl::OkStatus();
     const auto began = std::chrono::steady_clock::now();
-    const uint64_t seed = CombineSeeds(CombineSeeds(options_.seed, kOwnProofSalt), step);
+    const uint64_t seed = ChainWarmupOwnProofPoolSeed(options_, step);
     absl::StatusOr<std::vector<ChainProblem>> problems =
         GenerateChainProblems(options_.domain, ChainSplit::kTrain, seed, options_.own_proof_pool);
     if (!problems.ok()) return problems.status();
@@ -278,7 +267,7 @@ class ChainWarmupRun {
     std::vector<Sequence> batch;
     const bool note_only = options_.lookup_drill_note_only && IsLookupDrillStep(options_, step);
     for (int j = 0; j < options_.batch; ++j) {
-      const uint64_t seed = ExampleSeed(options_, step, j);
+      const uint64_t seed = ChainWarmupExampleSeed(options_, step, j);
       const ChainWarmupExampleKind kind = ChainWarmupExampleKindOf(options_, step, j, !own_proofs_.empty());
       ChainWarmupExample example;
       const size_t k = static_cast<size_t>(step) * static_cast<size_t>(options_.batch) + static_cast<size_t>(j);
@@ -299,9 +288,8 @@ class ChainWarmupRun {
           const ChainProof proof = ScrambledChainProof(*problem, seed, options_.scrambled_leading_on);
           example = MakeChainMetaVerifierExample(templates_, *problem, proof, seed);
         } else if (kind == ChainWarmupExampleKind::kGenerator) {
-          const ChainFlaw writer_flaw = ChainWarmupGeneratorFlawOf(options_, step, j);
-          example = MakeChainGeneratorExample(templates_, *problem, writer_flaw, seed,
-                                              ChainWarmupGeneratorOverclaimsOf(options_, step, j));
+          const ChainWarmupWriter writer = ChainWarmupWriterOf(options_, step, j);
+          example = MakeChainGeneratorExample(templates_, *problem, writer.flaw, seed, writer.overclaims);
         } else {
           // kOwnProofMetaVerifier lands here while no own proof reads back: a made-up one.
           const PromptRole role =
@@ -478,61 +466,6 @@ absl::Status ChainWarmupOptions::Validate() const {
   if (own_proof_pool < 1 || own_proof_pool > 4096) return Invalid("own_proof_pool", own_proof_pool, "1..4096");
   if (own_proof_refresh_steps < 1) return Invalid("own_proof_refresh_steps", own_proof_refresh_steps, "1..");
   return absl::OkStatus();
-}
-
-double ChainWarmupLearningRate(const ChainWarmupOptions& o, int step) {
-  int first = 0, end = o.steps;  // the stretch of steps whose schedule `step` is on
-  if (o.lr_restart_after_drill && o.lookup_drill_steps > 0 && o.lookup_drill_steps < o.steps) {
-    (step < o.lookup_drill_steps ? end : first) = o.lookup_drill_steps;
-  }
-  const int at = step - first;
-  const int warmup = std::min(o.lr_warmup_steps, end - first);
-  if (at < warmup) return o.learning_rate * (at + 1) / warmup;
-  const int span = std::max(1, end - first - warmup);
-  const double t = std::min(1.0, static_cast<double>(at - warmup) / span);
-  const double floor = o.final_lr_fraction;
-  return o.learning_rate * (floor + (1 - floor) * 0.5 * (1 + std::cos(M_PI * t)));
-}
-
-bool IsLookupDrillStep(const ChainWarmupOptions& o, int step) {
-  return step < o.lookup_drill_steps || (o.lookup_drill_every > 0 && step % o.lookup_drill_every == 0);
-}
-
-ChainFlaw ChainWarmupGeneratorFlawOf(const ChainWarmupOptions& o, int step, int j) {
-  const bool flawed = SeededRng(CombineSeeds(ExampleSeed(o, step, j), kWriterSalt)).Chance(o.generator_flaw_share);
-  return flawed ? o.generator_flaw : ChainFlaw::kNone;
-}
-
-bool ChainWarmupGeneratorOverclaimsOf(const ChainWarmupOptions& o, int step, int j) {
-  return ChainWarmupGeneratorFlawOf(o, step, j) != ChainFlaw::kNone &&
-         SeededRng(CombineSeeds(ExampleSeed(o, step, j), kOverclaimSalt)).Chance(o.generator_overclaim_share);
-}
-
-ChainWarmupExampleKind ChainWarmupExampleKindOf(const ChainWarmupOptions& o, int step, int j, bool own_proofs_ready) {
-  if (step < o.lookup_drill_steps) return ChainWarmupExampleKind::kScrambledVerifier;
-  if (IsLookupDrillStep(o, step)) {
-    return (j + 0.5) / o.batch < o.lookup_drill_meta_share ? ChainWarmupExampleKind::kScrambledMetaVerifier
-                                                           : ChainWarmupExampleKind::kScrambledVerifier;
-  }
-  const double total = o.generator_share + o.verifier_share + o.meta_verifier_share;
-  const double at = (j + 0.5) / o.batch * total;
-  if (at < o.generator_share) return ChainWarmupExampleKind::kGenerator;
-  const uint64_t seed = ExampleSeed(o, step, j);
-  const bool own = own_proofs_ready && SeededRng(CombineSeeds(seed, kOwnProofSalt)).Chance(
-                                            at >= o.generator_share + o.verifier_share ? o.meta_own_proof_share
-                                                                                       : o.own_proof_share);
-  if (at >= o.generator_share + o.verifier_share) {
-    if (own) return ChainWarmupExampleKind::kOwnProofMetaVerifier;
-    if (SeededRng(CombineSeeds(seed, kScrambleSalt)).Chance(o.meta_scrambled_proof_share)) {
-      return ChainWarmupExampleKind::kScrambledMetaVerifier;
-    }
-    return ChainWarmupExampleKind::kMetaVerifier;
-  }
-  if (own) return ChainWarmupExampleKind::kOwnProofVerifier;
-  if (SeededRng(CombineSeeds(seed, kScrambleSalt)).Chance(o.scrambled_proof_share)) {
-    return ChainWarmupExampleKind::kScrambledVerifier;
-  }
-  return ChainWarmupExampleKind::kVerifier;
 }
 
 absl::StatusOr<ChainWarmupResult> WarmUpChainModel(const std::string& model_dir, const std::string& out_dir,

@@ -181,37 +181,6 @@ struct ChainWarmupResult {
   std::vector<ChainWarmupEvaluation> curve;
 };
 
-// What example `j` of step `step` shows. The roles are laid out over the batch by their shares
-// (every step the same mix, up to rounding), except in the look-up drill's steps, which are all
-// kScrambledVerifier. A verifier example shows one of the model's own proofs with probability
-// own_proof_share once a pool of them exists (`own_proofs_ready`), else a scrambled proof with
-// probability scrambled_proof_share, else a made-up one; a meta-verifier example likewise with
-// meta_own_proof_share and meta_scrambled_proof_share; the draws are seeded by (seed, step, j).
-enum class ChainWarmupExampleKind {
-  kGenerator,
-  kVerifier,
-  kScrambledVerifier,
-  kOwnProofVerifier,
-  kMetaVerifier,
-  kScrambledMetaVerifier,
-  kOwnProofMetaVerifier,
-};
-ChainWarmupExampleKind ChainWarmupExampleKindOf(const ChainWarmupOptions& options, int step, int j,
-                                                bool own_proofs_ready);
-// The flaw a generator example `j` of step `step` puts in its proof: generator_flaw with
-// probability generator_flaw_share (seeded by (seed, step, j)), else kNone.
-ChainFlaw ChainWarmupGeneratorFlawOf(const ChainWarmupOptions& options, int step, int j);
-// Whether that example's self-evaluation overclaims: its proof has a flaw and a draw of
-// probability generator_overclaim_share (seeded by (seed, step, j), apart from the flaw's) says so.
-bool ChainWarmupGeneratorOverclaimsOf(const ChainWarmupOptions& options, int step, int j);
-// The learning rate of step `step`: linear warm-up over lr_warmup_steps, then cosine decay to
-// final_lr_fraction × learning_rate at `steps`; with lr_restart_after_drill, the drill's steps
-// and the rest each run that schedule over their own steps.
-double ChainWarmupLearningRate(const ChainWarmupOptions& options, int step);
-// Whether `step` is a look-up drill step (the first lookup_drill_steps, then every
-// lookup_drill_every-th).
-bool IsLookupDrillStep(const ChainWarmupOptions& options, int step);
-
 // Full-parameter SFT of the model in `model_dir` (HF folder: config.json, model.safetensors,
 // tokenizer.json, optionally tokenizer_config.json) on the chain domain's three formats;
 // writes the warmed model as an HF folder to `out_dir` (a temp folder beside it, then a rename;

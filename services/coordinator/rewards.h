@@ -114,9 +114,10 @@ struct AutoLabelResult {
 // label = 1; otherwise drop. So an analysis whose issue is real but whose
 // score the meta-verifier calls wrong neither sets the label nor lets the
 // proof pass as correct. Analyses with a format failure are left out; with no
-// valid analysis at all the proof is dropped. With unanimous_correct, 1 needs every valid
-// analysis to say 1. With drop_conflicts, a proof whose
-// confirmed analyses disagree on the score is dropped too.
+// valid analysis at all the proof is dropped. Two stricter options: with
+// unanimous_correct, a label of 1 needs every valid analysis to say 1; with
+// drop_conflicts, a proof whose confirmed analyses disagree on the score is
+// dropped.
 AutoLabelResult AutoLabel(const std::vector<LabelEvidence>& evidence, const AutoLabelOptions& options = {});
 
 }  // namespace dsm

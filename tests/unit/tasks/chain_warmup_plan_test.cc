@@ -1,11 +1,11 @@
-// The warm-up's batch plan (tasks/chain_warmup.h ChainWarmupExampleKindOf): the role shares laid
-// out over each step, the look-up drill's steps, and the verifier's and meta-verifier's own /
-// scrambled / made-up proofs at their shares.
+// The warm-up's plan (tasks/chain_warmup_plan.h): the role shares laid out over each step, the
+// look-up drill's steps, the verifier's and meta-verifier's own / scrambled / made-up proofs at
+// their shares, the generator's writer, and the learning rate.
 #include <gtest/gtest.h>
 
 #include <map>
 
-#include "tasks/chain_warmup.h"
+#include "tasks/chain_warmup_plan.h"
 
 namespace dsm {
 namespace {
@@ -19,6 +19,25 @@ std::map<Kind, int> Count(const ChainWarmupOptions& o, int first, int steps, boo
     for (int j = 0; j < o.batch; ++j) ++n[ChainWarmupExampleKindOf(o, step, j, own_ready)];
   }
   return n;
+}
+
+// The writers of the first 8 examples of 500 steps: how many put each flaw in, and how many
+// overclaim on a flawed proof and on a flawless one.
+struct WriterTally {
+  std::map<ChainFlaw, int> flaws;
+  int overclaimed_flawed = 0;
+  int overclaimed_flawless = 0;
+};
+WriterTally TallyWriters(const ChainWarmupOptions& o) {
+  WriterTally t;
+  for (int step = 0; step < 500; ++step) {
+    for (int j = 0; j < 8; ++j) {
+      const ChainWarmupWriter w = ChainWarmupWriterOf(o, step, j);
+      ++t.flaws[w.flaw];
+      (w.flaw == ChainFlaw::kNone ? t.overclaimed_flawless : t.overclaimed_flawed) += w.overclaims;
+    }
+  }
+  return t;
 }
 
 ChainWarmupOptions Recipe() {
@@ -146,22 +165,14 @@ TEST(ChainWarmupPlan, VerifierProofsComeAtTheirShares) {
 }
 
 TEST(ChainWarmupPlan, TheWritersFlawComesAtItsShare) {
-  // Flaws of the first 8 examples of 500 steps.
-  auto count = [](const ChainWarmupOptions& o) {
-    std::map<ChainFlaw, int> n;
-    for (int step = 0; step < 500; ++step) {
-      for (int j = 0; j < 8; ++j) ++n[ChainWarmupGeneratorFlawOf(o, step, j)];
-    }
-    return n;
-  };
   ChainWarmupOptions o = Recipe();
-  EXPECT_EQ(count(o)[ChainFlaw::kNone], 4000);  // the default writer is flawless
+  EXPECT_EQ(TallyWriters(o).flaws[ChainFlaw::kNone], 4000);  // the default writer is flawless
   o.generator_flaw = ChainFlaw::kMissingFinalLine;
   o.generator_flaw_share = 0.6;
-  std::map<ChainFlaw, int> n = count(o);
-  EXPECT_EQ(n.size(), 2u);
-  EXPECT_NEAR(n[ChainFlaw::kMissingFinalLine] / 4000.0, 0.6, 0.03);
-  EXPECT_EQ(ChainWarmupGeneratorFlawOf(o, 77, 3), ChainWarmupGeneratorFlawOf(o, 77, 3));
+  const WriterTally t = TallyWriters(o);
+  EXPECT_EQ(t.flaws.size(), 2u);
+  EXPECT_NEAR(t.flaws.at(ChainFlaw::kMissingFinalLine) / 4000.0, 0.6, 0.03);
+  EXPECT_EQ(ChainWarmupWriterOf(o, 77, 3).flaw, ChainWarmupWriterOf(o, 77, 3).flaw);
   o.generator_flaw_share = 1.5;
   EXPECT_EQ(o.Validate().message(), "generator_flaw_share: 1.5 is outside [0, 1]");
 }
@@ -170,27 +181,15 @@ TEST(ChainWarmupPlan, TheWriterOverclaimsOnItsShareOfFlawedProofsOnly) {
   ChainWarmupOptions o = Recipe();
   o.generator_flaw = ChainFlaw::kMissingFinalLine;
   o.generator_flaw_share = 0.6;
-  int flawed = 0, overclaimed = 0, overclaimed_flawless = 0;
-  auto tally = [&] {
-    flawed = overclaimed = overclaimed_flawless = 0;
-    for (int step = 0; step < 500; ++step) {
-      for (int j = 0; j < 8; ++j) {
-        const bool f = ChainWarmupGeneratorFlawOf(o, step, j) != ChainFlaw::kNone;
-        const bool c = ChainWarmupGeneratorOverclaimsOf(o, step, j);
-        flawed += f;
-        overclaimed += f && c;
-        overclaimed_flawless += !f && c;
-      }
-    }
-  };
-  tally();
-  EXPECT_EQ(overclaimed, 0);  // the default writer is honest
+  const WriterTally honest = TallyWriters(o);
+  EXPECT_EQ(honest.overclaimed_flawed, 0);  // the default writer is honest
   o.generator_overclaim_share = 0.75;
-  tally();
-  EXPECT_NEAR(flawed / 4000.0, 0.6, 0.03);  // the flaw's draw is its own: unchanged
-  EXPECT_NEAR(static_cast<double>(overclaimed) / flawed, 0.75, 0.03);
-  EXPECT_EQ(overclaimed_flawless, 0);  // a flawless proof's self-evaluation is the faithful one
-  EXPECT_EQ(ChainWarmupGeneratorOverclaimsOf(o, 77, 3), ChainWarmupGeneratorOverclaimsOf(o, 77, 3));
+  const WriterTally t = TallyWriters(o);
+  EXPECT_EQ(t.flaws, honest.flaws);  // the flaw's draw is its own: unchanged
+  const int flawed = t.flaws.at(ChainFlaw::kMissingFinalLine);
+  EXPECT_NEAR(static_cast<double>(t.overclaimed_flawed) / flawed, 0.75, 0.03);
+  EXPECT_EQ(t.overclaimed_flawless, 0);  // a flawless proof's self-evaluation is the faithful one
+  EXPECT_EQ(ChainWarmupWriterOf(o, 77, 3).overclaims, ChainWarmupWriterOf(o, 77, 3).overclaims);
   o.generator_overclaim_share = -0.5;
   EXPECT_EQ(o.Validate().message(), "generator_overclaim_share: -0.5 is outside [0, 1]");
 }
