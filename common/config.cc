@@ -183,6 +183,8 @@ void Visit(V& v, CoordinatorConfig& o) {
   v.Bool("auto_label_drop_conflicts", &o.auto_label_drop_conflicts);
   v.Bool("auto_label_unanimous_correct", &o.auto_label_unanimous_correct);
   v.Num("auto_label_temperature", &o.auto_label_temperature, 0, 2);
+  v.Int("evaluation_proofs", &o.evaluation_proofs, 1, 1 << 20);
+  v.Int("evaluation_problems", &o.evaluation_problems, 1, 1 << 20);
   v.Str("grader", &o.grader);
 }
 

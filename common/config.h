@@ -207,6 +207,11 @@ struct CoordinatorConfig {
   // learnt from these samples, so it need not be the learner's). Below 1 the n analyses agree
   // more and miss together; above 1 they vary more (BENCHMARKS.md: 0.7 vs 1.2 on the tiny model).
   double auto_label_temperature = 1.0;
+  // Each evaluation's size: the verifier grades at most `evaluation_proofs` labelled proofs of
+  // evaluation problems (import order), the generator writes one greedy proof for each of at most
+  // `evaluation_problems` evaluation problems.
+  int evaluation_proofs = 64;
+  int evaluation_problems = 64;
   // An exact judge for evaluations (never rewards): "chain" = the built-in
   // domain's checker (tasks/); "" = none (real data has no exact checker).
   std::string grader;

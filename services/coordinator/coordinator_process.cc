@@ -74,6 +74,8 @@ CoordinatorProcessOptions CoordinatorOptionsFromConfig(const DsmConfig& config, 
     // Evaluations are greedy: one deterministic answer per held-out item.
     p.options.evaluation.params.set_temperature(0);
     p.options.generator_evaluation.params.set_temperature(0);
+    p.options.evaluation.max_proofs = static_cast<uint32_t>(config.coordinator.evaluation_proofs);
+    p.options.generator_evaluation.max_problems = static_cast<uint32_t>(config.coordinator.evaluation_problems);
     o.pipeline = std::move(p);
   }
   return o;

@@ -24,7 +24,8 @@ TEST(CoordinatorOptions, PhaseFourAndFiveSettingsComeFromTheConfig) {
             "auto_label_k: 4, auto_label_drop_conflicts: true, auto_label_unanimous_correct: true, "
             "auto_label_temperature: 0.5, group_size: 5, "
             "verifier_epochs: 3, meta_verifier_epochs: 2, generator_epochs: 4, "
-            "enhanced_meta_verifications: 3, enhanced_meta_temperature: 0"),
+            "enhanced_meta_verifications: 3, enhanced_meta_temperature: 0, evaluation_proofs: 200, "
+            "evaluation_problems: 30"),
       "");
   ASSERT_TRUE(o.pipeline.has_value());
   const PipelineOptions& p = o.pipeline->options;
@@ -47,6 +48,8 @@ TEST(CoordinatorOptions, PhaseFourAndFiveSettingsComeFromTheConfig) {
   EXPECT_EQ(p.verifier.meta_samples, 3u);
   ASSERT_TRUE(p.verifier.meta_params.has_temperature());
   EXPECT_FLOAT_EQ(p.verifier.meta_params.temperature(), 0.0f);
+  EXPECT_EQ(p.evaluation.max_proofs, 200u);
+  EXPECT_EQ(p.generator_evaluation.max_problems, 30u);
 }
 
 TEST(CoordinatorOptions, DefaultsAreThePapers) {
@@ -63,6 +66,8 @@ TEST(CoordinatorOptions, DefaultsAreThePapers) {
   EXPECT_FLOAT_EQ(p.auto_label.scoring_params.temperature(), 1.0f);  // the samplers' own
   EXPECT_EQ(p.verifier.meta_samples, 1u);                             // phase 3: one sampled R_meta
   EXPECT_FLOAT_EQ(p.verifier.meta_params.temperature(), 1.0f);
+  EXPECT_EQ(p.evaluation.max_proofs, 64u);
+  EXPECT_EQ(p.generator_evaluation.max_problems, 64u);
 }
 
 // Phase 3's meta-verifications go out as many at once as a sampler decodes together.
