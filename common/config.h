@@ -182,6 +182,9 @@ struct CoordinatorConfig {
   // judgement, one is enough).
   int enhanced_meta_verifications = 1;
   double enhanced_meta_temperature = 1.0;
+  // Phase 3 trains the verifier's adapter on the labelled analyses too (METHOD.md: one adapter
+  // for both jobs); false: on the labelled proofs only.
+  bool enhanced_analyses = true;
   int generator_problems = 64;    // problems per generator phase (per pass)
   int generator_epochs = 1;       // passes over them in phase 4
   int auto_label_problems = 32;   // problems per auto-labelling phase

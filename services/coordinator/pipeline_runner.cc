@@ -214,12 +214,21 @@ void PipelineRunner::Progress(v1::Phase phase, uint32_t iteration, uint64_t done
   }
 }
 
+ScoringPhaseData ScoringPhaseDataOf(v1::Phase phase, const PipelineOptions& options) {
+  ScoringPhaseData d;
+  d.proofs = phase == v1::PHASE_VERIFIER_RL || phase == v1::PHASE_ENHANCED_VERIFIER_RL;
+  d.analyses = phase == v1::PHASE_META_VERIFIER_RL ||
+               (phase == v1::PHASE_ENHANCED_VERIFIER_RL && options.enhanced_analyses);
+  d.epochs = phase == v1::PHASE_VERIFIER_RL        ? std::max<uint32_t>(1, options.verifier_epochs)
+             : phase == v1::PHASE_META_VERIFIER_RL ? std::max<uint32_t>(1, options.meta_verifier_epochs)
+                                                   : 1;
+  return d;
+}
+
 absl::Status PipelineRunner::Scoring(v1::Phase phase, uint32_t iteration) {
-  const bool verifier = phase != v1::PHASE_META_VERIFIER_RL;
-  const bool meta = phase != v1::PHASE_VERIFIER_RL;
-  const uint32_t epochs = phase == v1::PHASE_VERIFIER_RL        ? std::max<uint32_t>(1, options_.verifier_epochs)
-                          : phase == v1::PHASE_META_VERIFIER_RL ? std::max<uint32_t>(1, options_.meta_verifier_epochs)
-                                                                : 1;
+  const ScoringPhaseData data = ScoringPhaseDataOf(phase, options_);
+  const bool verifier = data.proofs, meta = data.analyses;
+  const uint32_t epochs = data.epochs;
   absl::StatusOr<DatasetCounts> counts = store_->CountRecords();
   if (!counts.ok()) return counts.status();
   const uint64_t proofs = verifier ? counts->proofs : 0, analyses = meta ? counts->analyses : 0;

@@ -57,6 +57,9 @@ struct PipelineOptions {
   // that neither kind of data is the adapter's last word.
   uint32_t verifier_epochs = 1;
   uint32_t meta_verifier_epochs = 1;
+  // Phase 3 trains the verifier's adapter on the labelled analyses too (METHOD.md: one adapter
+  // for both jobs); false: on the labelled proofs only.
+  bool enhanced_analyses = true;
   uint32_t generator_problems = 64;   // problems per generator phase (per pass)
   uint32_t generator_epochs = 1;      // passes over them in phase 4, a fresh group each
   // Phase 4's problems in flight at most (enqueued, not yet scored into a group; 0 = all at
@@ -81,6 +84,15 @@ struct PipelineTemplates {
   PromptTemplate meta_verifier;
   OutputMarkers verifier_markers;  // the self-evaluation's markers
 };
+
+// What a scoring phase trains on: the labelled proofs (phases 1 and 3), the labelled analyses
+// (phase 2, and phase 3 with enhanced_analyses), and how many passes (phase 3: one).
+struct ScoringPhaseData {
+  bool proofs = false;
+  bool analyses = false;
+  uint32_t epochs = 1;
+};
+ScoringPhaseData ScoringPhaseDataOf(v1::Phase phase, const PipelineOptions& options);
 
 class PipelineRunner {
  public:

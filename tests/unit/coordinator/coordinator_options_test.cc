@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include "common/config.h"
+#include "services/coordinator/pipeline_runner.h"
 
 namespace dsm {
 namespace {
@@ -68,6 +69,28 @@ TEST(CoordinatorOptions, DefaultsAreThePapers) {
   EXPECT_FLOAT_EQ(p.verifier.meta_params.temperature(), 1.0f);
   EXPECT_EQ(p.evaluation.max_proofs, 64u);
   EXPECT_EQ(p.generator_evaluation.max_problems, 64u);
+}
+
+// Phase 3 trains the verifier's adapter on the labelled analyses too (METHOD.md) unless told not to.
+TEST(CoordinatorOptions, PhaseThreeTrainsOnTheAnalysesUnlessToldNot) {
+  const PipelineOptions paper = CoordinatorOptionsFromConfig(Parse("verifier_epochs: 2"), "").pipeline->options;
+  const ScoringPhaseData one = ScoringPhaseDataOf(v1::PHASE_VERIFIER_RL, paper);
+  EXPECT_TRUE(one.proofs);
+  EXPECT_FALSE(one.analyses);
+  EXPECT_EQ(one.epochs, 2u);
+  const ScoringPhaseData two = ScoringPhaseDataOf(v1::PHASE_META_VERIFIER_RL, paper);
+  EXPECT_FALSE(two.proofs);
+  EXPECT_TRUE(two.analyses);
+  const ScoringPhaseData three = ScoringPhaseDataOf(v1::PHASE_ENHANCED_VERIFIER_RL, paper);
+  EXPECT_TRUE(three.proofs);
+  EXPECT_TRUE(three.analyses);
+  EXPECT_EQ(three.epochs, 1u);
+  const PipelineOptions proofs_only =
+      CoordinatorOptionsFromConfig(Parse("enhanced_analyses: false"), "").pipeline->options;
+  const ScoringPhaseData alone = ScoringPhaseDataOf(v1::PHASE_ENHANCED_VERIFIER_RL, proofs_only);
+  EXPECT_TRUE(alone.proofs);
+  EXPECT_FALSE(alone.analyses);
+  EXPECT_TRUE(ScoringPhaseDataOf(v1::PHASE_META_VERIFIER_RL, proofs_only).analyses);  // phase 2 keeps its data
 }
 
 // Phase 3's meta-verifications go out as many at once as a sampler decodes together.
