@@ -587,6 +587,11 @@ void LearnerCore::TrainStep(RoleState* role, Objective objective, std::vector<Pe
       last_checkpoint_step_ = total_steps;
     }
   }
+  spdlog::debug(
+      "learner: {} step {} (version {}): {} groups, {} samples, {} tokens, reward {:.4f} (std {:.4f}), lag {:.2f}, "
+      "loss {:.4g}, kl {:.4g}, clip {:.4f}, grad norm {:.4f}, lr {:.3g}",
+      role->name, stats->step, version, m.groups, stats->samples, stats->tokens, m.reward_mean, m.reward_std,
+      m.policy_lag_mean, stats->loss, stats->kl, stats->clip_fraction, stats->grad_norm, stats->learning_rate);
   metrics_->RecordStep(role->role, {stats->loss, stats->kl, stats->clip_fraction, m.reward_mean, m.reward_std,
                                     stats->grad_norm, stats->tokens, stats->seconds});
   auto snapshot = role->trainer->SnapshotAdapter();
