@@ -14,6 +14,25 @@ constexpr uint64_t kScrambleSalt = 0x7363726d626c6531ULL;  // "scrmble1"
 constexpr uint64_t kWriterSalt = 0x7772697465723031ULL;  // "writer01"
 constexpr uint64_t kOverclaimSalt = 0x6f636c61696d3031ULL;  // "oclaim01"
 
+struct ScoringShares {
+  double own_proof = 0;
+  double scrambled = 0;  // of the examples not on the model's own proofs
+};
+struct ScoringKinds {
+  ChainWarmupExampleKind own_proof, scrambled, made_up;
+};
+
+// A verifier or meta-verifier example: on one of the model's own proofs (once
+// there are some), else on a scrambled proof, else on a made-up one.
+ChainWarmupExampleKind ScoringExampleKind(uint64_t seed, bool own_proofs_ready, ScoringShares shares,
+                                          ScoringKinds kinds) {
+  if (own_proofs_ready && SeededRng(CombineSeeds(seed, kOwnProofSalt)).Chance(shares.own_proof)) {
+    return kinds.own_proof;
+  }
+  if (SeededRng(CombineSeeds(seed, kScrambleSalt)).Chance(shares.scrambled)) return kinds.scrambled;
+  return kinds.made_up;
+}
+
 }  // namespace
 
 uint64_t ChainWarmupExampleSeed(const ChainWarmupOptions& o, int step, int j) {
@@ -61,21 +80,14 @@ ChainWarmupExampleKind ChainWarmupExampleKindOf(const ChainWarmupOptions& o, int
   const double at = (j + 0.5) / o.batch * total;
   if (at < o.generator_share) return ChainWarmupExampleKind::kGenerator;
   const uint64_t seed = ChainWarmupExampleSeed(o, step, j);
-  const bool own = own_proofs_ready && SeededRng(CombineSeeds(seed, kOwnProofSalt)).Chance(
-                                            at >= o.generator_share + o.verifier_share ? o.meta_own_proof_share
-                                                                                       : o.own_proof_share);
   if (at >= o.generator_share + o.verifier_share) {
-    if (own) return ChainWarmupExampleKind::kOwnProofMetaVerifier;
-    if (SeededRng(CombineSeeds(seed, kScrambleSalt)).Chance(o.meta_scrambled_proof_share)) {
-      return ChainWarmupExampleKind::kScrambledMetaVerifier;
-    }
-    return ChainWarmupExampleKind::kMetaVerifier;
+    return ScoringExampleKind(seed, own_proofs_ready, {o.meta_own_proof_share, o.meta_scrambled_proof_share},
+                              {ChainWarmupExampleKind::kOwnProofMetaVerifier,
+                               ChainWarmupExampleKind::kScrambledMetaVerifier, ChainWarmupExampleKind::kMetaVerifier});
   }
-  if (own) return ChainWarmupExampleKind::kOwnProofVerifier;
-  if (SeededRng(CombineSeeds(seed, kScrambleSalt)).Chance(o.scrambled_proof_share)) {
-    return ChainWarmupExampleKind::kScrambledVerifier;
-  }
-  return ChainWarmupExampleKind::kVerifier;
+  return ScoringExampleKind(seed, own_proofs_ready, {o.own_proof_share, o.scrambled_proof_share},
+                            {ChainWarmupExampleKind::kOwnProofVerifier, ChainWarmupExampleKind::kScrambledVerifier,
+                             ChainWarmupExampleKind::kVerifier});
 }
 
 }  // namespace dsm

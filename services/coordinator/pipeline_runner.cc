@@ -227,25 +227,23 @@ ScoringPhaseData ScoringPhaseDataOf(v1::Phase phase, const PipelineOptions& opti
 
 absl::Status PipelineRunner::Scoring(v1::Phase phase, uint32_t iteration) {
   const ScoringPhaseData data = ScoringPhaseDataOf(phase, options_);
-  const bool verifier = data.proofs, meta = data.analyses;
-  const uint32_t epochs = data.epochs;
   absl::StatusOr<DatasetCounts> counts = store_->CountRecords();
   if (!counts.ok()) return counts.status();
-  const uint64_t proofs = verifier ? counts->proofs : 0, analyses = meta ? counts->analyses : 0;
-  const uint64_t total = (proofs + analyses) * epochs;
-  const char* unit = verifier && meta ? "proofs+analyses" : verifier ? "proofs" : "analyses";
+  const uint64_t proofs = data.proofs ? counts->proofs : 0, analyses = data.analyses ? counts->analyses : 0;
+  const uint64_t total = (proofs + analyses) * data.epochs;
+  const char* unit = data.proofs && data.analyses ? "proofs+analyses" : data.proofs ? "proofs" : "analyses";
   uint64_t done = 0;
-  for (uint32_t epoch = 1; epoch <= epochs; ++epoch) {
+  for (uint32_t epoch = 1; epoch <= data.epochs; ++epoch) {
     std::optional<VerifierPhase> proof_phase;
     std::optional<MetaVerifierPhase> analysis_phase;
-    if (verifier) {
+    if (data.proofs) {
       VerifierPhaseOptions o = options_.verifier;
       o.phase = phase;
       o.iteration = iteration;
       o.epoch = epoch;
       proof_phase.emplace(store_, scoring_, o, [this] { Wake(); });
     }
-    if (meta) {
+    if (data.analyses) {
       MetaVerifierPhaseOptions o = options_.meta_verifier;
       o.phase = phase;
       o.iteration = iteration;
