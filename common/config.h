@@ -185,6 +185,9 @@ struct CoordinatorConfig {
   // Phase 3 trains the verifier's adapter on the labelled analyses too (METHOD.md: one adapter
   // for both jobs); false: on the labelled proofs only.
   bool enhanced_analyses = true;
+  // Phases 1-3 go through their labelled proofs and analyses in an order shuffled from run.seed,
+  // a new one each pass (as a trainer's data loader does each epoch); false: import order.
+  bool shuffle = true;
   int generator_problems = 64;    // problems per generator phase (per pass)
   int generator_epochs = 1;       // passes over them in phase 4
   int auto_label_problems = 32;   // problems per auto-labelling phase

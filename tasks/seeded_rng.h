@@ -11,19 +11,9 @@
 #include <limits>
 
 #include "absl/strings/string_view.h"
+#include "common/seed_mix.h"  // MixBits64, CombineSeeds
 
 namespace dsm {
-
-// SplitMix64's output function: a bijective 64-bit mix.
-inline uint64_t MixBits64(uint64_t x) {
-  x += 0x9e3779b97f4a7c15ULL;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
-  return x ^ (x >> 31);
-}
-
-// A seed derived from two values (order matters).
-inline uint64_t CombineSeeds(uint64_t a, uint64_t b) { return MixBits64(MixBits64(a) ^ b); }
 
 // FNV-1a over the bytes, then mixed: stable across platforms and processes.
 inline uint64_t StableHash64(absl::string_view text) {

@@ -64,6 +64,10 @@ CoordinatorProcessOptions CoordinatorOptionsFromConfig(const DsmConfig& config, 
     p.options.verifier.meta_samples = static_cast<uint32_t>(config.coordinator.enhanced_meta_verifications);
     p.options.verifier.meta_params.set_temperature(static_cast<float>(config.coordinator.enhanced_meta_temperature));
     p.options.enhanced_analyses = config.coordinator.enhanced_analyses;
+    if (config.coordinator.shuffle) {
+      p.options.verifier.shuffle_seed = static_cast<uint64_t>(config.run.seed);
+      p.options.meta_verifier.shuffle_seed = static_cast<uint64_t>(config.run.seed);
+    }
     p.options.verifier_epochs = static_cast<uint32_t>(config.coordinator.verifier_epochs);
     p.options.meta_verifier_epochs = static_cast<uint32_t>(config.coordinator.meta_verifier_epochs);
     // Progress is recorded after each batch of this many items.

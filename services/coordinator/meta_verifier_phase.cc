@@ -10,7 +10,11 @@ namespace dsm {
 
 MetaVerifierPhase::MetaVerifierPhase(RunStore* store, ScoringClient* scoring, MetaVerifierPhaseOptions options,
                                      std::function<void()> on_group)
-    : store_(store), scoring_(scoring), options_(std::move(options)), on_group_(std::move(on_group)) {}
+    : store_(store),
+      scoring_(scoring),
+      options_(std::move(options)),
+      pass_(PassOrder::Of(options_.shuffle_seed, options_.phase, options_.iteration, options_.epoch, "analyses")),
+      on_group_(std::move(on_group)) {}
 
 std::string MetaVerifierPhase::CursorName() const {
   return RunStore::CursorName(options_.phase, options_.iteration, EpochDataset("analyses", options_.epoch));
@@ -21,7 +25,10 @@ absl::StatusOr<ScoringPhaseProgress> MetaVerifierPhase::RunOnce() {
   absl::StatusOr<int64_t> cursor = store_->GetCursor(CursorName());
   if (!cursor.ok()) return cursor.status();
   const uint32_t limit = options_.max_analyses == 0 ? 1024 : options_.max_analyses;
-  absl::StatusOr<std::vector<StoredAnalysis>> analyses = store_->Analyses(*cursor, limit);
+  absl::StatusOr<std::vector<int64_t>> next =
+      pass_.Next(*cursor, limit, [this] { return store_->AnalysisSeqs(); });
+  if (!next.ok()) return next.status();
+  absl::StatusOr<std::vector<StoredAnalysis>> analyses = store_->AnalysesAt(*next);
   if (!analyses.ok()) return analyses.status();
   for (const StoredAnalysis& stored : *analyses) {
     const v1::LabelledAnalysis& labelled = stored.record;
@@ -38,7 +45,7 @@ absl::StatusOr<ScoringPhaseProgress> MetaVerifierPhase::RunOnce() {
                                                         (*proof)->problem_id(), " is not in the run"));
     }
     if ((*problem)->split() == v1::DATASET_SPLIT_EVAL) {  // held out: evaluation only, never trained on
-      if (absl::Status s = store_->SetCursor(CursorName(), stored.seq, absl::Now()); !s.ok()) return s;
+      if (absl::Status s = store_->SetCursor(CursorName(), pass_.order().KeyOf(stored.seq), absl::Now()); !s.ok()) return s;
       ++progress.skipped;
       continue;
     }
@@ -54,7 +61,7 @@ absl::StatusOr<ScoringPhaseProgress> MetaVerifierPhase::RunOnce() {
                                         labelled.analysis_id(), EpochSuffix(options_.epoch)));
     absl::StatusOr<v1::AssessResponse> assessed = scoring_->Assess(request);
     if (!assessed.ok() && LeftOutByScorer(assessed.status(), absl::StrCat("analysis ", labelled.analysis_id()))) {
-      if (absl::Status s = store_->SetCursor(CursorName(), stored.seq, absl::Now()); !s.ok()) return s;
+      if (absl::Status s = store_->SetCursor(CursorName(), pass_.order().KeyOf(stored.seq), absl::Now()); !s.ok()) return s;
       ++progress.skipped;
       continue;
     }
@@ -73,7 +80,7 @@ absl::StatusOr<ScoringPhaseProgress> MetaVerifierPhase::RunOnce() {
       ++progress.analyses;
       group.samples.push_back(SampleOf(a.completion(), a.score(), *reward));
     }
-    if (absl::Status s = RecordAndAdvance(store_, group, CursorName(), stored.seq, &progress); !s.ok()) return s;
+    if (absl::Status s = RecordAndAdvance(store_, group, CursorName(), pass_.order().KeyOf(stored.seq), &progress); !s.ok()) return s;
     if (on_group_) on_group_();
   }
   return progress;

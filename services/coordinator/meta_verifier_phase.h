@@ -14,10 +14,13 @@
 #ifndef DSM_SERVICES_COORDINATOR_META_VERIFIER_PHASE_H_
 #define DSM_SERVICES_COORDINATOR_META_VERIFIER_PHASE_H_
 
+#include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "services/coordinator/pass_order.h"
 #include "services/coordinator/run_store.h"
 #include "services/coordinator/scoring_client.h"
 #include "services/coordinator/verifier_phase.h"
@@ -32,6 +35,7 @@ struct MetaVerifierPhaseOptions {
   v1::AdapterRole role = v1::ADAPTER_ROLE_META_VERIFIER;
   uint32_t group_size = 8;
   uint32_t max_analyses = 0;  // per RunOnce; 0 = every remaining one
+  std::optional<uint64_t> shuffle_seed;  // the pass's order over the analyses (as VerifierPhaseOptions)
   v1::SamplingParams params;
 };
 
@@ -47,6 +51,7 @@ class MetaVerifierPhase {
   RunStore* const store_;
   ScoringClient* const scoring_;
   const MetaVerifierPhaseOptions options_;
+  PassQueue pass_;
   std::function<void()> on_group_;
 };
 

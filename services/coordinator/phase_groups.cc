@@ -49,15 +49,15 @@ SampleRecord SampleOf(const v1::Completion& completion, const v1::Score& score, 
   return s;
 }
 
-absl::Status RecordAndAdvance(RunStore* store, const GroupRecord& group, const std::string& cursor, int64_t seq,
+absl::Status RecordAndAdvance(RunStore* store, const GroupRecord& group, const std::string& cursor, int64_t position,
                               ScoringPhaseProgress* progress) {
   if (group.samples.size() < 2) {
-    if (absl::Status s = store->SetCursor(cursor, seq, absl::Now()); !s.ok()) return s;
+    if (absl::Status s = store->SetCursor(cursor, position, absl::Now()); !s.ok()) return s;
     ++progress->items;
     ++progress->too_few_samples;
     return absl::OkStatus();
   }
-  absl::StatusOr<bool> recorded = store->RecordGroup(group, CursorUpdate{cursor, seq}, absl::Now());
+  absl::StatusOr<bool> recorded = store->RecordGroup(group, CursorUpdate{cursor, position}, absl::Now());
   if (!recorded.ok()) return recorded.status();
   ++progress->items;
   progress->groups_recorded += *recorded;

@@ -49,12 +49,12 @@ GroupRecord NewGroup(std::string group_id, v1::AdapterRole role, v1::Phase phase
 // go into reward_parts ("r_format", "score") for the report.
 SampleRecord SampleOf(const v1::Completion& completion, const v1::Score& score, double reward);
 
-// Records `group` and moves the phase's `cursor` to `seq` in one
+// Records `group` and moves the phase's `cursor` to `position` (the record's key in its pass) in one
 // transaction (a group stored before is left alone), and counts it. A group
 // of fewer than 2 samples (the others left out) is not recorded: GRPO's
 // advantage compares samples of a group, and the learner refuses such a
 // group; only the cursor moves, and it is counted in too_few_samples.
-absl::Status RecordAndAdvance(RunStore* store, const GroupRecord& group, const std::string& cursor, int64_t seq,
+absl::Status RecordAndAdvance(RunStore* store, const GroupRecord& group, const std::string& cursor, int64_t position,
                               ScoringPhaseProgress* progress);
 
 // What EnqueueGenerationWork asks workers for.

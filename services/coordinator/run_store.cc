@@ -493,6 +493,54 @@ StoredProof ReadProofRow(const StateDb::Statement& st) {
   p.iteration = static_cast<uint32_t>(st.ColumnInt(7));
   return p;
 }
+
+#define DSM_ANALYSIS_COLUMNS "seq, analysis_id, proof_id, analysis, meta_score, issue, labeller, iteration"
+StoredAnalysis ReadAnalysisRow(const StateDb::Statement& st) {
+  StoredAnalysis a;
+  a.seq = st.ColumnInt(0);
+  a.record.set_analysis_id(st.ColumnText(1));
+  a.record.set_proof_id(st.ColumnText(2));
+  a.record.set_analysis(st.ColumnText(3));
+  a.record.set_meta_score(st.ColumnDouble(4));
+  a.record.set_issue(st.ColumnText(5));
+  a.record.set_labeller(st.ColumnText(6));
+  a.iteration = static_cast<uint32_t>(st.ColumnInt(7));
+  return a;
+}
+
+// Every seq `sql` selects, in its order.
+absl::StatusOr<std::vector<int64_t>> ReadSeqs(StateDb* db, const char* sql) {
+  std::vector<int64_t> out;
+  DSM_RETURN_IF_ERROR(db->Read([&](Connection& c) -> absl::Status {
+    out.clear();
+    DSM_ASSIGN_OR_RETURN(StateDb::Statement st, c.Prepare(sql));
+    while (true) {
+      DSM_ASSIGN_OR_RETURN(bool row, st.Step());
+      if (!row) break;
+      out.push_back(st.ColumnInt(0));
+    }
+    return absl::OkStatus();
+  }));
+  return out;
+}
+
+// The rows `sql` (one seq parameter) gives for each of `seqs`, in that order; a seq with no row is left out.
+template <typename Row, typename ReadRow>
+absl::StatusOr<std::vector<Row>> ReadRowsAt(StateDb* db, const char* sql, absl::Span<const int64_t> seqs,
+                                            ReadRow read_row) {
+  std::vector<Row> out;
+  DSM_RETURN_IF_ERROR(db->Read([&](Connection& c) -> absl::Status {
+    out.clear();
+    for (const int64_t seq : seqs) {
+      DSM_ASSIGN_OR_RETURN(StateDb::Statement st, c.Prepare(sql));
+      st.BindInt(1, seq);
+      DSM_ASSIGN_OR_RETURN(bool row, st.Step());
+      if (row) out.push_back(read_row(st));
+    }
+    return absl::OkStatus();
+  }));
+  return out;
+}
 }  // namespace
 
 absl::StatusOr<std::vector<StoredProof>> RunStore::Proofs(int64_t after_seq, uint32_t limit) {
@@ -517,26 +565,34 @@ absl::StatusOr<std::vector<StoredAnalysis>> RunStore::Analyses(int64_t after_seq
   DSM_RETURN_IF_ERROR(db_->Read([&](Connection& c) -> absl::Status {
     out.clear();
     DSM_ASSIGN_OR_RETURN(StateDb::Statement st,
-                         c.Prepare("SELECT seq, analysis_id, proof_id, analysis, meta_score, issue, labeller, "
-                                   "iteration FROM analyses WHERE seq > ?1 ORDER BY seq LIMIT ?2"));
+                         c.Prepare("SELECT " DSM_ANALYSIS_COLUMNS " FROM analyses WHERE seq > ?1 ORDER BY seq LIMIT ?2"));
     st.BindInt(1, after_seq).BindInt(2, limit);
     while (true) {
       DSM_ASSIGN_OR_RETURN(bool row, st.Step());
       if (!row) break;
-      StoredAnalysis a;
-      a.seq = st.ColumnInt(0);
-      a.record.set_analysis_id(st.ColumnText(1));
-      a.record.set_proof_id(st.ColumnText(2));
-      a.record.set_analysis(st.ColumnText(3));
-      a.record.set_meta_score(st.ColumnDouble(4));
-      a.record.set_issue(st.ColumnText(5));
-      a.record.set_labeller(st.ColumnText(6));
-      a.iteration = static_cast<uint32_t>(st.ColumnInt(7));
-      out.push_back(std::move(a));
+      out.push_back(ReadAnalysisRow(st));
     }
     return absl::OkStatus();
   }));
   return out;
+}
+
+absl::StatusOr<std::vector<int64_t>> RunStore::ProofSeqs() {
+  return ReadSeqs(db_.get(), "SELECT seq FROM proofs ORDER BY seq");
+}
+
+absl::StatusOr<std::vector<int64_t>> RunStore::AnalysisSeqs() {
+  return ReadSeqs(db_.get(), "SELECT seq FROM analyses ORDER BY seq");
+}
+
+absl::StatusOr<std::vector<StoredProof>> RunStore::ProofsAt(absl::Span<const int64_t> seqs) {
+  return ReadRowsAt<StoredProof>(db_.get(), "SELECT " DSM_PROOF_COLUMNS " FROM proofs WHERE seq = ?1", seqs,
+                                 ReadProofRow);
+}
+
+absl::StatusOr<std::vector<StoredAnalysis>> RunStore::AnalysesAt(absl::Span<const int64_t> seqs) {
+  return ReadRowsAt<StoredAnalysis>(db_.get(), "SELECT " DSM_ANALYSIS_COLUMNS " FROM analyses WHERE seq = ?1",
+                                    seqs, ReadAnalysisRow);
 }
 
 absl::StatusOr<std::optional<v1::ProblemRecord>> RunStore::GetProblem(const std::string& problem_id) {

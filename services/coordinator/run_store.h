@@ -175,6 +175,12 @@ class RunStore {
                                                       ProblemLabels labels = ProblemLabels::kAny);
   absl::StatusOr<std::vector<StoredProof>> Proofs(int64_t after_seq, uint32_t limit);
   absl::StatusOr<std::vector<StoredAnalysis>> Analyses(int64_t after_seq, uint32_t limit);
+  // Every proof's / analysis's seq, in import order (a pass's PassOrder is drawn over them).
+  absl::StatusOr<std::vector<int64_t>> ProofSeqs();
+  absl::StatusOr<std::vector<int64_t>> AnalysisSeqs();
+  // The records with these seqs, in the order given; a seq not stored is left out.
+  absl::StatusOr<std::vector<StoredProof>> ProofsAt(absl::Span<const int64_t> seqs);
+  absl::StatusOr<std::vector<StoredAnalysis>> AnalysesAt(absl::Span<const int64_t> seqs);
   absl::StatusOr<std::optional<v1::ProblemRecord>> GetProblem(const std::string& problem_id);
   absl::StatusOr<std::optional<v1::LabelledProof>> GetProof(const std::string& proof_id);
   // True if a stored proof has exactly this text for this problem (content de-duplication).

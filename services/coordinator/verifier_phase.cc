@@ -14,7 +14,11 @@ namespace dsm {
 
 VerifierPhase::VerifierPhase(RunStore* store, ScoringClient* scoring, VerifierPhaseOptions options,
                              std::function<void()> on_group)
-    : store_(store), scoring_(scoring), options_(std::move(options)), on_group_(std::move(on_group)) {}
+    : store_(store),
+      scoring_(scoring),
+      options_(std::move(options)),
+      pass_(PassOrder::Of(options_.shuffle_seed, options_.phase, options_.iteration, options_.epoch, "proofs")),
+      on_group_(std::move(on_group)) {}
 
 std::string VerifierPhase::CursorName() const {
   return RunStore::CursorName(options_.phase, options_.iteration, EpochDataset("proofs", options_.epoch));
@@ -26,7 +30,9 @@ absl::StatusOr<ScoringPhaseProgress> VerifierPhase::RunOnce() {
   absl::StatusOr<int64_t> cursor = store_->GetCursor(CursorName());
   if (!cursor.ok()) return cursor.status();
   const uint32_t limit = options_.max_proofs == 0 ? 1024 : options_.max_proofs;
-  absl::StatusOr<std::vector<StoredProof>> proofs = store_->Proofs(*cursor, limit);
+  absl::StatusOr<std::vector<int64_t>> next = pass_.Next(*cursor, limit, [this] { return store_->ProofSeqs(); });
+  if (!next.ok()) return next.status();
+  absl::StatusOr<std::vector<StoredProof>> proofs = store_->ProofsAt(*next);
   if (!proofs.ok()) return proofs.status();
   // Every training proof's request, verified side by side (the verifier batches them); then the
   // results are handled in order, so the cursor only ever moves forward.
@@ -90,14 +96,14 @@ absl::StatusOr<ScoringPhaseProgress> VerifierPhase::RunOnce() {
     const StoredProof& stored = (*proofs)[index];
     const v1::LabelledProof& proof = stored.record;
     if (!requests[index].has_value()) {  // held out: evaluation only, never trained on
-      if (absl::Status s = store_->SetCursor(CursorName(), stored.seq, absl::Now()); !s.ok()) return s;
+      if (absl::Status s = store_->SetCursor(CursorName(), pass_.order().KeyOf(stored.seq), absl::Now()); !s.ok()) return s;
       ++progress.skipped;
       continue;
     }
     const v1::VerifyRequest& request = *requests[index];
     const absl::StatusOr<v1::VerifyResponse>& verified = *responses[index];
     if (!verified.ok() && LeftOutByScorer(verified.status(), absl::StrCat("proof ", proof.proof_id()))) {
-      if (absl::Status s = store_->SetCursor(CursorName(), stored.seq, absl::Now()); !s.ok()) return s;
+      if (absl::Status s = store_->SetCursor(CursorName(), pass_.order().KeyOf(stored.seq), absl::Now()); !s.ok()) return s;
       ++progress.skipped;
       continue;
     }
@@ -137,7 +143,7 @@ absl::StatusOr<ScoringPhaseProgress> VerifierPhase::RunOnce() {
       ++progress.analyses;
       group.samples.push_back(std::move(s));
     }
-    if (absl::Status s = RecordAndAdvance(store_, group, CursorName(), stored.seq, &progress); !s.ok()) return s;
+    if (absl::Status s = RecordAndAdvance(store_, group, CursorName(), pass_.order().KeyOf(stored.seq), &progress); !s.ok()) return s;
     if (on_group_) on_group_();
   }
   return progress;

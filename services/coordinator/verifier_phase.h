@@ -1,8 +1,8 @@
 // VerifierPhase: phase 1 (verifier RL) and, with a meta-verifier in the
 // loop, phase 3 (enhanced verifier) of the pipeline (../shared/METHOD.md).
 //
-// For each labelled proof of the run (RunStore::Proofs, in import order,
-// from the phase's cursor): ask the verifier service for `group_size`
+// For each labelled proof of the run (in the pass's PassOrder: shuffled by
+// shuffle_seed, or import order; from the phase's cursor): ask the verifier service for `group_size`
 // analyses of the proof (ScoringClient::Verify with return_logprobs), score
 // each analysis against the expert label — R = R_format · R_score, and in
 // the enhanced phase · R_meta from the meta-verifier's assessment of that
@@ -20,10 +20,12 @@
 
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 
 #include "absl/status/statusor.h"
 #include "dsm/v1/coordinator.pb.h"
+#include "services/coordinator/pass_order.h"
 #include "services/coordinator/phase_groups.h"
 #include "services/coordinator/run_store.h"
 #include "services/coordinator/scoring_client.h"
@@ -38,6 +40,9 @@ struct VerifierPhaseOptions {
   uint32_t epoch = 1;
   uint32_t group_size = 8;   // analyses per proof (GRPO group)
   uint32_t max_proofs = 0;   // per RunOnce; 0 = every remaining proof
+  // The pass's order over the proofs (PassOrder): shuffled from this seed (the run's), or, unset,
+  // import order.
+  std::optional<uint64_t> shuffle_seed;
   v1::SamplingParams params;  // temperature, max_tokens, ... (return_logprobs is forced on)
   uint32_t meta_samples = 1;  // enhanced phase: meta-verifications per analysis (mean)
   v1::SamplingParams meta_params;  // enhanced phase: the meta-verifications' (unset = the scorer's defaults)
@@ -53,7 +58,7 @@ class VerifierPhase {
   VerifierPhase(RunStore* store, ScoringClient* scoring, VerifierPhaseOptions options,
                 std::function<void()> on_group = nullptr);
 
-  // Works through the proofs after the cursor (at most max_proofs).
+  // Works through the pass's next proofs after the cursor (at most max_proofs).
   absl::StatusOr<ScoringPhaseProgress> RunOnce();
 
   // The cursor's name in the RunStore.
@@ -63,6 +68,7 @@ class VerifierPhase {
   RunStore* const store_;
   ScoringClient* const scoring_;
   const VerifierPhaseOptions options_;
+  PassQueue pass_;
   std::function<void()> on_group_;
 };
 

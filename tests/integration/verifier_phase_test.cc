@@ -2,6 +2,7 @@
 // services on port 0: one GRPO group per labelled proof with the METHOD.md
 // rewards, the cursor moving with each group (a rerun repeats nothing), and a
 // scoring outage that stops the phase without recording anything.
+#include <algorithm>
 #include <atomic>
 #include <memory>
 #include <string>
@@ -16,6 +17,7 @@
 #include "common/grpc_server.h"
 #include "dsm/v1/scoring.grpc.pb.h"
 #include "services/coordinator/meta_verifier_phase.h"
+#include "services/coordinator/pass_order.h"
 #include "services/coordinator/run_store.h"
 #include "services/coordinator/scoring_client.h"
 #include "services/coordinator/verifier_phase.h"
@@ -218,6 +220,56 @@ TEST_F(VerifierPhaseTest, ASecondEpochSamplesNewGroupsWithItsOwnCursor) {
   }
   // Each epoch's cursor is at its end: neither pass repeats.
   EXPECT_EQ(VerifierPhase(store_.get(), scoring_.get(), o).RunOnce()->items, 0u);
+}
+
+// A shuffled pass (coordinator.shuffle) takes the proofs in its PassOrder, not import order, and a
+// phase restarted mid-pass (a new VerifierPhase on the same store) carries on where it was.
+TEST_F(VerifierPhaseTest, AShuffledPassTakesTheProofsInItsOrderAndResumesAtItsCursor) {
+  VerifierPhaseOptions o;
+  o.group_size = 2;
+  o.max_proofs = 1;
+  o.shuffle_seed = 8;
+  const PassOrder order(PassOrder::PassSeed(8, o.phase, o.iteration, o.epoch, "proofs"));
+  auto seqs = store_->ProofSeqs();
+  ASSERT_TRUE(seqs.ok());
+  auto expected = store_->ProofsAt(order.After(*seqs, 0));
+  ASSERT_TRUE(expected.ok());
+  std::vector<std::string> want;
+  for (const StoredProof& p : *expected) want.push_back(absl::StrCat("p2-i1-", p.record.proof_id()));
+  ASSERT_NE(want, (std::vector<std::string>{"p2-i1-q0", "p2-i1-q1", "p2-i1-q2"}));  // the seed shuffles them
+  std::vector<std::string> got;
+  auto take = [&](VerifierPhase& phase) {
+    auto progress = phase.RunOnce();
+    ASSERT_TRUE(progress.ok()) << progress.status();
+    ASSERT_EQ(progress->items, 1u);
+    for (const std::string& id : want) {
+      auto g = store_->GetGroup(id);
+      ASSERT_TRUE(g.ok());
+      if (g->has_value() && std::find(got.begin(), got.end(), id) == got.end()) got.push_back(id);
+    }
+  };
+  VerifierPhase phase(store_.get(), scoring_.get(), o);
+  take(phase);
+  VerifierPhase restarted(store_.get(), scoring_.get(), o);
+  take(restarted);
+  take(restarted);
+  EXPECT_EQ(got, want);
+  EXPECT_EQ(restarted.RunOnce()->items, 0u);
+}
+
+// The meta-verifier's pass over the labelled analyses is shuffled the same way (one analysis here:
+// the pass still reaches it, and ends).
+TEST_F(VerifierPhaseTest, AShuffledAnalysisPassReachesEveryAnalysis) {
+  MetaVerifierPhaseOptions o;
+  o.group_size = 2;
+  o.shuffle_seed = 7;
+  MetaVerifierPhase phase(store_.get(), scoring_.get(), o);
+  auto progress = phase.RunOnce();
+  ASSERT_TRUE(progress.ok()) << progress.status();
+  EXPECT_EQ(progress->items, 1u);
+  auto g = store_->GetGroup("p3-i1-a0");
+  EXPECT_TRUE(g.ok() && g->has_value());
+  EXPECT_EQ(MetaVerifierPhase(store_.get(), scoring_.get(), o).RunOnce()->items, 0u);
 }
 
 TEST_F(VerifierPhaseTest, TheEnhancedPhaseMultipliesTheMetaScore) {

@@ -137,6 +137,8 @@ TEST(Config, CrossFieldCheck) {
             "test.yaml: coordinator.enhanced_meta_verifications: 0 is out of range [1, 64]");
   EXPECT_EQ(ErrorOf("run: {name: demo}\ncoordinator: {enhanced_analyses: maybe}\n"),
             "test.yaml: coordinator.enhanced_analyses: expected true or false, got \"maybe\"");
+  EXPECT_EQ(ErrorOf("run: {name: demo}\ncoordinator: {shuffle: sometimes}\n"),
+            "test.yaml: coordinator.shuffle: expected true or false, got \"sometimes\"");
   EXPECT_EQ(ErrorOf("run: {name: demo}\ncoordinator: {evaluation_proofs: 0}\n"),
             "test.yaml: coordinator.evaluation_proofs: 0 is out of range [1, 1048576]");
   EXPECT_EQ(ErrorOf("run: {name: demo}\ncoordinator: {alpha: 1.5}\n"),

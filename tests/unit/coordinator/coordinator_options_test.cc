@@ -2,6 +2,8 @@
 // counts, phase 5's n, m and k (METHOD.md), not from compiled-in defaults.
 #include "services/coordinator/coordinator_process.h"
 
+#include <optional>
+
 #include <gtest/gtest.h>
 
 #include "common/config.h"
@@ -91,6 +93,18 @@ TEST(CoordinatorOptions, PhaseThreeTrainsOnTheAnalysesUnlessToldNot) {
   EXPECT_TRUE(alone.proofs);
   EXPECT_FALSE(alone.analyses);
   EXPECT_TRUE(ScoringPhaseDataOf(v1::PHASE_META_VERIFIER_RL, proofs_only).analyses);  // phase 2 keeps its data
+}
+
+// Phases 1-3 shuffle their passes from the run's seed unless told not to.
+TEST(CoordinatorOptions, ThePassesAreShuffledFromTheRunsSeedUnlessToldNot) {
+  DsmConfig config = Parse("group_size: 8");
+  config.run.seed = 99;
+  const PipelineOptions shuffled = CoordinatorOptionsFromConfig(config, "").pipeline->options;
+  EXPECT_EQ(shuffled.verifier.shuffle_seed, std::optional<uint64_t>(99));
+  EXPECT_EQ(shuffled.meta_verifier.shuffle_seed, std::optional<uint64_t>(99));
+  const PipelineOptions in_order = CoordinatorOptionsFromConfig(Parse("shuffle: false"), "").pipeline->options;
+  EXPECT_FALSE(in_order.verifier.shuffle_seed.has_value());
+  EXPECT_FALSE(in_order.meta_verifier.shuffle_seed.has_value());
 }
 
 // Phase 3's meta-verifications go out as many at once as a sampler decodes together.
