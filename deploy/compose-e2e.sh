@@ -185,10 +185,11 @@ if cmd == "progress":  # state phase done total error
     print(" ".join(str(x) for x in row[0][:4]) + " " + row[0][4].replace("\n", " ") if row else "0 0 0 0 no run yet")
 elif cmd == "acked":  # training groups the learner has acknowledged
     print(q("SELECT count(*) FROM training_groups WHERE status != 0")[0][0])
-elif cmd == "phase1":  # every labelled training proof: one group of group_size samples
-    group_size = int(sys.argv[3])
-    want = {"p2-i1-" + p for (p,) in q("SELECT p.proof_id FROM proofs p JOIN problems b USING (problem_id) "
-                                       "WHERE b.split != 2")}
+elif cmd == "phase1":  # every labelled training proof, each pass: one group of group_size samples
+    group_size, epochs = int(sys.argv[3]), int(sys.argv[4])
+    passes = [""] + [f"-e{e}" for e in range(2, epochs + 1)]  # a pass's group ids after the first end in -e<pass>
+    want = {"p2-i1-" + p + e for (p,) in q("SELECT p.proof_id FROM proofs p JOIN problems b USING (problem_id) "
+                                           "WHERE b.split != 2") for e in passes}
     rows = q("SELECT group_id, status FROM training_groups WHERE phase = ? AND iteration = 1", PHASE1)
     got = [g for g, _ in rows]
     errors = []
@@ -205,7 +206,7 @@ elif cmd == "phase1":  # every labelled training proof: one group of group_size 
                 PHASE1)[0][0]
     if samples != len(want) * group_size: errors.append(f"{samples} samples, not {len(want)} x {group_size}")
     for e in errors[:10]: print("FAIL:", e)
-    print(f"phase 1: {len(want)} training proofs, {len(set(got))} groups, {samples} samples")
+    print(f"phase 1: {len(want) // epochs} training proofs x {epochs} passes, {len(set(got))} groups, {samples} samples")
     sys.exit(1 if errors else 0)
 elif cmd == "learner":  # the learner's groups counter = the groups recorded as acknowledged, none a duplicate
     import time, urllib.request
@@ -277,7 +278,8 @@ await_exit() {
   rc="$(timeout "$2" podman wait "$1" 2>> "$WORK/podman.log")" || fail "$1 did not finish within $2 s"
   [[ "$rc" == 0 ]] || { podman logs --tail 20 "$1"; fail "$1 exited $rc"; }
 }
-group_size="$("$DSM" config show "$SRC/$DSM_CONFIG" | "$PY" -c 'import sys, yaml; print(yaml.safe_load(sys.stdin)["coordinator"]["group_size"])')"
+read -r group_size verifier_epochs < <("$DSM" config show "$SRC/$DSM_CONFIG" | "$PY" -c \
+  'import sys, yaml; c = yaml.safe_load(sys.stdin)["coordinator"]; print(c["group_size"], c["verifier_epochs"])')
 
 # ---------------------------------------------------------------- the stack
 log "creating the stack (${SERVICES[*]} init start) with podman-compose"
@@ -329,7 +331,7 @@ while true; do
   sleep 2
 done
 log "phase 1 finished (the run is in phase $phase now)"
-state phase1 "$group_size" | sed 's/^/    /' || fail "phase 1 lost or doubled work (above)"
+state phase1 "$group_size" "$verifier_epochs" | sed 's/^/    /' || fail "phase 1 lost or doubled work (above)"
 
 # The learner counted exactly the groups the coordinator recorded as
 # acknowledged, none as a duplicate.
