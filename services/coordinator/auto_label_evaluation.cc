@@ -30,14 +30,11 @@ absl::StatusOr<v1::Evaluation> EvaluateAutoLabels(RunStore* store, const Grader&
       if (!truth.ok()) return truth.status();
       ++labels;
       const double label = p.record.has_score() ? p.record.score() : -1;
-      if (label == truth->score) {
-        ++agree;
-      } else if (truth->score < 1.0 && label >= 1.0) {
-        ++missed;
-      } else if (truth->score >= 1.0) {
-        ++false_issue;
-      } else {
-        ++wrong_severity;
+      switch (CompareScore(truth->score, label)) {
+        case ScoreDisagreement::kNone: ++agree; break;
+        case ScoreDisagreement::kMissedIssue: ++missed; break;
+        case ScoreDisagreement::kFalseIssue: ++false_issue; break;
+        case ScoreDisagreement::kWrongSeverity: ++wrong_severity; break;
       }
     }
   }

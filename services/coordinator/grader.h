@@ -26,6 +26,22 @@ struct GradedAnalysis {
   double meta_score = 0;      // the meta-rubric's score of the analysis
 };
 
+// How a score someone gave a proof (a verifier's analysis, phase 5's label) differs from its
+// true score: both in {0, 0.5, 1}.
+enum class ScoreDisagreement {
+  kNone,           // the true score
+  kMissedIssue,    // 1 for a proof that has an issue
+  kFalseIssue,     // below 1 for a correct proof
+  kWrongSeverity,  // 0 for a proof worth 0.5, or 0.5 for one worth 0
+};
+
+inline ScoreDisagreement CompareScore(double truth, double given) {
+  if (given == truth) return ScoreDisagreement::kNone;
+  if (truth < 1.0 && given >= 1.0) return ScoreDisagreement::kMissedIssue;
+  if (truth >= 1.0) return ScoreDisagreement::kFalseIssue;
+  return ScoreDisagreement::kWrongSeverity;
+}
+
 class Grader {
  public:
   virtual ~Grader() = default;

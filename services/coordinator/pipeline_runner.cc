@@ -334,9 +334,11 @@ absl::Status PipelineRunner::Evaluate(v1::Phase phase, uint32_t iteration, v1::E
   }
   if (!e.ok()) return e.status();
   const auto version = e->metrics().find("adapter_version");
-  spdlog::info("coordinator: verifier after {} {}: agreement {:.3f}, hallucinated issues {:.3f} (adapter version {})",
+  spdlog::info("coordinator: verifier after {} {}: agreement {:.3f}, hallucinated issues {:.3f}; scores that missed "
+               "an issue {:.3f}, found a false one {:.3f}, got the severity wrong {:.3f} (adapter version {})",
                v1::Phase_Name(phase), v1::EvaluationPoint_Name(point), e->metrics().at("verifier_agreement"),
-               e->metrics().at("hallucinated_issue_rate"),
+               e->metrics().at("hallucinated_issue_rate"), e->metrics().at("verifier_missed_issue_rate"),
+               e->metrics().at("verifier_false_issue_rate"), e->metrics().at("verifier_wrong_severity_rate"),
                version == e->metrics().end() ? std::string("none") : std::to_string(static_cast<uint64_t>(version->second)));
   return absl::OkStatus();
 }

@@ -8,6 +8,11 @@
 //   hallucinated_issue_rate  share of well-formed analyses that name an issue
 //                            that is not there (Grader::GradeAnalysis)
 //   format_ok_rate           share of analyses with a valid format
+//   verifier_missed_issue_rate, verifier_false_issue_rate, verifier_wrong_severity_rate
+//                            shares of proofs whose parsed score was 1 for a faulty proof,
+//                            below 1 for a correct one, 0 for one worth 0.5 or 0.5 for one
+//                            worth 0 (CompareScore; with the agreement and the format
+//                            failures they add up to 1)
 //   adapter_version          the oldest verifier adapter version the analyses
 //                            came from (absent when none had a valid format)
 // as a v1::Evaluation of `phase`, `iteration` and `point`, stored in the run
