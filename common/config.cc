@@ -168,6 +168,7 @@ void Visit(V& v, CoordinatorConfig& o) {
   v.Int("group_size", &o.group_size, 1, 1024);
   v.Int("verifier_epochs", &o.verifier_epochs, 1, 100);
   v.Int("meta_verifier_epochs", &o.meta_verifier_epochs, 1, 100);
+  v.Int("warmup_epochs", &o.warmup_epochs, 0, 100);
   v.Int("enhanced_meta_verifications", &o.enhanced_meta_verifications, 1, 64);
   v.Num("enhanced_meta_temperature", &o.enhanced_meta_temperature, 0, 2);
   v.Bool("enhanced_analyses", &o.enhanced_analyses);

@@ -177,6 +177,11 @@ struct CoordinatorConfig {
   // samples new groups. Phase 3 makes one pass over both, interleaved.
   int verifier_epochs = 1;
   int meta_verifier_epochs = 1;
+  // Phase 0 before phase 1: this many SFT passes over the labelled training data (faithful
+  // analyses for the verifier, meta-labels for the meta-verifier, proofs scored 1 for the
+  // generator), for a model that has never seen the output formats; tokenized with
+  // model.path's tokenizer.json. 0 = none (the built-in default warms its model up itself).
+  int warmup_epochs = 0;
   // Phase 3's R_meta: the mean of `enhanced_meta_verifications` meta-verifier scores of each
   // analysis, sampled at `enhanced_meta_temperature` (0 = greedy: the meta-verifier's likeliest
   // judgement, one is enough).

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <memory>
 #include <random>
 #include <vector>
 
@@ -10,6 +11,8 @@
 #include "absl/strings/str_format.h"
 #include "spdlog/spdlog.h"
 #include "common/run_states.h"
+#include "model/tokenizer.h"
+#include "services/coordinator/warmup_targets.h"
 
 namespace dsm {
 namespace {
@@ -18,6 +21,34 @@ namespace {
 std::string RandomId() {
   std::random_device rd;
   return absl::StrFormat("%08x%08x", rd(), rd());
+}
+
+// Phase 0's options: the model's tokenizer, its EOS token, and the targets in the formats of
+// the generator's (self-evaluation) and the meta-verifier's templates.
+absl::StatusOr<WarmupPhaseOptions> WarmupOptions(const CoordinatorPipelineSettings& s,
+                                                 const OutputMarkers& self_evaluation,
+                                                 const OutputMarkers& meta_verifier) {
+  const auto bad = [&](absl::string_view why) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("coordinator.warmup_epochs: phase 0 tokenizes its examples with ", s.tokenizer_path, ": ", why));
+  };
+  absl::StatusOr<std::unique_ptr<Tokenizer>> loaded = Tokenizer::FromFile(s.tokenizer_path);
+  if (!loaded.ok()) return bad(loaded.status().message());
+  std::shared_ptr<const Tokenizer> tokenizer = *std::move(loaded);
+  if (!tokenizer->eos_id().has_value()) {
+    return bad("it has no EOS token to end the examples (tokenizer_config.json's eos_token)");
+  }
+  WarmupPhaseOptions w;
+  w.encode = [tokenizer](const std::string& text, bool add_special_tokens) -> absl::StatusOr<std::vector<int32_t>> {
+    return tokenizer->Encode(text, add_special_tokens);
+  };
+  w.eos_token_id = *tokenizer->eos_id();
+  w.meta_completion = [meta_verifier](const v1::LabelledAnalysis& a) { return MetaVerifierTarget(a, meta_verifier); };
+  w.generator_completion = [self_evaluation](const v1::ProblemRecord&, const v1::LabelledProof& p) {
+    return GeneratorTarget(p, self_evaluation);
+  };
+  w.shuffle_seed = s.options.verifier.shuffle_seed;
+  return w;
 }
 
 }  // namespace
@@ -68,6 +99,9 @@ CoordinatorProcessOptions CoordinatorOptionsFromConfig(const DsmConfig& config, 
       p.options.verifier.shuffle_seed = static_cast<uint64_t>(config.run.seed);
       p.options.meta_verifier.shuffle_seed = static_cast<uint64_t>(config.run.seed);
     }
+    p.warmup_epochs = static_cast<uint32_t>(config.coordinator.warmup_epochs);
+    p.options.warmup_epochs = p.warmup_epochs;
+    p.tokenizer_path = (std::filesystem::path(config.model.path) / "tokenizer.json").string();
     p.options.verifier_epochs = static_cast<uint32_t>(config.coordinator.verifier_epochs);
     p.options.meta_verifier_epochs = static_cast<uint32_t>(config.coordinator.meta_verifier_epochs);
     // Progress is recorded after each batch of this many items.
@@ -139,6 +173,12 @@ absl::Status CoordinatorProcess::CreatePipeline(MetricsRegistry* metrics) {
     if (!t.ok()) return absl::InvalidArgumentError(absl::StrCat("coordinator.prompts_dir: ", t.status().message()));
     loaded.push_back(*std::move(t));
   }
+  PipelineOptions options = s.options;
+  if (s.warmup_epochs > 0) {
+    absl::StatusOr<WarmupPhaseOptions> warmup = WarmupOptions(s, loaded[0].markers(), loaded[2].markers());
+    if (!warmup.ok()) return warmup.status();
+    options.warmup = *std::move(warmup);
+  }
   PipelineTemplates templates{loaded[0], loaded[1], loaded[2], loaded[1].markers()};
   ScoringClientOptions scoring;
   scoring.verifier_target = s.verifier;
@@ -156,7 +196,7 @@ absl::Status CoordinatorProcess::CreatePipeline(MetricsRegistry* metrics) {
   feeder_ = std::make_unique<GroupFeeder>(store_.get(), feeder);
   learner_ = v1::Learner::NewStub(MakeChannel(s.learner, s.channel));
   runner_ = std::make_unique<PipelineRunner>(store_.get(), dispatcher_.get(), scoring_.get(), feeder_.get(),
-                                             learner_.get(), std::move(templates), s.options);
+                                             learner_.get(), std::move(templates), std::move(options));
   return absl::OkStatus();
 }
 

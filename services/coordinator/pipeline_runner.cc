@@ -67,25 +67,30 @@ absl::Status PipelineRunner::RunPhase(v1::Phase phase, uint32_t iteration, const
   };
   switch (phase) {
     case v1::PHASE_WARMUP_SFT: {
-      WarmupPhase warmup(store_, WarmupTemplates{templates_.generator, templates_.verifier, templates_.meta_verifier},
-                         *options_.warmup);
-      WarmupProgress total;
-      while (status.ok()) {
-        absl::StatusOr<WarmupProgress> p = warmup.RunOnce();
-        if (!p.ok()) {
-          status = p.status();
-          break;
+      // Each pass records every SFT group of the labelled data again, in its own order.
+      uint64_t recorded = 0;
+      for (uint32_t epoch = 1; status.ok() && epoch <= std::max<uint32_t>(1, options_.warmup_epochs); ++epoch) {
+        WarmupPhaseOptions o = *options_.warmup;
+        o.epoch = epoch;
+        WarmupPhase warmup(store_, WarmupTemplates{templates_.generator, templates_.verifier, templates_.meta_verifier},
+                           std::move(o));
+        while (status.ok()) {
+          absl::StatusOr<WarmupProgress> p = warmup.RunOnce();
+          if (!p.ok()) {
+            status = p.status();
+            break;
+          }
+          Wake();
+          if (p->records == 0) break;
+          recorded += p->verifier + p->meta_verifier + p->generator;
+          Progress(phase, iteration, recorded, 0, "groups");
         }
-        Wake();
-        if (p->verifier + p->meta_verifier + p->generator == 0) break;
-        total.verifier += p->verifier;
-        total.meta_verifier += p->meta_verifier;
-        total.generator += p->generator;
-        Progress(phase, iteration, total.verifier + total.meta_verifier + total.generator, 0, "groups");
       }
-      if (status.ok() && total.verifier > 0) status = finish(v1::ADAPTER_ROLE_VERIFIER);
-      if (status.ok() && total.meta_verifier > 0) status = finish(v1::ADAPTER_ROLE_META_VERIFIER);
-      if (status.ok() && total.generator > 0) status = finish(v1::ADAPTER_ROLE_GENERATOR);
+      // Every role phase 0 teaches ends trained on all its groups, also when a restart finds
+      // them all recorded already.
+      if (status.ok()) status = finish(v1::ADAPTER_ROLE_VERIFIER);
+      if (status.ok() && options_.warmup->meta_completion) status = finish(v1::ADAPTER_ROLE_META_VERIFIER);
+      if (status.ok() && options_.warmup->generator_completion) status = finish(v1::ADAPTER_ROLE_GENERATOR);
       break;
     }
     case v1::PHASE_VERIFIER_RL:

@@ -48,6 +48,7 @@ namespace dsm {
 struct PipelineOptions {
   uint32_t iterations = 1;
   std::optional<WarmupPhaseOptions> warmup;  // phase 0 only when set
+  uint32_t warmup_epochs = 1;                 // its passes over the labelled data
   VerifierPhaseOptions verifier;             // phase and iteration are set by the runner
   MetaVerifierPhaseOptions meta_verifier;    // likewise, and the role
   GeneratorPhaseOptions generator;

@@ -2,8 +2,11 @@
 // true): over real gRPC to a fake verifier, meta-verifier and learner, with a
 // scripted worker on the Lease stream, one iteration ends SUCCEEDED, the
 // generator adapter is initialised from the verifier's, and the training
-// groups of every phase reach the learner.
+// groups of every phase reach the learner; with coordinator.warmup_epochs,
+// phase 0's SFT groups first.
 #include <atomic>
+#include <fstream>
+#include <functional>
 #include <memory>
 #include <set>
 #include <string>
@@ -12,12 +15,15 @@
 
 #include <gtest/gtest.h>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "common/grpc_client.h"
 #include "common/grpc_server.h"
 #include "dsm/v1/learner.grpc.pb.h"
 #include "dsm/v1/scoring.grpc.pb.h"
+#include "model/tokenizer_bytes.h"
+#include "nlohmann/json.hpp"
 #include "services/coordinator/coordinator_process.h"
 #include "services/coordinator/coordinator_service.h"
 #include "tests/integration/coordinator_client.h"
@@ -88,16 +94,18 @@ class FakeLearner final : public v1::Learner::Service {
   int flushes_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
-TEST(CoordinatorPipeline, ARunStartedOnTheCoordinatorRunsEveryPhase) {
+// Runs one iteration of the pipeline on the coordinator (`configure` adds to its settings) against
+// the fakes and a scripted worker, until the run ends SUCCEEDED; `learner` sees what reaches it.
+void RunOneIteration(const std::function<void(CoordinatorPipelineSettings*)>& configure, FakeLearner* learner,
+                     size_t expected_groups) {
   TestDir dir;
   FakeScoring scoring;
-  FakeLearner learner;
   GrpcServerOptions server_options;
   server_options.drain = absl::ZeroDuration();
   server_options.shutdown_grace = absl::Milliseconds(200);
   GrpcServer peers(server_options);
   scoring.RegisterOn(peers);
-  peers.RegisterService(&learner, v1::Learner::service_full_name());
+  peers.RegisterService(learner, v1::Learner::service_full_name());
   ASSERT_TRUE(peers.Start().ok());
 
   CoordinatorProcessOptions o;
@@ -116,6 +124,7 @@ TEST(CoordinatorPipeline, ARunStartedOnTheCoordinatorRunsEveryPhase) {
   p.options.auto_label.n = 2;
   p.options.auto_label.m = 1;
   p.options.poll = absl::Milliseconds(20);
+  configure(&p);
   o.pipeline = p;
   auto process = CoordinatorProcess::Create(o, nullptr);
   ASSERT_TRUE(process.ok()) << process.status();
@@ -172,23 +181,86 @@ TEST(CoordinatorPipeline, ARunStartedOnTheCoordinatorRunsEveryPhase) {
   while (absl::Now() < until && state == v1::RUN_STATE_RUNNING) {
     absl::SleepFor(absl::Milliseconds(50));
     auto run = (*process)->GetRun("piped");
-    ASSERT_TRUE(run.ok());
+    if (!run.ok()) break;
     state = run->state();
   }
-  EXPECT_EQ(state, v1::RUN_STATE_SUCCEEDED);
-  // Every phase's groups reach the learner.
+  stop = true;
+  worker.join();
+  ASSERT_EQ(state, v1::RUN_STATE_SUCCEEDED);
   const absl::Time fed = absl::Now() + absl::Seconds(10);
-  while (absl::Now() < fed && learner.groups().size() < 5) absl::SleepFor(absl::Milliseconds(50));
+  while (absl::Now() < fed && learner->groups().size() < expected_groups) absl::SleepFor(absl::Milliseconds(50));
+}
+
+TEST(CoordinatorPipeline, ARunStartedOnTheCoordinatorRunsEveryPhase) {
+  FakeLearner learner;
+  RunOneIteration([](CoordinatorPipelineSettings*) {}, &learner, 5);
+  // Every phase's groups reach the learner.
   const std::set<std::string> groups = learner.groups();
   for (const char* id : {"p2-i1-q1", "p3-i1-a1", "p4-i1-q1", "p4-i1-a1"}) EXPECT_EQ(groups.count(id), 1u) << id;
   int generator = 0;
   for (const std::string& g : groups) generator += g.rfind("p5-", 0) == 0;
   EXPECT_EQ(generator, 1);
+  EXPECT_EQ(groups.size(), 5u);  // no phase 0 unless asked for
   ASSERT_EQ(learner.inits().size(), 1u);
   EXPECT_EQ(learner.inits()[0].copy_from(), v1::ADAPTER_ROLE_VERIFIER);
   EXPECT_EQ(learner.flushes(), 5);  // phases 1, 2, 3, and 4 twice (after the initialisation and after training)
-  stop = true;
-  worker.join();
+}
+
+// coordinator.warmup_epochs: phase 0's SFT passes come first, tokenized with the model's
+// tokenizer.json, and train every role before phase 1.
+TEST(CoordinatorPipeline, PhaseZeroWarmsEveryRoleUpFirst) {
+  TestDir dir;
+  // Byte-level: ids 0..255 are the bytes; "</s>" (256) is the EOS token, "<s>" (257) the BOS.
+  nlohmann::json vocab = nlohmann::json::object();
+  for (int b = 0; b < 256; ++b) vocab[tokenizer_internal::ByteToUnicode(static_cast<unsigned char>(b))] = b;
+  const nlohmann::json tokenizer = {
+      {"version", "1.0"},
+      {"added_tokens",
+       {{{"id", 256}, {"content", "</s>"}, {"special", true}}, {{"id", 257}, {"content", "<s>"}, {"special", true}}}},
+      {"normalizer", nullptr},
+      {"pre_tokenizer", {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"use_regex", true}}},
+      {"post_processor", nullptr},
+      {"decoder", {{"type", "ByteLevel"}}},
+      {"model", {{"type", "BPE"}, {"vocab", vocab}, {"merges", nlohmann::json::array()}, {"unk_token", nullptr}}}};
+  std::ofstream(dir.File("tokenizer.json")) << tokenizer.dump();
+  std::ofstream(dir.File("tokenizer_config.json")) << R"({"bos_token": "<s>", "eos_token": "</s>"})";
+
+  FakeLearner learner;
+  RunOneIteration(
+      [&](CoordinatorPipelineSettings* p) {
+        p->warmup_epochs = 2;
+        p->options.warmup_epochs = 2;
+        p->tokenizer_path = dir.File("tokenizer.json");
+      },
+      &learner, 11);
+  const std::set<std::string> groups = learner.groups();
+  // The faithful analysis teaches the verifier and the meta-verifier, the proof scored 1 the
+  // generator: once per pass.
+  for (const char* id : {"p1-i0-v-a1", "p1-i0-m-a1", "p1-i0-g-q1", "p1-i0-v-a1-e2", "p1-i0-m-a1-e2", "p1-i0-g-q1-e2"}) {
+    EXPECT_EQ(groups.count(id), 1u) << id;
+  }
+  EXPECT_EQ(groups.size(), 11u);     // and phases 1-4's five
+  EXPECT_EQ(learner.flushes(), 8);   // phase 0's three roles, then phases 1-4
+}
+
+// A tokenizer that cannot be read stops the coordinator at start, naming the key.
+TEST(CoordinatorPipeline, PhaseZeroNeedsTheModelsTokenizer) {
+  TestDir dir;
+  CoordinatorProcessOptions o;
+  o.runs_dir = dir.path();
+  o.run_name = "piped";
+  o.store.db.synchronous_full = false;
+  CoordinatorPipelineSettings p;
+  p.learner = p.verifier = p.meta_verifier = "127.0.0.1:1";
+  p.prompts_dir = std::string(std::getenv("DSM_SOURCE_DIR")) + "/configs/prompts";
+  p.warmup_epochs = 1;
+  p.tokenizer_path = dir.File("missing/tokenizer.json");
+  o.pipeline = p;
+  auto process = CoordinatorProcess::Create(o, nullptr);
+  ASSERT_FALSE(process.ok());
+  EXPECT_EQ(process.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(absl::StrContains(process.status().message(), "coordinator.warmup_epochs")) << process.status();
+  EXPECT_TRUE(absl::StrContains(process.status().message(), "missing/tokenizer.json")) << process.status();
 }
 
 }  // namespace

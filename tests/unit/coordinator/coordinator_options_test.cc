@@ -107,6 +107,18 @@ TEST(CoordinatorOptions, ThePassesAreShuffledFromTheRunsSeedUnlessToldNot) {
   EXPECT_FALSE(in_order.meta_verifier.shuffle_seed.has_value());
 }
 
+// Phase 0 runs when coordinator.warmup_epochs asks for it, with the model's tokenizer.
+TEST(CoordinatorOptions, PhaseZeroOnlyWhenAskedForWithTheModelsTokenizer) {
+  const CoordinatorPipelineSettings none = *CoordinatorOptionsFromConfig(Parse("group_size: 8"), "").pipeline;
+  EXPECT_EQ(none.warmup_epochs, 0u);
+  DsmConfig config = Parse("warmup_epochs: 3");
+  config.model.path = "/models/qwen";
+  const CoordinatorPipelineSettings warm = *CoordinatorOptionsFromConfig(config, "").pipeline;
+  EXPECT_EQ(warm.warmup_epochs, 3u);
+  EXPECT_EQ(warm.options.warmup_epochs, 3u);
+  EXPECT_EQ(warm.tokenizer_path, "/models/qwen/tokenizer.json");
+}
+
 // Phase 3's meta-verifications go out as many at once as a sampler decodes together.
 TEST(CoordinatorOptions, PhaseThreeAsksForAsManyMetaVerificationsAsASamplerBatches) {
   auto concurrency = [](const std::string& model) {

@@ -1,9 +1,15 @@
-// Phase 0: SFT groups from the run's labelled data, tokenized, EOS-ended,
-// recorded once.
+// Phase 0: SFT groups from the run's labelled data, tokenized (prompts with
+// special tokens), EOS-ended, recorded once per pass, each pass shuffled.
 #include "services/coordinator/warmup_phase.h"
+
+#include <memory>
+#include <set>
+#include <string>
+#include <vector>
 
 #include <gtest/gtest.h>
 
+#include "absl/strings/str_cat.h"
 #include "tests/unit/coordinator/test_dir.h"
 
 namespace dsm {
@@ -14,6 +20,28 @@ PromptTemplate Template(const std::string& role, const std::string& body) {
                                  role + ".txt");
   EXPECT_TRUE(t.ok()) << t.status();
   return *t;
+}
+
+// RunOnce until the pass is done: the groups recorded, by role.
+WarmupProgress RunPass(WarmupPhase* phase) {
+  WarmupProgress total;
+  while (true) {
+    auto p = phase->RunOnce();
+    EXPECT_TRUE(p.ok()) << p.status();
+    if (!p.ok() || p->records == 0) return total;
+    total.verifier += p->verifier;
+    total.meta_verifier += p->meta_verifier;
+    total.generator += p->generator;
+    total.records += p->records;
+  }
+}
+
+// Bytes as ids; a prompt (special tokens added) starts with 1, the BOS.
+absl::StatusOr<std::vector<int32_t>> ByteIds(const std::string& text, bool add_special_tokens) {
+  std::vector<int32_t> ids;
+  if (add_special_tokens) ids.push_back(1);
+  ids.insert(ids.end(), text.begin(), text.end());
+  return ids;
 }
 
 TEST(WarmupPhase, SftGroupsFromLabelledData) {
@@ -48,26 +76,24 @@ TEST(WarmupPhase, SftGroupsFromLabelledData) {
   ASSERT_TRUE((*store)->ImportRecords(records, true).ok());
 
   WarmupPhaseOptions options;
-  options.encode = [](const std::string& text) -> absl::StatusOr<std::vector<int32_t>> {
-    return std::vector<int32_t>(text.begin(), text.end());
-  };
+  options.encode = ByteIds;
   options.eos_token_id = 2;
   options.generator_completion = [](const v1::ProblemRecord&, const v1::LabelledProof& p) { return "S" + p.proof(); };
   options.meta_completion = [](const v1::LabelledAnalysis& a) { return "M" + a.analysis(); };
   WarmupPhase phase(store->get(), {Template("generator", "G{problem}"), Template("verifier", "V{problem}{proof}"),
                                    Template("meta_verifier", "M{problem}{proof}{analysis}")},
                     options);
-  auto progress = phase.RunOnce();
-  ASSERT_TRUE(progress.ok()) << progress.status();
-  EXPECT_EQ(progress->verifier, 1u);       // only the faithful analysis
-  EXPECT_EQ(progress->meta_verifier, 2u);  // both analyses
-  EXPECT_EQ(progress->generator, 1u);      // only the proof scored 1
+  const WarmupProgress progress = RunPass(&phase);
+  EXPECT_EQ(progress.verifier, 1u);       // only the faithful analysis
+  EXPECT_EQ(progress.meta_verifier, 2u);  // both analyses
+  EXPECT_EQ(progress.generator, 1u);      // only the proof scored 1
+  EXPECT_EQ(progress.records, 4u);        // 2 analyses, 2 proofs
 
   auto v = (*store)->GetGroup("p1-i0-v-a1");
   ASSERT_TRUE(v.ok() && v->has_value());
   EXPECT_EQ((*v)->objective, v1::OBJECTIVE_SFT);
   EXPECT_EQ((*v)->role, v1::ADAPTER_ROLE_VERIFIER);
-  EXPECT_EQ((*v)->prompt_token_ids, (std::vector<int32_t>{'V', 'a', 'b', 'z', 'z'}));
+  EXPECT_EQ((*v)->prompt_token_ids, (std::vector<int32_t>{1, 'V', 'a', 'b', 'z', 'z'}));  // with the BOS
   ASSERT_EQ((*v)->samples.size(), 1u);
   const auto& ids = (*v)->samples[0].sample.completion_token_ids();
   EXPECT_EQ(std::vector<int32_t>(ids.begin(), ids.end()), (std::vector<int32_t>{'n', 'o', 2}));
@@ -76,11 +102,82 @@ TEST(WarmupPhase, SftGroupsFromLabelledData) {
   EXPECT_EQ((*g)->samples[0].completion_text, "Sxy");
   auto m = (*store)->GetGroup("p1-i0-m-a2");
   ASSERT_TRUE(m.ok() && m->has_value());
-  EXPECT_EQ((*m)->prompt_token_ids.size(), 7u);  // "M" + "ab" + "xy" + "hm"
+  EXPECT_EQ((*m)->prompt_token_ids.size(), 8u);  // BOS + "M" + "ab" + "xy" + "hm"
 
   auto again = phase.RunOnce();
   ASSERT_TRUE(again.ok());
-  EXPECT_EQ(again->verifier + again->meta_verifier + again->generator, 0u);
+  EXPECT_EQ(again->verifier + again->meta_verifier + again->generator + again->records, 0u);
+}
+
+// Each pass takes the analyses in its own shuffled order, records every group again under
+// "-e<pass>" ids, skips held-out problems without ending the pass, and a phase made anew mid-pass
+// (a restart) carries on where the cursor is.
+TEST(WarmupPhase, ShuffledPassesResumeAndSkipHeldOutProblems) {
+  TestDir dir;
+  RunStoreOptions o;
+  o.db.synchronous_full = false;
+  auto store = RunStore::Open(dir.File("state.db"), o);
+  ASSERT_TRUE(store.ok()) << store.status();
+  std::vector<v1::ImportRecordsRequest> records;
+  auto add = [&](const std::string& problem, v1::DatasetSplit split, int analyses) {
+    auto* p = records.emplace_back().mutable_problem();
+    p->set_problem_id(problem);
+    p->set_statement(problem);
+    p->set_split(split);
+    auto* q = records.emplace_back().mutable_proof();
+    q->set_proof_id(problem + "-q");
+    q->set_problem_id(problem);
+    q->set_proof("proof of " + problem);
+    q->set_score(0);
+    for (int i = 0; i < analyses; ++i) {
+      auto* a = records.emplace_back().mutable_analysis();
+      a->set_analysis_id(absl::StrCat(problem, "-a", i));
+      a->set_proof_id(problem + "-q");
+      a->set_analysis(absl::StrCat("analysis ", i));
+      a->set_meta_score(1);
+    }
+  };
+  add("held", v1::DATASET_SPLIT_EVAL, 6);  // imported first: the first batches may be all held out
+  add("train", v1::DATASET_SPLIT_TRAIN, 12);
+  ASSERT_TRUE((*store)->ImportRecords(records, true).ok());
+  const WarmupTemplates templates{Template("generator", "G{problem}"), Template("verifier", "V{problem}{proof}"),
+                                  Template("meta_verifier", "M{problem}{proof}{analysis}")};
+  WarmupPhaseOptions options;
+  options.encode = ByteIds;
+  options.batch = 2;
+  options.shuffle_seed = 7;
+  // The order pass 1 records the verifier's groups in, one analysis per RunOnce.
+  auto order_of_pass = [&](uint32_t epoch) {
+    std::vector<std::string> order;
+    std::set<std::string> seen;
+    WarmupPhaseOptions one = options;
+    one.epoch = epoch;
+    one.batch = 1;
+    auto phase = std::make_unique<WarmupPhase>(store->get(), templates, one);
+    for (int call = 0;; ++call) {
+      if (call == 7) phase = std::make_unique<WarmupPhase>(store->get(), templates, one);  // a restart
+      auto p = phase->RunOnce();
+      EXPECT_TRUE(p.ok()) << p.status();
+      if (!p.ok() || p->records == 0) break;
+      for (int i = 0; i < 12; ++i) {
+        const std::string id = absl::StrCat("p1-i0-v-train-a", i, epoch > 1 ? absl::StrCat("-e", epoch) : "");
+        auto g = (*store)->GetGroup(id);
+        if (g.ok() && g->has_value() && seen.insert(id).second) order.push_back(absl::StrCat(i));
+      }
+    }
+    return order;
+  };
+  const std::vector<std::string> first = order_of_pass(1);
+  const std::vector<std::string> second = order_of_pass(2);
+  ASSERT_EQ(first.size(), 12u);   // every training analysis once, none held out
+  ASSERT_EQ(second.size(), 12u);  // and again in the second pass
+  std::vector<std::string> imported;
+  for (int i = 0; i < 12; ++i) imported.push_back(absl::StrCat(i));
+  EXPECT_NE(first, imported);  // shuffled
+  EXPECT_NE(first, second);    // a new order each pass
+  auto held = (*store)->GetGroup("p1-i0-v-held-a0");
+  ASSERT_TRUE(held.ok());
+  EXPECT_FALSE(held->has_value());
 }
 
 TEST(WarmupPhase, NeedsATokenizer) {
