@@ -3,6 +3,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "services/scoring/score_parser.h"
 
 namespace dsm {
 
@@ -56,7 +57,11 @@ absl::StatusOr<std::vector<GroupRecord>> WarmupPhase::AnalysisGroups(const v1::L
   if (!problem.ok()) return problem.status();
   if (!problem->has_value()) return groups;
   const std::string& statement = (*problem)->statement();
-  if (a.meta_score() == 1.0) {  // only faithful analyses teach the verifier
+  // The verifier imitates an analysis only when it is faithful (meta-score 1) and gives the
+  // proof its label: the meta-rubric calls an analysis that names no issue reasonable whatever
+  // the proof (METHOD.md), and such an analysis of a faulty proof would teach it to miss issues.
+  const v1::Score score = ParseScore(a.analysis(), templates_.verifier.markers());
+  if (a.meta_score() == 1.0 && score.format() == v1::FORMAT_STATUS_OK && score.value() == (*proof)->score()) {
     auto g = SftGroup(absl::StrCat("p1-i0-v-", a.analysis_id()), v1::ADAPTER_ROLE_VERIFIER, (*proof)->problem_id(),
                       templates_.verifier.Render(PromptFields{statement, (*proof)->proof(), ""}), a.analysis());
     if (!g.ok()) return g.status();

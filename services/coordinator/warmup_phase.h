@@ -4,7 +4,8 @@
 // groups (ScoredGroup.objective = SFT, one sample each):
 //  - verifier: prompt = the verifier template with (problem, proof),
 //    completion = a labelled analysis of that proof whose meta-score is 1
-//    (a faithful analysis), so the verifier learns the format and the task;
+//    (a faithful analysis) and whose boxed score is the proof's label, so the
+//    verifier learns the format and the task;
 //  - meta-verifier: prompt = the meta-verifier template with (problem,
 //    proof, analysis), completion = `meta_completion(analysis)` when the
 //    caller supplies one (warmup_targets.h renders it from the meta-label);

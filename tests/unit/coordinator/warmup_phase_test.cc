@@ -50,7 +50,7 @@ TEST(WarmupPhase, SftGroupsFromLabelledData) {
   o.db.synchronous_full = false;
   auto store = RunStore::Open(dir.File("state.db"), o);
   ASSERT_TRUE(store.ok()) << store.status();
-  std::vector<v1::ImportRecordsRequest> records(5);
+  std::vector<v1::ImportRecordsRequest> records(6);
   records[0].mutable_problem()->set_problem_id("p");
   records[0].mutable_problem()->set_statement("ab");
   auto* good = records[1].mutable_proof();
@@ -66,13 +66,20 @@ TEST(WarmupPhase, SftGroupsFromLabelledData) {
   auto* faithful = records[3].mutable_analysis();
   faithful->set_analysis_id("a1");
   faithful->set_proof_id("bad");
-  faithful->set_analysis("no");
+  faithful->set_analysis("E:no S:\\boxed{0}");  // the template's markers, the proof's score
   faithful->set_meta_score(1);
   auto* bogus = records[4].mutable_analysis();
   bogus->set_analysis_id("a2");
   bogus->set_proof_id("good");
   bogus->set_analysis("hm");
   bogus->set_meta_score(0);
+  // Names no issue, so the meta-rubric calls it reasonable (METHOD.md), but its score is not the
+  // proof's: not an analysis for the verifier to imitate.
+  auto* lenient = records[5].mutable_analysis();
+  lenient->set_analysis_id("a3");
+  lenient->set_proof_id("bad");
+  lenient->set_analysis("E:fine S:\\boxed{1}");
+  lenient->set_meta_score(1);
   ASSERT_TRUE((*store)->ImportRecords(records, true).ok());
 
   WarmupPhaseOptions options;
@@ -84,10 +91,13 @@ TEST(WarmupPhase, SftGroupsFromLabelledData) {
                                    Template("meta_verifier", "M{problem}{proof}{analysis}")},
                     options);
   const WarmupProgress progress = RunPass(&phase);
-  EXPECT_EQ(progress.verifier, 1u);       // only the faithful analysis
-  EXPECT_EQ(progress.meta_verifier, 2u);  // both analyses
+  EXPECT_EQ(progress.verifier, 1u);       // only the faithful analysis with the proof's score
+  EXPECT_EQ(progress.meta_verifier, 3u);  // every analysis
   EXPECT_EQ(progress.generator, 1u);      // only the proof scored 1
-  EXPECT_EQ(progress.records, 4u);        // 2 analyses, 2 proofs
+  EXPECT_EQ(progress.records, 5u);        // 3 analyses, 2 proofs
+  auto lenient_group = (*store)->GetGroup("p1-i0-v-a3");
+  ASSERT_TRUE(lenient_group.ok());
+  EXPECT_FALSE(lenient_group->has_value());
 
   auto v = (*store)->GetGroup("p1-i0-v-a1");
   ASSERT_TRUE(v.ok() && v->has_value());
@@ -96,7 +106,9 @@ TEST(WarmupPhase, SftGroupsFromLabelledData) {
   EXPECT_EQ((*v)->prompt_token_ids, (std::vector<int32_t>{1, 'V', 'a', 'b', 'z', 'z'}));  // with the BOS
   ASSERT_EQ((*v)->samples.size(), 1u);
   const auto& ids = (*v)->samples[0].sample.completion_token_ids();
-  EXPECT_EQ(std::vector<int32_t>(ids.begin(), ids.end()), (std::vector<int32_t>{'n', 'o', 2}));
+  EXPECT_EQ(ids.size(), std::string("E:no S:\\boxed{0}").size() + 1);
+  EXPECT_EQ(ids[ids.size() - 1], 2);  // the EOS
+  EXPECT_EQ((*v)->samples[0].completion_text, "E:no S:\\boxed{0}");
   auto g = (*store)->GetGroup("p1-i0-g-good");
   ASSERT_TRUE(g.ok() && g->has_value());
   EXPECT_EQ((*g)->samples[0].completion_text, "Sxy");
@@ -133,7 +145,7 @@ TEST(WarmupPhase, ShuffledPassesResumeAndSkipHeldOutProblems) {
       auto* a = records.emplace_back().mutable_analysis();
       a->set_analysis_id(absl::StrCat(problem, "-a", i));
       a->set_proof_id(problem + "-q");
-      a->set_analysis(absl::StrCat("analysis ", i));
+      a->set_analysis(absl::StrCat("E:analysis ", i, " S:\\boxed{0}"));  // the proof's score 0
       a->set_meta_score(1);
     }
   };
