@@ -99,8 +99,7 @@ CoordinatorProcessOptions CoordinatorOptionsFromConfig(const DsmConfig& config, 
       p.options.verifier.shuffle_seed = static_cast<uint64_t>(config.run.seed);
       p.options.meta_verifier.shuffle_seed = static_cast<uint64_t>(config.run.seed);
     }
-    p.warmup_epochs = static_cast<uint32_t>(config.coordinator.warmup_epochs);
-    p.options.warmup_epochs = p.warmup_epochs;
+    p.options.warmup_epochs = static_cast<uint32_t>(config.coordinator.warmup_epochs);
     p.tokenizer_path = (std::filesystem::path(config.model.path) / "tokenizer.json").string();
     p.options.verifier_epochs = static_cast<uint32_t>(config.coordinator.verifier_epochs);
     p.options.meta_verifier_epochs = static_cast<uint32_t>(config.coordinator.meta_verifier_epochs);
@@ -174,7 +173,7 @@ absl::Status CoordinatorProcess::CreatePipeline(MetricsRegistry* metrics) {
     loaded.push_back(*std::move(t));
   }
   PipelineOptions options = s.options;
-  if (s.warmup_epochs > 0) {
+  if (s.options.warmup_epochs > 0) {
     absl::StatusOr<WarmupPhaseOptions> warmup = WarmupOptions(s, loaded[0].markers(), loaded[2].markers());
     if (!warmup.ok()) return warmup.status();
     options.warmup = *std::move(warmup);

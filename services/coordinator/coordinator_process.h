@@ -46,9 +46,8 @@ struct CoordinatorPipelineSettings {
   std::string prompts_dir;    // generator.txt, verifier.txt, meta_verifier.txt
   ChannelOptions channel;     // TLS, token, retries, from the config
   PipelineOptions options;
-  // Phase 0 when > 0 (coordinator.warmup_epochs): its SFT examples are tokenized with this
-  // tokenizer.json (model.path's) and end in its EOS token.
-  uint32_t warmup_epochs = 0;
+  // Phase 0 (options.warmup_epochs > 0, coordinator.warmup_epochs): its SFT examples are
+  // tokenized with this tokenizer.json (model.path's) and end in its EOS token.
   std::string tokenizer_path;
 };
 

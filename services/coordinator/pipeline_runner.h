@@ -48,7 +48,7 @@ namespace dsm {
 struct PipelineOptions {
   uint32_t iterations = 1;
   std::optional<WarmupPhaseOptions> warmup;  // phase 0 only when set
-  uint32_t warmup_epochs = 1;                 // its passes over the labelled data
+  uint32_t warmup_epochs = 0;                 // its passes over the labelled data (at least 1 when set)
   VerifierPhaseOptions verifier;             // phase and iteration are set by the runner
   MetaVerifierPhaseOptions meta_verifier;    // likewise, and the role
   GeneratorPhaseOptions generator;

@@ -228,7 +228,6 @@ TEST(CoordinatorPipeline, PhaseZeroWarmsEveryRoleUpFirst) {
   FakeLearner learner;
   RunOneIteration(
       [&](CoordinatorPipelineSettings* p) {
-        p->warmup_epochs = 2;
         p->options.warmup_epochs = 2;
         p->tokenizer_path = dir.File("tokenizer.json");
       },
@@ -253,7 +252,7 @@ TEST(CoordinatorPipeline, PhaseZeroNeedsTheModelsTokenizer) {
   CoordinatorPipelineSettings p;
   p.learner = p.verifier = p.meta_verifier = "127.0.0.1:1";
   p.prompts_dir = std::string(std::getenv("DSM_SOURCE_DIR")) + "/configs/prompts";
-  p.warmup_epochs = 1;
+  p.options.warmup_epochs = 1;
   p.tokenizer_path = dir.File("missing/tokenizer.json");
   o.pipeline = p;
   auto process = CoordinatorProcess::Create(o, nullptr);

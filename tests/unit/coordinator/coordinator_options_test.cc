@@ -110,11 +110,10 @@ TEST(CoordinatorOptions, ThePassesAreShuffledFromTheRunsSeedUnlessToldNot) {
 // Phase 0 runs when coordinator.warmup_epochs asks for it, with the model's tokenizer.
 TEST(CoordinatorOptions, PhaseZeroOnlyWhenAskedForWithTheModelsTokenizer) {
   const CoordinatorPipelineSettings none = *CoordinatorOptionsFromConfig(Parse("group_size: 8"), "").pipeline;
-  EXPECT_EQ(none.warmup_epochs, 0u);
+  EXPECT_EQ(none.options.warmup_epochs, 0u);
   DsmConfig config = Parse("warmup_epochs: 3");
   config.model.path = "/models/qwen";
   const CoordinatorPipelineSettings warm = *CoordinatorOptionsFromConfig(config, "").pipeline;
-  EXPECT_EQ(warm.warmup_epochs, 3u);
   EXPECT_EQ(warm.options.warmup_epochs, 3u);
   EXPECT_EQ(warm.tokenizer_path, "/models/qwen/tokenizer.json");
 }
