@@ -6,6 +6,8 @@
 
 #include <cstdint>
 
+#include "absl/strings/string_view.h"
+
 namespace dsm {
 
 // SplitMix64's output function: a bijective 64-bit mix.
@@ -18,6 +20,16 @@ inline uint64_t MixBits64(uint64_t x) {
 
 // A seed derived from two values (order matters).
 inline uint64_t CombineSeeds(uint64_t a, uint64_t b) { return MixBits64(MixBits64(a) ^ b); }
+
+// FNV-1a over the bytes, then mixed: a stable hash of a name (a tensor's, a dataset's, a problem's).
+inline uint64_t StableHash64(absl::string_view text) {
+  uint64_t h = 0xcbf29ce484222325ULL;
+  for (const char c : text) {
+    h ^= static_cast<unsigned char>(c);
+    h *= 0x100000001b3ULL;
+  }
+  return MixBits64(h);
+}
 
 }  // namespace dsm
 

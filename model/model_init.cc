@@ -11,6 +11,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/file_io.h"
+#include "common/seed_mix.h"
 #include "model/lora.h"
 #include "model/safetensors.h"
 #include "model/tokenizer.h"
@@ -20,24 +21,6 @@ namespace {
 
 using nlohmann::ordered_json;
 
-// SplitMix64 (the same mix as tasks/seeded_rng.h, which model/ cannot use).
-uint64_t Mix64(uint64_t x) {
-  x += 0x9e3779b97f4a7c15ULL;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
-  return x ^ (x >> 31);
-}
-
-// FNV-1a, then mixed: a stable hash of a tensor name.
-uint64_t NameHash(const std::string& name) {
-  uint64_t h = 0xcbf29ce484222325ULL;
-  for (const char c : name) {
-    h ^= static_cast<unsigned char>(c);
-    h *= 0x100000001b3ULL;
-  }
-  return Mix64(h);
-}
-
 // N(0, std) floats from a SplitMix64 stream (Box-Muller, both outputs used).
 torch::Tensor NormalTensor(const std::vector<int64_t>& shape, double std_dev, uint64_t seed) {
   torch::Tensor t = torch::empty(shape, torch::kFloat);
@@ -45,11 +28,8 @@ torch::Tensor NormalTensor(const std::vector<int64_t>& shape, double std_dev, ui
   const int64_t n = t.numel();
   uint64_t state = seed;
   auto uniform = [&state] {  // (0, 1], 53 bits
+    const uint64_t z = MixBits64(state);  // SplitMix64's next output
     state += 0x9e3779b97f4a7c15ULL;
-    uint64_t z = state;
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    z ^= z >> 31;
     return (static_cast<double>(z >> 11) + 1.0) * 0x1.0p-53;
   };
   constexpr double kTwoPi = 6.283185307179586476925;
@@ -82,7 +62,7 @@ void MimeticAttention(const ModelConfig& config, double a, uint64_t seed, const 
   auto coordinate = [&](int64_t head_row) { return head_row % d; };  // row g * head_dim + j
   auto name = [&](const char* module) { return absl::StrCat(prefix, "self_attn.", module, ".weight"); };
   auto random = [&](const std::string& n, std::vector<int64_t> shape) {
-    return NormalTensor(shape, noise, Mix64(Mix64(seed) ^ NameHash(n)));
+    return NormalTensor(shape, noise, CombineSeeds(seed, StableHash64(n)));
   };
   torch::Tensor k = (*out)[name("k_proj")], v = (*out)[name("v_proj")];
   torch::Tensor q = (*out)[name("q_proj")], o = (*out)[name("o_proj")];
@@ -218,7 +198,7 @@ std::map<std::string, torch::Tensor> InitialModelWeights(const ModelConfig& conf
   const int64_t first_mimetic = options.mimetic_layers == 0 ? 0 : config.num_hidden_layers - options.mimetic_layers;
   std::map<std::string, torch::Tensor> out;
   auto normal = [&](const std::string& name, std::vector<int64_t> shape) {
-    out[name] = NormalTensor(shape, initializer_range, Mix64(Mix64(seed) ^ NameHash(name)));
+    out[name] = NormalTensor(shape, initializer_range, CombineSeeds(seed, StableHash64(name)));
   };
   auto ones = [&](const std::string& name, int64_t size) { out[name] = torch::ones({size}, torch::kFloat); };
   normal("model.embed_tokens.weight", {config.vocab_size, config.hidden_size});

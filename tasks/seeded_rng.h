@@ -11,19 +11,9 @@
 #include <limits>
 
 #include "absl/strings/string_view.h"
-#include "common/seed_mix.h"  // MixBits64, CombineSeeds
+#include "common/seed_mix.h"  // MixBits64, CombineSeeds, StableHash64
 
 namespace dsm {
-
-// FNV-1a over the bytes, then mixed: stable across platforms and processes.
-inline uint64_t StableHash64(absl::string_view text) {
-  uint64_t h = 0xcbf29ce484222325ULL;
-  for (const char c : text) {
-    h ^= static_cast<unsigned char>(c);
-    h *= 0x100000001b3ULL;
-  }
-  return MixBits64(h);
-}
 
 class SeededRng {
  public:

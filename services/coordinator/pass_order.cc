@@ -6,22 +6,13 @@
 #include "common/seed_mix.h"
 
 namespace dsm {
-namespace {
-
-uint64_t StringSalt(absl::string_view text) {
-  uint64_t h = 0;
-  for (const char c : text) h = CombineSeeds(h, static_cast<unsigned char>(c));
-  return h;
-}
-
-}  // namespace
 
 uint64_t PassOrder::PassSeed(uint64_t run_seed, v1::Phase phase, uint32_t iteration, uint32_t epoch,
                              absl::string_view dataset) {
   uint64_t s = CombineSeeds(run_seed, static_cast<uint64_t>(phase));
   s = CombineSeeds(s, iteration);
   s = CombineSeeds(s, epoch);
-  return CombineSeeds(s, StringSalt(dataset));
+  return CombineSeeds(s, StableHash64(dataset));
 }
 
 PassOrder PassOrder::Of(std::optional<uint64_t> run_seed, v1::Phase phase, uint32_t iteration, uint32_t epoch,
