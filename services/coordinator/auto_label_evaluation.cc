@@ -12,7 +12,8 @@ absl::StatusOr<v1::Evaluation> EvaluateAutoLabels(RunStore* store, const Grader&
                                                   uint32_t considered) {
   // Disagreements by kind: a faulty proof labelled 1 (its issue missed), a correct proof labelled
   // below 1 (an issue that is not there), a faulty proof given the wrong one of 0 and 0.5.
-  uint32_t labels = 0, agree = 0, missed = 0, false_issue = 0, wrong_severity = 0;
+  uint32_t labels = 0;
+  ScoreTally tally;
   for (int64_t after = 0;;) {
     absl::StatusOr<std::vector<StoredProof>> batch = store->Proofs(after, 256);
     if (!batch.ok()) return batch.status();
@@ -30,12 +31,7 @@ absl::StatusOr<v1::Evaluation> EvaluateAutoLabels(RunStore* store, const Grader&
       if (!truth.ok()) return truth.status();
       ++labels;
       const double label = p.record.has_score() ? p.record.score() : -1;
-      switch (CompareScore(truth->score, label)) {
-        case ScoreDisagreement::kNone: ++agree; break;
-        case ScoreDisagreement::kMissedIssue: ++missed; break;
-        case ScoreDisagreement::kFalseIssue: ++false_issue; break;
-        case ScoreDisagreement::kWrongSeverity: ++wrong_severity; break;
-      }
+      tally.Add(truth->score, label);
     }
   }
   if (labels == 0) {
@@ -48,13 +44,10 @@ absl::StatusOr<v1::Evaluation> EvaluateAutoLabels(RunStore* store, const Grader&
   e.set_iteration(iteration);
   e.set_point(v1::EVALUATION_POINT_AFTER);
   e.set_items(labels);
-  (*e.mutable_metrics())["autolabel_agreement"] = static_cast<double>(agree) / labels;
+  for (const auto& [name, rate] : tally.Rates("autolabel", labels)) (*e.mutable_metrics())[name] = rate;
   (*e.mutable_metrics())["autolabel_kept_fraction"] =
       static_cast<double>(labels) / std::max(considered, labels);
   (*e.mutable_metrics())["autolabel_labels"] = labels;
-  (*e.mutable_metrics())["autolabel_missed_issue_rate"] = static_cast<double>(missed) / labels;
-  (*e.mutable_metrics())["autolabel_false_issue_rate"] = static_cast<double>(false_issue) / labels;
-  (*e.mutable_metrics())["autolabel_wrong_severity_rate"] = static_cast<double>(wrong_severity) / labels;
   *e.mutable_time() = google::protobuf::util::TimeUtil::NanosecondsToTimestamp(absl::ToUnixNanos(absl::Now()));
   if (absl::Status s = store->RecordEvaluation(e, absl::Now()); !s.ok()) return s;
   return e;

@@ -6,6 +6,8 @@
 #ifndef DSM_SERVICES_COORDINATOR_GRADER_H_
 #define DSM_SERVICES_COORDINATOR_GRADER_H_
 
+#include <cstdint>
+#include <map>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -41,6 +43,33 @@ inline ScoreDisagreement CompareScore(double truth, double given) {
   if (truth >= 1.0) return ScoreDisagreement::kFalseIssue;
   return ScoreDisagreement::kWrongSeverity;
 }
+
+// Scores given to proofs, counted by how they compare with the true ones (CompareScore).
+struct ScoreTally {
+  uint32_t agree = 0;
+  uint32_t missed_issue = 0;
+  uint32_t false_issue = 0;
+  uint32_t wrong_severity = 0;
+
+  void Add(double truth, double given) {
+    switch (CompareScore(truth, given)) {
+      case ScoreDisagreement::kNone: ++agree; break;
+      case ScoreDisagreement::kMissedIssue: ++missed_issue; break;
+      case ScoreDisagreement::kFalseIssue: ++false_issue; break;
+      case ScoreDisagreement::kWrongSeverity: ++wrong_severity; break;
+    }
+  }
+
+  // Each count as a share of `of` items (> 0): <prefix>_agreement, <prefix>_missed_issue_rate,
+  // <prefix>_false_issue_rate, <prefix>_wrong_severity_rate.
+  std::map<std::string, double> Rates(const std::string& prefix, uint32_t of) const {
+    const double n = of;
+    return {{prefix + "_agreement", agree / n},
+            {prefix + "_missed_issue_rate", missed_issue / n},
+            {prefix + "_false_issue_rate", false_issue / n},
+            {prefix + "_wrong_severity_rate", wrong_severity / n}};
+  }
+};
 
 class Grader {
  public:

@@ -11,8 +11,8 @@ namespace dsm {
 
 absl::StatusOr<v1::Evaluation> EvaluateVerifier(RunStore* store, ScoringClient* scoring, const Grader& grader,
                                                 const VerifierEvaluationOptions& options) {
-  uint32_t proofs = 0, agree = 0, well_formed = 0, hallucinated = 0;
-  uint32_t missed = 0, false_issue = 0, wrong_severity = 0;
+  uint32_t proofs = 0, well_formed = 0, hallucinated = 0;
+  ScoreTally tally;  // of the well-formed analyses' scores
   uint64_t lowest_version = std::numeric_limits<uint64_t>::max();
   for (int64_t after = 0; proofs < options.max_proofs;) {
     absl::StatusOr<std::vector<StoredProof>> batch = store->Proofs(after, 256);
@@ -42,12 +42,7 @@ absl::StatusOr<v1::Evaluation> EvaluateVerifier(RunStore* store, ScoringClient* 
       if (a.score().format() != v1::FORMAT_STATUS_OK) continue;
       lowest_version = std::min(lowest_version, a.completion().adapter_version());
       ++well_formed;
-      switch (CompareScore(truth->score, a.score().value())) {
-        case ScoreDisagreement::kNone: ++agree; break;
-        case ScoreDisagreement::kMissedIssue: ++missed; break;
-        case ScoreDisagreement::kFalseIssue: ++false_issue; break;
-        case ScoreDisagreement::kWrongSeverity: ++wrong_severity; break;
-      }
+      tally.Add(truth->score, a.score().value());
       absl::StatusOr<GradedAnalysis> graded =
           grader.GradeAnalysis((*problem)->statement(), p.record.proof(), a.completion().text());
       if (!graded.ok()) return graded.status();
@@ -62,12 +57,9 @@ absl::StatusOr<v1::Evaluation> EvaluateVerifier(RunStore* store, ScoringClient* 
   e.set_iteration(options.iteration);
   e.set_point(options.point);
   e.set_items(proofs);
-  (*e.mutable_metrics())["verifier_agreement"] = static_cast<double>(agree) / proofs;
+  // Shares of all proofs: with the format failures they add up to 1.
+  for (const auto& [name, rate] : tally.Rates("verifier", proofs)) (*e.mutable_metrics())[name] = rate;
   (*e.mutable_metrics())["format_ok_rate"] = static_cast<double>(well_formed) / proofs;
-  // Where the rest went: with the agreement and the format failures these add up to 1.
-  (*e.mutable_metrics())["verifier_missed_issue_rate"] = static_cast<double>(missed) / proofs;
-  (*e.mutable_metrics())["verifier_false_issue_rate"] = static_cast<double>(false_issue) / proofs;
-  (*e.mutable_metrics())["verifier_wrong_severity_rate"] = static_cast<double>(wrong_severity) / proofs;
   (*e.mutable_metrics())["hallucinated_issue_rate"] =
       well_formed == 0 ? 0.0 : static_cast<double>(hallucinated) / well_formed;
   // The oldest verifier adapter version among the analyses: which adapter was graded.
