@@ -172,6 +172,7 @@ void Visit(V& v, CoordinatorConfig& o) {
   v.Int("enhanced_meta_verifications", &o.enhanced_meta_verifications, 1, 64);
   v.Num("enhanced_meta_temperature", &o.enhanced_meta_temperature, 0, 2);
   v.Bool("enhanced_analyses", &o.enhanced_analyses);
+  v.Bool("lockstep", &o.lockstep);
   v.Bool("shuffle", &o.shuffle);
   v.Int("generator_problems", &o.generator_problems, 1, 1 << 20);
   v.Int("generator_epochs", &o.generator_epochs, 1, 100);

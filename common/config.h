@@ -190,6 +190,11 @@ struct CoordinatorConfig {
   // Phase 3 trains the verifier's adapter on the labelled analyses too (METHOD.md: one adapter
   // for both jobs); false: on the labelled proofs only.
   bool enhanced_analyses = true;
+  // Training phases sample and train in lockstep rounds of learner.groups_per_step ×
+  // max_policy_lag items: each round sampled by the version the previous round's training
+  // published, so the same seed gives the same run (PipelineOptions::lockstep_round). false:
+  // sampling runs on while the learner trains (faster where they have cores of their own).
+  bool lockstep = false;
   // Phases 1-3 go through their labelled proofs and analyses in an order shuffled from run.seed,
   // a new one each pass (as a trainer's data loader does each epoch); false: import order.
   bool shuffle = true;

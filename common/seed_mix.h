@@ -31,6 +31,10 @@ inline uint64_t StableHash64(absl::string_view text) {
   return MixBits64(h);
 }
 
+// The seed of one named thing drawn from a run's seed (a tensor, a dataset's pass, a sampling
+// request): the same name, the same seed, in every process.
+inline uint64_t NamedSeed(uint64_t seed, absl::string_view name) { return CombineSeeds(seed, StableHash64(name)); }
+
 }  // namespace dsm
 
 #endif  // DSM_COMMON_SEED_MIX_H_

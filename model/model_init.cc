@@ -62,7 +62,7 @@ void MimeticAttention(const ModelConfig& config, double a, uint64_t seed, const 
   auto coordinate = [&](int64_t head_row) { return head_row % d; };  // row g * head_dim + j
   auto name = [&](const char* module) { return absl::StrCat(prefix, "self_attn.", module, ".weight"); };
   auto random = [&](const std::string& n, std::vector<int64_t> shape) {
-    return NormalTensor(shape, noise, CombineSeeds(seed, StableHash64(n)));
+    return NormalTensor(shape, noise, NamedSeed(seed, n));
   };
   torch::Tensor k = (*out)[name("k_proj")], v = (*out)[name("v_proj")];
   torch::Tensor q = (*out)[name("q_proj")], o = (*out)[name("o_proj")];
@@ -198,7 +198,7 @@ std::map<std::string, torch::Tensor> InitialModelWeights(const ModelConfig& conf
   const int64_t first_mimetic = options.mimetic_layers == 0 ? 0 : config.num_hidden_layers - options.mimetic_layers;
   std::map<std::string, torch::Tensor> out;
   auto normal = [&](const std::string& name, std::vector<int64_t> shape) {
-    out[name] = NormalTensor(shape, initializer_range, CombineSeeds(seed, StableHash64(name)));
+    out[name] = NormalTensor(shape, initializer_range, NamedSeed(seed, name));
   };
   auto ones = [&](const std::string& name, int64_t size) { out[name] = torch::ones({size}, torch::kFloat); };
   normal("model.embed_tokens.weight", {config.vocab_size, config.hidden_size});

@@ -196,7 +196,7 @@ std::string AutoLabelPhase::ResultCursor() const {
 
 absl::StatusOr<AutoLabelProgress> AutoLabelPhase::Enqueue(uint32_t problems) {
   GenerationWorkSpec spec{v1::PHASE_AUTO_LABEL, options_.iteration, options_.proofs_per_problem, options_.params,
-                          0};
+                          options_.min_adapter_version, 1, options_.seed};
   auto unlabelled = EnqueueGenerationWork(store_, dispatcher_, generator_, spec, ProblemCursor(), problems,
                                          ProblemLabels::kUnlabelled);
   if (!unlabelled.ok()) return unlabelled.status();

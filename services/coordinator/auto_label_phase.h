@@ -17,6 +17,7 @@
 #ifndef DSM_SERVICES_COORDINATOR_AUTO_LABEL_PHASE_H_
 #define DSM_SERVICES_COORDINATOR_AUTO_LABEL_PHASE_H_
 
+#include <optional>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -37,6 +38,8 @@ struct AutoLabelPhaseOptions {
   AutoLabelOptions rule;  // k, confirm threshold
   v1::SamplingParams params;          // the generator's sampling
   v1::SamplingParams scoring_params;  // verifier / meta-verifier sampling
+  uint64_t min_adapter_version = 0;   // the generator's
+  std::optional<uint64_t> seed;       // the run's seed (GenerationWorkSpec::seed)
   // A work item's proofs are verified (and their issue-reporting analyses meta-verified) side by
   // side, this many calls at once (the scorers batch them), not one after another.
   uint32_t max_concurrent_calls = 16;

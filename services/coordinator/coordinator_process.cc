@@ -95,6 +95,11 @@ CoordinatorProcessOptions CoordinatorOptionsFromConfig(const DsmConfig& config, 
     p.options.verifier.meta_samples = static_cast<uint32_t>(config.coordinator.enhanced_meta_verifications);
     p.options.verifier.meta_params.set_temperature(static_cast<float>(config.coordinator.enhanced_meta_temperature));
     p.options.enhanced_analyses = config.coordinator.enhanced_analyses;
+    if (config.coordinator.lockstep) p.options.lockstep_round = p.options.generator_window;
+    // Every sampling request gets a seed derived from the run's and its id (ScoringClient, work items).
+    p.seed = static_cast<uint64_t>(config.run.seed);
+    p.options.generator.seed = p.seed;
+    p.options.auto_label.seed = p.seed;
     if (config.coordinator.shuffle) {
       p.options.verifier.shuffle_seed = static_cast<uint64_t>(config.run.seed);
       p.options.meta_verifier.shuffle_seed = static_cast<uint64_t>(config.run.seed);
@@ -183,6 +188,7 @@ absl::Status CoordinatorProcess::CreatePipeline(MetricsRegistry* metrics) {
   scoring.verifier_target = s.verifier;
   scoring.meta_verifier_target = s.meta_verifier;
   scoring.channel = s.channel;
+  scoring.seed = s.seed;
   // A scorer that dies is restarted within seconds (compose, Kubernetes, `dsm run`): its calls are tried
   // again for about two minutes (back-off up to max_backoff) before they fail the phase.
   scoring.max_attempts = 30;

@@ -49,6 +49,9 @@ struct CoordinatorPipelineSettings {
   // Phase 0 (options.warmup_epochs > 0, coordinator.warmup_epochs): its SFT examples are
   // tokenized with this tokenizer.json (model.path's) and end in its EOS token.
   std::string tokenizer_path;
+  // The run's seed: every sampling request without a seed of its own gets one derived from it
+  // and the request's id (ScoringClientOptions::seed, GenerationWorkSpec::seed).
+  std::optional<uint64_t> seed;
 };
 
 struct CoordinatorProcessOptions {

@@ -1,6 +1,8 @@
 #include "services/coordinator/generator_phase.h"
 
+#include <algorithm>
 #include <optional>
+#include <set>
 #include <utility>
 #include <vector>
 
@@ -32,7 +34,7 @@ std::string GeneratorPhase::ResultCursor() const {
 
 absl::StatusOr<GeneratorPhaseProgress> GeneratorPhase::Enqueue(uint32_t problems) {
   GenerationWorkSpec spec{v1::PHASE_GENERATOR_RL, options_.iteration, options_.group_size, options_.params,
-                          options_.min_adapter_version, options_.epoch};
+                          options_.min_adapter_version, options_.epoch, options_.seed};
   auto enqueued = EnqueueGenerationWork(store_, dispatcher_, generator_, spec, ProblemCursor(), problems);
   if (!enqueued.ok()) return enqueued.status();
   GeneratorPhaseProgress progress;
@@ -46,7 +48,23 @@ absl::StatusOr<GeneratorPhaseProgress> GeneratorPhase::ProcessResults() {
   if (!cursor.ok()) return cursor.status();
   auto results = store_->queue().ResultsAfter(*cursor, 256);
   if (!results.ok()) return results.status();
-  for (const WorkItem& item : *results) {
+  // Handled in the order the problems were enqueued (item_id), not the order the workers finished
+  // them in, so the learner gets the groups of a set of results in the same order every run. The
+  // cursor (finishing order) passes a result only once every result before it is handled: after
+  // a restart the rest are handled again (RecordGroup ignores a group it holds).
+  std::vector<const WorkItem*> in_order;
+  for (const WorkItem& item : *results) in_order.push_back(&item);
+  std::sort(in_order.begin(), in_order.end(),
+            [](const WorkItem* a, const WorkItem* b) { return a->item_id < b->item_id; });
+  std::set<int64_t> handled;
+  size_t prefix = 0;  // results[0, prefix) are handled
+  auto position_after = [&](const WorkItem& item) {
+    handled.insert(item.result_seq);
+    while (prefix < results->size() && handled.count((*results)[prefix].result_seq) > 0) ++prefix;
+    return prefix == 0 ? *cursor : (*results)[prefix - 1].result_seq;
+  };
+  for (const WorkItem* next : in_order) {
+    const WorkItem& item = *next;
     const bool ours = item.phase == v1::PHASE_GENERATOR_RL && item.iteration == options_.iteration &&
                       item.kind == WorkKind::kGenerate;
     if (!ours || item.state != WorkState::kDone) {
@@ -55,7 +73,7 @@ absl::StatusOr<GeneratorPhaseProgress> GeneratorPhase::ProcessResults() {
         ++progress.finished_items;
         spdlog::warn("coordinator: generation item {} failed: {}", item.item_id, item.error);
       }
-      if (absl::Status s = store_->SetCursor(ResultCursor(), item.result_seq, absl::Now()); !s.ok()) return s;
+      if (absl::Status s = store_->SetCursor(ResultCursor(), position_after(item), absl::Now()); !s.ok()) return s;
       continue;
     }
     absl::StatusOr<GeneratedItem> generated = ReadGeneratedItem(store_, item);
@@ -138,7 +156,7 @@ absl::StatusOr<GeneratorPhaseProgress> GeneratorPhase::ProcessResults() {
       group.samples.push_back(std::move(sample));
     }
     ScoringPhaseProgress counted;  // a group left with under 2 samples only moves the cursor
-    if (absl::Status st = RecordAndAdvance(store_, group, ResultCursor(), item.result_seq, &counted); !st.ok()) {
+    if (absl::Status st = RecordAndAdvance(store_, group, ResultCursor(), position_after(item), &counted); !st.ok()) {
       return st;
     }
     progress.groups += counted.groups_recorded;

@@ -6,7 +6,8 @@
 // rendered with the problem, `group_size` completions, the generator
 // adapter, log-probs on. Workers pick the leases up (LeaseDispatcher).
 //
-// ProcessResults(): for each finished work item after the results cursor,
+// ProcessResults(): for each finished work item after the results cursor
+// (those read together handled in the order their problems were enqueued),
 // splits every completion into proof and self-evaluation, asks the verifier
 // for `verifications` analyses of the proof (their mean is s) and the
 // meta-verifier for `meta_verifications` assessments of the self-evaluation
@@ -21,6 +22,7 @@
 #define DSM_SERVICES_COORDINATOR_GENERATOR_PHASE_H_
 
 #include <functional>
+#include <optional>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -45,6 +47,7 @@ struct GeneratorPhaseOptions {
   v1::SamplingParams scoring_params;
   GeneratorRewardOptions reward;
   uint64_t min_adapter_version = 0;
+  std::optional<uint64_t> seed;  // the run's seed (GenerationWorkSpec::seed)
   // A group's scoring calls (each completion's verification and meta-verification) are made side
   // by side, this many at once (the scorers batch them), not one after another.
   uint32_t max_concurrent_calls = 16;

@@ -12,7 +12,7 @@ uint64_t PassOrder::PassSeed(uint64_t run_seed, v1::Phase phase, uint32_t iterat
   uint64_t s = CombineSeeds(run_seed, static_cast<uint64_t>(phase));
   s = CombineSeeds(s, iteration);
   s = CombineSeeds(s, epoch);
-  return CombineSeeds(s, StableHash64(dataset));
+  return NamedSeed(s, dataset);
 }
 
 PassOrder PassOrder::Of(std::optional<uint64_t> run_seed, v1::Phase phase, uint32_t iteration, uint32_t epoch,

@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "common/seed_mix.h"
 #include "spdlog/spdlog.h"
 
 namespace dsm {
@@ -83,6 +84,11 @@ absl::StatusOr<uint32_t> EnqueueGenerationWork(RunStore* store, LeaseDispatcher*
     work.mutable_params()->set_return_logprobs(true);
     work.set_adapter_role(v1::ADAPTER_ROLE_GENERATOR);
     work.set_min_adapter_version(spec.min_adapter_version);
+    const std::string key = absl::StrCat("p", static_cast<int>(spec.phase), "-i", spec.iteration, "-",
+                                         p.record.problem_id(), EpochSuffix(spec.epoch));
+    if (spec.seed.has_value() && !work.params().has_seed()) {
+      work.mutable_params()->set_seed(NamedSeed(*spec.seed, key));
+    }
     work.mutable_metadata()->set_phase(spec.phase);
     work.mutable_metadata()->set_iteration(spec.iteration);
     work.mutable_metadata()->set_problem_id(p.record.problem_id());
@@ -92,8 +98,7 @@ absl::StatusOr<uint32_t> EnqueueGenerationWork(RunStore* store, LeaseDispatcher*
     item.role = v1::ADAPTER_ROLE_GENERATOR;
     item.phase = spec.phase;
     item.iteration = spec.iteration;
-    item.key = absl::StrCat("p", static_cast<int>(spec.phase), "-i", spec.iteration, "-", p.record.problem_id(),
-                            EpochSuffix(spec.epoch));
+    item.key = key;
     items.push_back(std::move(item));
   }
   auto ids = dispatcher->Enqueue(items);

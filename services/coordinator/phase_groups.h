@@ -4,6 +4,7 @@
 #ifndef DSM_SERVICES_COORDINATOR_PHASE_GROUPS_H_
 #define DSM_SERVICES_COORDINATOR_PHASE_GROUPS_H_
 
+#include <optional>
 #include <string>
 
 #include "absl/status/status.h"
@@ -65,6 +66,9 @@ struct GenerationWorkSpec {
   v1::SamplingParams params;
   uint64_t min_adapter_version = 0;
   uint32_t epoch = 1;  // pass over the problems: keys get EpochSuffix(epoch)
+  // The run's seed: an item whose params carry no seed is sampled with NamedSeed(seed, its key),
+  // so the same run asks for the same completions. Unset = the worker draws one.
+  std::optional<uint64_t> seed;
 };
 
 // One GenerateWork lease per training problem after `cursor` (at most

@@ -95,16 +95,16 @@ absl::Status PipelineRunner::RunPhase(v1::Phase phase, uint32_t iteration, const
     }
     case v1::PHASE_VERIFIER_RL:
       status = Evaluate(phase, iteration, v1::EVALUATION_POINT_BEFORE, 0);
-      if (status.ok()) status = Scoring(phase, iteration);
+      if (status.ok()) status = Scoring(phase, iteration, stop);
       if (status.ok()) status = finish(v1::ADAPTER_ROLE_VERIFIER);
       if (status.ok()) status = Evaluate(phase, iteration, v1::EVALUATION_POINT_AFTER, version);
       break;
     case v1::PHASE_META_VERIFIER_RL:
-      status = Scoring(phase, iteration);
+      status = Scoring(phase, iteration, stop);
       if (status.ok()) status = finish(v1::ADAPTER_ROLE_META_VERIFIER);
       break;
     case v1::PHASE_ENHANCED_VERIFIER_RL:
-      status = Scoring(phase, iteration);
+      status = Scoring(phase, iteration, stop);
       if (status.ok()) status = finish(v1::ADAPTER_ROLE_VERIFIER);
       if (status.ok()) status = Evaluate(phase, iteration, v1::EVALUATION_POINT_AFTER, version);
       break;
@@ -113,48 +113,14 @@ absl::Status PipelineRunner::RunPhase(v1::Phase phase, uint32_t iteration, const
       if (status.ok()) status = finish(v1::ADAPTER_ROLE_GENERATOR);
       if (status.ok()) status = EvaluateGenerator(iteration, v1::EVALUATION_POINT_BEFORE, version, stop);
       if (!status.ok()) break;
-      // Each pass enqueues the problems again (a fresh group each, sampled by the adapter of the
-      // moment) once the previous pass's results are in.
+      // Each pass enqueues the problems again (a fresh group each) once the previous pass's
+      // results are in.
       const uint32_t epochs = std::max<uint32_t>(1, options_.generator_epochs);
       uint64_t done = 0, total = 0;
       for (uint32_t epoch = 1; epoch <= epochs && status.ok(); ++epoch) {
-        GeneratorPhaseOptions o = options_.generator;
-        o.iteration = iteration;
-        o.epoch = epoch;
-        GeneratorPhase generator(store_, dispatcher_, scoring_, templates_.generator, templates_.verifier_markers, o,
-                                 [this] { Wake(); });
-        GenerationWindow window(options_.generator_problems, options_.generator_window);
         total += options_.generator_problems;
-        if (options_.generator_window > 0 && options_.generator_window < options_.generator_problems) {
-          spdlog::info("coordinator: phase 4 pass {}: {} problems, at most {} in flight", epoch,
-                       options_.generator_problems, options_.generator_window);
-        }
-        // Tops the pass's problems in flight up to the window (all of them when it is 0).
-        auto top_up = [&]() -> absl::Status {
-          for (uint32_t want = window.ToEnqueue(); want > 0; want = window.ToEnqueue()) {
-            absl::StatusOr<GeneratorPhaseProgress> enqueued = generator.Enqueue(want);
-            if (!enqueued.ok()) return enqueued.status();
-            total -= window.Enqueued(want, enqueued->enqueued);
-          }
-          return absl::OkStatus();
-        };
-        // The queue can run empty between a window's last result and the next top-up.
-        while (status.ok() && !window.Done()) {
-          status = top_up();
-          if (!status.ok()) break;
-          status = AwaitQueue(
-              [&] {
-                absl::StatusOr<GeneratorPhaseProgress> p = generator.ProcessResults();
-                if (!p.ok()) return p.status();
-                if (p->finished_items > 0) {
-                  window.Finished(p->finished_items);
-                  done += p->finished_items;
-                  Progress(phase, iteration, done, total, "problems");
-                }
-                return top_up();
-              },
-              stop);
-        }
+        status = options_.lockstep_round > 0 ? GeneratorPassInRounds(iteration, epoch, &done, &total, stop)
+                                             : GeneratorPass(iteration, epoch, &done, &total, stop);
       }
       if (status.ok()) status = finish(v1::ADAPTER_ROLE_GENERATOR);
       if (status.ok()) status = EvaluateGenerator(iteration, v1::EVALUATION_POINT_AFTER, version, stop);
@@ -163,6 +129,7 @@ absl::Status PipelineRunner::RunPhase(v1::Phase phase, uint32_t iteration, const
     case v1::PHASE_AUTO_LABEL: {
       AutoLabelPhaseOptions o = options_.auto_label;
       o.iteration = iteration;
+      o.min_adapter_version = Trained(v1::ADAPTER_ROLE_GENERATOR);
       AutoLabelPhase labeller(store_, dispatcher_, scoring_, templates_.generator, templates_.verifier_markers, o);
       absl::StatusOr<AutoLabelProgress> enqueued = labeller.Enqueue(options_.auto_label_problems);
       if (!enqueued.ok()) {
@@ -230,7 +197,7 @@ ScoringPhaseData ScoringPhaseDataOf(v1::Phase phase, const PipelineOptions& opti
   return d;
 }
 
-absl::Status PipelineRunner::Scoring(v1::Phase phase, uint32_t iteration) {
+absl::Status PipelineRunner::Scoring(v1::Phase phase, uint32_t iteration, const std::atomic<bool>* stop) {
   const ScoringPhaseData data = ScoringPhaseDataOf(phase, options_);
   absl::StatusOr<DatasetCounts> counts = store_->CountRecords();
   if (!counts.ok()) return counts.status();
@@ -246,6 +213,7 @@ absl::Status PipelineRunner::Scoring(v1::Phase phase, uint32_t iteration) {
       o.phase = phase;
       o.iteration = iteration;
       o.epoch = epoch;
+      if (options_.lockstep_round > 0) o.max_proofs = options_.lockstep_round;
       proof_phase.emplace(store_, scoring_, o, [this] { Wake(); });
     }
     if (data.analyses) {
@@ -255,6 +223,7 @@ absl::Status PipelineRunner::Scoring(v1::Phase phase, uint32_t iteration) {
       o.epoch = epoch;
       // Phase 3 trains the verifier adapter on the meta-verifier's data too.
       o.role = phase == v1::PHASE_ENHANCED_VERIFIER_RL ? v1::ADAPTER_ROLE_VERIFIER : v1::ADAPTER_ROLE_META_VERIFIER;
+      if (options_.lockstep_round > 0) o.max_analyses = options_.lockstep_round;
       analysis_phase.emplace(store_, scoring_, o, [this] { Wake(); });
     }
     // Both kinds (phase 3) are worked through side by side: the next batch is taken from the
@@ -268,6 +237,13 @@ absl::Status PipelineRunner::Scoring(v1::Phase phase, uint32_t iteration) {
                                                 static_cast<double>(analyses_done) * static_cast<double>(proofs));
       absl::StatusOr<ScoringPhaseProgress> step = take_proofs ? proof_phase->RunOnce() : analysis_phase->RunOnce();
       if (!step.ok()) return step.status();
+      if (options_.lockstep_round > 0 && step->items > 0) {
+        // Lockstep: the round (sampled by one version, the one the last flush published) is
+        // trained on before the next is sampled.
+        const v1::AdapterRole role =
+            phase == v1::PHASE_META_VERIFIER_RL ? v1::ADAPTER_ROLE_META_VERIFIER : v1::ADAPTER_ROLE_VERIFIER;
+        if (absl::StatusOr<uint64_t> v = FinishTraining(role, stop); !v.ok()) return v.status();
+      }
       const uint64_t n = step->items + step->skipped;
       done += n;
       Progress(phase, iteration, done, total, unit);
@@ -281,6 +257,88 @@ absl::Status PipelineRunner::Scoring(v1::Phase phase, uint32_t iteration) {
     }
   }
   return absl::OkStatus();
+}
+
+GeneratorPhase PipelineRunner::GeneratorPassPhase(uint32_t iteration, uint32_t epoch) {
+  GeneratorPhaseOptions o = options_.generator;
+  o.iteration = iteration;
+  o.epoch = epoch;
+  o.min_adapter_version = Trained(v1::ADAPTER_ROLE_GENERATOR);
+  return GeneratorPhase(store_, dispatcher_, scoring_, templates_.generator, templates_.verifier_markers, o,
+                        [this] { Wake(); });
+}
+
+absl::Status PipelineRunner::GeneratorPass(uint32_t iteration, uint32_t epoch, uint64_t* done, uint64_t* total,
+                                           const std::atomic<bool>* stop) {
+  GeneratorPhase generator = GeneratorPassPhase(iteration, epoch);
+  GenerationWindow window(options_.generator_problems, options_.generator_window);
+  if (options_.generator_window > 0 && options_.generator_window < options_.generator_problems) {
+    spdlog::info("coordinator: phase 4 pass {}: {} problems, at most {} in flight", epoch,
+                 options_.generator_problems, options_.generator_window);
+  }
+  // Tops the pass's problems in flight up to the window (all of them when it is 0); each is
+  // sampled by the adapter of the moment it is leased.
+  auto top_up = [&]() -> absl::Status {
+    for (uint32_t want = window.ToEnqueue(); want > 0; want = window.ToEnqueue()) {
+      absl::StatusOr<GeneratorPhaseProgress> enqueued = generator.Enqueue(want);
+      if (!enqueued.ok()) return enqueued.status();
+      *total -= window.Enqueued(want, enqueued->enqueued);
+    }
+    return absl::OkStatus();
+  };
+  // The queue can run empty between a window's last result and the next top-up.
+  absl::Status status;
+  while (status.ok() && !window.Done()) {
+    status = top_up();
+    if (!status.ok()) break;
+    status = AwaitQueue(
+        [&] {
+          absl::StatusOr<GeneratorPhaseProgress> p = generator.ProcessResults();
+          if (!p.ok()) return p.status();
+          if (p->finished_items > 0) {
+            window.Finished(p->finished_items);
+            *done += p->finished_items;
+            Progress(v1::PHASE_GENERATOR_RL, iteration, *done, *total, "problems");
+          }
+          return top_up();
+        },
+        stop);
+  }
+  return status;
+}
+
+absl::Status PipelineRunner::GeneratorPassInRounds(uint32_t iteration, uint32_t epoch, uint64_t* done,
+                                                   uint64_t* total, const std::atomic<bool>* stop) {
+  uint32_t left = options_.generator_problems;
+  while (left > 0) {
+    // The round's problems, all sampled by the version the last round's training published ...
+    GeneratorPhase round = GeneratorPassPhase(iteration, epoch);
+    absl::StatusOr<GeneratorPhaseProgress> enqueued = round.Enqueue(std::min(left, options_.lockstep_round));
+    if (!enqueued.ok()) return enqueued.status();
+    if (enqueued->enqueued == 0) {  // the pass ran out of problems
+      *total -= left;
+      break;
+    }
+    left -= enqueued->enqueued;
+    // ... every one of them sampled before any is scored (the learner trains on nothing new
+    // meanwhile), then scored and recorded in problem order ...
+    if (absl::Status s = AwaitQueue([] { return absl::OkStatus(); }, stop); !s.ok()) return s;
+    for (uint32_t finished = 1; finished > 0;) {
+      absl::StatusOr<GeneratorPhaseProgress> p = round.ProcessResults();
+      if (!p.ok()) return p.status();
+      finished = p->finished_items;
+      *done += finished;
+      if (finished > 0) Progress(v1::PHASE_GENERATOR_RL, iteration, *done, *total, "problems");
+    }
+    // ... and trained on before the next round.
+    if (absl::StatusOr<uint64_t> v = FinishTraining(v1::ADAPTER_ROLE_GENERATOR, stop); !v.ok()) return v.status();
+  }
+  return absl::OkStatus();
+}
+
+uint64_t PipelineRunner::Trained(v1::AdapterRole role) const {
+  auto it = trained_.find(role);
+  return it == trained_.end() ? 0 : it->second;
 }
 
 absl::StatusOr<uint64_t> PipelineRunner::FinishTraining(v1::AdapterRole role, const std::atomic<bool>* stop) {
@@ -303,7 +361,12 @@ absl::StatusOr<uint64_t> PipelineRunner::FinishTraining(v1::AdapterRole role, co
     SetDeadline(&context, options_.learner_deadline);
     v1::FlushResponse response;
     const grpc::Status s = learner_->Flush(&context, request, &response);
-    if (s.ok()) return response.published().version();
+    if (s.ok()) {
+      const uint64_t version = response.published().version();
+      trained_[role] = std::max(trained_[role], version);
+      if (scoring_ != nullptr) scoring_->RequireAdapterVersion(role, version);
+      return version;
+    }
     const absl::Status status = FromGrpcStatus(s);
     if (!absl::IsUnavailable(status) || attempt >= 30) {
       return absl::Status(status.code(), absl::StrCat("Flush(", v1::AdapterRole_Name(role), "): ", s.error_message()));

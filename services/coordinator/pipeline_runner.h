@@ -15,7 +15,10 @@
 // Grader, held-out evaluations against the exact checker: the verifier
 // before phase 1 and after phases 1 and 3, the generator before and after
 // phase 4, the auto-labels after phase 5 (each with the adapter version the
-// flush returned). Every phase is restart-safe through its cursors, so a
+// flush returned). Every request for a role asks for at least the version
+// its last flush returned; with lockstep_round, a training phase samples and
+// trains in turns, round by round, so the same seed gives the same run.
+// Every phase is restart-safe through its cursors, so a
 // restarted coordinator that runs the pipeline again carries on where it
 // stopped. The run ends SUCCEEDED, or FAILED with the error that stopped it
 // (CANCELLED when `stop` was set).
@@ -25,6 +28,7 @@
 #define DSM_SERVICES_COORDINATOR_PIPELINE_RUNNER_H_
 
 #include <atomic>
+#include <map>
 #include <optional>
 
 #include "absl/status/status.h"
@@ -69,6 +73,15 @@ struct PipelineOptions {
   // at once the sampler runs far ahead of scoring and training, and the late groups are scored
   // only to be dropped. The coordinator sets it to learner.groups_per_step × max_policy_lag.
   uint32_t generator_window = 0;
+  // Lockstep rounds of this many items (proofs, analyses or problems; 0 = off), for runs that
+  // repeat themselves: a training phase samples a round with the adapter version the learner
+  // published after the previous round, then the learner trains on all of the round's groups
+  // (Flush) before the next round is sampled. Without it the samplers pick up each new version
+  // as it comes, so which version sampled an item depends on timing. Sampling and training then
+  // take turns instead of overlapping. The coordinator sets it to
+  // learner.groups_per_step × max_policy_lag (coordinator.lockstep), so no group of a round is
+  // too old for the learner.
+  uint32_t lockstep_round = 0;
   uint32_t auto_label_problems = 32;  // problems per auto-labelling phase
   // Evaluations with an exact judge (the built-in domain's checker): the
   // verifier before phase 1 and after phases 1 and 3. Not owned; null = none.
@@ -106,7 +119,19 @@ class PipelineRunner {
 
  private:
   absl::Status RunPhase(v1::Phase phase, uint32_t iteration, const std::atomic<bool>* stop);
-  absl::Status Scoring(v1::Phase phase, uint32_t iteration);
+  absl::Status Scoring(v1::Phase phase, uint32_t iteration, const std::atomic<bool>* stop);
+  // One pass of phase 4 over its problems: a window of them in flight, each scored as it
+  // finishes (`done` counts them, `total` loses the problems there were none for); or, with
+  // lockstep_round, round by round.
+  absl::Status GeneratorPass(uint32_t iteration, uint32_t epoch, uint64_t* done, uint64_t* total,
+                             const std::atomic<bool>* stop);
+  absl::Status GeneratorPassInRounds(uint32_t iteration, uint32_t epoch, uint64_t* done, uint64_t* total,
+                                     const std::atomic<bool>* stop);
+  // Phase 4 over a pass's problems, sampled by the generator version the last flush published
+  // (at least).
+  GeneratorPhase GeneratorPassPhase(uint32_t iteration, uint32_t epoch);
+  // The version of `role` the last FinishTraining returned (0 = none yet this process).
+  uint64_t Trained(v1::AdapterRole role) const;
   // Waits until the work queue holds nothing queued or leased, calling `drain` meanwhile.
   absl::Status AwaitQueue(const std::function<absl::Status()>& drain, const std::atomic<bool>* stop);
   // Samplers need a published adapter of each role before they can serve
@@ -115,7 +140,8 @@ class PipelineRunner {
   absl::Status PublishFreshAdapters();
   absl::Status InitGeneratorFromVerifier();
   // Waits until every recorded group reached the learner, then has the
-  // learner train what it buffered for `role`; returns the role's version.
+  // learner train what it buffered for `role`; returns the role's version,
+  // which every later request for the role asks for at least.
   absl::StatusOr<uint64_t> FinishTraining(v1::AdapterRole role, const std::atomic<bool>* stop);
   // The evaluations when a grader is set; a run without evaluation data skips them.
   absl::Status Evaluate(v1::Phase phase, uint32_t iteration, v1::EvaluationPoint point, uint64_t min_version);
@@ -133,6 +159,7 @@ class PipelineRunner {
   v1::Learner::StubInterface* const learner_;
   const PipelineTemplates templates_;
   const PipelineOptions options_;
+  std::map<v1::AdapterRole, uint64_t> trained_;  // FinishTraining's versions
 };
 
 }  // namespace dsm

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
+#include "common/seed_mix.h"
 #include "common/status_conversion.h"
 #include "spdlog/spdlog.h"
 
@@ -70,8 +71,33 @@ absl::Status ScoringClient::WithRetries(const char* service, Call attempt) {
   return status;
 }
 
-absl::StatusOr<v1::VerifyResponse> ScoringClient::Verify(const v1::VerifyRequest& request) {
+void ScoringClient::RequireAdapterVersion(v1::AdapterRole role, uint64_t version) {
+  absl::MutexLock lock(&mu_);
+  uint64_t& floor = floors_[role];
+  floor = std::max(floor, version);
+}
+
+uint64_t ScoringClient::RequiredAdapterVersion(v1::AdapterRole role) const {
+  absl::MutexLock lock(&mu_);
+  auto it = floors_.find(role);
+  return it == floors_.end() ? 0 : it->second;
+}
+
+template <typename Request>
+Request ScoringClient::Prepared(const Request& original, v1::AdapterRole default_role) const {
+  Request request = original;
+  if (options_.seed.has_value() && !request.params().has_seed() && !request.request_id().empty()) {
+    request.mutable_params()->set_seed(NamedSeed(*options_.seed, request.request_id()));
+  }
+  const v1::AdapterRole role =
+      request.adapter_role() == v1::ADAPTER_ROLE_UNSPECIFIED ? default_role : request.adapter_role();
+  request.set_min_adapter_version(std::max(request.min_adapter_version(), RequiredAdapterVersion(role)));
+  return request;
+}
+
+absl::StatusOr<v1::VerifyResponse> ScoringClient::Verify(const v1::VerifyRequest& original) {
   if (verifier_ == nullptr) return absl::FailedPreconditionError("verifier: no verifier address configured");
+  const v1::VerifyRequest request = Prepared(original, v1::ADAPTER_ROLE_VERIFIER);
   v1::VerifyResponse response;
   absl::Status s = WithRetries("verifier", [&](grpc::ClientContext* context) {
     response.Clear();
@@ -81,10 +107,11 @@ absl::StatusOr<v1::VerifyResponse> ScoringClient::Verify(const v1::VerifyRequest
   return response;
 }
 
-absl::StatusOr<v1::AssessResponse> ScoringClient::Assess(const v1::AssessRequest& request) {
+absl::StatusOr<v1::AssessResponse> ScoringClient::Assess(const v1::AssessRequest& original) {
   if (meta_verifier_ == nullptr) {
     return absl::FailedPreconditionError("meta_verifier: no meta-verifier address configured");
   }
+  const v1::AssessRequest request = Prepared(original, v1::ADAPTER_ROLE_META_VERIFIER);
   v1::AssessResponse response;
   absl::Status s = WithRetries("meta_verifier", [&](grpc::ClientContext* context) {
     response.Clear();

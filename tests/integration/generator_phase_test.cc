@@ -6,8 +6,10 @@
 #include <chrono>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <thread>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -15,6 +17,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/grpc_server.h"
+#include "common/seed_mix.h"
 #include "dsm/v1/scoring.grpc.pb.h"
 #include "services/coordinator/generator_phase.h"
 #include "services/coordinator/lease_dispatcher.h"
@@ -88,53 +91,80 @@ void AddCompletions(const std::vector<std::string>& texts, v1::GenerateResult* g
   }
 }
 
-TEST(GeneratorPhase, JudgesAndRewardsEachCompletion) {
-  TestDir dir;
-  RunStoreOptions store_options;
-  store_options.db.synchronous_full = false;
-  auto store = RunStore::Open(dir.File("state.db"), store_options);
-  ASSERT_TRUE(store.ok()) << store.status();
-  std::vector<v1::ImportRecordsRequest> records(1);
-  records[0].mutable_problem()->set_problem_id("p1");
-  records[0].mutable_problem()->set_statement("Given: a=b, b=c. Prove: a=c.");
-  ASSERT_TRUE((*store)->ImportRecords(records, true).ok());
+// A run store, the fake scorers behind a ScoringClient, a dispatcher with one scripted worker
+// session, and the generator template.
+class GeneratorPhaseTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    RunStoreOptions store_options;
+    store_options.db.synchronous_full = false;
+    auto store = RunStore::Open(dir_.File("state.db"), store_options);
+    ASSERT_TRUE(store.ok()) << store.status();
+    store_ = *std::move(store);
+    GrpcServerOptions server_options;
+    server_options.drain = absl::ZeroDuration();
+    server_options.shutdown_grace = absl::Milliseconds(100);
+    server_ = std::make_unique<GrpcServer>(server_options);
+    server_->RegisterService(static_cast<v1::Verifier::CallbackService*>(&scoring_),
+                             v1::Verifier::service_full_name());
+    server_->RegisterService(static_cast<v1::MetaVerifier::CallbackService*>(&scoring_),
+                             v1::MetaVerifier::service_full_name());
+    ASSERT_TRUE(server_->Start().ok());
+    ScoringClientOptions client_options;
+    client_options.verifier_target = server_->address();
+    client_options.meta_verifier_target = server_->address();
+    auto client = ScoringClient::Create(client_options, nullptr);
+    ASSERT_TRUE(client.ok());
+    client_ = *std::move(client);
+    dispatcher_ = std::make_unique<LeaseDispatcher>(store_.get(), DispatcherOptions{}, nullptr);
+    auto session = worker_.Connect(*dispatcher_, "w", 4);
+    ASSERT_TRUE(session.ok());
+    session_ = *session;
+    auto generator = PromptTemplate::Parse(
+        "role: generator\nevaluation_marker: Here is my evaluation of the solution:\n"
+        "score_marker: Based on my evaluation, the final overall score should be:\nstop: \\boxed{1}\n---\n"
+        "Prove: {problem}\n",
+        "generator.txt");
+    ASSERT_TRUE(generator.ok()) << generator.status();
+    generator_.emplace(*std::move(generator));
+  }
 
-  FakeScoring scoring;
-  GrpcServerOptions server_options;
-  server_options.drain = absl::ZeroDuration();
-  server_options.shutdown_grace = absl::Milliseconds(100);
-  GrpcServer server(server_options);
-  server.RegisterService(static_cast<v1::Verifier::CallbackService*>(&scoring), v1::Verifier::service_full_name());
-  server.RegisterService(static_cast<v1::MetaVerifier::CallbackService*>(&scoring),
-                         v1::MetaVerifier::service_full_name());
-  ASSERT_TRUE(server.Start().ok());
-  ScoringClientOptions client_options;
-  client_options.verifier_target = server.address();
-  client_options.meta_verifier_target = server.address();
-  auto client = ScoringClient::Create(client_options, nullptr);
-  ASSERT_TRUE(client.ok());
+  // Problems with these ids and statements.
+  void Import(const std::vector<std::pair<std::string, std::string>>& problems) {
+    std::vector<v1::ImportRecordsRequest> records(problems.size());
+    for (size_t i = 0; i < problems.size(); ++i) {
+      records[i].mutable_problem()->set_problem_id(problems[i].first);
+      records[i].mutable_problem()->set_statement(problems[i].second);
+    }
+    ASSERT_TRUE(store_->ImportRecords(records, true).ok());
+  }
 
-  DispatcherOptions dispatcher_options;
-  LeaseDispatcher dispatcher(store->get(), dispatcher_options, nullptr);
-  dsm_test::GrantCollector worker;
-  auto session = worker.Connect(dispatcher, "w", 4);
-  ASSERT_TRUE(session.ok());
+  GeneratorPhase Phase(const GeneratorPhaseOptions& options) {
+    return GeneratorPhase(store_.get(), dispatcher_.get(), client_.get(), *generator_, VerifierMarkers(), options);
+  }
 
-  auto generator = PromptTemplate::Parse(
-      "role: generator\nevaluation_marker: Here is my evaluation of the solution:\n"
-      "score_marker: Based on my evaluation, the final overall score should be:\nstop: \\boxed{1}\n---\n"
-      "Prove: {problem}\n",
-      "generator.txt");
-  ASSERT_TRUE(generator.ok()) << generator.status();
+  TestDir dir_;
+  std::unique_ptr<RunStore> store_;
+  FakeScoring scoring_;
+  std::unique_ptr<GrpcServer> server_;
+  std::unique_ptr<ScoringClient> client_;
+  std::unique_ptr<LeaseDispatcher> dispatcher_;
+  dsm_test::GrantCollector worker_;
+  uint64_t session_ = 0;
+  std::optional<PromptTemplate> generator_;
+};
+
+TEST_F(GeneratorPhaseTest, JudgesAndRewardsEachCompletion) {
+  Import({{"p1", "Given: a=b, b=c. Prove: a=c."}});
   GeneratorPhaseOptions options;
   options.group_size = 5;
-  GeneratorPhase phase(store->get(), &dispatcher, client->get(), *generator, VerifierMarkers(), options);
+  GeneratorPhase phase = Phase(options);
   auto enqueued = phase.Enqueue(10);
   ASSERT_TRUE(enqueued.ok()) << enqueued.status();
   EXPECT_EQ(enqueued->enqueued, 1u);
   EXPECT_EQ(phase.Enqueue(10)->enqueued, 0u);  // the cursor moved
-  ASSERT_EQ(worker.grants().size(), 1u);
-  const v1::LeaseGrant grant = worker.grants()[0];
+  ASSERT_EQ(worker_.grants().size(), 1u);
+  const v1::LeaseGrant grant = worker_.grants()[0];
   EXPECT_EQ(grant.generate().prompt().text(), "Prove: Given: a=b, b=c. Prove: a=c.");
   EXPECT_EQ(grant.generate().n(), 5u);
   EXPECT_TRUE(grant.generate().params().return_logprobs());
@@ -150,7 +180,7 @@ TEST(GeneratorPhase, JudgesAndRewardsEachCompletion) {
   AddCompletions({Output("good proof", "1"), Output("bad proof", "1"), Output("bad proof", "0"),
                   "no sections at all", Output("?? proof", "1")},
                  generated);
-  ASSERT_TRUE(dispatcher.OnResult(*session, result).ok());
+  ASSERT_TRUE(dispatcher_->OnResult(session_, result).ok());
 
   auto progress = phase.ProcessResults();
   ASSERT_TRUE(progress.ok()) << progress.status();
@@ -158,7 +188,7 @@ TEST(GeneratorPhase, JudgesAndRewardsEachCompletion) {
   EXPECT_EQ(progress->finished_items, 1u);
   EXPECT_EQ(progress->samples, 4u);  // the unjudged one is left out
   EXPECT_EQ(progress->format_failures, 1u);
-  auto groups = (*store)->GroupsWithStatus(kGroupPending, 10);
+  auto groups = store_->GroupsWithStatus(kGroupPending, 10);
   ASSERT_TRUE(groups.ok());
   ASSERT_EQ(groups->size(), 1u);
   const GroupRecord& g = groups->front();
@@ -173,23 +203,56 @@ TEST(GeneratorPhase, JudgesAndRewardsEachCompletion) {
   EXPECT_EQ(phase.ProcessResults()->groups, 0u);  // a rerun repeats nothing
   // The group's 8 scoring calls (4 well-formed proofs: a verification and a meta-verification
   // each) were made side by side, not one after another.
-  EXPECT_GE(scoring.most_open(), 4);
+  EXPECT_GE(scoring_.most_open(), 4);
 
   // A problem whose answers leave under 2 samples records no group, but it is done: phase 4's
   // window of problems in flight counts it, or the pass would wait for it forever.
-  records[0].mutable_problem()->set_problem_id("p2");
-  ASSERT_TRUE((*store)->ImportRecords(records, true).ok());
+  Import({{"p2", "Given: a=b, b=c. Prove: a=c."}});
   ASSERT_EQ(phase.Enqueue(10)->enqueued, 1u);
-  ASSERT_EQ(worker.grants().size(), 2u);
+  ASSERT_EQ(worker_.grants().size(), 2u);
   v1::LeaseResult thin;
-  thin.set_lease_id(worker.grants()[1].lease_id());
+  thin.set_lease_id(worker_.grants()[1].lease_id());
   thin.mutable_generated()->add_prompt_token_ids(4);
   AddCompletions({Output("good proof", "1"), Output("?? proof", "1")}, thin.mutable_generated());
-  ASSERT_TRUE(dispatcher.OnResult(*session, thin).ok());
+  ASSERT_TRUE(dispatcher_->OnResult(session_, thin).ok());
   auto second = phase.ProcessResults();
   ASSERT_TRUE(second.ok()) << second.status();
   EXPECT_EQ(second->groups, 0u);
   EXPECT_EQ(second->finished_items, 1u);
+}
+
+// Groups are recorded in the order the problems were enqueued, whatever order the worker
+// finishes them in, so the learner gets them in the same order every run; each problem's work
+// carries the seed derived from the run's seed and its key.
+TEST_F(GeneratorPhaseTest, RecordsGroupsInProblemOrderWithSeededWork) {
+  Import({{"p0", "Given: a=b. Prove: a=b."}, {"p1", "Given: b=c. Prove: b=c."}, {"p2", "Given: c=d. Prove: c=d."}});
+  GeneratorPhaseOptions options;
+  options.group_size = 2;
+  options.seed = 77;
+  GeneratorPhase phase = Phase(options);
+  ASSERT_EQ(phase.Enqueue(3)->enqueued, 3u);
+  const std::vector<v1::LeaseGrant> grants = worker_.grants();
+  ASSERT_EQ(grants.size(), 3u);
+  for (int i = 0; i < 3; ++i) {
+    const std::string key = absl::StrCat("p", static_cast<int>(v1::PHASE_GENERATOR_RL), "-i1-p", i);
+    EXPECT_EQ(grants[i].generate().params().seed(), NamedSeed(77, key)) << key;
+  }
+  for (int i : {2, 0, 1}) {  // finished out of order
+    v1::LeaseResult result;
+    result.set_lease_id(grants[i].lease_id());
+    result.mutable_generated()->add_prompt_token_ids(4);
+    AddCompletions({Output("good proof", "1"), Output("bad proof", "1")}, result.mutable_generated());
+    ASSERT_TRUE(dispatcher_->OnResult(session_, result).ok());
+  }
+  auto progress = phase.ProcessResults();
+  ASSERT_TRUE(progress.ok()) << progress.status();
+  EXPECT_EQ(progress->groups, 3u);
+  auto groups = store_->GroupsWithStatus(kGroupPending, 10);
+  ASSERT_TRUE(groups.ok());
+  std::vector<std::string> order;
+  for (const GroupRecord& g : *groups) order.push_back(g.problem_id);
+  EXPECT_EQ(order, (std::vector<std::string>{"p0", "p1", "p2"}));
+  EXPECT_EQ(phase.ProcessResults()->finished_items, 0u);  // the cursor passed all three
 }
 
 }  // namespace

@@ -2,6 +2,7 @@
 // calls spread over every replica, a failing replica's calls are retried on
 // another, and a call that keeps failing is an error (counted), never a score.
 #include <atomic>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -10,10 +11,12 @@
 #include <gtest/gtest.h>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "common/grpc_server.h"
 #include "common/metrics_registry.h"
+#include "common/seed_mix.h"
 #include "dsm/v1/scoring.grpc.pb.h"
 #include "services/coordinator/scoring_client.h"
 
@@ -26,10 +29,16 @@ class FakeVerifier final : public v1::Verifier::CallbackService {
  public:
   std::atomic<int> calls{0};
   std::atomic<int> fail_code{0};  // 0 = answer; else the grpc::StatusCode to fail with
+  absl::Mutex mu;
+  std::vector<v1::VerifyRequest> received ABSL_GUARDED_BY(mu);
 
   grpc::ServerUnaryReactor* Verify(grpc::CallbackServerContext* context, const v1::VerifyRequest* request,
                                    v1::VerifyResponse* response) override {
     ++calls;
+    {
+      absl::MutexLock lock(&mu);
+      received.push_back(*request);
+    }
     grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
     if (fail_code.load() != 0) {
       reactor->Finish(grpc::Status(static_cast<grpc::StatusCode>(fail_code.load()), "scripted failure"));
@@ -60,6 +69,7 @@ class ScoringClientTest : public ::testing::Test {
     o.max_attempts = 3;
     o.initial_backoff = absl::Milliseconds(10);
     o.channel.max_attempts = 1;  // only the client's own retries, so the counts are exact
+    options_ = o;
     auto client = ScoringClient::Create(o, &registry_);
     ASSERT_TRUE(client.ok()) << client.status();
     client_ = *std::move(client);
@@ -73,6 +83,17 @@ class ScoringClientTest : public ::testing::Test {
     return r;
   }
 
+  // Every request the replicas saw, in the order each replica got them.
+  std::vector<v1::VerifyRequest> Received() {
+    std::vector<v1::VerifyRequest> all;
+    for (auto& r : replicas_) {
+      absl::MutexLock lock(&r->mu);
+      all.insert(all.end(), r->received.begin(), r->received.end());
+    }
+    return all;
+  }
+
+  ScoringClientOptions options_;
   MetricsRegistry registry_;
   std::vector<std::unique_ptr<FakeVerifier>> replicas_;
   std::vector<std::unique_ptr<GrpcServer>> servers_;
@@ -134,6 +155,48 @@ TEST_F(ScoringClientTest, InvalidArgumentIsNotRetried) {
   EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(replicas_[0]->calls.load() + replicas_[1]->calls.load(), 1);
   EXPECT_FALSE(client_->Assess(v1::AssessRequest()).ok());  // no meta-verifier configured
+}
+
+TEST_F(ScoringClientTest, ARunsSeedGivesEachRequestItsOwnReproducibleSeed) {
+  ScoringClientOptions o = options_;
+  o.seed = 1234;
+  auto seeded = ScoringClient::Create(o, nullptr);
+  ASSERT_TRUE(seeded.ok()) << seeded.status();
+  v1::VerifyRequest own = Request(2);
+  own.mutable_params()->set_seed(7);  // a request's own seed stands
+  for (const v1::VerifyRequest& r : {Request(0), Request(1), Request(0), own}) ASSERT_TRUE((*seeded)->Verify(r).ok());
+  ASSERT_TRUE(client_->Verify(Request(0)).ok());  // no run seed: the server draws one
+  std::map<std::string, std::vector<uint64_t>> seeds;  // request id -> seeds sent
+  bool unseeded = false;
+  for (const v1::VerifyRequest& r : Received()) {
+    if (!r.params().has_seed()) {
+      unseeded = true;
+      continue;
+    }
+    seeds[r.request_id()].push_back(r.params().seed());
+  }
+  EXPECT_TRUE(unseeded);
+  EXPECT_THAT(seeds["r0"], ::testing::ElementsAre(NamedSeed(1234, "r0"), NamedSeed(1234, "r0")));
+  EXPECT_THAT(seeds["r1"], ::testing::ElementsAre(NamedSeed(1234, "r1")));
+  EXPECT_NE(seeds["r0"][0], seeds["r1"][0]);
+  EXPECT_THAT(seeds["r2"], ::testing::ElementsAre(7u));
+}
+
+TEST_F(ScoringClientTest, ARequiredAdapterVersionIsEveryLaterRequestsFloor) {
+  client_->RequireAdapterVersion(v1::ADAPTER_ROLE_VERIFIER, 5);
+  client_->RequireAdapterVersion(v1::ADAPTER_ROLE_VERIFIER, 3);  // never lowers it
+  client_->RequireAdapterVersion(v1::ADAPTER_ROLE_GENERATOR, 9);
+  EXPECT_EQ(client_->RequiredAdapterVersion(v1::ADAPTER_ROLE_VERIFIER), 5u);
+  v1::VerifyRequest higher = Request(1);
+  higher.set_min_adapter_version(8);  // a request's own higher minimum stands
+  v1::VerifyRequest generator = Request(2);
+  generator.set_adapter_role(v1::ADAPTER_ROLE_GENERATOR);
+  for (const v1::VerifyRequest& r : {Request(0), higher, generator}) ASSERT_TRUE(client_->Verify(r).ok());
+  std::map<std::string, uint64_t> floors;
+  for (const v1::VerifyRequest& r : Received()) floors[r.request_id()] = r.min_adapter_version();
+  EXPECT_EQ(floors["r0"], 5u);  // UNSPECIFIED grades with the verifier
+  EXPECT_EQ(floors["r1"], 8u);
+  EXPECT_EQ(floors["r2"], 9u);
 }
 
 }  // namespace

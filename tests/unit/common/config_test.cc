@@ -137,6 +137,8 @@ TEST(Config, CrossFieldCheck) {
             "test.yaml: coordinator.enhanced_meta_verifications: 0 is out of range [1, 64]");
   EXPECT_EQ(ErrorOf("run: {name: demo}\ncoordinator: {enhanced_analyses: maybe}\n"),
             "test.yaml: coordinator.enhanced_analyses: expected true or false, got \"maybe\"");
+  EXPECT_EQ(ErrorOf("run: {name: demo}\ncoordinator: {lockstep: 2}\n"),
+            "test.yaml: coordinator.lockstep: expected true or false, got \"2\"");
   EXPECT_EQ(ErrorOf("run: {name: demo}\ncoordinator: {warmup_epochs: -1}\n"),
             "test.yaml: coordinator.warmup_epochs: -1 is out of range [0, 100]");
   EXPECT_EQ(ErrorOf("run: {name: demo}\ncoordinator: {shuffle: sometimes}\n"),

@@ -150,5 +150,20 @@ TEST(CoordinatorOptions, PhaseFourWindowFollowsTheLearnersStalenessBound) {
   EXPECT_EQ(window("groups_per_step: 4, max_policy_lag: 0"), 4u);  // on-policy: one step's groups
 }
 
+// Every sampling request is seeded from the run's seed; lockstep rounds, when asked for, are as
+// many items as the learner accepts sampled at one version.
+TEST(CoordinatorOptions, RequestsAreSeededFromTheRunAndLockstepRoundsFollowTheStalenessBound) {
+  DsmConfig config = Parse("lockstep: true");
+  config.run.seed = 99;
+  config.learner.groups_per_step = 8;
+  config.learner.max_policy_lag = 2;
+  const CoordinatorPipelineSettings lockstep = *CoordinatorOptionsFromConfig(config, "").pipeline;
+  EXPECT_EQ(lockstep.seed, std::optional<uint64_t>(99));
+  EXPECT_EQ(lockstep.options.generator.seed, std::optional<uint64_t>(99));
+  EXPECT_EQ(lockstep.options.auto_label.seed, std::optional<uint64_t>(99));
+  EXPECT_EQ(lockstep.options.lockstep_round, 16u);
+  EXPECT_EQ(CoordinatorOptionsFromConfig(Parse("group_size: 8"), "").pipeline->options.lockstep_round, 0u);
+}
+
 }  // namespace
 }  // namespace dsm
