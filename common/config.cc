@@ -130,6 +130,7 @@ void Visit(V& v, GrpoConfig& o) {
   v.Bool("scale_rewards", &o.scale_rewards);
   v.Enum("aggregation", &o.aggregation, {"sequence", "token", "constant"});
   v.Bool("dynamic_sampling", &o.dynamic_sampling);
+  v.Bool("importance_correction", &o.importance_correction);
 }
 
 template <typename V>

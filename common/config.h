@@ -131,6 +131,10 @@ struct GrpoConfig {
   bool scale_rewards = true;     // false: Dr.GRPO
   std::string aggregation = "sequence";  // sequence | token (DAPO) | constant (Dr.GRPO)
   bool dynamic_sampling = true;  // drop groups whose rewards are all equal
+  // π_old in the ratio: the samplers' log-probabilities of the tokens they sampled (true), or the
+  // policy's own, detached (false: the ratio is 1, as TRL's GRPO with one iteration per batch) —
+  // then training depends on the sampled tokens alone, never on the samplers' floating point.
+  bool importance_correction = true;
 };
 
 struct LearnerConfig {

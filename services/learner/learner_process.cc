@@ -49,6 +49,7 @@ absl::StatusOr<LearnerOptions> LearnerOptionsFromConfig(const DsmConfig& config)
   g.kl_beta = l.grpo.kl_beta;
   g.scale_rewards = l.grpo.scale_rewards;
   g.dynamic_sampling = l.grpo.dynamic_sampling;
+  g.importance_correction = l.grpo.importance_correction;
   g.aggregation = l.grpo.aggregation == "token"      ? LossAggregation::kTokenMean
                   : l.grpo.aggregation == "constant" ? LossAggregation::kConstantNorm
                                                      : LossAggregation::kSequenceMean;

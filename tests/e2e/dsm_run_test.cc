@@ -2,8 +2,9 @@
 // model, every service runs as a child process, the worker is SIGKILLed once phase 1 has begun and
 // restarted by `dsm run` (phases 4 and 5 need it), the run SUCCEEDS and writes summary.json (every
 // field of issue 6) and report.html; a second `dsm run` reports the finished run instead of
-// repeating it; a bad config, or a configured port that something already listens on, is exit 2
-// with one line.
+// repeating it; with coordinator.lockstep two runs of one seed sample, reward and measure the
+// same; a bad config, or a configured port that something already listens on, is exit 2 with one
+// line.
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -13,14 +14,20 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <string>
+#include <vector>
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include "absl/strings/numbers.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_replace.h"
 #include "nlohmann/json.hpp"
+#include "services/coordinator/run_store.h"
 #include "tests/integration/child_process.h"
 #include "tests/integration/dsm_process.h"
 #include "tests/unit/coordinator/test_dir.h"
@@ -134,6 +141,67 @@ TEST(DsmRun, RunsThePipelineRestartsAKilledWorkerAndWritesTheResults) {
   const dsm_test::DsmResult again = dsm_test::RunDsm("run " + config);
   EXPECT_EQ(again.exit_code, 0) << again.err;
   EXPECT_THAT(again.out, HasSubstr("already ended RUN_STATE_SUCCEEDED"));
+}
+
+// What a finished run trained on: each group's status and, per sample, everything but the
+// log-probabilities (a sampler's floating point differs in the last bits between batch sizes).
+std::map<std::string, std::string> TrainedOn(const std::string& state_db) {
+  std::map<std::string, std::string> out;
+  auto store = RunStore::Open(state_db, RunStoreOptions{});
+  EXPECT_TRUE(store.ok()) << store.status();
+  if (!store.ok()) return out;
+  for (int status = kGroupPending; status <= v1::GroupStatus_MAX; ++status) {
+    auto groups = (*store)->GroupsWithStatus(status, 1000000);
+    EXPECT_TRUE(groups.ok()) << groups.status();
+    if (!groups.ok()) continue;
+    for (const GroupRecord& g : *groups) {
+      std::string& signature = out[g.group_id];
+      absl::StrAppend(&signature, "status ", g.status, " prompt ", absl::StrJoin(g.prompt_token_ids, ","));
+      for (const SampleRecord& s : g.samples) {
+        v1::ScoredSample sample = s.sample;
+        sample.clear_behaviour_logprobs();
+        absl::StrAppend(&signature, "\n", sample.ShortDebugString());
+      }
+    }
+  }
+  return out;
+}
+
+// Lockstep (coordinator.lockstep) without the samplers' log-probabilities in the learner's ratio
+// (learner.grpo.importance_correction: false): two runs with the same seed sample the same
+// completions, with the same adapter versions, give them the same rewards, and measure the same
+// evaluations.
+TEST(DsmRun, LockstepRunsWithTheSameSeedRepeatThemselves) {
+  std::vector<std::map<std::string, std::string>> trained;
+  std::vector<nlohmann::json> summaries;
+  for (int i = 0; i < 2; ++i) {
+    TestDir dir;
+    const std::string config = dir.path() + "/lockstep.yaml";
+    std::string text = ShortConfig(dir.path());
+    text.replace(text.find("  group_size: 4\n"), 16, "  group_size: 4\n  lockstep: true\n");
+    // The learner's ratio from its own log-probabilities, not the samplers' (whose last bits
+    // depend on what shared their batch).
+    text = absl::StrReplaceAll(text, {{"{port: 0}", "{port: 0, metrics_port: 0}"}});  // beside anything
+    const std::string learner = "checkpoint_every_steps: 1000}";
+    text.replace(text.find(learner), learner.size(), "checkpoint_every_steps: 1000, grpo: {importance_correction: false}}");
+    std::ofstream(config) << text;
+    dsm_test::ChildProcess run({"run", config}, dir.path() + "/run.log");
+    ASSERT_TRUE(run.WaitForLine("results:", absl::Seconds(600)).has_value()) << run.Log();
+    EXPECT_EQ(run.Stop(0), 0) << run.Log();
+    trained.push_back(TrainedOn(dir.path() + "/runs/short/state.db"));
+    summaries.push_back(nlohmann::json::parse(dsm_test::ReadWholeFile(dir.path() + "/runs/short/summary.json")));
+  }
+  ASSERT_GT(trained[0].size(), 10u);
+  EXPECT_EQ(trained[0].size(), trained[1].size());
+  for (const auto& [id, signature] : trained[0]) {
+    auto other = trained[1].find(id);
+    ASSERT_NE(other, trained[1].end()) << id << " only in the first run";
+    EXPECT_EQ(signature, other->second) << id;
+  }
+  for (const auto& [key, value] : summaries[0].items()) {
+    if (!value.is_number() || absl::StrContains(key, "seconds")) continue;
+    EXPECT_EQ(value, summaries[1][key]) << key;
+  }
 }
 
 // Phase 0 runs for minutes: the first Ctrl-C / SIGTERM ends it at once (no services are up yet),

@@ -612,11 +612,13 @@ TEST_F(LearnerServiceTest, InitAdapterCopiesAnotherRoleAndCheckpointWritesEveryR
 // (phase 4's generator, copied from the verifier) starts from fresh optimizer moments at the
 // bottom of the ramp again, not at the full rate its step numbers would give.
 TEST_F(LearnerServiceTest, AnAdapterInitAdapterReplacesWarmsUpAgain) {
-  absl::StatusOr<DsmConfig> config = ParseConfig("run: {name: w}\nlearner: {warmup_steps: 2}\n", "test.yaml");
+  absl::StatusOr<DsmConfig> config = ParseConfig(
+      "run: {name: w}\nlearner: {warmup_steps: 2, grpo: {importance_correction: false}}\n", "test.yaml");
   ASSERT_TRUE(config.ok()) << config.status();
   absl::StatusOr<LearnerOptions> from_config = LearnerOptionsFromConfig(*config);
   ASSERT_TRUE(from_config.ok()) << from_config.status();
   EXPECT_EQ(from_config->trainer.warmup_steps, 2);
+  EXPECT_FALSE(from_config->trainer.grpo.importance_correction);  // learner.grpo.* reaches the trainer
 
   LearnerOptions o = TestOptions();
   o.trainer.warmup_steps = 2;
