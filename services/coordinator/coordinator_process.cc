@@ -114,6 +114,7 @@ CoordinatorProcessOptions CoordinatorOptionsFromConfig(const DsmConfig& config, 
     // side by side as a sampler decodes together.
     p.options.verifier.max_concurrent_calls = std::max<uint32_t>(16, static_cast<uint32_t>(config.model.max_batch));
     p.options.meta_verifier.max_analyses = 8;
+    p.options.meta_verifier.max_concurrent_calls = p.options.verifier.max_concurrent_calls;
     // Evaluations are greedy: one deterministic answer per held-out item.
     p.options.evaluation.params.set_temperature(0);
     p.options.generator_evaluation.params.set_temperature(0);

@@ -1,8 +1,12 @@
 #include "services/coordinator/meta_verifier_phase.h"
 
+#include <optional>
+#include <string>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "common/concurrent_calls.h"
 #include "services/coordinator/phase_groups.h"
 #include "services/coordinator/rewards.h"
 
@@ -30,8 +34,17 @@ absl::StatusOr<ScoringPhaseProgress> MetaVerifierPhase::RunOnce() {
   if (!next.ok()) return next.status();
   absl::StatusOr<std::vector<StoredAnalysis>> analyses = store_->AnalysesAt(*next);
   if (!analyses.ok()) return analyses.status();
-  for (const StoredAnalysis& stored : *analyses) {
-    const v1::LabelledAnalysis& labelled = stored.record;
+  // Every training analysis's request, assessed side by side (the meta-verifier batches them, and
+  // the whole batch is sampled before any of its groups reaches the learner); then the results are
+  // handled in order, so the cursor only ever moves forward.
+  struct Item {
+    std::optional<v1::AssessRequest> request;  // none: held out
+    std::string problem_id;
+    std::optional<absl::StatusOr<v1::AssessResponse>> response;
+  };
+  std::vector<Item> items(analyses->size());
+  for (size_t i = 0; i < analyses->size(); ++i) {
+    const v1::LabelledAnalysis& labelled = (*analyses)[i].record;
     absl::StatusOr<std::optional<v1::LabelledProof>> proof = store_->GetProof(labelled.proof_id());
     if (!proof.ok()) return proof.status();
     if (!proof->has_value()) {
@@ -44,12 +57,9 @@ absl::StatusOr<ScoringPhaseProgress> MetaVerifierPhase::RunOnce() {
       return absl::FailedPreconditionError(absl::StrCat("proof ", (*proof)->proof_id(), ": problem ",
                                                         (*proof)->problem_id(), " is not in the run"));
     }
-    if ((*problem)->split() == v1::DATASET_SPLIT_EVAL) {  // held out: evaluation only, never trained on
-      if (absl::Status s = store_->SetCursor(CursorName(), pass_.order().KeyOf(stored.seq), absl::Now()); !s.ok()) return s;
-      ++progress.skipped;
-      continue;
-    }
-    v1::AssessRequest request;
+    if ((*problem)->split() == v1::DATASET_SPLIT_EVAL) continue;  // held out: evaluation only
+    v1::AssessRequest& request = items[i].request.emplace();
+    items[i].problem_id = (*proof)->problem_id();
     request.set_problem((*problem)->statement());
     request.set_proof((*proof)->proof());
     request.set_analysis(labelled.analysis());
@@ -59,7 +69,20 @@ absl::StatusOr<ScoringPhaseProgress> MetaVerifierPhase::RunOnce() {
     request.set_adapter_role(options_.role);
     request.set_request_id(absl::StrCat("p", static_cast<int>(options_.phase), "-i", options_.iteration, "-",
                                         labelled.analysis_id(), EpochSuffix(options_.epoch)));
-    absl::StatusOr<v1::AssessResponse> assessed = scoring_->Assess(request);
+  }
+  RunConcurrently(items.size(), options_.max_concurrent_calls, [&](size_t i) {
+    if (items[i].request.has_value()) items[i].response = scoring_->Assess(*items[i].request);
+  });
+  for (size_t i = 0; i < items.size(); ++i) {
+    const StoredAnalysis& stored = (*analyses)[i];
+    const v1::LabelledAnalysis& labelled = stored.record;
+    if (!items[i].request.has_value()) {  // held out: evaluation only, never trained on
+      if (absl::Status s = store_->SetCursor(CursorName(), pass_.order().KeyOf(stored.seq), absl::Now()); !s.ok()) return s;
+      ++progress.skipped;
+      continue;
+    }
+    const v1::AssessRequest& request = *items[i].request;
+    const absl::StatusOr<v1::AssessResponse>& assessed = *items[i].response;
     if (!assessed.ok() && LeftOutByScorer(assessed.status(), absl::StrCat("analysis ", labelled.analysis_id()))) {
       if (absl::Status s = store_->SetCursor(CursorName(), pass_.order().KeyOf(stored.seq), absl::Now()); !s.ok()) return s;
       ++progress.skipped;
@@ -67,7 +90,7 @@ absl::StatusOr<ScoringPhaseProgress> MetaVerifierPhase::RunOnce() {
     }
     if (!assessed.ok()) return assessed.status();
     GroupRecord group = NewGroup(request.request_id(), options_.role, options_.phase, options_.iteration,
-                                 (*proof)->problem_id(), "meta_verifier_rl", options_.params,
+                                 items[i].problem_id, "meta_verifier_rl", options_.params,
                                  assessed->prompt_token_ids());
     for (const v1::Analysis& a : assessed->assessments()) {
       absl::StatusOr<double> reward = MetaVerifierReward(a.score(), labelled.meta_score());

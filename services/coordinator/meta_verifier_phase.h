@@ -35,6 +35,9 @@ struct MetaVerifierPhaseOptions {
   v1::AdapterRole role = v1::ADAPTER_ROLE_META_VERIFIER;
   uint32_t group_size = 8;
   uint32_t max_analyses = 0;  // per RunOnce; 0 = every remaining one
+  // A batch's assessments are requested side by side, this many at once (the meta-verifier
+  // batches them), and all of them before any of its groups is recorded.
+  uint32_t max_concurrent_calls = 16;
   std::optional<uint64_t> shuffle_seed;  // the pass's order over the analyses (as VerifierPhaseOptions)
   v1::SamplingParams params;
 };

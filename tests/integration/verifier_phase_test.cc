@@ -383,5 +383,29 @@ TEST_F(VerifierPhaseTest, MetaVerifierGroupsRewardAgreementWithTheMetaLabel) {
   EXPECT_EQ(enhanced.RunOnce()->items, 0u);
 }
 
+// A batch of analyses goes out side by side, and all of it is assessed before any group is
+// recorded: the learner trains on none of a batch while the rest is still being sampled.
+TEST_F(VerifierPhaseTest, MetaVerifierAssessesABatchSideBySide) {
+  std::vector<v1::ImportRecordsRequest> more;
+  for (int i = 1; i <= 2; ++i) {
+    v1::LabelledAnalysis* analysis = more.emplace_back().mutable_analysis();
+    analysis->set_analysis_id(absl::StrCat("a", i));
+    analysis->set_proof_id(absl::StrCat("q", i));
+    analysis->set_analysis("Step 1 is wrong. \\boxed{0}");
+    analysis->set_meta_score(0.0);
+  }
+  ASSERT_TRUE(store_->ImportRecords(more, true).ok());
+  meta_.gather = 3;
+  MetaVerifierPhaseOptions o;
+  o.max_concurrent_calls = 16;
+  int recorded_while_assessing = 0;
+  MetaVerifierPhase phase(store_.get(), scoring_.get(), o, [&] { recorded_while_assessing += meta_.in_flight.load(); });
+  absl::StatusOr<ScoringPhaseProgress> done = phase.RunOnce();
+  ASSERT_TRUE(done.ok()) << done.status();
+  EXPECT_EQ(done->items, 3u);
+  EXPECT_EQ(meta_.most_in_flight.load(), 3);
+  EXPECT_EQ(recorded_while_assessing, 0);
+}
+
 }  // namespace
 }  // namespace dsm
