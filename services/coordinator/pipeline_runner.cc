@@ -337,8 +337,7 @@ absl::Status PipelineRunner::GeneratorPassInRounds(uint32_t iteration, uint32_t 
 }
 
 uint64_t PipelineRunner::Trained(v1::AdapterRole role) const {
-  auto it = trained_.find(role);
-  return it == trained_.end() ? 0 : it->second;
+  return scoring_ == nullptr ? 0 : scoring_->RequiredAdapterVersion(role);
 }
 
 absl::StatusOr<uint64_t> PipelineRunner::FinishTraining(v1::AdapterRole role, const std::atomic<bool>* stop) {
@@ -363,7 +362,6 @@ absl::StatusOr<uint64_t> PipelineRunner::FinishTraining(v1::AdapterRole role, co
     const grpc::Status s = learner_->Flush(&context, request, &response);
     if (s.ok()) {
       const uint64_t version = response.published().version();
-      trained_[role] = std::max(trained_[role], version);
       if (scoring_ != nullptr) scoring_->RequireAdapterVersion(role, version);
       return version;
     }

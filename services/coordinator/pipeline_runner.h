@@ -28,7 +28,6 @@
 #define DSM_SERVICES_COORDINATOR_PIPELINE_RUNNER_H_
 
 #include <atomic>
-#include <map>
 #include <optional>
 
 #include "absl/status/status.h"
@@ -130,7 +129,8 @@ class PipelineRunner {
   // Phase 4 over a pass's problems, sampled by the generator version the last flush published
   // (at least).
   GeneratorPhase GeneratorPassPhase(uint32_t iteration, uint32_t epoch);
-  // The version of `role` the last FinishTraining returned (0 = none yet this process).
+  // The version of `role` the last FinishTraining returned (0 = none yet this process): the
+  // scoring client's floor for the role, which FinishTraining raises.
   uint64_t Trained(v1::AdapterRole role) const;
   // Waits until the work queue holds nothing queued or leased, calling `drain` meanwhile.
   absl::Status AwaitQueue(const std::function<absl::Status()>& drain, const std::atomic<bool>* stop);
@@ -159,7 +159,6 @@ class PipelineRunner {
   v1::Learner::StubInterface* const learner_;
   const PipelineTemplates templates_;
   const PipelineOptions options_;
-  std::map<v1::AdapterRole, uint64_t> trained_;  // FinishTraining's versions
 };
 
 }  // namespace dsm
