@@ -7,6 +7,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "model/attention.h"
+#include "model/cached_attention.h"
+#include "model/row_kernels.h"
 #include "model/safetensors.h"
 
 namespace dsm {
@@ -176,6 +178,7 @@ struct LlamaModel::CacheWrite {
   torch::Tensor row_slots;                     // [B] int64: slot of each row
   int64_t first_slot;                          // >= 0 when row_slots is first_slot, first_slot+1, ...
   int64_t kv_len;                              // keys attended: max over rows of length + new
+  std::vector<int64_t> slot_list, starts, counts;  // per row: slot, cached length before, new tokens
 };
 
 absl::Status LlamaModel::CheckIds(const torch::Tensor& ids) const {
@@ -223,7 +226,11 @@ absl::StatusOr<std::vector<LlamaModel::LoraGroup>> LlamaModel::GroupRows(const s
 torch::Tensor LlamaModel::ApplyLinear(const torch::Tensor& x, int64_t layer, LoraTarget target,
                                       const std::vector<LoraGroup>& groups, const ForwardOptions& options) const {
   const Linear& lin = layers_[static_cast<size_t>(layer)].proj[static_cast<int>(target)];
-  torch::Tensor y = torch::linear(x, lin.weight, lin.bias);
+  auto linear = [&](const torch::Tensor& in, const torch::Tensor& w, const torch::Tensor& bias) {
+    return options.row_kernels && w.scalar_type() == torch::kFloat ? RowLinear(in, w, bias)
+                                                                   : torch::linear(in, w, bias);
+  };
+  torch::Tensor y = linear(x, lin.weight, lin.bias);
   for (const LoraGroup& g : groups) {
     const LoraWeights* w = g.adapter->Find(layer, target);
     if (w == nullptr) continue;
@@ -231,7 +238,7 @@ torch::Tensor LlamaModel::ApplyLinear(const torch::Tensor& x, int64_t layer, Lor
     xs = xs.to(w->a.scalar_type());
     const double p = g.adapter->config().lora_dropout;
     if (options.training && p > 0 && g.sign > 0) xs = torch::dropout(xs, p, /*train=*/true);
-    torch::Tensor delta = torch::linear(torch::linear(xs, w->a), w->b) * (g.adapter->scaling() * g.sign);
+    torch::Tensor delta = linear(linear(xs, w->a, {}), w->b, {}) * (g.adapter->scaling() * g.sign);
     delta = delta.to(y.scalar_type());
     y = g.rows.defined() ? y.index_add(0, g.rows, delta) : y + delta;
   }
@@ -246,15 +253,18 @@ torch::Tensor LlamaModel::Body(const torch::Tensor& ids, const torch::Tensor& po
   const int64_t len = ids.size(1);
   torch::Tensor h = embed_tokens_.index_select(0, ids.reshape({-1})).view({batch, len, c.hidden_size});
   auto [cos, sin] = rope_.CosSin(positions, dtype_);
+  auto norm = [&](const torch::Tensor& x, const torch::Tensor& weight) {
+    return options.row_kernels ? RowRmsNorm(x, weight, c.rms_norm_eps) : RmsNorm(x, weight, c.rms_norm_eps);
+  };
   for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
     const Layer& layer = layers_[static_cast<size_t>(l)];
-    torch::Tensor x = RmsNorm(h, layer.input_norm, c.rms_norm_eps);
+    torch::Tensor x = norm(h, layer.input_norm);
     torch::Tensor q = ApplyLinear(x, l, LoraTarget::kQ, groups, options).view({batch, len, -1, c.head_dim});
     torch::Tensor k = ApplyLinear(x, l, LoraTarget::kK, groups, options).view({batch, len, -1, c.head_dim});
     torch::Tensor v = ApplyLinear(x, l, LoraTarget::kV, groups, options).view({batch, len, -1, c.head_dim});
     if (c.qk_norm) {
-      q = RmsNorm(q, layer.q_norm, c.rms_norm_eps);
-      k = RmsNorm(k, layer.k_norm, c.rms_norm_eps);
+      q = norm(q, layer.q_norm);
+      k = norm(k, layer.k_norm);
     }
     q = RotaryEmbedding::Apply(q.transpose(1, 2), cos, sin);  // [B, H, T, hd]
     k = RotaryEmbedding::Apply(k.transpose(1, 2), cos, sin);  // [B, KV, T, hd]
@@ -264,7 +274,10 @@ torch::Tensor LlamaModel::Body(const torch::Tensor& ids, const torch::Tensor& po
       torch::Tensor& vc = cache->cache->values(l);
       kc.index_put_({cache->slots, Slice(), cache->positions}, k.transpose(1, 2).index({cache->rows, cache->cols}));
       vc.index_put_({cache->slots, Slice(), cache->positions}, v.transpose(1, 2).index({cache->rows, cache->cols}));
-      if (cache->first_slot >= 0) {
+      if (options.row_kernels) {
+        k = kc;
+        v = vc;
+      } else if (cache->first_slot >= 0) {
         k = kc.narrow(0, cache->first_slot, batch).narrow(2, 0, cache->kv_len);
         v = vc.narrow(0, cache->first_slot, batch).narrow(2, 0, cache->kv_len);
       } else {
@@ -272,14 +285,16 @@ torch::Tensor LlamaModel::Body(const torch::Tensor& ids, const torch::Tensor& po
         v = vc.narrow(2, 0, cache->kv_len).index_select(0, cache->row_slots);
       }
     }
-    torch::Tensor attn = GroupedQueryAttention(q, k, v, allowed);
+    torch::Tensor attn = cache != nullptr && options.row_kernels
+                             ? CachedAttention(q, k, v, cache->slot_list, cache->starts, cache->counts)
+                             : GroupedQueryAttention(q, k, v, allowed);
     h = h + ApplyLinear(attn, l, LoraTarget::kO, groups, options);
-    x = RmsNorm(h, layer.post_norm, c.rms_norm_eps);
+    x = norm(h, layer.post_norm);
     torch::Tensor gate = ApplyLinear(x, l, LoraTarget::kGate, groups, options);
     torch::Tensor up = ApplyLinear(x, l, LoraTarget::kUp, groups, options);
     h = h + ApplyLinear(torch::silu(gate) * up, l, LoraTarget::kDown, groups, options);
   }
-  return RmsNorm(h, final_norm_, c.rms_norm_eps);
+  return norm(h, final_norm_);
 }
 
 torch::Tensor LlamaModel::LmHead(const torch::Tensor& hidden) const {
@@ -356,8 +371,12 @@ absl::StatusOr<torch::Tensor> LlamaModel::Forward(const CachedBatch& batch, KvCa
     absl::Status ids_ok = CheckIds(ids);
     if (!ids_ok.ok()) return absl::InvalidArgumentError(absl::StrCat("Forward: ", ids_ok.message()));
     torch::Tensor positions = start.unsqueeze(1) + col.unsqueeze(0);                 // [B, T]
-    torch::Tensor key = torch::arange(kv_len, long_opts);                            // [S]
-    torch::Tensor allowed = key.view({1, 1, kv_len}) <= positions.unsqueeze(2);      // [B, T, S]
+    ForwardOptions options;
+    options.row_kernels = RowKernelsApply(dtype_, device_);
+    torch::Tensor allowed;  // [B, T, S]: the row kernels need none
+    if (!options.row_kernels) {
+      allowed = torch::arange(kv_len, long_opts).view({1, 1, kv_len}) <= positions.unsqueeze(2);
+    }
 
     CacheWrite write;
     write.cache = &cache;
@@ -368,12 +387,14 @@ absl::StatusOr<torch::Tensor> LlamaModel::Forward(const CachedBatch& batch, KvCa
     write.row_slots = torch::tensor(batch.slots, torch::kLong).to(device_);
     write.first_slot = contiguous ? batch.slots[0] : -1;
     write.kv_len = kv_len;
+    write.slot_list = batch.slots;
+    write.starts = starts;
+    write.counts = counts;
 
-    torch::Tensor hidden = Body(ids, positions, allowed, *groups, ForwardOptions{}, &write);
+    torch::Tensor hidden = Body(ids, positions, allowed, *groups, options, &write);
     for (int64_t b = 0; b < rows; ++b) cache.Advance(batch.slots[static_cast<size_t>(b)], counts[static_cast<size_t>(b)]);
-    if (select == LogitsSelect::kAll) return LmHead(hidden);
-    torch::Tensor last = hidden.index({torch::arange(rows, long_opts), count - 1});  // [B, hidden]
-    return LmHead(last);
+    if (select == LogitsSelect::kLast) hidden = hidden.index({torch::arange(rows, long_opts), count - 1});  // [B, hidden]
+    return options.row_kernels ? RowLinear(hidden, lm_head_) : LmHead(hidden);
   } catch (const c10::Error& e) {
     return absl::InternalError(absl::StrCat("Forward: ", e.what_without_backtrace()));
   }

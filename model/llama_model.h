@@ -65,6 +65,10 @@ enum class LogitsSelect {
 
 struct ForwardOptions {
   bool training = false;  // applies LoRA dropout
+  // The row kernels (model/row_kernels.h, model/cached_attention.h): float32 on the CPU, no
+  // autograd; a row's result does not depend on the rest of the batch. The cached Forward (the
+  // sampler's) takes them wherever they apply.
+  bool row_kernels = false;
 };
 
 class LlamaModel {

@@ -148,6 +148,30 @@ TEST(Sampler, SeededOutputDoesNotDependOnNeighbours) {
   EXPECT_NE(Only(MakeSampler(model.get())->Generate({reseeded})).tokens, alone.tokens);
 }
 
+// On the CPU in float32 the sampler's forward runs on the row kernels (model/row_kernels.h): a
+// sequence's log-probabilities are the same bits alone and in any crowd, so a seeded sequence
+// repeats itself exactly whatever else the sampler decodes beside it.
+TEST(Sampler, LogprobsAreTheSameBitsAloneAndInACrowd) {
+  for (const char* name : {"llama_gqa_tied", "qwen3_qknorm", "qwen2_bias"}) {
+    SCOPED_TRACE(name);
+    auto model = LoadModel(name);
+    ASSERT_NE(model, nullptr);
+    const int64_t vocab = model->config().vocab_size;
+    SampleRequest probe = Sampled(Prompt(6, 5, vocab), 20, 77);
+    probe.params.temperature = 2.0;
+    const SampleResult alone = Only(MakeSampler(model.get())->Generate({probe}));
+    for (int64_t slots : {2, 5}) {
+      std::vector<SampleRequest> crowd;
+      for (int i = 0; i < 6; ++i) crowd.push_back(Sampled(Prompt(1 + 4 * i, 3 * i, vocab), 3 + 7 * i, 50 + i));
+      crowd.insert(crowd.begin() + 3, probe);
+      auto results = MakeSampler(model.get(), slots)->Generate(crowd);
+      ASSERT_TRUE(results[3].ok()) << results[3].status();
+      EXPECT_EQ(results[3]->tokens, alone.tokens) << slots << " slots";
+      EXPECT_EQ(results[3]->logprobs, alone.logprobs) << slots << " slots";
+    }
+  }
+}
+
 TEST(Sampler, ContinuousBatchingRefillsFreedSlots) {
   auto model = LoadModel("qwen2_bias");
   ASSERT_NE(model, nullptr);
