@@ -11,9 +11,12 @@
 namespace dsm {
 namespace {
 
+using row_vectors::Exp8;
 using row_vectors::Lanes;
 using row_vectors::Load8;
+using row_vectors::LoadPart;
 using row_vectors::Store8;
+using row_vectors::StorePart;
 using row_vectors::V8;
 
 struct Shape {
@@ -44,6 +47,26 @@ ROW_INLINE void Weighted(const float* p, const float* v, int64_t keys, int64_t n
   for (int64_t d = 0; d < n; ++d) out[d] *= inv;
 }
 
+// scores[j] = e^(scores[j] - top) for j < keys (Exp8 for every one); returns their sum, taken in
+// eight lane sums in order of j, then Lanes.
+ROW_INLINE float Exponentials(float* scores, int64_t keys, float top) {
+  V8 acc{};
+  int64_t j = 0;
+  for (; j + 8 <= keys; j += 8) {
+    const V8 e = Exp8(Load8(scores + j) - top);
+    Store8(scores + j, e);
+    acc += e;
+  }
+  if (j < keys) {
+    const int64_t n = keys - j;
+    V8 e = Exp8(LoadPart(scores + j, n) - top);
+    for (int64_t i = n; i < 8; ++i) e[i] = 0.0f;
+    StorePart(scores + j, e, n);
+    acc += e;
+  }
+  return Lanes(acc);
+}
+
 // One query over `keys` cached keys and values: softmax(q·kᵀ·scale)·v into out.
 ROW_INLINE void Query(const float* q, const float* k, const float* v, int64_t keys, const Shape& s, float* scores,
                       float* out) {
@@ -52,12 +75,7 @@ ROW_INLINE void Query(const float* q, const float* k, const float* v, int64_t ke
     scores[j] = Dot(q, k + j * s.head_dim, s.head_dim) * s.scale;
     top = std::max(top, scores[j]);
   }
-  float sum = 0;
-  for (int64_t j = 0; j < keys; ++j) {
-    scores[j] = std::exp(scores[j] - top);
-    sum += scores[j];
-  }
-  Weighted(scores, v, keys, s.head_dim, sum, out);
+  Weighted(scores, v, keys, s.head_dim, Exponentials(scores, keys, top), out);
 }
 
 // Lanes (model/row_vectors.h) of eight vectors at once: out[i] = Lanes(acc[i]), the same sums in
@@ -107,11 +125,7 @@ ROW_INLINE void QueryHeld(const float* q, const float* k, const float* v, int64_
     scores[j] = Lanes(acc) * s.scale;
     top = std::max(top, scores[j]);
   }
-  float sum = 0;
-  for (j = 0; j < keys; ++j) {
-    scores[j] = std::exp(scores[j] - top);
-    sum += scores[j];
-  }
+  const float sum = Exponentials(scores, keys, top);
   // Even and odd keys in two sums (twice the independent chains), added at the end.
   V8 even[C], odd[C];
   for (int c = 0; c < C; ++c) even[c] = odd[c] = V8{};

@@ -292,7 +292,8 @@ torch::Tensor LlamaModel::Body(const torch::Tensor& ids, const torch::Tensor& po
     x = norm(h, layer.post_norm);
     torch::Tensor gate = ApplyLinear(x, l, LoraTarget::kGate, groups, options);
     torch::Tensor up = ApplyLinear(x, l, LoraTarget::kUp, groups, options);
-    h = h + ApplyLinear(torch::silu(gate) * up, l, LoraTarget::kDown, groups, options);
+    const torch::Tensor act = options.row_kernels ? RowSiluMul(gate, up) : torch::silu(gate) * up;
+    h = h + ApplyLinear(act, l, LoraTarget::kDown, groups, options);
   }
   return norm(h, final_norm_);
 }

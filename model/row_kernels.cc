@@ -4,15 +4,21 @@
 
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
+#include <string>
 
 #include "model/row_vectors.h"
 
 namespace dsm {
 namespace {
 
+using row_vectors::Exp8;
 using row_vectors::Lanes;
 using row_vectors::Load8;
+using row_vectors::LoadPart;
+using row_vectors::Store8;
+using row_vectors::StorePart;
 using row_vectors::V8;
 
 // y[r][j] = Σ_k x[r][k]·w[j][k] (+ bias[j]) for R rows and J outputs at once (the loads of x and
@@ -76,6 +82,63 @@ ROW_INLINE void RmsNormRows(const float* x, int64_t first, int64_t last, int64_t
   }
 }
 
+// silu(g)·u (kSiluMul) or e^g, eight at a time; the same function for every lane.
+template <bool kSiluMul>
+ROW_INLINE V8 ElementOp(const V8& g, const V8& u) {
+  if constexpr (kSiluMul) {
+    return g / (1.0f + Exp8(-g)) * u;
+  } else {
+    return Exp8(g);
+  }
+}
+
+// out[i] = ElementOp(a[i], b[i]) for i in [first, last), eight at a time, the tail padded.
+template <bool kSiluMul>
+ROW_INLINE void Elementwise(const float* a, const float* b, int64_t first, int64_t last, float* out) {
+  int64_t i = first;
+  for (; i + 8 <= last; i += 8) Store8(out + i, ElementOp<kSiluMul>(Load8(a + i), b == nullptr ? V8{} : Load8(b + i)));
+  if (i < last) {
+    const int64_t n = last - i;
+    StorePart(out + i, ElementOp<kSiluMul>(LoadPart(a + i, n), b == nullptr ? V8{} : LoadPart(b + i, n)), n);
+  }
+}
+
+ROW_INLINE void SiluMulSpan(const float* gate, const float* up, int64_t first, int64_t last, float* out) {
+  Elementwise<true>(gate, up, first, last, out);
+}
+
+ROW_INLINE void ExpSpan(const float* x, int64_t first, int64_t last, float* out) {
+  Elementwise<false>(x, nullptr, first, last, out);
+}
+
+ROW_AVX2 void SiluMulAvx2(const float* gate, const float* up, int64_t first, int64_t last, float* out) {
+  SiluMulSpan(gate, up, first, last, out);
+}
+void SiluMulPlain(const float* gate, const float* up, int64_t first, int64_t last, float* out) {
+  SiluMulSpan(gate, up, first, last, out);
+}
+ROW_AVX2 void ExpAvx2(const float* x, const float*, int64_t first, int64_t last, float* out) {
+  ExpSpan(x, first, last, out);
+}
+void ExpPlain(const float* x, const float*, int64_t first, int64_t last, float* out) { ExpSpan(x, first, last, out); }
+
+using SpanFn = void (*)(const float*, const float*, int64_t, int64_t, float*);
+
+// out[i] = op(a[i], b[i]) (b may be undefined) through `avx2` or `plain`, on LibTorch's threads in
+// spans that start at multiples of 8, so an element's lane does not depend on the thread count.
+torch::Tensor ElementwiseTensor(const torch::Tensor& a, const torch::Tensor& b, SpanFn avx2, SpanFn plain) {
+  const torch::Tensor ac = a.contiguous();
+  const torch::Tensor bc = b.defined() ? b.contiguous() : b;
+  torch::Tensor out = torch::empty_like(ac);
+  const float* ap = ac.data_ptr<float>();
+  const float* bp = bc.defined() ? bc.data_ptr<float>() : nullptr;
+  float* op = out.data_ptr<float>();
+  const SpanFn fn = row_vectors::HasAvx2Fma() ? avx2 : plain;
+  const int64_t n = ac.numel();
+  at::parallel_for(0, (n + 7) / 8, 2048, [&](int64_t begin, int64_t end) { fn(ap, bp, begin * 8, std::min(n, end * 8), op); });
+  return out;
+}
+
 ROW_AVX2 void LinearRowsAvx2(const float* x, int64_t first, int64_t last, int64_t in, const float* w,
                              const float* bias, float* y, int64_t out) {
   LinearRows(x, first, last, in, w, bias, y, out);
@@ -100,7 +163,11 @@ constexpr int64_t kRowsPerTask = 16;
 }  // namespace
 
 bool RowKernelsApply(torch::ScalarType dtype, const torch::Device& device) {
-  return dtype == torch::kFloat && device.is_cpu();
+  static const bool off = [] {
+    const char* v = std::getenv("DSM_ROW_KERNELS");
+    return v != nullptr && std::string(v) == "0";
+  }();
+  return !off && dtype == torch::kFloat && device.is_cpu();
 }
 
 torch::Tensor RowLinear(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& bias) {
@@ -161,6 +228,18 @@ torch::Tensor RowRmsNorm(const torch::Tensor& x, const torch::Tensor& weight, do
     }
   });
   return y;
+}
+
+torch::Tensor RowSiluMul(const torch::Tensor& gate, const torch::Tensor& up) {
+  TORCH_CHECK(gate.scalar_type() == torch::kFloat && up.scalar_type() == torch::kFloat && gate.device().is_cpu() &&
+                  gate.sizes() == up.sizes(),
+              "RowSiluMul: float32 CPU tensors of one shape only");
+  return ElementwiseTensor(gate, up, SiluMulAvx2, SiluMulPlain);
+}
+
+torch::Tensor RowExp(const torch::Tensor& x) {
+  TORCH_CHECK(x.scalar_type() == torch::kFloat && x.device().is_cpu(), "RowExp: float32 CPU tensors only");
+  return ElementwiseTensor(x, torch::Tensor(), ExpAvx2, ExpPlain);
 }
 
 }  // namespace dsm

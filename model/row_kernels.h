@@ -16,7 +16,8 @@
 
 namespace dsm {
 
-// True when the row kernels take these tensors: float32 on the CPU.
+// True when the row kernels take these tensors: float32 on the CPU, unless the environment
+// says DSM_ROW_KERNELS=0 (LibTorch's kernels instead: to compare speed, or bits).
 bool RowKernelsApply(torch::ScalarType dtype, const torch::Device& device);
 
 // x·wᵀ (+ bias): x [..., in], w [out, in], bias [out] or undefined; float32 CPU tensors, no
@@ -26,6 +27,14 @@ torch::Tensor RowLinear(const torch::Tensor& x, const torch::Tensor& w, const to
 // RmsNorm (model/attention.h) row by row: weight · x / sqrt(mean(x²) + eps) over the last
 // dimension, float32 CPU tensors.
 torch::Tensor RowRmsNorm(const torch::Tensor& x, const torch::Tensor& weight, double eps);
+
+// silu(gate) · up element by element (silu(x) = x / (1 + e^-x)), float32 CPU tensors of one
+// shape, with e^x as row_vectors' Exp8 for every element.
+torch::Tensor RowSiluMul(const torch::Tensor& gate, const torch::Tensor& up);
+
+// e^x element by element, the same function for every element wherever it sits (LibTorch's exp
+// takes another for a tensor's last few elements).
+torch::Tensor RowExp(const torch::Tensor& x);
 
 }  // namespace dsm
 

@@ -4,6 +4,7 @@
 #include <limits>
 
 #include "absl/strings/str_cat.h"
+#include "model/row_kernels.h"
 
 namespace dsm {
 
@@ -63,7 +64,10 @@ TokenChoice ChooseTokens(const torch::Tensor& logits, const std::vector<const Sa
     // every sampled row alike, so a row's token never depends on its
     // neighbours' parameters): the first token whose cumulative probability
     // exceeds u × the kept mass.
-    auto sorted = logprobs.exp().sort(-1, /*descending=*/true);
+    // Each row's probabilities the same bits in any batch (model/row_kernels.h) where the row
+    // kernels apply: LibTorch's exp takes another function for a tensor's last elements.
+    const bool rows = RowKernelsApply(logprobs.scalar_type(), logprobs.device());
+    auto sorted = (rows ? RowExp(logprobs) : logprobs.exp()).sort(-1, /*descending=*/true);
     torch::Tensor probs = std::get<0>(sorted);
     const torch::Tensor order = std::get<1>(sorted);
     const torch::Tensor cumulative = probs.cumsum(-1);

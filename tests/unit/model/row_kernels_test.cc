@@ -3,6 +3,7 @@
 #include <ATen/Parallel.h>
 
 #include <cmath>
+#include <limits>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -85,6 +86,33 @@ TEST(RowRmsNorm, AgreesWithRmsNormAndIsRowInvariant) {
     const torch::Tensor weight = torch::rand({n}) + 0.5;
     EXPECT_TRUE(torch::allclose(RowRmsNorm(x, weight, 1e-5), RmsNorm(x, weight, 1e-5), 1e-5, 1e-5));
     ExpectRowInvariant(x, [&](const torch::Tensor& rows) { return RowRmsNorm(rows, weight, 1e-5); });
+  }
+}
+
+TEST(RowExp, AgreesWithExpAndGivesAnElementTheSameBitsWhereverItSits) {
+  torch::manual_seed(6);
+  const torch::Tensor x = torch::cat({torch::randn({1000}) * 20, torch::tensor({0.0f, -87.0f, 88.0f, -100.0f,
+                                                                               -std::numeric_limits<float>::infinity()})});
+  const torch::Tensor got = RowExp(x);
+  EXPECT_TRUE(torch::allclose(got, x.exp(), 3e-7, 1e-37));  // 0 where e^x is subnormal
+  EXPECT_EQ(got[-2].item<float>(), 0.0f);  // below the normal floats
+  EXPECT_EQ(got[-1].item<float>(), 0.0f);  // e^-inf
+  EXPECT_EQ(got[1000].item<float>(), 1.0f);
+  for (int64_t from : {1, 5, 13}) {
+    for (int64_t n : {3, 8, 29}) {
+      EXPECT_TRUE(torch::equal(RowExp(x.narrow(0, from, n)), got.narrow(0, from, n))) << from << "+" << n;
+    }
+  }
+}
+
+TEST(RowSiluMul, AgreesWithSiluTimesUpAndIsRowInvariant) {
+  torch::manual_seed(7);
+  const torch::Tensor gate = torch::randn({5, 344}) * 4;
+  const torch::Tensor up = torch::randn({5, 344});
+  EXPECT_TRUE(torch::allclose(RowSiluMul(gate, up), torch::silu(gate) * up, 1e-6, 1e-6));
+  const torch::Tensor all = RowSiluMul(gate, up);
+  for (int64_t r = 0; r < 5; ++r) {
+    EXPECT_TRUE(torch::equal(RowSiluMul(gate.narrow(0, r, 1), up.narrow(0, r, 1)), all.narrow(0, r, 1))) << r;
   }
 }
 
