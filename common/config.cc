@@ -151,6 +151,7 @@ void Visit(V& v, LearnerConfig& o) {
   v.Bool("bulk_transfer", &o.bulk_transfer);
   v.Int("bulk_port", &o.bulk_port, 0, 65535);
   v.Str("bulk_host", &o.bulk_host);
+  v.Int("threads", &o.threads, 0, 256);
   v.Section("grpo", [&](V& s) { Visit(s, o.grpo); });
 }
 

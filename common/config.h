@@ -158,6 +158,9 @@ struct LearnerConfig {
   bool bulk_transfer = true;
   int bulk_port = 0;             // 0 = an ephemeral port (offered to subscribers)
   std::string bulk_host;         // host offered; empty = the one the subscriber dialled
+  // LibTorch threads of the learner process; 0 = runtime.threads. In lockstep rounds
+  // (coordinator.lockstep) the samplers wait while it trains, so it may take every core.
+  int threads = 0;
   GrpoConfig grpo;
 };
 

@@ -64,8 +64,9 @@ absl::StatusOr<std::unique_ptr<LearnerProcess>> LearnerProcess::Create(const Dsm
   absl::StatusOr<LearnerOptions> options = LearnerOptionsFromConfig(config);
   if (!options.ok()) return options.status();
   std::unique_ptr<LearnerProcess> p(new LearnerProcess());
-  if (absl::Status s = SetTorchThreads(config.runtime.threads); !s.ok()) {
-    spdlog::warn("runtime.threads: {}", std::string(s.message()));
+  const int threads = config.learner.threads > 0 ? config.learner.threads : config.runtime.threads;
+  if (absl::Status s = SetTorchThreads(threads); !s.ok()) {
+    spdlog::warn("learner threads: {}", std::string(s.message()));
   }
   // The learner trains in float32 whatever the samplers use.
   absl::StatusOr<std::unique_ptr<LlamaModel>> model = LlamaModel::Load(config.model.path, {torch::kFloat, torch::kCPU});

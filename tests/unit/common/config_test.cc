@@ -227,6 +227,17 @@ TEST(Config, LearnerBulkTransferKeys) {
             "test.yaml: learner.bulk_transfer: expected true or false, got \"maybe\"");
 }
 
+TEST(Config, LearnerThreadsDefaultToTheRuntimes) {
+  absl::StatusOr<DsmConfig> defaults = ParseConfig("run: {name: d}\n", "test.yaml");
+  ASSERT_TRUE(defaults.ok()) << defaults.status();
+  EXPECT_EQ(defaults->learner.threads, 0);  // runtime.threads
+  absl::StatusOr<DsmConfig> config = ParseConfig("run: {name: d}\nlearner: {threads: 2}\n", "test.yaml");
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->learner.threads, 2);
+  EXPECT_EQ(ErrorOf("run: {name: d}\nlearner: {threads: -1}\n"),
+            "test.yaml: learner.threads: -1 is out of range [0, 256]");
+}
+
 TEST(Config, LearnerSection) {
   absl::StatusOr<DsmConfig> config = ParseConfig(
       "run: {name: d}\nlearner: {learning_rate: 0.001, warmup_steps: 3, grpo: {kl_beta: 0, scale_rewards: false, "
