@@ -416,6 +416,10 @@ absl::StatusOr<torch::Tensor> LlamaModel::FullForward(const torch::Tensor& ids_i
   }
   absl::StatusOr<std::vector<LoraGroup>> groups = GroupRows(adapters, rows);
   if (!groups.ok()) return groups.status();
+  if (options.row_kernels && (torch::GradMode::is_enabled() || !RowKernelsApply(dtype_, device_))) {
+    return absl::InvalidArgumentError(
+        "Logits: row_kernels need float32 on the CPU and no autograd (they keep no gradients)");
+  }
   if (merged_index_ >= 0 && torch::GradMode::is_enabled()) {
     const bool uses_merged = adapters.empty() ? false
                                               : std::find(adapters.begin(), adapters.end(), merged_index_) != adapters.end();

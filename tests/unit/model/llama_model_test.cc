@@ -252,6 +252,26 @@ TEST_F(LlamaModelTest, LogitsRejectsBadInput) {
   EXPECT_TRUE(padded.ok()) << padded.status();
 }
 
+// ForwardOptions::row_kernels in a full forward: the same logits within float noise without
+// autograd, refused under autograd (the kernels keep no gradients).
+TEST_F(LlamaModelTest, LogitsOnRowKernelsAgreeAndRefuseAutograd) {
+  ForwardOptions rows;
+  rows.row_kernels = true;
+  const torch::Tensor ids = torch::tensor({{3, 17, 5, 9, 2}, {8, 1, 4, 0, 0}}, torch::kLong);
+  const torch::Tensor mask = torch::tensor({{1, 1, 1, 1, 1}, {1, 1, 1, 0, 0}}, torch::kLong);
+  {
+    torch::NoGradGuard no_grad;
+    auto plain = model_->Logits(ids, mask);
+    auto row = model_->Logits(ids, mask, {}, rows);
+    ASSERT_TRUE(plain.ok() && row.ok()) << row.status();
+    EXPECT_TRUE(torch::allclose(*row, *plain, 1e-4, 1e-4));
+  }
+  auto refused = model_->Logits(ids, mask, {}, rows);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(refused.status().message()), HasSubstr("row_kernels"));
+}
+
 class LoadErrors : public ::testing::Test {
  protected:
   void SetUp() override {
