@@ -163,19 +163,76 @@ void Sampler::FailAll(std::vector<std::unique_ptr<Sequence>>& seqs, const absl::
   seqs.clear();
 }
 
+void Sampler::CopyCache(int64_t from_slot, int64_t to_slot, int64_t length) {
+  torch::NoGradGuard no_grad;
+  for (int64_t layer = 0; layer < cache_->num_layers(); ++layer) {
+    for (torch::Tensor* t : {&cache_->keys(layer), &cache_->values(layer)}) {
+      t->select(0, to_slot).narrow(1, 0, length).copy_(t->select(0, from_slot).narrow(1, 0, length));
+    }
+  }
+  cache_->Reset(to_slot);
+  cache_->Advance(to_slot, length);
+}
+
 void Sampler::Prefill(std::vector<std::unique_ptr<Sequence>>& admitted) {
+  // A prompt another sequence holds with the same adapter (the n samples of a request) is not run
+  // through the model again:
+  //  - held by a running sequence: its cache entries but the last are copied, and only the
+  //    prompt's last token is run (for its logits);
+  //  - held by one admitted earlier in this step: that one's entries and logits are copied.
+  // On the row kernels (float32, CPU) a row gets the same bits alone or in any batch, and a token
+  // the same bits whether its keys came from its own prefill or a copy: sharing changes no result
+  // (sampler_test). Elsewhere it may change one by rounding, as batching does.
   const int64_t batch = static_cast<int64_t>(admitted.size());
+  auto same_prompt = [](const SampleRequest& a, const SampleRequest& b) {
+    return a.adapter == b.adapter && a.prompt == b.prompt;
+  };
+  std::vector<int64_t> first_token(batch, 0);  // the prompt position each row's forward starts at
+  std::vector<int64_t> sibling(batch, -1);     // the earlier admitted sequence whose prefill it takes
+  std::vector<int64_t> run;                    // the admitted sequences run through the model
+  std::vector<int64_t> row_of(batch);          // each one's row of the forward's logits
+  int64_t tokens = 0, shared = 0;
+  for (int64_t b = 0; b < batch; ++b) {
+    const SampleRequest& request = admitted[b]->request;
+    const int64_t length = static_cast<int64_t>(request.prompt.size());
+    for (int64_t r : run) {
+      if (same_prompt(admitted[r]->request, request)) {
+        sibling[b] = r;
+        break;
+      }
+    }
+    if (sibling[b] >= 0) {
+      row_of[b] = row_of[sibling[b]];
+      shared += length;
+      continue;
+    }
+    for (const auto& donor : running_) {
+      if (donor != nullptr && donor->slot >= 0 && length > 1 && same_prompt(donor->request, request)) {
+        CopyCache(donor->slot, admitted[b]->slot, length - 1);
+        first_token[b] = length - 1;
+        break;
+      }
+    }
+    tokens += length - first_token[b];
+    shared += first_token[b];
+    row_of[b] = static_cast<int64_t>(run.size());
+    run.push_back(b);
+  }
+  const int64_t rows = static_cast<int64_t>(run.size());
   int64_t longest = 0;
-  for (const auto& seq : admitted) longest = std::max<int64_t>(longest, seq->request.prompt.size());
-  torch::Tensor ids = torch::zeros({batch, longest}, torch::kLong);
+  for (int64_t b : run) {
+    longest = std::max<int64_t>(longest, static_cast<int64_t>(admitted[b]->request.prompt.size()) - first_token[b]);
+  }
+  torch::Tensor ids = torch::zeros({rows, longest}, torch::kLong);
   auto ids_a = ids.accessor<int64_t, 2>();
   CachedBatch cb;
-  for (int64_t b = 0; b < batch; ++b) {
-    const auto& prompt = admitted[b]->request.prompt;
-    for (std::size_t t = 0; t < prompt.size(); ++t) ids_a[b][t] = prompt[t];
-    cb.slots.push_back(admitted[b]->slot);
-    cb.num_tokens.push_back(static_cast<int64_t>(prompt.size()));
-    cb.adapters.push_back(admitted[b]->request.adapter);
+  for (int64_t r = 0; r < rows; ++r) {
+    const Sequence& seq = *admitted[run[r]];
+    const int64_t from = first_token[run[r]], length = static_cast<int64_t>(seq.request.prompt.size());
+    for (int64_t t = from; t < length; ++t) ids_a[r][t - from] = seq.request.prompt[t];
+    cb.slots.push_back(seq.slot);
+    cb.num_tokens.push_back(length - from);
+    cb.adapters.push_back(seq.request.adapter);
   }
   cb.ids = ids.to(model_->device());
   absl::StatusOr<torch::Tensor> logits = model_->Forward(cb, *cache_, LogitsSelect::kLast);
@@ -183,18 +240,24 @@ void Sampler::Prefill(std::vector<std::unique_ptr<Sequence>>& admitted) {
     FailAll(admitted, logits.status());
     return;
   }
+  for (int64_t b = 0; b < batch; ++b) {
+    if (sibling[b] >= 0) {
+      CopyCache(admitted[sibling[b]]->slot, admitted[b]->slot,
+                static_cast<int64_t>(admitted[b]->request.prompt.size()));
+    }
+  }
+  const torch::Tensor all_logits =
+      rows == batch ? *logits
+                    : logits->index_select(0, torch::tensor(row_of, torch::kLong).to(logits->device()));
   std::vector<const SamplingParams*> params;
   std::vector<uint64_t> steps(batch, 0);
-  int64_t tokens = 0;
-  for (const auto& seq : admitted) {
-    params.push_back(&seq->request.params);
-    tokens += static_cast<int64_t>(seq->request.prompt.size());
-  }
-  const TokenChoice choice = ChooseTokens(*logits, params, steps);
+  for (const auto& seq : admitted) params.push_back(&seq->request.params);
+  const TokenChoice choice = ChooseTokens(all_logits, params, steps);
   for (int64_t b = 0; b < batch; ++b) Append(*admitted[b], choice.tokens[b], choice.logprobs[b]);
   {
     absl::MutexLock lock(&mu_);
     counters_.prefill_tokens += tokens;
+    counters_.shared_prefill_tokens += shared;
   }
   for (auto& seq : admitted) running_.push_back(std::move(seq));
   admitted.clear();
@@ -253,7 +316,12 @@ bool Sampler::Step() {
     absl::MutexLock lock(&mu_);
     int64_t budget = options_.max_prefill_tokens;
     while (!queue_.empty() && !free_slots_.empty()) {
-      const int64_t n = static_cast<int64_t>(queue_.front()->request.prompt.size());
+      const SampleRequest& next = queue_.front()->request;
+      // The n samples of a request come one after another: a prompt the last admitted one shares
+      // is not prefilled again (Prefill), so it costs no budget.
+      const bool repeat = !admitted.empty() && admitted.back()->request.adapter == next.adapter &&
+                          admitted.back()->request.prompt == next.prompt;
+      const int64_t n = repeat ? 0 : static_cast<int64_t>(next.prompt.size());
       if (!admitted.empty() && n > budget) break;
       budget -= n;
       admitted.push_back(std::move(queue_.front()));

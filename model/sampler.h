@@ -2,7 +2,9 @@
 // continuous batching. Requests wait in a queue; each Step() admits waiting
 // requests into free cache slots (one batched prefill), then decodes every
 // running sequence by one token (one batched forward). A finished sequence
-// leaves and its slot is refilled at the next step.
+// leaves and its slot is refilled at the next step. A prompt that a running or
+// newly admitted sequence already holds with the same adapter (a request's n
+// samples) is copied in the cache, not prefilled again.
 //
 // Each request names its adapter (-1 = base model), so one batch may mix the
 // generator, the verifier and the reference policy. A sequence's tokens depend
@@ -100,7 +102,8 @@ class Sampler {
   int64_t max_len() const { return options_.max_len; }
   struct Counters {
     int64_t steps = 0;
-    int64_t prefill_tokens = 0;
+    int64_t prefill_tokens = 0;         // prompt tokens run through the model
+    int64_t shared_prefill_tokens = 0;  // prompt tokens copied from a sequence with the same prompt
     int64_t decode_tokens = 0;
   };
   Counters counters() const;
@@ -125,6 +128,8 @@ class Sampler {
   void Append(Sequence& seq, int32_t token, float logprob);
   void Finish(std::vector<std::unique_ptr<Sequence>>& done_list);
   void Prefill(std::vector<std::unique_ptr<Sequence>>& admitted);
+  // Copies the first `length` cache entries of `from_slot` to `to_slot`, which then holds them.
+  void CopyCache(int64_t from_slot, int64_t to_slot, int64_t length);
   void Decode();
   void FailAll(std::vector<std::unique_ptr<Sequence>>& seqs, const absl::Status& status);
   void RunPendingHooks();

@@ -172,6 +172,36 @@ TEST(Sampler, LogprobsAreTheSameBitsAloneAndInACrowd) {
   }
 }
 
+// A request's n samples share the prefill of their prompt: admitted together, the first is run
+// and the others copy its cache entries and logits; admitted while one of them runs, they copy its
+// entries but the last and run only the prompt's last token. Either way every sample keeps the
+// bits it gets alone. Three slots: A, B (B copies A) and C start together; D starts when C ends
+// (copies running A), E when A and B end (copies running D).
+TEST(Sampler, SamplesOfOnePromptShareItsPrefillAndKeepTheirBits) {
+  for (const char* name : {"llama_gqa_tied", "qwen3_qknorm", "qwen2_bias"}) {
+    SCOPED_TRACE(name);
+    auto model = LoadModel(name);
+    ASSERT_NE(model, nullptr);
+    const int64_t vocab = model->config().vocab_size;
+    const std::vector<int32_t> p = Prompt(9, 4, vocab), q = Prompt(5, 11, vocab);
+    std::vector<SampleRequest> requests = {Sampled(p, 20, 1), Sampled(p, 20, 2), Sampled(q, 3, 3),
+                                           Sampled(p, 20, 4), Sampled(p, 20, 5)};
+    for (SampleRequest& r : requests) r.params.temperature = 2.0;
+    auto sampler = MakeSampler(model.get(), 3);
+    auto results = sampler->Generate(requests);
+    for (std::size_t i = 0; i < requests.size(); ++i) {
+      SCOPED_TRACE(i);
+      ASSERT_TRUE(results[i].ok()) << results[i].status();
+      const SampleResult alone = Only(MakeSampler(model.get())->Generate({requests[i]}));
+      EXPECT_EQ(results[i]->tokens, alone.tokens);
+      EXPECT_EQ(results[i]->logprobs, alone.logprobs);
+    }
+    const Sampler::Counters c = sampler->counters();
+    EXPECT_EQ(c.prefill_tokens, 9 + 5 + 1 + 1);  // A, C in full; D and E their last token
+    EXPECT_EQ(c.shared_prefill_tokens, 9 + 8 + 8);
+  }
+}
+
 TEST(Sampler, ContinuousBatchingRefillsFreedSlots) {
   auto model = LoadModel("qwen2_bias");
   ASSERT_NE(model, nullptr);
