@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "absl/synchronization/mutex.h"
 #include "common/concurrent_calls.h"
 #include "services/coordinator/phase_groups.h"
 #include "spdlog/spdlog.h"
@@ -217,31 +218,47 @@ absl::StatusOr<AutoLabelProgress> AutoLabelPhase::ProcessResults() {
   if (!cursor.ok()) return cursor.status();
   auto results = store_->queue().ResultsAfter(*cursor, 256);
   if (!results.ok()) return results.status();
-  // Items a wave at a time: a wave's items are labelled side by side (so the verifier samples one
-  // item's proofs while the meta-verifier checks another's analyses), then stored one by one, in
-  // order, each with the cursor: a failure stores the items before it and no later one.
-  const size_t wave = std::max<size_t>(1, options_.items_at_once);
-  for (size_t begin = 0; begin < results->size(); begin += wave) {
-    const size_t end = std::min(results->size(), begin + wave);
-    std::vector<std::optional<absl::StatusOr<ItemLabels>>> labelled(end - begin);
-    RunConcurrently(end - begin, end - begin, [&](size_t k) {
-      labelled[k] = LabelWorkItem(store_, scoring_, markers_, options_, (*results)[begin + k]);
-    });
-    for (size_t k = 0; k < labelled.size(); ++k) {
-      const absl::StatusOr<ItemLabels>& item = *labelled[k];
-      if (!item.ok()) return item.status();
-      progress.items += item->counts.items;
-      progress.proofs += item->counts.proofs;
-      progress.dropped += item->counts.dropped;
-      progress.duplicates += item->counts.duplicates;
-      progress.malformed += item->counts.malformed;
-      absl::Status stored = store_->AddAutoLabels(item->labels, options_.iteration,
-                                                  CursorUpdate{ResultCursor(), (*results)[begin + k].result_seq},
-                                                  absl::Now());
-      if (!stored.ok()) return stored;
-      progress.labelled += static_cast<uint32_t>(item->labels.size());
+  // Up to items_at_once items are labelled side by side (so the verifier samples one item's proofs
+  // while the meta-verifier checks another's analyses), and the next one starts as soon as any of
+  // them is done: no wave waits for its slowest item. Each is stored, with the cursor, once every
+  // item before it is: whoever finishes the oldest unstored item stores it and the done ones after
+  // it. A failure stores the items before it and no later one, and starts no further item.
+  const size_t n = results->size();
+  absl::Mutex mu;
+  std::vector<std::optional<absl::StatusOr<ItemLabels>>> labelled(n);
+  size_t next_to_store = 0;
+  absl::Status failed;
+  RunConcurrently(n, std::max<size_t>(1, options_.items_at_once), [&](size_t k) {
+    {
+      absl::MutexLock lock(&mu);
+      if (!failed.ok()) return;
     }
-  }
+    absl::StatusOr<ItemLabels> item = LabelWorkItem(store_, scoring_, markers_, options_, (*results)[k]);
+    absl::MutexLock lock(&mu);
+    labelled[k] = std::move(item);
+    for (; failed.ok() && next_to_store < n && labelled[next_to_store].has_value(); ++next_to_store) {
+      const absl::StatusOr<ItemLabels>& done = *labelled[next_to_store];
+      if (!done.ok()) {
+        failed = done.status();
+        break;
+      }
+      absl::Status stored = store_->AddAutoLabels(
+          done->labels, options_.iteration, CursorUpdate{ResultCursor(), (*results)[next_to_store].result_seq},
+          absl::Now());
+      if (!stored.ok()) {
+        failed = stored;
+        break;
+      }
+      progress.items += done->counts.items;
+      progress.proofs += done->counts.proofs;
+      progress.dropped += done->counts.dropped;
+      progress.duplicates += done->counts.duplicates;
+      progress.malformed += done->counts.malformed;
+      progress.labelled += static_cast<uint32_t>(done->labels.size());
+      labelled[next_to_store].reset();
+    }
+  });
+  if (!failed.ok()) return failed;
   return progress;
 }
 

@@ -43,8 +43,8 @@ struct AutoLabelPhaseOptions {
   // A work item's proofs are verified (and their issue-reporting analyses meta-verified) side by
   // side, this many calls at once (the scorers batch them), not one after another.
   uint32_t max_concurrent_calls = 16;
-  // Work items labelled side by side (then stored in order), so the verifier and the
-  // meta-verifier both have work.
+  // Work items labelled side by side, so the verifier and the meta-verifier both have work: a
+  // sliding window (the next item starts when any one is done), each item stored in order.
   uint32_t items_at_once = 4;
 };
 

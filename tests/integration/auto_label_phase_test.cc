@@ -32,16 +32,43 @@ namespace {
 // Meta-verifications confirm the issues of "bad" proofs only.
 // With `gather_problems` > 0, each verification is held (up to 2 s) until proofs of that many
 // problems are being verified at once, as a batching verifier would see them.
+// With `hold` set, each verification of a problem whose statement holds that text is held (up to
+// 2 s) until a problem whose statement holds `release` is being verified.
 class FakeScoring final : public v1::Verifier::CallbackService, public v1::MetaVerifier::CallbackService {
  public:
   int gather_problems = 0;
+  std::string hold, release;
   int most_problems_at_once() {
     absl::MutexLock lock(&mu_);
     return most_problems_;
   }
+  // Whether every held verification was released before its 2 s ran out.
+  bool released_in_time() {
+    absl::MutexLock lock(&mu_);
+    return released_in_time_;
+  }
 
   grpc::ServerUnaryReactor* Verify(grpc::CallbackServerContext* context, const v1::VerifyRequest* request,
                                    v1::VerifyResponse* response) override {
+    if (!hold.empty()) {
+      grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+      if (absl::StrContains(request->problem(), release)) {
+        absl::MutexLock lock(&mu_);
+        released_ = true;
+      }
+      if (!absl::StrContains(request->problem(), hold)) {
+        Analyse(*request, response);
+        reactor->Finish(grpc::Status::OK);
+        return reactor;
+      }
+      std::thread([this, reactor, request, response] {
+        absl::MutexLock lock(&mu_);
+        if (!mu_.AwaitWithTimeout(absl::Condition(&released_), absl::Seconds(2))) released_in_time_ = false;
+        Analyse(*request, response);
+        reactor->Finish(grpc::Status::OK);
+      }).detach();
+      return reactor;
+    }
     if (gather_problems > 0) {
       grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
       {
@@ -95,6 +122,8 @@ class FakeScoring final : public v1::Verifier::CallbackService, public v1::MetaV
   std::multiset<std::string> verifying_ ABSL_GUARDED_BY(mu_);  // the problem of each verification in flight
   int most_problems_ ABSL_GUARDED_BY(mu_) = 0;
   bool gathered_ ABSL_GUARDED_BY(mu_) = false;
+  bool released_ ABSL_GUARDED_BY(mu_) = false;
+  bool released_in_time_ ABSL_GUARDED_BY(mu_) = true;
 };
 
 absl::StatusOr<PromptTemplate> GeneratorTemplate() {
@@ -102,6 +131,18 @@ absl::StatusOr<PromptTemplate> GeneratorTemplate() {
       "role: generator\nevaluation_marker: Here is my evaluation of the solution:\n"
       "score_marker: Based on my evaluation, the final overall score should be:\n---\nProve: {problem}\n",
       "generator.txt");
+}
+
+// The worker's answer to a GenerateWork lease: one completion per text.
+v1::LeaseResult Generated(const v1::LeaseGrant& grant, const std::vector<std::string>& texts) {
+  v1::LeaseResult result;
+  result.set_lease_id(grant.lease_id());
+  for (size_t i = 0; i < texts.size(); ++i) {
+    v1::Completion* c = result.mutable_generated()->add_completions();
+    c->set_index(static_cast<uint32_t>(i));
+    c->set_text(texts[i]);
+  }
+  return result;
 }
 
 // What phase 5 runs against: fake scoring services on port 0 and a client of them, a dispatcher
@@ -128,6 +169,16 @@ struct Phase5Rig {
     EXPECT_TRUE(generator.ok()) << generator.status();
   }
   bool ok() const { return client != nullptr && session.ok() && generator.ok(); }
+  // Every generation lease granted so far gets two proofs: "good proof of <problem>" and "bad ...".
+  absl::Status AnswerEveryGrant() {
+    for (const v1::LeaseGrant& grant : worker.grants()) {
+      const std::string problem = grant.generate().metadata().problem_id();
+      absl::Status s = dispatcher.OnResult(
+          *session, Generated(grant, {"## Solution\ngood proof of " + problem, "## Solution\nbad proof of " + problem}));
+      if (!s.ok()) return s;
+    }
+    return absl::OkStatus();
+  }
   AutoLabelPhase Phase(RunStore* store, const AutoLabelPhaseOptions& options) {
     return AutoLabelPhase(store, &dispatcher, client.get(), *generator, VerifierMarkers(), options);
   }
@@ -140,16 +191,14 @@ struct Phase5Rig {
   absl::StatusOr<PromptTemplate> generator;
 };
 
-// The worker's answer to a GenerateWork lease: one completion per text.
-v1::LeaseResult Generated(const v1::LeaseGrant& grant, const std::vector<std::string>& texts) {
-  v1::LeaseResult result;
-  result.set_lease_id(grant.lease_id());
-  for (size_t i = 0; i < texts.size(); ++i) {
-    v1::Completion* c = result.mutable_generated()->add_completions();
-    c->set_index(static_cast<uint32_t>(i));
-    c->set_text(texts[i]);
+// Problems p1..pn, "Given: a=b, b=c. Prove: a=c. #i", none labelled.
+absl::Status ImportProblems(RunStore* store, int n) {
+  std::vector<v1::ImportRecordsRequest> records(static_cast<size_t>(n));
+  for (int i = 0; i < n; ++i) {
+    records[i].mutable_problem()->set_problem_id(absl::StrCat("p", i + 1));
+    records[i].mutable_problem()->set_statement(absl::StrCat("Given: a=b, b=c. Prove: a=c. #", i + 1));
   }
-  return result;
+  return store->ImportRecords(records, true).status();
 }
 
 absl::StatusOr<std::unique_ptr<RunStore>> OpenStore(const TestDir& dir) {
@@ -222,12 +271,7 @@ TEST(AutoLabelPhase, LabelsSeveralProblemsSideBySide) {
   TestDir dir;
   auto store = OpenStore(dir);
   ASSERT_TRUE(store.ok()) << store.status();
-  std::vector<v1::ImportRecordsRequest> records(3);
-  for (int i = 0; i < 3; ++i) {
-    records[i].mutable_problem()->set_problem_id(absl::StrCat("p", i + 1));
-    records[i].mutable_problem()->set_statement(absl::StrCat("Given: a=b, b=c. Prove: a=c. #", i + 1));
-  }
-  ASSERT_TRUE((*store)->ImportRecords(records, true).ok());
+  ASSERT_TRUE(ImportProblems(store->get(), 3).ok());
   FakeScoring scoring;
   scoring.gather_problems = 3;
   Phase5Rig rig(store->get(), &scoring, 8);
@@ -240,10 +284,7 @@ TEST(AutoLabelPhase, LabelsSeveralProblemsSideBySide) {
   AutoLabelPhase phase = rig.Phase(store->get(), options);
   ASSERT_EQ(phase.Enqueue(3)->enqueued, 3u);
   ASSERT_EQ(rig.worker.grants().size(), 3u);
-  for (const v1::LeaseGrant& grant : rig.worker.grants()) {
-    const v1::LeaseResult result = Generated(grant, {"## Solution\ngood proof", "## Solution\nbad proof"});
-    ASSERT_TRUE(rig.dispatcher.OnResult(*rig.session, result).ok());
-  }
+  ASSERT_TRUE(rig.AnswerEveryGrant().ok());
   auto progress = phase.ProcessResults();
   ASSERT_TRUE(progress.ok()) << progress.status();
   EXPECT_EQ(scoring.most_problems_at_once(), 3);
@@ -251,6 +292,40 @@ TEST(AutoLabelPhase, LabelsSeveralProblemsSideBySide) {
   EXPECT_EQ(progress->labelled, 6u);
   EXPECT_EQ((*store)->Proofs(0, 10)->size(), 6u);
   EXPECT_EQ(phase.ProcessResults()->labelled, 0u);  // the cursor is past all three
+}
+
+// Items are labelled in a sliding window, not in waves: with two at a time, the third starts as
+// soon as the second is done, while the first is still being verified; the labels are still
+// stored in the items' order.
+TEST(AutoLabelPhase, StartsTheNextItemWhenAnyIsDoneAndStoresInOrder) {
+  TestDir dir;
+  auto store = OpenStore(dir);
+  ASSERT_TRUE(store.ok()) << store.status();
+  ASSERT_TRUE(ImportProblems(store->get(), 3).ok());
+  FakeScoring scoring;
+  scoring.hold = "#1";     // the first item's verifications wait ...
+  scoring.release = "#3";  // ... for the third item's
+  Phase5Rig rig(store->get(), &scoring, 8);
+  ASSERT_TRUE(rig.ok());
+  AutoLabelPhaseOptions options;
+  options.proofs_per_problem = 2;
+  options.n = 2;
+  options.m = 1;
+  options.items_at_once = 2;
+  AutoLabelPhase phase = rig.Phase(store->get(), options);
+  ASSERT_EQ(phase.Enqueue(3)->enqueued, 3u);
+  ASSERT_EQ(rig.worker.grants().size(), 3u);
+  ASSERT_TRUE(rig.AnswerEveryGrant().ok());
+  auto progress = phase.ProcessResults();
+  ASSERT_TRUE(progress.ok()) << progress.status();
+  EXPECT_TRUE(scoring.released_in_time());  // in waves of two, the third waits for the first
+  EXPECT_EQ(progress->items, 3u);
+  EXPECT_EQ(progress->labelled, 6u);
+  auto proofs = (*store)->Proofs(0, 10);
+  ASSERT_TRUE(proofs.ok()) << proofs.status();
+  std::vector<std::string> order;
+  for (const auto& p : *proofs) order.push_back(p.record.problem_id());
+  EXPECT_EQ(order, (std::vector<std::string>{"p1", "p1", "p2", "p2", "p3", "p3"}));
 }
 
 // Phase 5 labels problems nobody labelled first, in import order, then labelled ones.
