@@ -1,6 +1,8 @@
 #include "services/coordinator/pipeline_runner.h"
 
 #include <algorithm>
+#include <optional>
+#include <thread>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -229,14 +231,29 @@ absl::Status PipelineRunner::Scoring(v1::Phase phase, uint32_t iteration, const 
     // Both kinds (phase 3) are worked through side by side: the next batch is taken from the
     // kind that is further behind (by share of its records done), so the adapter ends on
     // neither alone. After a restart the shares start from 0 again; the cursors keep the place.
+    // Outside lockstep a batch of the other kind runs beside it, unless that kind is a batch or
+    // more ahead: a batch of proofs is verified (the verifier) and then its analyses
+    // meta-verified, and a batch of analyses is assessed by the meta-verifier, so side by side
+    // neither scorer waits for the other's turn.
     uint64_t proofs_done = 0, analyses_done = 0;
+    uint64_t last_proofs = 1, last_analyses = 1;  // records in the kind's last batch
     bool proofs_left = proof_phase.has_value(), analyses_left = analysis_phase.has_value();
     while (proofs_left || analyses_left) {
-      const bool take_proofs =
-          proofs_left && (!analyses_left || static_cast<double>(proofs_done) * static_cast<double>(analyses) <=
-                                                static_cast<double>(analyses_done) * static_cast<double>(proofs));
+      // Shares compared as proofs_done / proofs against analyses_done / analyses, multiplied out.
+      const uint64_t proof_part = proofs_done * analyses, analysis_part = analyses_done * proofs;
+      const bool take_proofs = proofs_left && (!analyses_left || proof_part <= analysis_part);
+      const bool beside = options_.lockstep_round == 0 && proofs_left && analyses_left &&
+                          (take_proofs ? analysis_part < proof_part + last_analyses * proofs
+                                       : proof_part < analysis_part + last_proofs * analyses);
+      std::optional<absl::StatusOr<ScoringPhaseProgress>> other;
+      std::thread other_thread;
+      if (beside) {
+        other_thread = std::thread([&] { other = take_proofs ? analysis_phase->RunOnce() : proof_phase->RunOnce(); });
+      }
       absl::StatusOr<ScoringPhaseProgress> step = take_proofs ? proof_phase->RunOnce() : analysis_phase->RunOnce();
+      if (other_thread.joinable()) other_thread.join();
       if (!step.ok()) return step.status();
+      if (other.has_value() && !other->ok()) return other->status();
       if (options_.lockstep_round > 0 && step->items > 0) {
         // Lockstep: the round (sampled by one version, the one the last flush published) is
         // trained on before the next is sampled.
@@ -244,16 +261,22 @@ absl::Status PipelineRunner::Scoring(v1::Phase phase, uint32_t iteration, const 
             phase == v1::PHASE_META_VERIFIER_RL ? v1::ADAPTER_ROLE_META_VERIFIER : v1::ADAPTER_ROLE_VERIFIER;
         if (absl::StatusOr<uint64_t> v = FinishTraining(role, stop); !v.ok()) return v.status();
       }
-      const uint64_t n = step->items + step->skipped;
-      done += n;
+      auto count = [&](bool of_proofs, const ScoringPhaseProgress& p) {
+        const uint64_t n = p.items + p.skipped;
+        done += n;
+        if (of_proofs) {
+          proofs_done += n;
+          proofs_left = n > 0;
+          if (n > 0) last_proofs = n;
+        } else {
+          analyses_done += n;
+          analyses_left = n > 0;
+          if (n > 0) last_analyses = n;
+        }
+      };
+      count(take_proofs, *step);
+      if (other.has_value()) count(!take_proofs, **other);
       Progress(phase, iteration, done, total, unit);
-      if (take_proofs) {
-        proofs_done += n;
-        proofs_left = n > 0;
-      } else {
-        analyses_done += n;
-        analyses_left = n > 0;
-      }
     }
   }
   return absl::OkStatus();

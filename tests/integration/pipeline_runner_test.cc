@@ -303,6 +303,20 @@ TEST_F(PipelineRunnerTest, RunsEveryPhaseOfAnIterationInOrder) {
   EXPECT_EQ(auto_labelled, 2);  // the two new proofs
 }
 
+// Outside lockstep phase 3 verifies a batch of proofs while a batch of analyses is assessed: the
+// proof's verification is held until the analysis's assessment arrives (taking turns, it would
+// wait out its 2 s).
+TEST_F(PipelineRunnerTest, PhaseThreeVerifiesProofsWhileAnalysesAreAssessed) {
+  scoring_.HoldVerify("p4-i1-q1", "p4-i1-a1");
+  const absl::Status status = RunPipeline();
+  ASSERT_TRUE(status.ok()) << status;
+  EXPECT_TRUE(scoring_.released_in_time());
+  for (const char* id : {"p4-i1-q1", "p4-i1-a1"}) {
+    auto g = store_->GetGroup(id);
+    EXPECT_TRUE(g.ok() && g->has_value()) << id;
+  }
+}
+
 // Lockstep: each round of a training phase is trained on (flushed) before the next is sampled,
 // and every later request asks for the version that flush published; with the run's seed every
 // request carries the seed derived from its id.
