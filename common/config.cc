@@ -237,6 +237,7 @@ void Visit(V& v, BuiltinConfig& o) {
   v.Int("warmup_lookup_drill_every", &o.warmup_lookup_drill_every, 0, 1 << 24);
   v.Num("warmup_lookup_drill_meta_share", &o.warmup_lookup_drill_meta_share, 0, 1);
   v.Bool("warmup_lookup_drill_note_only", &o.warmup_lookup_drill_note_only);
+  v.Bool("warmup_lookup_drill_issue_in_mix", &o.warmup_lookup_drill_issue_in_mix);
   v.Bool("warmup_lr_restart_after_drill", &o.warmup_lr_restart_after_drill);
   v.Bool("warmup_scrambled_leading_on", &o.warmup_scrambled_leading_on);
   v.Int("warmup_micro_batch", &o.warmup_micro_batch, 0, 4096);

@@ -312,6 +312,8 @@ struct BuiltinConfig {
   double warmup_lookup_drill_meta_share = 0;
   // Drill steps' examples end after their citation note: the drill's loss is all on the look-up.
   bool warmup_lookup_drill_note_only = false;
+  // With it, the mix's drill steps' examples go one line past the note: the issue the note shows.
+  bool warmup_lookup_drill_issue_in_mix = false;
   // The drill and the rest of the warm-up each get the whole learning-rate schedule.
   bool warmup_lr_restart_after_drill = false;
   // Half the not-given citations of the scrambled proofs lead on from where the chain is, with

@@ -302,7 +302,9 @@ class ChainWarmupRun {
       const bool whole = !(note_only && drill);
       Sequence s;
       for (int32_t id : tokenizer_->Encode(example.prompt, /*add_special_tokens=*/true)) s.prompt.push_back(id);
-      const std::string completion = whole ? example.completion : ChainCompletionThroughNote(example.completion);
+      const int lines_after = options_.lookup_drill_issue_in_mix && step >= options_.lookup_drill_steps ? 1 : 0;
+      const std::string completion =
+          whole ? example.completion : ChainCompletionThroughNote(example.completion, lines_after);
       for (int32_t id : tokenizer_->Encode(completion)) s.completion.push_back(id);
       if (whole) s.completion.push_back(eos_);
       batch.push_back(std::move(s));

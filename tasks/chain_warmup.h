@@ -114,6 +114,13 @@ struct ChainWarmupOptions {
   // and on reading the citations off the proof, not spread over the rest of the analysis, and
   // the step is shorter (measured: BENCHMARKS.md).
   bool lookup_drill_note_only = false;
+  // With lookup_drill_note_only, the drill steps in the mix (after the first lookup_drill_steps)
+  // end one line later: after the line that follows the note, where the verifier names the issue
+  // the note shows (the meta-verifier judges the line the analysis names). The first drill's notes
+  // form the look-up; without this no drill example shows what the note says about the issue to
+  // name, and the warmed-up verifier named a line the note did not show in 0.27 of its held-out
+  // analyses (0.11 with whole drill examples; BENCHMARKS.md).
+  bool lookup_drill_issue_in_mix = false;
   // The drill and the steps after it each get the whole learning-rate schedule (warm-up, then
   // cosine to final_lr_fraction), instead of one schedule over all steps: a long drill then
   // leaves the mix, where the generator learns, its peak rate (measured: BENCHMARKS.md).

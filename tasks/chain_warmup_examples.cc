@@ -183,16 +183,18 @@ std::optional<ChainWarmupExample> MakeChainMetaVerifierExampleOn(const ChainWarm
   return MetaVerifierExample(templates, problem, proof, verdict, analysis, std::move(assessment));
 }
 
-std::string ChainCompletionThroughNote(const std::string& completion) {
-  size_t line = 0;
-  while (line < completion.size()) {
-    size_t end = completion.find('\n', line);
-    end = end == std::string::npos ? completion.size() : end + 1;
-    const absl::string_view text = absl::string_view(completion).substr(line, end - line);
+std::string ChainCompletionThroughNote(const std::string& completion, int lines_after) {
+  auto line_end = [&](size_t line) {
+    const size_t end = completion.find('\n', line);
+    return end == std::string::npos ? completion.size() : end + 1;
+  };
+  for (size_t line = 0; line < completion.size(); line = line_end(line)) {
+    const absl::string_view text = absl::string_view(completion).substr(line, line_end(line) - line);
     if (absl::StartsWith(text, kChainCitedPrefix) || absl::StartsWith(text, kChainCheckedPrefix)) {
+      size_t end = line_end(line);
+      for (int i = 0; i < lines_after && end < completion.size(); ++i) end = line_end(end);
       return completion.substr(0, end);
     }
-    line = end;
   }
   return completion;
 }

@@ -101,8 +101,9 @@ std::optional<ChainWarmupExample> MakeChainMetaVerifierExampleOn(const ChainWarm
                                                                  const std::string& analysis);
 
 // A verifier's or meta-verifier's completion up to and including its citation note's line (the
-// first line opening with "Cited:" or "Checked:"), or the whole completion when it has none.
-std::string ChainCompletionThroughNote(const std::string& completion);
+// first line opening with "Cited:" or "Checked:") and the `lines_after` lines after it (as many as
+// there are), or the whole completion when it has no note.
+std::string ChainCompletionThroughNote(const std::string& completion, int lines_after = 0);
 
 }  // namespace dsm
 

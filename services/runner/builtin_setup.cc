@@ -232,6 +232,7 @@ absl::StatusOr<std::map<std::string, double>> PrepareBuiltinModel(const DsmConfi
   w.lookup_drill_every = b.warmup_lookup_drill_every;
   w.lookup_drill_meta_share = b.warmup_lookup_drill_meta_share;
   w.lookup_drill_note_only = b.warmup_lookup_drill_note_only;
+  w.lookup_drill_issue_in_mix = b.warmup_lookup_drill_issue_in_mix;
   w.lr_restart_after_drill = b.warmup_lr_restart_after_drill;
   w.scrambled_leading_on = b.warmup_scrambled_leading_on;
   w.micro_batch = b.warmup_micro_batch;

@@ -414,6 +414,13 @@ TEST(TinyWarmup, DataParallelReplicasTrackOneAndRepeatExactly) {
   std::printf("data parallel 2 vs 1: largest weight difference %.3g\n", max_diff);
 }
 
+// Both ran 3 steps, and their last steps' losses differ: they trained on other tokens.
+void ExpectThreeStepsWithOtherLosses(const ChainWarmupResult& a, const ChainWarmupResult& b) {
+  ASSERT_EQ(a.steps, 3);
+  ASSERT_EQ(b.steps, 3);
+  EXPECT_GT(std::abs(b.final_loss - a.final_loss), 1e-3 * a.final_loss) << b.final_loss << " vs " << a.final_loss;
+}
+
 // Note-only drill steps train on the completion up to the citation note: the same examples give a
 // different loss.
 TEST(TinyWarmup, NoteOnlyDrillStepsTrainOnTheNote) {
@@ -423,10 +430,20 @@ TEST(TinyWarmup, NoteOnlyDrillStepsTrainOnTheNote) {
   ChainWarmupOptions note = o;
   note.lookup_drill_note_only = true;
   const ChainWarmupResult note_only = WarmUp("tiny_warmup_drill_note", RecipeModel(), 1024, note);
-  ASSERT_EQ(whole.steps, 3);
-  ASSERT_EQ(note_only.steps, 3);
-  EXPECT_GT(std::abs(note_only.final_loss - whole.final_loss), 1e-3 * whole.final_loss)
-      << note_only.final_loss << " vs " << whole.final_loss;
+  ExpectThreeStepsWithOtherLosses(whole, note_only);
+}
+
+// With the issue in the mix, the mix's drill steps (step 2 here) train one line past the note:
+// the same examples give a different loss than note-only ones.
+TEST(TinyWarmup, IssueInMixDrillStepsTrainPastTheNote) {
+  ChainWarmupOptions o = ShortOptions(3, 1, 1, 1);
+  o.lookup_drill_every = 2;
+  o.lookup_drill_note_only = true;
+  const ChainWarmupResult note_only = WarmUp("tiny_warmup_mix_note", RecipeModel(), 1024, o);
+  ChainWarmupOptions issue = o;
+  issue.lookup_drill_issue_in_mix = true;
+  const ChainWarmupResult with_issue = WarmUp("tiny_warmup_mix_issue", RecipeModel(), 1024, issue);
+  ExpectThreeStepsWithOtherLosses(note_only, with_issue);
 }
 
 TEST(TinyWarmup, RecipeReachesTheSkillTheRlPhasesStartFrom) {
@@ -491,6 +508,7 @@ TEST(TinyWarmup, Experiment) {
   o.scrambled_proof_share = EnvDouble("DSM_WARMUP_SCRAMBLED", o.scrambled_proof_share);
   o.lookup_drill_steps = EnvInt("DSM_WARMUP_DRILL", o.lookup_drill_steps);
   o.lookup_drill_note_only = EnvInt("DSM_WARMUP_NOTE_ONLY", o.lookup_drill_note_only ? 1 : 0) != 0;
+  o.lookup_drill_issue_in_mix = EnvInt("DSM_WARMUP_ISSUE_IN_MIX", o.lookup_drill_issue_in_mix ? 1 : 0) != 0;
   o.lookup_drill_every = EnvInt("DSM_WARMUP_DRILL_EVERY", o.lookup_drill_every);
   o.lr_restart_after_drill = EnvInt("DSM_WARMUP_LR_RESTART", o.lr_restart_after_drill ? 1 : 0) != 0;
   o.scrambled_leading_on = EnvInt("DSM_WARMUP_LEADING_ON", o.scrambled_leading_on ? 1 : 0) != 0;

@@ -189,12 +189,15 @@ TEST(Config, CrossFieldCheck) {
             "test.yaml: builtin.warmup_eval_every: -5 is out of range [0, 16777216]");
   EXPECT_THAT(ErrorOf("run: {name: demo}\nbuiltin: {warmup_lookup_drill_note_only: 3}\n"),
               HasSubstr("builtin.warmup_lookup_drill_note_only"));
+  EXPECT_THAT(ErrorOf("run: {name: demo}\nbuiltin: {warmup_lookup_drill_issue_in_mix: maybe}\n"),
+              HasSubstr("builtin.warmup_lookup_drill_issue_in_mix"));
   absl::StatusOr<DsmConfig> drill = ParseConfig(
       "run: {name: demo}\nbuiltin: {warmup_lookup_drill_note_only: true, warmup_scrambled_leading_on: true, "
-      "warmup_lr_restart_after_drill: true}\n",
+      "warmup_lr_restart_after_drill: true, warmup_lookup_drill_issue_in_mix: true}\n",
       "test.yaml");
   ASSERT_TRUE(drill.ok()) << drill.status();
   EXPECT_TRUE(drill->builtin.warmup_lookup_drill_note_only);
+  EXPECT_TRUE(drill->builtin.warmup_lookup_drill_issue_in_mix);
   EXPECT_TRUE(drill->builtin.warmup_scrambled_leading_on);
   EXPECT_TRUE(drill->builtin.warmup_lr_restart_after_drill);
   EXPECT_EQ(ErrorOf("run: {name: demo}\nworker: {capacity: 0}\n"),

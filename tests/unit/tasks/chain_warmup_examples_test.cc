@@ -35,6 +35,14 @@ class ChainWarmupExamples : public testing::Test {
     ASSERT_TRUE(loaded.ok()) << loaded.status();
     templates_ = std::make_unique<ChainWarmupTemplates>(*std::move(loaded));
   }
+  // A verifier's and a meta-verifier's drill completion on one scrambled proof.
+  void DrillCompletions(std::string* verifier, std::string* meta) {
+    auto problem = GenerateChainProblem({}, ChainSplit::kTrain, 4);
+    ASSERT_TRUE(problem.ok());
+    const ChainProof scrambled = ScrambledChainProof(*problem, 4);
+    *verifier = MakeChainVerifierExample(*templates_, *problem, scrambled.Text()).completion;
+    *meta = MakeChainMetaVerifierExample(*templates_, *problem, scrambled, 4).completion;
+  }
   std::unique_ptr<ChainWarmupTemplates> templates_;
 };
 
@@ -331,11 +339,8 @@ TEST(ScrambledChainProof, AboutHalfTheCitationsAreFaultyHalfOfThemNotGiven) {
 
 // A drill step's example ends after its citation note (verifier `Cited:`, meta-verifier `Checked:`).
 TEST_F(ChainWarmupExamples, ACompletionThroughItsNoteEndsAfterTheNoteLine) {
-  auto problem = GenerateChainProblem({}, ChainSplit::kTrain, 4);
-  ASSERT_TRUE(problem.ok());
-  const ChainProof scrambled = ScrambledChainProof(*problem, 4);
-  const std::string verifier = MakeChainVerifierExample(*templates_, *problem, scrambled.Text()).completion;
-  const std::string meta = MakeChainMetaVerifierExample(*templates_, *problem, scrambled, 4).completion;
+  std::string verifier, meta;
+  ASSERT_NO_FATAL_FAILURE(DrillCompletions(&verifier, &meta));
   for (const std::string& whole : {verifier, meta}) {
     const std::string note = ChainCompletionThroughNote(whole);
     ASSERT_LT(note.size(), whole.size()) << whole;
@@ -347,6 +352,24 @@ TEST_F(ChainWarmupExamples, ACompletionThroughItsNoteEndsAfterTheNoteLine) {
   EXPECT_NE(ChainCompletionThroughNote(verifier).find("Cited: "), std::string::npos);
   EXPECT_NE(ChainCompletionThroughNote(meta).find("Checked: "), std::string::npos);
   EXPECT_EQ(ChainCompletionThroughNote("no note here\n\\boxed{1}"), "no note here\n\\boxed{1}");
+}
+
+// One line past the note: the verifier's issue line ("Step 2 cites ..."), the meta-verifier's
+// judgement of the line the analysis names; past the end, the whole completion.
+TEST_F(ChainWarmupExamples, ACompletionThroughTheLineAfterItsNoteEndsWithTheIssue) {
+  std::string verifier, meta;
+  ASSERT_NO_FATAL_FAILURE(DrillCompletions(&verifier, &meta));
+  for (const std::string& whole : {verifier, meta}) {
+    const std::string note = ChainCompletionThroughNote(whole);
+    const std::string issue = ChainCompletionThroughNote(whole, 1);
+    ASSERT_GT(issue.size(), note.size()) << whole;
+    ASSERT_LT(issue.size(), whole.size()) << whole;
+    EXPECT_EQ(issue.substr(0, note.size()), note);
+    EXPECT_EQ(issue.back(), '\n');
+    EXPECT_EQ(issue.find('\n', note.size()), issue.size() - 1);  // exactly one more line
+    EXPECT_EQ(ChainCompletionThroughNote(whole, 100), whole);
+  }
+  EXPECT_NE(ChainCompletionThroughNote(verifier, 1).find("Step "), std::string::npos) << verifier;
 }
 
 TEST(ChainWarmupTemplatesLoad, NamesTheMissingFile) {
