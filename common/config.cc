@@ -186,6 +186,7 @@ void Visit(V& v, CoordinatorConfig& o) {
   v.Int("auto_label_n", &o.auto_label_n, 1, 64);
   v.Int("auto_label_m", &o.auto_label_m, 1, 64);
   v.Int("auto_label_k", &o.auto_label_k, 1, 64);
+  v.Int("auto_label_correct_n", &o.auto_label_correct_n, 0, 64);
   v.Bool("auto_label_drop_conflicts", &o.auto_label_drop_conflicts);
   v.Bool("auto_label_unanimous_correct", &o.auto_label_unanimous_correct);
   v.Num("auto_label_temperature", &o.auto_label_temperature, 0, 2);
@@ -488,6 +489,12 @@ absl::Status ValidateConfig(const DsmConfig& config) {
     return absl::InvalidArgumentError(absl::StrCat("coordinator.auto_label_k: ", config.coordinator.auto_label_k,
                                                    " is over coordinator.auto_label_n (",
                                                    config.coordinator.auto_label_n, "): no proof could be labelled"));
+  }
+  if (config.coordinator.auto_label_correct_n != 0 &&
+      config.coordinator.auto_label_correct_n < config.coordinator.auto_label_n) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "coordinator.auto_label_correct_n: ", config.coordinator.auto_label_correct_n,
+        " is under coordinator.auto_label_n (", config.coordinator.auto_label_n, "): 0, or n analyses or more"));
   }
   if (!config.coordinator.grader.empty() && config.coordinator.grader != "chain") {
     return absl::InvalidArgumentError(absl::StrCat("coordinator.grader: \"", config.coordinator.grader,

@@ -220,6 +220,10 @@ struct CoordinatorConfig {
   int auto_label_n = 8;
   int auto_label_m = 4;
   int auto_label_k = 2;
+  // The analyses a label of 1 needs (0: n). A proof all n analyses pass, the one label that no
+  // confirmed analysis backs, gets the rest before it is labelled, and each must pass it too:
+  // verification compute goes where a missed issue would slip through (BENCHMARKS.md).
+  int auto_label_correct_n = 0;
   // Drop a proof whose confirmed analyses disagree on its score (AutoLabelOptions::drop_conflicts);
   // false: METHOD.md's rule, the lowest confirmed score is the label.
   bool auto_label_drop_conflicts = false;

@@ -174,6 +174,11 @@ void Sampler::CopyCache(int64_t from_slot, int64_t to_slot, int64_t length) {
   cache_->Advance(to_slot, length);
 }
 
+// Whether two requests' prompts have the same cache entries: the same prompt with the same adapter.
+static bool SharesPrefill(const SampleRequest& a, const SampleRequest& b) {
+  return a.adapter == b.adapter && a.prompt == b.prompt;
+}
+
 void Sampler::Prefill(std::vector<std::unique_ptr<Sequence>>& admitted) {
   // A prompt another sequence holds with the same adapter (the n samples of a request) is not run
   // through the model again:
@@ -184,9 +189,6 @@ void Sampler::Prefill(std::vector<std::unique_ptr<Sequence>>& admitted) {
   // the same bits whether its keys came from its own prefill or a copy: sharing changes no result
   // (sampler_test). Elsewhere it may change one by rounding, as batching does.
   const int64_t batch = static_cast<int64_t>(admitted.size());
-  auto same_prompt = [](const SampleRequest& a, const SampleRequest& b) {
-    return a.adapter == b.adapter && a.prompt == b.prompt;
-  };
   std::vector<int64_t> first_token(batch, 0);  // the prompt position each row's forward starts at
   std::vector<int64_t> sibling(batch, -1);     // the earlier admitted sequence whose prefill it takes
   std::vector<int64_t> run;                    // the admitted sequences run through the model
@@ -196,7 +198,7 @@ void Sampler::Prefill(std::vector<std::unique_ptr<Sequence>>& admitted) {
     const SampleRequest& request = admitted[b]->request;
     const int64_t length = static_cast<int64_t>(request.prompt.size());
     for (int64_t r : run) {
-      if (same_prompt(admitted[r]->request, request)) {
+      if (SharesPrefill(admitted[r]->request, request)) {
         sibling[b] = r;
         break;
       }
@@ -207,7 +209,7 @@ void Sampler::Prefill(std::vector<std::unique_ptr<Sequence>>& admitted) {
       continue;
     }
     for (const auto& donor : running_) {
-      if (donor != nullptr && donor->slot >= 0 && length > 1 && same_prompt(donor->request, request)) {
+      if (donor != nullptr && donor->slot >= 0 && length > 1 && SharesPrefill(donor->request, request)) {
         CopyCache(donor->slot, admitted[b]->slot, length - 1);
         first_token[b] = length - 1;
         break;
@@ -319,8 +321,7 @@ bool Sampler::Step() {
       const SampleRequest& next = queue_.front()->request;
       // The n samples of a request come one after another: a prompt the last admitted one shares
       // is not prefilled again (Prefill), so it costs no budget.
-      const bool repeat = !admitted.empty() && admitted.back()->request.adapter == next.adapter &&
-                          admitted.back()->request.prompt == next.prompt;
+      const bool repeat = !admitted.empty() && SharesPrefill(admitted.back()->request, next);
       const int64_t n = repeat ? 0 : static_cast<int64_t>(next.prompt.size());
       if (!admitted.empty() && n > budget) break;
       budget -= n;

@@ -41,6 +41,14 @@ void LogEvidence(const std::string& id, const v1::VerifyResponse& verified, cons
                 analyses);
 }
 
+// Whether some analysis is valid and none valid reports an issue: the proof would be labelled 1.
+bool AllPass(const google::protobuf::RepeatedPtrField<v1::Analysis>& analyses) {
+  auto valid = [](const v1::Analysis& a) { return a.score().format() == v1::FORMAT_STATUS_OK; };
+  return std::any_of(analyses.begin(), analyses.end(), valid) &&
+         std::none_of(analyses.begin(), analyses.end(),
+                      [&](const v1::Analysis& a) { return valid(a) && a.score().value() < 1.0; });
+}
+
 // What one work item (a problem's proofs) comes to: its labels and its counts (items, proofs,
 // dropped, duplicates, malformed), not yet stored.
 struct ItemLabels {
@@ -48,8 +56,9 @@ struct ItemLabels {
   AutoLabelProgress counts;
 };
 
-// Verifies each new, well-formed proof of `item` n times, meta-verifies the analyses that report an
-// issue m times, and labels the proof by AutoLabel (or drops it). Reads the store, writes nothing.
+// Verifies each new, well-formed proof of `item` n times (correct_n when all n pass it),
+// meta-verifies the analyses that report an issue m times, and labels the proof by AutoLabel (or
+// drops it). Reads the store, writes nothing.
 absl::StatusOr<ItemLabels> LabelWorkItem(RunStore* store, ScoringClient* scoring, const OutputMarkers& markers,
                                          const AutoLabelPhaseOptions& options, const WorkItem& item) {
   ItemLabels done;
@@ -107,6 +116,20 @@ absl::StatusOr<ItemLabels> LabelWorkItem(RunStore* store, ScoringClient* scoring
       verify.set_request_id(candidate.verify_id);
       candidate.verified = scoring->Verify(verify);
       if (!candidate.verified->ok()) return;
+      if (options.correct_n > options.n && AllPass((*candidate.verified)->analyses())) {
+        // A label of 1 needs correct_n analyses: the rest, numbered on from n.
+        verify.set_n(options.correct_n - options.n);
+        verify.set_request_id(absl::StrCat(candidate.verify_id, "-more"));
+        absl::StatusOr<v1::VerifyResponse> more = scoring->Verify(verify);
+        if (!more.ok()) {
+          candidate.verified = more.status();
+          return;
+        }
+        for (v1::Analysis& a : *more->mutable_analyses()) {
+          a.mutable_completion()->set_index(a.completion().index() + options.n);
+          *(*candidate.verified)->add_analyses() = std::move(a);
+        }
+      }
       const auto& analyses = (*candidate.verified)->analyses();
       candidate.assessed.resize(static_cast<size_t>(analyses.size()));
       RunConcurrently(candidate.assessed.size(), options.max_concurrent_calls, [&](size_t j) {

@@ -5,7 +5,8 @@
 // Enqueue(): GenerateWork leases asking the generator for `proofs_per_problem`
 // proofs of each training problem (from the phase's problem cursor).
 // ProcessResults(): for each finished item after the results cursor, every
-// well-formed proof not already in the run gets `n` verifier analyses; each
+// well-formed proof not already in the run gets `n` verifier analyses (and, when
+// all of them pass it, up to `correct_n` in all); each
 // analysis that reports an issue (score < 1) gets `m` meta-verifications;
 // AutoLabel (rewards.h) turns the evidence into a label (the lowest score
 // confirmed by at least k analyses, 1 when no issue is confirmed) or drops
@@ -35,6 +36,9 @@ struct AutoLabelPhaseOptions {
   uint32_t proofs_per_problem = 4;
   uint32_t n = 8;  // verifier analyses per proof
   uint32_t m = 4;  // meta-verifications per analysis that reports an issue
+  // The analyses a label of 1 needs (0 or n: n). A proof that all n analyses pass gets
+  // correct_n - n more in a second request before it is labelled, and they count as the rest.
+  uint32_t correct_n = 0;
   AutoLabelOptions rule;  // k, confirm threshold
   v1::SamplingParams params;          // the generator's sampling
   v1::SamplingParams scoring_params;  // verifier / meta-verifier sampling

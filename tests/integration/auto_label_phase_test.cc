@@ -3,10 +3,12 @@
 // labelled with their score, bogus issues do not count, repeated proofs are
 // skipped, and the labels land in the run as "auto" proofs.
 #include <algorithm>
+#include <map>
 #include <memory>
 #include <set>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -28,8 +30,9 @@
 namespace dsm {
 namespace {
 
-// Analyses: "good" proofs all 1; "bad" proofs all 0; "mixed" proofs one 0.
-// Meta-verifications confirm the issues of "bad" proofs only.
+// Analyses: "good" proofs all 1; "bad" proofs all 0; "mixed" proofs one 0; "sly" proofs 1, but 0
+// in the second and fourth analysis of a request for more ("-more").
+// Meta-verifications confirm the issues of "bad" and "sly" proofs only.
 // With `gather_problems` > 0, each verification is held (up to 2 s) until proofs of that many
 // problems are being verified at once, as a batching verifier would see them.
 // With `hold` set, each verification of a problem whose statement holds that text is held (up to
@@ -48,8 +51,18 @@ class FakeScoring final : public v1::Verifier::CallbackService, public v1::MetaV
     return released_in_time_;
   }
 
+  // Each verification asked for: its request id and n.
+  std::vector<std::pair<std::string, uint32_t>> verifications() {
+    absl::MutexLock lock(&mu_);
+    return verifications_;
+  }
+
   grpc::ServerUnaryReactor* Verify(grpc::CallbackServerContext* context, const v1::VerifyRequest* request,
                                    v1::VerifyResponse* response) override {
+    {
+      absl::MutexLock lock(&mu_);
+      verifications_.emplace_back(request->request_id(), request->n());
+    }
     if (!hold.empty()) {
       grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
       if (absl::StrContains(request->problem(), release)) {
@@ -97,7 +110,8 @@ class FakeScoring final : public v1::Verifier::CallbackService, public v1::MetaV
     for (uint32_t i = 0; i < request->n(); ++i) {
       v1::Analysis* a = response->add_assessments();
       a->mutable_score()->set_format(v1::FORMAT_STATUS_OK);
-      a->mutable_score()->set_value(absl::StrContains(request->proof(), "bad") ? 1.0 : 0.0);
+      const bool real = absl::StrContains(request->proof(), "bad") || absl::StrContains(request->proof(), "sly");
+      a->mutable_score()->set_value(real ? 1.0 : 0.0);
     }
     grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
     reactor->Finish(grpc::Status::OK);
@@ -112,6 +126,10 @@ class FakeScoring final : public v1::Verifier::CallbackService, public v1::MetaV
       double score = 1;
       if (absl::StrContains(request.proof(), "bad")) score = 0;
       if (absl::StrContains(request.proof(), "mixed") && i == 0) score = 0;
+      if (absl::StrContains(request.proof(), "sly") && absl::EndsWith(request.request_id(), "-more") &&
+          (i == 1 || i == 3)) {
+        score = 0;
+      }
       a->mutable_completion()->set_text(score < 1 ? "Step 1 is wrong." : "All steps are correct.");
       a->mutable_score()->set_format(v1::FORMAT_STATUS_OK);
       a->mutable_score()->set_value(score);
@@ -124,6 +142,7 @@ class FakeScoring final : public v1::Verifier::CallbackService, public v1::MetaV
   bool gathered_ ABSL_GUARDED_BY(mu_) = false;
   bool released_ ABSL_GUARDED_BY(mu_) = false;
   bool released_in_time_ ABSL_GUARDED_BY(mu_) = true;
+  std::vector<std::pair<std::string, uint32_t>> verifications_ ABSL_GUARDED_BY(mu_);
 };
 
 absl::StatusOr<PromptTemplate> GeneratorTemplate() {
@@ -207,6 +226,16 @@ absl::StatusOr<std::unique_ptr<RunStore>> OpenStore(const TestDir& dir) {
   return RunStore::Open(dir.File("state.db"), options);
 }
 
+// `proofs_per_problem` proofs a problem, each verified 4 times, each issue checked 3 times, a label
+// when 2 lowest-score analyses are confirmed.
+AutoLabelPhaseOptions FourAnalysesThreeChecks(uint32_t proofs_per_problem) {
+  AutoLabelPhaseOptions options;
+  options.proofs_per_problem = proofs_per_problem;
+  options.n = 4;
+  options.m = 3;
+  options.rule.k = 2;
+  return options;
+}
 
 TEST(AutoLabelPhase, LabelsNewProofsByScaledVerification) {
   TestDir dir;
@@ -220,11 +249,7 @@ TEST(AutoLabelPhase, LabelsNewProofsByScaledVerification) {
   FakeScoring scoring;
   Phase5Rig rig(store->get(), &scoring, 4);
   ASSERT_TRUE(rig.ok());
-  AutoLabelPhaseOptions options;
-  options.proofs_per_problem = 5;
-  options.n = 4;
-  options.m = 3;
-  options.rule.k = 2;
+  AutoLabelPhaseOptions options = FourAnalysesThreeChecks(5);
   AutoLabelPhase phase = rig.Phase(store->get(), options);
   ASSERT_EQ(phase.Enqueue(10)->enqueued, 1u);
   ASSERT_EQ(rig.worker.grants().size(), 1u);
@@ -263,6 +288,50 @@ TEST(AutoLabelPhase, LabelsNewProofsByScaledVerification) {
     }
   }
   EXPECT_EQ(phase.ProcessResults()->labelled, 0u);  // a rerun repeats nothing
+}
+
+// With correct_n, a proof that all n analyses pass gets the rest before it is labelled 1: the
+// "sly" proof's issue, which only the later analyses find (confirmed twice), labels it 0; without,
+// it passes as 1. A proof with an issue found gets no more analyses.
+TEST(AutoLabelPhase, AProofAllAnalysesPassGetsMoreBeforeALabelOfOne) {
+  for (const uint32_t correct_n : {0u, 10u}) {
+    SCOPED_TRACE(correct_n);
+    TestDir dir;
+    auto store = OpenStore(dir);
+    ASSERT_TRUE(store.ok()) << store.status();
+    ASSERT_TRUE(ImportProblems(store->get(), 1).ok());
+    FakeScoring scoring;
+    Phase5Rig rig(store->get(), &scoring, 4);
+    ASSERT_TRUE(rig.ok());
+    AutoLabelPhaseOptions options = FourAnalysesThreeChecks(3);
+    options.correct_n = correct_n;
+    options.rule.unanimous_correct = true;
+    AutoLabelPhase phase = rig.Phase(store->get(), options);
+    ASSERT_EQ(phase.Enqueue(10)->enqueued, 1u);
+    ASSERT_EQ(rig.worker.grants().size(), 1u);
+    ASSERT_TRUE(rig.dispatcher
+                    .OnResult(*rig.session, Generated(rig.worker.grants()[0],
+                                                      {"## Solution\ngood proof", "## Solution\nsly proof",
+                                                       "## Solution\nbad proof"}))
+                    .ok());
+    auto progress = phase.ProcessResults();
+    ASSERT_TRUE(progress.ok()) << progress.status();
+    EXPECT_EQ(progress->labelled, 3u);
+    std::map<std::string, double> labels;
+    auto proofs = (*store)->Proofs(0, 10);
+    ASSERT_TRUE(proofs.ok());
+    for (const StoredProof& p : *proofs) labels[p.record.proof()] = p.record.score();
+    EXPECT_EQ(labels["good proof"], 1.0);
+    EXPECT_EQ(labels["bad proof"], 0.0);
+    EXPECT_EQ(labels["sly proof"], correct_n == 0 ? 1.0 : 0.0);
+    std::vector<std::pair<std::string, uint32_t>> asked = scoring.verifications();
+    std::sort(asked.begin(), asked.end());
+    std::vector<std::pair<std::string, uint32_t>> want = {
+        {"p6-i1-1-0", 4}, {"p6-i1-1-1", 4}, {"p6-i1-1-2", 4}};  // good, sly, bad
+    if (correct_n > 0) want = {{"p6-i1-1-0", 4}, {"p6-i1-1-0-more", 6}, {"p6-i1-1-1", 4},
+                               {"p6-i1-1-1-more", 6}, {"p6-i1-1-2", 4}};
+    EXPECT_EQ(asked, want);
+  }
 }
 
 // Several problems' proofs are labelled side by side (the verifier samples one problem's proofs

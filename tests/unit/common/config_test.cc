@@ -129,6 +129,9 @@ TEST(Config, CrossFieldCheck) {
             "test.yaml: coordinator.meta_verifier: required with coordinator.pipeline: true (host:port)");
   EXPECT_EQ(ErrorOf("run: {name: demo}\ncoordinator: {auto_label_n: 2, auto_label_k: 3}\n"),
             "test.yaml: coordinator.auto_label_k: 3 is over coordinator.auto_label_n (2): no proof could be labelled");
+  EXPECT_EQ(ErrorOf("run: {name: demo}\ncoordinator: {auto_label_n: 8, auto_label_correct_n: 6}\n"),
+            "test.yaml: coordinator.auto_label_correct_n: 6 is under coordinator.auto_label_n (8): 0, or n analyses "
+            "or more");
   EXPECT_EQ(ErrorOf("run: {name: demo}\ncoordinator: {auto_label_temperature: 2.5}\n"),
             "test.yaml: coordinator.auto_label_temperature: 2.5 is out of range [0, 2]");
   EXPECT_EQ(ErrorOf("run: {name: demo}\ncoordinator: {enhanced_meta_temperature: -0.5}\n"),

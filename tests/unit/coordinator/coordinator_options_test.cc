@@ -24,7 +24,7 @@ DsmConfig Parse(const std::string& coordinator) {
 TEST(CoordinatorOptions, PhaseFourAndFiveSettingsComeFromTheConfig) {
   const CoordinatorProcessOptions o = CoordinatorOptionsFromConfig(
       Parse("verifications: 3, meta_verifications: 2, alpha: 0.5, beta: 0.5, auto_label_n: 6, auto_label_m: 3, "
-            "auto_label_k: 4, auto_label_drop_conflicts: true, auto_label_unanimous_correct: true, "
+            "auto_label_k: 4, auto_label_correct_n: 12, auto_label_drop_conflicts: true, auto_label_unanimous_correct: true, "
             "auto_label_temperature: 0.5, group_size: 5, "
             "verifier_epochs: 3, meta_verifier_epochs: 2, generator_epochs: 4, "
             "enhanced_meta_verifications: 3, enhanced_meta_temperature: 0, evaluation_proofs: 200, "
@@ -40,6 +40,7 @@ TEST(CoordinatorOptions, PhaseFourAndFiveSettingsComeFromTheConfig) {
   EXPECT_EQ(p.auto_label.n, 6u);
   EXPECT_EQ(p.auto_label.m, 3u);
   EXPECT_EQ(p.auto_label.rule.k, 4);
+  EXPECT_EQ(p.auto_label.correct_n, 12u);
   EXPECT_TRUE(p.auto_label.rule.drop_conflicts);
   EXPECT_TRUE(p.auto_label.rule.unanimous_correct);
   ASSERT_TRUE(p.auto_label.scoring_params.has_temperature());
@@ -64,6 +65,7 @@ TEST(CoordinatorOptions, DefaultsAreThePapers) {
   EXPECT_EQ(p.auto_label.n, 8u);
   EXPECT_EQ(p.auto_label.m, 4u);
   EXPECT_EQ(p.auto_label.rule.k, 2);
+  EXPECT_EQ(p.auto_label.correct_n, 0u);  // a label of 1 needs the n analyses
   EXPECT_FALSE(p.auto_label.rule.drop_conflicts);  // METHOD.md: the lowest confirmed score wins
   EXPECT_FALSE(p.auto_label.rule.unanimous_correct);  // METHOD.md: 1 when no issue is found real
   EXPECT_FLOAT_EQ(p.auto_label.scoring_params.temperature(), 1.0f);  // the samplers' own
