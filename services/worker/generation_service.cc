@@ -20,7 +20,32 @@ absl::Status GenerationService::CountTokensIn(MetricsRegistry& registry) {
       {"role"});
   if (!tokens.ok()) return tokens.status();
   tokens_counter_ = *tokens;
+  absl::StatusOr<CounterFamily*> prompt = registry.AddCounter(
+      "dsm_sampler_prompt_tokens_total",
+      "Prompt tokens prefilled by the sampler: run through the model, or shared (copied from a sequence "
+      "with the same prompt and adapter).",
+      {"prefill"});
+  if (!prompt.ok()) return prompt.status();
+  prompt_counter_ = *prompt;
   return absl::OkStatus();
+}
+
+void GenerationService::CountPromptTokens() {
+  if (prompt_counter_ == nullptr) return;
+  const Sampler::Counters now = sampler_->counters();
+  absl::MutexLock lock(&prompt_mu_);
+  // Two completions may read the sampler's counts in one order and get here in the other: only
+  // ever move forward.
+  if (now.prefill_tokens > prompt_counted_.prefill_tokens) {
+    prompt_counter_->WithLabels({"run"}).Increment(
+        static_cast<double>(now.prefill_tokens - prompt_counted_.prefill_tokens));
+    prompt_counted_.prefill_tokens = now.prefill_tokens;
+  }
+  if (now.shared_prefill_tokens > prompt_counted_.shared_prefill_tokens) {
+    prompt_counter_->WithLabels({"shared"}).Increment(
+        static_cast<double>(now.shared_prefill_tokens - prompt_counted_.shared_prefill_tokens));
+    prompt_counted_.shared_prefill_tokens = now.shared_prefill_tokens;
+  }
 }
 uint64_t CompletionSeed(uint64_t seed, uint32_t index) {
   uint64_t z = seed + 0x9e3779b97f4a7c15ULL * (static_cast<uint64_t>(index) + 1);
@@ -245,6 +270,7 @@ void GenerationService::Launch(const v1::GenerateRequest& request, std::vector<i
             tokens_counter_->WithLabels({AdapterRoleName(pinned.role)})
                 .Increment(static_cast<double>(result->tokens.size()));
           }
+          CountPromptTokens();
           bool report = false;
           {
             absl::MutexLock lock(&group->mu);

@@ -60,8 +60,11 @@ class GenerationService {
   absl::StatusOr<std::vector<int32_t>> EncodePrompt(const v1::Prompt& prompt) const;
 
   // Declares dsm_sampler_tokens_generated_total{role} (roles named as the
-  // learner names them) in `registry` and counts every sampled token there.
-  // Call before the first Start().
+  // learner names them) in `registry` and counts every sampled token there;
+  // and dsm_sampler_prompt_tokens_total{prefill}: the sampler's prompt tokens,
+  // "run" through the model or "shared" (copied from a sequence holding the
+  // same prompt with the same adapter: a request's n samples), brought up to
+  // date as each completion finishes. Call before the first Start().
   absl::Status CountTokensIn(MetricsRegistry& registry);
 
   const GenerationLimits& limits() const { return limits_; }
@@ -94,6 +97,11 @@ class GenerationService {
   std::atomic<int64_t> completions_{0};
   std::atomic<int64_t> generated_tokens_{0};
   CounterFamily* tokens_counter_ = nullptr;
+  // dsm_sampler_prompt_tokens_total, and the sampler's counts it holds so far.
+  void CountPromptTokens();
+  CounterFamily* prompt_counter_ = nullptr;
+  absl::Mutex prompt_mu_;
+  Sampler::Counters prompt_counted_ ABSL_GUARDED_BY(prompt_mu_);
 
   absl::Mutex mu_;
   std::deque<Waiter> waiting_ ABSL_GUARDED_BY(mu_);
