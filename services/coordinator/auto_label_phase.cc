@@ -235,7 +235,8 @@ absl::StatusOr<AutoLabelProgress> AutoLabelPhase::Enqueue(uint32_t problems) {
   return progress;
 }
 
-absl::StatusOr<AutoLabelProgress> AutoLabelPhase::ProcessResults() {
+absl::StatusOr<AutoLabelProgress> AutoLabelPhase::ProcessResults(
+    const std::function<void(const AutoLabelProgress&)>& on_stored) {
   AutoLabelProgress progress;
   absl::StatusOr<int64_t> cursor = store_->GetCursor(ResultCursor());
   if (!cursor.ok()) return cursor.status();
@@ -279,6 +280,7 @@ absl::StatusOr<AutoLabelProgress> AutoLabelPhase::ProcessResults() {
       progress.malformed += done->counts.malformed;
       progress.labelled += static_cast<uint32_t>(done->labels.size());
       labelled[next_to_store].reset();
+      if (on_stored) on_stored(progress);
     }
   });
   if (!failed.ok()) return failed;

@@ -18,6 +18,7 @@
 #ifndef DSM_SERVICES_COORDINATOR_AUTO_LABEL_PHASE_H_
 #define DSM_SERVICES_COORDINATOR_AUTO_LABEL_PHASE_H_
 
+#include <functional>
 #include <optional>
 #include <string>
 
@@ -71,7 +72,11 @@ class AutoLabelPhase {
   // new problems; a labelled one's proofs are mostly duplicates of its labels), in import
   // order; then labelled ones. Each kind has its own cursor, so a later call goes on.
   absl::StatusOr<AutoLabelProgress> Enqueue(uint32_t problems);
-  absl::StatusOr<AutoLabelProgress> ProcessResults();
+  // Labels the finished items after the results cursor. `on_stored`, if set, is called after each
+  // item is stored (in order, one call at a time) with the progress of this call so far, so a
+  // caller's progress bar moves item by item.
+  absl::StatusOr<AutoLabelProgress> ProcessResults(
+      const std::function<void(const AutoLabelProgress&)>& on_stored = nullptr);
 
   std::string ProblemCursor() const;          // unlabelled problems
   std::string LabelledProblemCursor() const;  // labelled problems, once the unlabelled run out

@@ -143,13 +143,13 @@ absl::Status PipelineRunner::RunPhase(v1::Phase phase, uint32_t iteration, const
       const uint64_t total = enqueued->enqueued;
       status = AwaitQueue(
           [&] {
-            absl::StatusOr<AutoLabelProgress> p = labeller.ProcessResults();
+            // The bar moves as each item is stored, not only when the call returns.
+            absl::StatusOr<AutoLabelProgress> p = labeller.ProcessResults([&](const AutoLabelProgress& so_far) {
+              if (so_far.items > 0) Progress(phase, iteration, done + so_far.items, total, "problems");
+            });
             if (!p.ok()) return p.status();
             considered += p->proofs;
-            if (p->items > 0) {
-              done += p->items;
-              Progress(phase, iteration, done, total, "problems");
-            }
+            done += p->items;
             return absl::OkStatus();
           },
           stop);

@@ -335,7 +335,8 @@ TEST(AutoLabelPhase, AProofAllAnalysesPassGetsMoreBeforeALabelOfOne) {
 }
 
 // Several problems' proofs are labelled side by side (the verifier samples one problem's proofs
-// while the meta-verifier checks another's), and their labels are stored all the same.
+// while the meta-verifier checks another's), and their labels are stored all the same, the caller
+// told after each item.
 TEST(AutoLabelPhase, LabelsSeveralProblemsSideBySide) {
   TestDir dir;
   auto store = OpenStore(dir);
@@ -354,11 +355,18 @@ TEST(AutoLabelPhase, LabelsSeveralProblemsSideBySide) {
   ASSERT_EQ(phase.Enqueue(3)->enqueued, 3u);
   ASSERT_EQ(rig.worker.grants().size(), 3u);
   ASSERT_TRUE(rig.AnswerEveryGrant().ok());
-  auto progress = phase.ProcessResults();
+  std::vector<uint32_t> stored;  // the items stored so far, after each item (the progress bar)
+  std::vector<uint32_t> labels;
+  auto progress = phase.ProcessResults([&](const AutoLabelProgress& so_far) {
+    stored.push_back(so_far.items);
+    labels.push_back(so_far.labelled);
+  });
   ASSERT_TRUE(progress.ok()) << progress.status();
   EXPECT_EQ(scoring.most_problems_at_once(), 3);
   EXPECT_EQ(progress->items, 3u);
   EXPECT_EQ(progress->labelled, 6u);
+  EXPECT_EQ(stored, (std::vector<uint32_t>{1, 2, 3}));
+  EXPECT_EQ(labels, (std::vector<uint32_t>{2, 4, 6}));
   EXPECT_EQ((*store)->Proofs(0, 10)->size(), 6u);
   EXPECT_EQ(phase.ProcessResults()->labelled, 0u);  // the cursor is past all three
 }
