@@ -188,13 +188,14 @@ std::string ChainCompletionThroughNote(const std::string& completion, int lines_
     const size_t end = completion.find('\n', line);
     return end == std::string::npos ? completion.size() : end + 1;
   };
-  for (size_t line = 0; line < completion.size(); line = line_end(line)) {
-    const absl::string_view text = absl::string_view(completion).substr(line, line_end(line) - line);
+  for (size_t line = 0; line < completion.size();) {
+    size_t end = line_end(line);
+    const absl::string_view text = absl::string_view(completion).substr(line, end - line);
     if (absl::StartsWith(text, kChainCitedPrefix) || absl::StartsWith(text, kChainCheckedPrefix)) {
-      size_t end = line_end(line);
       for (int i = 0; i < lines_after && end < completion.size(); ++i) end = line_end(end);
       return completion.substr(0, end);
     }
+    line = end;
   }
   return completion;
 }

@@ -36,17 +36,15 @@ void GenerationService::CountPromptTokens() {
   absl::MutexLock lock(&prompt_mu_);
   // Two completions may read the sampler's counts in one order and get here in the other: only
   // ever move forward.
-  if (now.prefill_tokens > prompt_counted_.prefill_tokens) {
-    prompt_counter_->WithLabels({"run"}).Increment(
-        static_cast<double>(now.prefill_tokens - prompt_counted_.prefill_tokens));
-    prompt_counted_.prefill_tokens = now.prefill_tokens;
-  }
-  if (now.shared_prefill_tokens > prompt_counted_.shared_prefill_tokens) {
-    prompt_counter_->WithLabels({"shared"}).Increment(
-        static_cast<double>(now.shared_prefill_tokens - prompt_counted_.shared_prefill_tokens));
-    prompt_counted_.shared_prefill_tokens = now.shared_prefill_tokens;
-  }
+  auto advance = [&](const char* prefill, int64_t now_count, int64_t& counted) {
+    if (now_count <= counted) return;
+    prompt_counter_->WithLabels({prefill}).Increment(static_cast<double>(now_count - counted));
+    counted = now_count;
+  };
+  advance("run", now.prefill_tokens, prompt_counted_.prefill_tokens);
+  advance("shared", now.shared_prefill_tokens, prompt_counted_.shared_prefill_tokens);
 }
+
 uint64_t CompletionSeed(uint64_t seed, uint32_t index) {
   uint64_t z = seed + 0x9e3779b97f4a7c15ULL * (static_cast<uint64_t>(index) + 1);
   z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
