@@ -496,6 +496,19 @@ absl::Status ValidateConfig(const DsmConfig& config) {
         "coordinator.auto_label_correct_n: ", config.coordinator.auto_label_correct_n,
         " is under coordinator.auto_label_n (", config.coordinator.auto_label_n, "): 0, or n analyses or more"));
   }
+  // Each of these is the n of one request to a worker or scorer, which refuse more than max_n.
+  const CoordinatorConfig& c = config.coordinator;
+  for (const auto& [name, n] : {std::pair<const char*, int>{"group_size", c.group_size},
+                                {"verifications", c.verifications},
+                                {"meta_verifications", c.meta_verifications},
+                                {"enhanced_meta_verifications", c.enhanced_meta_verifications},
+                                {"auto_label_n", c.auto_label_n},
+                                {"auto_label_m", c.auto_label_m}}) {
+    if (n > config.limits.max_n) {
+      return absl::InvalidArgumentError(absl::StrCat("coordinator.", name, ": ", n, " is over limits.max_n (",
+                                                     config.limits.max_n, "): the services refuse requests for more"));
+    }
+  }
   if (!config.coordinator.grader.empty() && config.coordinator.grader != "chain") {
     return absl::InvalidArgumentError(absl::StrCat("coordinator.grader: \"", config.coordinator.grader,
                                                    "\" is not one of \"\", chain"));

@@ -117,17 +117,28 @@ absl::StatusOr<ItemLabels> LabelWorkItem(RunStore* store, ScoringClient* scoring
       candidate.verified = scoring->Verify(verify);
       if (!candidate.verified->ok()) return;
       if (options.correct_n > options.n && AllPass((*candidate.verified)->analyses())) {
-        // A label of 1 needs correct_n analyses: the rest, numbered on from n.
-        verify.set_n(options.correct_n - options.n);
-        verify.set_request_id(absl::StrCat(candidate.verify_id, "-more"));
-        absl::StatusOr<v1::VerifyResponse> more = scoring->Verify(verify);
-        if (!more.ok()) {
-          candidate.verified = more.status();
-          return;
-        }
-        for (v1::Analysis& a : *more->mutable_analyses()) {
-          a.mutable_completion()->set_index(a.completion().index() + options.n);
-          *(*candidate.verified)->add_analyses() = std::move(a);
+        // A label of 1 needs correct_n analyses: the rest, in requests of at most
+        // max_n_per_request ("-more", "-more-2", ...), numbered on from n.
+        const uint32_t extra = options.correct_n - options.n;
+        const uint32_t per = options.max_n_per_request == 0 ? extra : options.max_n_per_request;
+        std::vector<absl::StatusOr<v1::VerifyResponse>> more((extra + per - 1) / per);
+        RunConcurrently(more.size(), options.max_concurrent_calls, [&](size_t r) {
+          v1::VerifyRequest part = verify;
+          part.set_n(std::min(per, extra - static_cast<uint32_t>(r) * per));
+          part.set_request_id(r == 0 ? absl::StrCat(candidate.verify_id, "-more")
+                                     : absl::StrCat(candidate.verify_id, "-more-", r + 1));
+          more[r] = scoring->Verify(part);
+        });
+        uint32_t index = options.n;
+        for (absl::StatusOr<v1::VerifyResponse>& response : more) {
+          if (!response.ok()) {
+            candidate.verified = response.status();
+            return;
+          }
+          for (v1::Analysis& a : *response->mutable_analyses()) {
+            a.mutable_completion()->set_index(index++);
+            *(*candidate.verified)->add_analyses() = std::move(a);
+          }
         }
       }
       const auto& analyses = (*candidate.verified)->analyses();

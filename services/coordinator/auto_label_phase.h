@@ -38,8 +38,11 @@ struct AutoLabelPhaseOptions {
   uint32_t n = 8;  // verifier analyses per proof
   uint32_t m = 4;  // meta-verifications per analysis that reports an issue
   // The analyses a label of 1 needs (0 or n: n). A proof that all n analyses pass gets
-  // correct_n - n more in a second request before it is labelled, and they count as the rest.
+  // correct_n - n more before it is labelled, and they count as the rest.
   uint32_t correct_n = 0;
+  // The most analyses one Verify request asks for (the scorers' limits.max_n; 0 = no limit):
+  // the correct_n - n more go in requests of at most this many, side by side.
+  uint32_t max_n_per_request = 0;
   AutoLabelOptions rule;  // k, confirm threshold
   v1::SamplingParams params;          // the generator's sampling
   v1::SamplingParams scoring_params;  // verifier / meta-verifier sampling

@@ -89,6 +89,7 @@ CoordinatorProcessOptions CoordinatorOptionsFromConfig(const DsmConfig& config, 
     p.options.auto_label.n = static_cast<uint32_t>(config.coordinator.auto_label_n);
     p.options.auto_label.m = static_cast<uint32_t>(config.coordinator.auto_label_m);
     p.options.auto_label.correct_n = static_cast<uint32_t>(config.coordinator.auto_label_correct_n);
+    p.options.auto_label.max_n_per_request = static_cast<uint32_t>(config.limits.max_n);
     p.options.auto_label.rule.k = config.coordinator.auto_label_k;
     p.options.auto_label.rule.drop_conflicts = config.coordinator.auto_label_drop_conflicts;
     p.options.auto_label.rule.unanimous_correct = config.coordinator.auto_label_unanimous_correct;

@@ -41,6 +41,7 @@ class FakeScoring final : public v1::Verifier::CallbackService, public v1::MetaV
  public:
   int gather_problems = 0;
   std::string hold, release;
+  uint32_t max_n = 64;  // as the real scorers' limits.max_n: a request for more is INVALID_ARGUMENT
   int most_problems_at_once() {
     absl::MutexLock lock(&mu_);
     return most_problems_;
@@ -56,12 +57,23 @@ class FakeScoring final : public v1::Verifier::CallbackService, public v1::MetaV
     absl::MutexLock lock(&mu_);
     return verifications_;
   }
+  // Each meta-verification's request id.
+  std::vector<std::string> assessments() {
+    absl::MutexLock lock(&mu_);
+    return assessments_;
+  }
 
   grpc::ServerUnaryReactor* Verify(grpc::CallbackServerContext* context, const v1::VerifyRequest* request,
                                    v1::VerifyResponse* response) override {
     {
       absl::MutexLock lock(&mu_);
       verifications_.emplace_back(request->request_id(), request->n());
+    }
+    if (request->n() > max_n) {
+      grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+      reactor->Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                                   absl::StrCat("n: ", request->n(), " exceeds max_n ", max_n)));
+      return reactor;
     }
     if (!hold.empty()) {
       grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
@@ -107,6 +119,10 @@ class FakeScoring final : public v1::Verifier::CallbackService, public v1::MetaV
   }
   grpc::ServerUnaryReactor* Assess(grpc::CallbackServerContext* context, const v1::AssessRequest* request,
                                    v1::AssessResponse* response) override {
+    {
+      absl::MutexLock lock(&mu_);
+      assessments_.push_back(request->request_id());
+    }
     for (uint32_t i = 0; i < request->n(); ++i) {
       v1::Analysis* a = response->add_assessments();
       a->mutable_score()->set_format(v1::FORMAT_STATUS_OK);
@@ -126,7 +142,7 @@ class FakeScoring final : public v1::Verifier::CallbackService, public v1::MetaV
       double score = 1;
       if (absl::StrContains(request.proof(), "bad")) score = 0;
       if (absl::StrContains(request.proof(), "mixed") && i == 0) score = 0;
-      if (absl::StrContains(request.proof(), "sly") && absl::EndsWith(request.request_id(), "-more") &&
+      if (absl::StrContains(request.proof(), "sly") && absl::StrContains(request.request_id(), "-more") &&
           (i == 1 || i == 3)) {
         score = 0;
       }
@@ -143,6 +159,7 @@ class FakeScoring final : public v1::Verifier::CallbackService, public v1::MetaV
   bool released_ ABSL_GUARDED_BY(mu_) = false;
   bool released_in_time_ ABSL_GUARDED_BY(mu_) = true;
   std::vector<std::pair<std::string, uint32_t>> verifications_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::string> assessments_ ABSL_GUARDED_BY(mu_);
 };
 
 absl::StatusOr<PromptTemplate> GeneratorTemplate() {
@@ -293,18 +310,28 @@ TEST(AutoLabelPhase, LabelsNewProofsByScaledVerification) {
 // With correct_n, a proof that all n analyses pass gets the rest before it is labelled 1: the
 // "sly" proof's issue, which only the later analyses find (confirmed twice), labels it 0; without,
 // it passes as 1. A proof with an issue found gets no more analyses.
+// The analyses past n go in requests of at most the scorers' max_n ("-more", "-more-2", ...):
+// one request for all of them is refused, and the proof would be left out, never labelled 1.
 TEST(AutoLabelPhase, AProofAllAnalysesPassGetsMoreBeforeALabelOfOne) {
-  for (const uint32_t correct_n : {0u, 10u}) {
-    SCOPED_TRACE(correct_n);
+  struct Case {
+    uint32_t correct_n;
+    uint32_t max_n;
+    std::vector<std::pair<std::string, uint32_t>> more;  // each "more" request of proof 0 (and 1)
+  };
+  for (const Case& c : {Case{0, 4, {}}, Case{10, 64, {{"-more", 6}}},
+                        Case{14, 4, {{"-more", 4}, {"-more-2", 4}, {"-more-3", 2}}}}) {
+    SCOPED_TRACE(c.correct_n);
     TestDir dir;
     auto store = OpenStore(dir);
     ASSERT_TRUE(store.ok()) << store.status();
     ASSERT_TRUE(ImportProblems(store->get(), 1).ok());
     FakeScoring scoring;
+    scoring.max_n = c.max_n;
     Phase5Rig rig(store->get(), &scoring, 4);
     ASSERT_TRUE(rig.ok());
     AutoLabelPhaseOptions options = FourAnalysesThreeChecks(3);
-    options.correct_n = correct_n;
+    options.correct_n = c.correct_n;
+    options.max_n_per_request = c.max_n;
     options.rule.unanimous_correct = true;
     AutoLabelPhase phase = rig.Phase(store->get(), options);
     ASSERT_EQ(phase.Enqueue(10)->enqueued, 1u);
@@ -323,14 +350,27 @@ TEST(AutoLabelPhase, AProofAllAnalysesPassGetsMoreBeforeALabelOfOne) {
     for (const StoredProof& p : *proofs) labels[p.record.proof()] = p.record.score();
     EXPECT_EQ(labels["good proof"], 1.0);
     EXPECT_EQ(labels["bad proof"], 0.0);
-    EXPECT_EQ(labels["sly proof"], correct_n == 0 ? 1.0 : 0.0);
+    EXPECT_EQ(labels["sly proof"], c.correct_n == 0 ? 1.0 : 0.0);
     std::vector<std::pair<std::string, uint32_t>> asked = scoring.verifications();
     std::sort(asked.begin(), asked.end());
-    std::vector<std::pair<std::string, uint32_t>> want = {
-        {"p6-i1-1-0", 4}, {"p6-i1-1-1", 4}, {"p6-i1-1-2", 4}};  // good, sly, bad
-    if (correct_n > 0) want = {{"p6-i1-1-0", 4}, {"p6-i1-1-0-more", 6}, {"p6-i1-1-1", 4},
-                               {"p6-i1-1-1-more", 6}, {"p6-i1-1-2", 4}};
+    std::vector<std::pair<std::string, uint32_t>> want;
+    for (const std::string proof : {"p6-i1-1-0", "p6-i1-1-1"}) {  // good, sly: all 4 pass them
+      want.emplace_back(proof, 4);
+      for (const auto& [suffix, n] : c.more) want.emplace_back(proof + suffix, n);
+    }
+    want.emplace_back("p6-i1-1-2", 4);  // bad
+    std::sort(want.begin(), want.end());
     EXPECT_EQ(asked, want);
+    // The sly proof's issue-reporting analyses (1 and 3 of each "more" request) are meta-verified
+    // under their own numbers, n on: none twice.
+    const std::vector<std::string> assessed = scoring.assessments();
+    const std::set<std::string> sly(assessed.begin(), assessed.end());
+    EXPECT_EQ(sly.size(), assessed.size());
+    if (c.correct_n == 14) {
+      EXPECT_EQ(sly, (std::set<std::string>{"p6-i1-1-1-a5", "p6-i1-1-1-a7", "p6-i1-1-1-a9", "p6-i1-1-1-a11",
+                                             "p6-i1-1-1-a13", "p6-i1-1-2-a0", "p6-i1-1-2-a1", "p6-i1-1-2-a2",
+                                             "p6-i1-1-2-a3"}));
+    }
   }
 }
 

@@ -132,6 +132,15 @@ TEST(Config, CrossFieldCheck) {
   EXPECT_EQ(ErrorOf("run: {name: demo}\ncoordinator: {auto_label_n: 8, auto_label_correct_n: 6}\n"),
             "test.yaml: coordinator.auto_label_correct_n: 6 is under coordinator.auto_label_n (8): 0, or n analyses "
             "or more");
+  // A request's n over the services' limit: refused at load, not as work left out mid-run.
+  EXPECT_EQ(ErrorOf("run: {name: demo}\nlimits: {max_n: 16}\ncoordinator: {auto_label_n: 24}\n"),
+            "test.yaml: coordinator.auto_label_n: 24 is over limits.max_n (16): the services refuse requests for "
+            "more");
+  EXPECT_EQ(ErrorOf("run: {name: demo}\nlimits: {max_n: 4}\ncoordinator: {group_size: 8}\n"),
+            "test.yaml: coordinator.group_size: 8 is over limits.max_n (4): the services refuse requests for more");
+  // auto_label_correct_n is not one request: the analyses past n go in requests of max_n at most.
+  EXPECT_TRUE(
+      ParseConfig("run: {name: demo}\nlimits: {max_n: 16}\ncoordinator: {auto_label_correct_n: 40}\n", "t.yaml").ok());
   EXPECT_EQ(ErrorOf("run: {name: demo}\ncoordinator: {auto_label_temperature: 2.5}\n"),
             "test.yaml: coordinator.auto_label_temperature: 2.5 is out of range [0, 2]");
   EXPECT_EQ(ErrorOf("run: {name: demo}\ncoordinator: {enhanced_meta_temperature: -0.5}\n"),

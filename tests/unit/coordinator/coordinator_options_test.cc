@@ -41,6 +41,7 @@ TEST(CoordinatorOptions, PhaseFourAndFiveSettingsComeFromTheConfig) {
   EXPECT_EQ(p.auto_label.m, 3u);
   EXPECT_EQ(p.auto_label.rule.k, 4);
   EXPECT_EQ(p.auto_label.correct_n, 12u);
+  EXPECT_EQ(p.auto_label.max_n_per_request, 64u);  // limits.max_n: the scorers refuse more
   EXPECT_TRUE(p.auto_label.rule.drop_conflicts);
   EXPECT_TRUE(p.auto_label.rule.unanimous_correct);
   ASSERT_TRUE(p.auto_label.scoring_params.has_temperature());
