@@ -1,6 +1,7 @@
 #include "tasks/chain_sampling.h"
 
 #include <algorithm>
+#include <cstddef>
 #include <memory>
 #include <utility>
 
@@ -46,18 +47,60 @@ absl::StatusOr<std::vector<SampleResult>> SampleChainPrompts(const LlamaModel& m
   return out;
 }
 
+absl::StatusOr<std::vector<SampleResult>> SampleChainPromptsSideBySide(const std::vector<const LlamaModel*>& models,
+                                                                       const std::vector<ReplicaThread*>& threads,
+                                                                       const Tokenizer& tokenizer,
+                                                                       const std::vector<ChainPrompt>& prompts,
+                                                                       const ChainSamplingOptions& options) {
+  if (models.empty() || models.size() != threads.size()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("side by side: ", models.size(), " models for ", threads.size(), " threads"));
+  }
+  const size_t n = models.size();
+  std::vector<absl::StatusOr<std::vector<SampleResult>>> parts(n, std::vector<SampleResult>{});
+  for (size_t r = 0; r < n; ++r) {
+    threads[r]->Start([&, r] {
+      const auto first = prompts.begin() + static_cast<std::ptrdiff_t>(prompts.size() * r / n);
+      const auto last = prompts.begin() + static_cast<std::ptrdiff_t>(prompts.size() * (r + 1) / n);
+      if (first == last) return;
+      try {
+        parts[r] = SampleChainPrompts(*models[r], tokenizer, std::vector<ChainPrompt>(first, last), options);
+      } catch (const c10::Error& e) {
+        parts[r] = absl::InternalError(e.what_without_backtrace());
+      }
+    });
+  }
+  for (ReplicaThread* t : threads) t->Wait();
+  std::vector<SampleResult> all;
+  all.reserve(prompts.size());
+  for (absl::StatusOr<std::vector<SampleResult>>& part : parts) {
+    if (!part.ok()) return part.status();
+    for (SampleResult& result : *part) all.push_back(std::move(result));
+  }
+  return all;
+}
+
 absl::StatusOr<std::vector<std::string>> SampleChainProofs(const LlamaModel& model, const Tokenizer& tokenizer,
                                                            const ChainWarmupTemplates& templates,
                                                            const std::vector<ChainProblem>& problems,
                                                            double temperature, uint64_t seed,
                                                            const ChainSamplingOptions& options) {
+  return SampleChainProofs(
+      [&](const std::vector<ChainPrompt>& prompts) { return SampleChainPrompts(model, tokenizer, prompts, options); },
+      templates, problems, temperature, seed);
+}
+
+absl::StatusOr<std::vector<std::string>> SampleChainProofs(const ChainPromptSampler& sample,
+                                                           const ChainWarmupTemplates& templates,
+                                                           const std::vector<ChainProblem>& problems,
+                                                           double temperature, uint64_t seed) {
   std::vector<ChainPrompt> prompts;
   prompts.reserve(problems.size());
   for (const ChainProblem& p : problems) {
     prompts.push_back(ChainPrompt{MakeChainWarmupExample(templates, PromptRole::kGenerator, p, 1.0, 0).prompt,
                                   temperature, CombineSeeds(seed, p.seed)});
   }
-  absl::StatusOr<std::vector<SampleResult>> results = SampleChainPrompts(model, tokenizer, prompts, options);
+  absl::StatusOr<std::vector<SampleResult>> results = sample(prompts);
   if (!results.ok()) return results.status();
   std::vector<std::string> proofs;
   proofs.reserve(results->size());

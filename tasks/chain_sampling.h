@@ -9,6 +9,7 @@
 #define DSM_TASKS_CHAIN_SAMPLING_H_
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -18,6 +19,7 @@
 #include "model/tokenizer.h"
 #include "tasks/chain_domain.h"
 #include "tasks/chain_warmup_examples.h"
+#include "tasks/replica_thread.h"
 
 namespace dsm {
 
@@ -39,6 +41,23 @@ absl::StatusOr<std::vector<SampleResult>> SampleChainPrompts(const LlamaModel& m
                                                              const std::vector<ChainPrompt>& prompts,
                                                              const ChainSamplingOptions& options);
 
+// SampleChainPrompts with the prompts shared out in contiguous parts, part r sampled on models[r]
+// by threads[r], side by side (as many models as threads, >= 1; copies with the same weights).
+// A sequence depends only on its own prompt, parameters, seed and the weights (above; the row
+// kernels give a row the same bits in any batch and on any thread count), so the results are
+// one sampler's on all the prompts: on two cores in about half the time, since one sampler's
+// small decode steps barely use a second core. Errors as SampleChainPrompts (the first part's).
+absl::StatusOr<std::vector<SampleResult>> SampleChainPromptsSideBySide(const std::vector<const LlamaModel*>& models,
+                                                                       const std::vector<ReplicaThread*>& threads,
+                                                                       const Tokenizer& tokenizer,
+                                                                       const std::vector<ChainPrompt>& prompts,
+                                                                       const ChainSamplingOptions& options);
+
+// Whatever samples a list of prompts, one result each, in order: SampleChainPrompts on one model,
+// or shares of the list side by side on copies of it (phase 0's replicas, chain_warmup.cc).
+using ChainPromptSampler =
+    std::function<absl::StatusOr<std::vector<SampleResult>>(const std::vector<ChainPrompt>& prompts)>;
+
 // The model's proof of each problem: one generator output per problem at `temperature` (seed
 // CombineSeeds(seed, problem.seed)), cut to its proof with SplitGeneratorOutput (a truncated
 // output keeps what it has). Errors as SampleChainPrompts.
@@ -47,6 +66,11 @@ absl::StatusOr<std::vector<std::string>> SampleChainProofs(const LlamaModel& mod
                                                            const std::vector<ChainProblem>& problems,
                                                            double temperature, uint64_t seed,
                                                            const ChainSamplingOptions& options);
+// The same, the prompts sampled by `sample`.
+absl::StatusOr<std::vector<std::string>> SampleChainProofs(const ChainPromptSampler& sample,
+                                                           const ChainWarmupTemplates& templates,
+                                                           const std::vector<ChainProblem>& problems,
+                                                           double temperature, uint64_t seed);
 
 }  // namespace dsm
 

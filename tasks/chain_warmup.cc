@@ -168,8 +168,9 @@ class ChainWarmupRun {
     absl::StatusOr<std::vector<ChainProblem>> problems =
         GenerateChainProblems(options_.domain, ChainSplit::kTrain, seed, options_.own_proof_pool);
     if (!problems.ok()) return problems.status();
-    absl::StatusOr<std::vector<std::string>> proofs =
-        SampleChainProofs(*model_, *tokenizer_, templates_, *problems, 1.0, seed, ChainSamplingOptions{});
+    absl::StatusOr<std::vector<std::string>> proofs = SampleChainProofs(
+        [this](const std::vector<ChainPrompt>& prompts) { return SampleSideBySide(prompts); }, templates_, *problems,
+        1.0, seed);
     if (!proofs.ok()) {
       return absl::Status(proofs.status().code(), absl::StrCat("warm-up step ", step, ": own proofs: ", proofs.status().message()));
     }
@@ -186,6 +187,17 @@ class ChainWarmupRun {
     ++own_proof_pools_;
     own_proof_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - began).count();
     return absl::OkStatus();
+  }
+
+  // The prompts sampled side by side on model_ and the replicas, one part on each replica thread
+  // (the same weights between steps); no replicas: one sampler on this thread.
+  absl::StatusOr<std::vector<SampleResult>> SampleSideBySide(const std::vector<ChainPrompt>& prompts) {
+    if (replica_threads_.empty()) return SampleChainPrompts(*model_, *tokenizer_, prompts, ChainSamplingOptions{});
+    std::vector<const LlamaModel*> models = {model_.get()};
+    for (const std::unique_ptr<LlamaModel>& replica : replicas_) models.push_back(replica.get());
+    std::vector<ReplicaThread*> threads;
+    for (const std::unique_ptr<ReplicaThread>& t : replica_threads_) threads.push_back(t.get());
+    return SampleChainPromptsSideBySide(models, threads, *tokenizer_, prompts, ChainSamplingOptions{});
   }
 
   static absl::Status WithStep(int step, const absl::Status& s) {
