@@ -94,10 +94,12 @@ absl::StatusOr<CompletionLogprobs> ComputeTokenLogprobs(const LlamaModel& model,
     tc = std::max<int64_t>(tc, static_cast<int64_t>(s.completion.size()));
   }
 
-  // Right-padded batch, and for each completion token: the flat position of
-  // the hidden state that predicts it, its id, and its flat output position.
+  // Right-padded batch; per row the positions of the hidden states that predict its completion
+  // tokens (HiddenStatesAt: the model's last layer runs there only), padded with its last; and
+  // for each completion token: its state's flat index in those, its id, its flat output position.
   std::vector<int64_t> ids(static_cast<size_t>(n * len), 0);
   std::vector<int64_t> attention(static_cast<size_t>(n * len), 0);
+  std::vector<int64_t> at(static_cast<size_t>(n * tc), 0);
   std::vector<int64_t> source;
   std::vector<int64_t> targets;
   std::vector<int64_t> dest;
@@ -109,8 +111,9 @@ absl::StatusOr<CompletionLogprobs> ComputeTokenLogprobs(const LlamaModel& model,
       ids[static_cast<size_t>(i * len + j)] = j < p ? s.prompt[static_cast<size_t>(j)] : s.completion[static_cast<size_t>(j - p)];
       attention[static_cast<size_t>(i * len + j)] = 1;
     }
+    for (int64_t j = 0; j < tc; ++j) at[static_cast<size_t>(i * tc + j)] = p - 1 + std::min(j, std::max<int64_t>(c - 1, 0));
     for (int64_t j = 0; j < c; ++j) {
-      source.push_back(i * len + p - 1 + j);
+      source.push_back(i * tc + j);
       targets.push_back(s.completion[static_cast<size_t>(j)]);
       dest.push_back(i * tc + j);
     }
@@ -135,17 +138,18 @@ absl::StatusOr<CompletionLogprobs> ComputeTokenLogprobs(const LlamaModel& model,
   try {
     const torch::Tensor ids_t = to_tensor(ids, {n, len});
     const torch::Tensor attention_t = to_tensor(attention, {n, len});
+    const torch::Tensor at_t = to_tensor(at, {n, tc});
     const torch::Tensor source_t = to_tensor(source, {m});
     const torch::Tensor targets_t = to_tensor(targets, {m});
     const torch::Tensor dest_t = to_tensor(dest, {m});
     const std::vector<int> adapters(static_cast<size_t>(n), options.adapter);
     ForwardOptions forward;
     forward.training = options.training;
-    absl::StatusOr<torch::Tensor> hidden = model.HiddenStates(ids_t, attention_t, adapters, forward);
+    absl::StatusOr<torch::Tensor> hidden = model.HiddenStatesAt(ids_t, attention_t, at_t, adapters, forward);
     if (!hidden.ok()) {
       return absl::Status(hidden.status().code(), absl::StrCat("token logprobs: ", hidden.status().message()));
     }
-    const torch::Tensor picked = hidden->reshape({n * len, hidden->size(-1)}).index_select(0, source_t);  // [M, H]
+    const torch::Tensor picked = hidden->reshape({n * tc, hidden->size(-1)}).index_select(0, source_t);  // [M, H]
     torch::Tensor values;
     if (torch::GradMode::is_enabled() && picked.requires_grad()) {
       values = CheckpointedProjection::apply(picked, targets_t, &model, options.temperature, options.chunk_tokens);

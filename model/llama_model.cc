@@ -246,8 +246,8 @@ torch::Tensor LlamaModel::ApplyLinear(const torch::Tensor& x, int64_t layer, Lor
 }
 
 torch::Tensor LlamaModel::Body(const torch::Tensor& ids, const torch::Tensor& positions, const torch::Tensor& allowed,
-                               const std::vector<LoraGroup>& groups, const ForwardOptions& options,
-                               CacheWrite* cache) const {
+                               const std::vector<LoraGroup>& groups, const ForwardOptions& options, CacheWrite* cache,
+                               const torch::Tensor& at) const {
   const ModelConfig& c = config_;
   const int64_t batch = ids.size(0);
   const int64_t len = ids.size(1);
@@ -259,14 +259,29 @@ torch::Tensor LlamaModel::Body(const torch::Tensor& ids, const torch::Tensor& po
   for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
     const Layer& layer = layers_[static_cast<size_t>(l)];
     torch::Tensor x = norm(h, layer.input_norm);
-    torch::Tensor q = ApplyLinear(x, l, LoraTarget::kQ, groups, options).view({batch, len, -1, c.head_dim});
+    // The last layer with `at`: queries (and so everything after attention) at those positions
+    // only, gathered from the full rows so each keeps its bits; keys and values everywhere.
+    torch::Tensor xq = x, q_cos = cos, q_sin = sin, q_allowed = allowed;
+    int64_t q_len = len;
+    if (at.defined() && l == c.num_hidden_layers - 1) {
+      auto pick = [&](const torch::Tensor& t) {
+        return t.gather(1, at.unsqueeze(-1).expand({batch, at.size(1), t.size(-1)}));
+      };
+      xq = pick(x);
+      q_cos = pick(cos);
+      q_sin = pick(sin);
+      q_allowed = pick(allowed);
+      h = pick(h);
+      q_len = at.size(1);
+    }
+    torch::Tensor q = ApplyLinear(xq, l, LoraTarget::kQ, groups, options).view({batch, q_len, -1, c.head_dim});
     torch::Tensor k = ApplyLinear(x, l, LoraTarget::kK, groups, options).view({batch, len, -1, c.head_dim});
     torch::Tensor v = ApplyLinear(x, l, LoraTarget::kV, groups, options).view({batch, len, -1, c.head_dim});
     if (c.qk_norm) {
       q = norm(q, layer.q_norm);
       k = norm(k, layer.k_norm);
     }
-    q = RotaryEmbedding::Apply(q.transpose(1, 2), cos, sin);  // [B, H, T, hd]
+    q = RotaryEmbedding::Apply(q.transpose(1, 2), q_cos, q_sin);  // [B, H, T (or S), hd]
     k = RotaryEmbedding::Apply(k.transpose(1, 2), cos, sin);  // [B, KV, T, hd]
     v = v.transpose(1, 2);
     if (cache != nullptr) {
@@ -287,7 +302,7 @@ torch::Tensor LlamaModel::Body(const torch::Tensor& ids, const torch::Tensor& po
     }
     torch::Tensor attn = cache != nullptr && options.row_kernels
                              ? CachedAttention(q, k, v, cache->slot_list, cache->starts, cache->counts)
-                             : GroupedQueryAttention(q, k, v, allowed);
+                             : GroupedQueryAttention(q, k, v, q_allowed);
     h = h + ApplyLinear(attn, l, LoraTarget::kO, groups, options);
     x = norm(h, layer.post_norm);
     torch::Tensor gate = ApplyLinear(x, l, LoraTarget::kGate, groups, options);
@@ -403,7 +418,7 @@ absl::StatusOr<torch::Tensor> LlamaModel::Forward(const CachedBatch& batch, KvCa
 
 absl::StatusOr<torch::Tensor> LlamaModel::FullForward(const torch::Tensor& ids_in, const torch::Tensor& attention_mask,
                                                       const std::vector<int>& adapters, const ForwardOptions& options,
-                                                      bool logits) const {
+                                                      bool logits, const torch::Tensor& at) const {
   if (!ids_in.defined() || ids_in.dim() != 2 || ids_in.size(0) == 0 || ids_in.size(1) == 0 ||
       (ids_in.scalar_type() != torch::kLong && ids_in.scalar_type() != torch::kInt)) {
     return absl::InvalidArgumentError("Logits: ids must be a non-empty [B, T] int64 tensor");
@@ -441,7 +456,7 @@ absl::StatusOr<torch::Tensor> LlamaModel::FullForward(const torch::Tensor& ids_i
     torch::Tensor col = torch::arange(len, long_opts);
     torch::Tensor causal = col.view({1, 1, len}) <= col.view({1, len, 1});  // [1, T(query), T(key)]
     torch::Tensor allowed = causal.logical_and(mask.unsqueeze(1));          // [B, T, T]
-    torch::Tensor hidden = Body(ids, positions, allowed, *groups, options, nullptr);
+    torch::Tensor hidden = Body(ids, positions, allowed, *groups, options, nullptr, at.defined() ? at.to(long_opts) : at);
     return logits ? LmHead(hidden) : hidden;
   } catch (const c10::Error& e) {
     return absl::InternalError(absl::StrCat("Logits: ", e.what_without_backtrace()));
@@ -457,6 +472,20 @@ absl::StatusOr<torch::Tensor> LlamaModel::HiddenStates(const torch::Tensor& ids,
                                                        const std::vector<int>& adapters,
                                                        const ForwardOptions& options) const {
   return FullForward(ids, attention_mask, adapters, options, /*logits=*/false);
+}
+
+absl::StatusOr<torch::Tensor> LlamaModel::HiddenStatesAt(const torch::Tensor& ids, const torch::Tensor& attention_mask,
+                                                         const torch::Tensor& at, const std::vector<int>& adapters,
+                                                         const ForwardOptions& options) const {
+  if (!at.defined() || at.dim() != 2 || (at.scalar_type() != torch::kLong && at.scalar_type() != torch::kInt) ||
+      !ids.defined() || ids.dim() != 2 || at.size(0) != ids.size(0)) {
+    return absl::InvalidArgumentError("HiddenStatesAt: at must be a [B, S] int64 tensor, B the rows of ids");
+  }
+  if (at.numel() > 0 && (at.min().item<int64_t>() < 0 || at.max().item<int64_t>() >= ids.size(1))) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("HiddenStatesAt: a position outside [0, ", ids.size(1), ") in at"));
+  }
+  return FullForward(ids, attention_mask, adapters, options, /*logits=*/false, at);
 }
 
 // ------------------------------------------------------------------ adapters

@@ -107,6 +107,15 @@ class LlamaModel {
   absl::StatusOr<torch::Tensor> HiddenStates(const torch::Tensor& ids, const torch::Tensor& attention_mask,
                                              const std::vector<int>& adapters = {},
                                              const ForwardOptions& options = {}) const;
+  // The final-normed hidden states at `at` only: [B, S] int64 positions into T (row b's
+  // at[b, s], any order, repeats allowed) -> [B, S, hidden], the values HiddenStates gives there,
+  // for less work: the last layer's queries, attention, output projection and MLP run at those
+  // positions only (its keys and values at every one). For a loss on a few positions of each row
+  // (a completion after its prompt). Errors as HiddenStates, and `at` of another batch size or
+  // with a position outside [0, T).
+  absl::StatusOr<torch::Tensor> HiddenStatesAt(const torch::Tensor& ids, const torch::Tensor& attention_mask,
+                                               const torch::Tensor& at, const std::vector<int>& adapters = {},
+                                               const ForwardOptions& options = {}) const;
   // hidden [..., hidden] -> float32 logits [..., vocab].
   torch::Tensor LmHead(const torch::Tensor& hidden) const;
 
@@ -168,13 +177,14 @@ class LlamaModel {
   absl::Status CheckIds(const torch::Tensor& ids) const;
   torch::Tensor ApplyLinear(const torch::Tensor& x, int64_t layer, LoraTarget target,
                             const std::vector<LoraGroup>& groups, const ForwardOptions& options) const;
-  // Runs embeddings and all layers; returns the final-normed hidden states.
+  // Runs embeddings and all layers; returns the final-normed hidden states ([B, T, hidden], or
+  // [B, S, hidden] at `at` [B, S]: the last layer's queries there only; no cache then).
   torch::Tensor Body(const torch::Tensor& ids, const torch::Tensor& positions, const torch::Tensor& allowed,
-                     const std::vector<LoraGroup>& groups, const ForwardOptions& options,
-                     CacheWrite* cache) const;
+                     const std::vector<LoraGroup>& groups, const ForwardOptions& options, CacheWrite* cache,
+                     const torch::Tensor& at = torch::Tensor()) const;
   absl::StatusOr<torch::Tensor> FullForward(const torch::Tensor& ids, const torch::Tensor& attention_mask,
                                             const std::vector<int>& adapters, const ForwardOptions& options,
-                                            bool logits) const;
+                                            bool logits, const torch::Tensor& at = torch::Tensor()) const;
   absl::Status ApplyMergeDelta(const LoraAdapter& adapter, double sign);
 
   ModelConfig config_;

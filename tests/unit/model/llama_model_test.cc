@@ -183,6 +183,44 @@ TEST_F(LlamaModelTest, PaddedRowsMatchUnpaddedLogits) {
   EXPECT_LT(MaxAbsDiff(model_->LmHead(*hidden), *got), 1e-6);
 }
 
+// HiddenStatesAt: what HiddenStates gives at the chosen positions (any order, repeats, a padded
+// row), and the same gradients, though the last layer's queries and MLP run there only.
+TEST_F(LlamaModelTest, HiddenStatesAtArePickedHiddenStatesWithTheirGradients) {
+  torch::manual_seed(9);
+  const torch::Tensor ids = torch::randint(0, 300, {2, 6}, torch::kLong);
+  torch::Tensor mask = torch::ones({2, 6}, torch::kLong);
+  mask[1].narrow(0, 4, 2).fill_(0);
+  const torch::Tensor at = torch::tensor({{5, 0, 2}, {3, 1, 1}}, torch::kLong);
+  std::vector<torch::Tensor> weights;
+  for (auto& [name, w] : model_->NamedWeights()) weights.push_back(w.requires_grad_(true));
+  auto grads = [&](const torch::Tensor& loss) {
+    for (torch::Tensor& w : weights) w.mutable_grad() = torch::Tensor();
+    loss.backward();
+    std::vector<torch::Tensor> g;
+    for (torch::Tensor& w : weights) g.push_back(w.grad().clone());
+    return g;
+  };
+  auto full = model_->HiddenStates(ids, mask);
+  auto part = model_->HiddenStatesAt(ids, mask, at);
+  ASSERT_TRUE(full.ok()) << full.status();
+  ASSERT_TRUE(part.ok()) << part.status();
+  const torch::Tensor picked = full->gather(1, at.unsqueeze(-1).expand({2, 3, full->size(-1)}));
+  ASSERT_EQ(part->sizes(), picked.sizes());
+  EXPECT_LT(MaxAbsDiff(*part, picked), 1e-6);
+  const torch::Tensor r = torch::randn(picked.sizes());
+  const std::vector<torch::Tensor> want = grads((picked * r).sum());
+  const std::vector<torch::Tensor> got = grads((*part * r).sum());
+  for (size_t i = 0; i < want.size(); ++i) {
+    EXPECT_TRUE(torch::allclose(got[i], want[i], 1e-4, 1e-5)) << i << ": " << MaxAbsDiff(got[i], want[i]);
+  }
+  for (torch::Tensor& w : weights) w.requires_grad_(false);
+  torch::NoGradGuard no_grad;
+  auto other_batch = model_->HiddenStatesAt(ids, mask, torch::zeros({1, 2}, torch::kLong));
+  EXPECT_EQ(other_batch.status().code(), absl::StatusCode::kInvalidArgument);
+  auto outside = model_->HiddenStatesAt(ids, mask, torch::tensor({{0, 6}, {1, 1}}, torch::kLong));
+  EXPECT_THAT(std::string(outside.status().message()), HasSubstr("a position outside [0, 6)"));
+}
+
 TEST_F(LlamaModelTest, HalfPrecisionLoadsCloseToFloat) {
   torch::Tensor ids = Expected(dir_, "ids");
   torch::Tensor want = Expected(dir_, "logits");
