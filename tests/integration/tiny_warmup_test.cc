@@ -31,7 +31,6 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
-#include <sstream>
 #include <string>
 #include <vector>
 
@@ -45,13 +44,15 @@
 #include "model/tokenizer.h"
 #include "services/scoring/score_parser.h"
 #include "services/scoring/wire_finish_reason.h"
-#include "tasks/chain_sampling.h"
 #include "tasks/chain_tokenizer.h"
 #include "tasks/chain_warmup_examples.h"
-#include "tasks/replica_thread.h"
+#include "tests/integration/tiny_model.h"
 
 namespace dsm {
 namespace {
+
+using tiny_model_test::InitTinyModel;
+using tiny_model_test::PromptsDir;
 
 int EnvInt(const char* name, int fallback) {
   const char* v = std::getenv(name);
@@ -60,37 +61,6 @@ int EnvInt(const char* name, int fallback) {
 double EnvDouble(const char* name, double fallback) {
   const char* v = std::getenv(name);
   return v == nullptr ? fallback : std::atof(v);
-}
-
-std::string PromptsDir() {
-  const char* source = std::getenv("DSM_SOURCE_DIR");
-  return absl::StrCat(source != nullptr ? source : ".", "/configs/prompts/tiny");
-}
-
-std::string ReadText(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
-// The built-in model as `dsm init-model --templates configs/prompts/tiny` writes it.
-std::string InitTinyModel(const std::string& name, const ModelInitOptions& model, int vocab_size) {
-  const std::string dir = absl::StrCat(testing::TempDir(), "/", name, "_", getpid());
-  ChainTokenizerOptions tok;
-  tok.vocab_size = vocab_size;
-  tok.seed = model.seed;
-  tok.model_max_length = static_cast<int>(model.max_position_embeddings);
-  std::vector<std::string> templates;
-  for (const char* role : {"generator", "meta_verifier", "verifier"}) {
-    templates.push_back(ReadText(absl::StrCat(PromptsDir(), "/", role, ".txt")));
-  }
-  auto tokenizer = ChainTokenizer::Build(tok, templates);
-  EXPECT_TRUE(tokenizer.ok()) << tokenizer.status();
-  if (!tokenizer.ok()) return "";
-  auto config = WriteInitialModel(dir, model, tokenizer->TokenizerJson(), tokenizer->TokenizerConfigJson());
-  EXPECT_TRUE(config.ok()) << config.status();
-  return config.ok() ? dir : "";
 }
 
 std::string Describe(const ChainWarmupEvaluation& e) {
@@ -446,47 +416,6 @@ TEST(TinyWarmup, IssueInMixDrillStepsTrainPastTheNote) {
   issue.lookup_drill_issue_in_mix = true;
   const ChainWarmupResult with_issue = WarmUp("tiny_warmup_mix_issue", RecipeModel(), 1024, issue);
   ExpectThreeStepsWithOtherLosses(note_only, with_issue);
-}
-
-// Phase 0 samples its own proofs side by side on its replicas (SampleChainPromptsSideBySide):
-// the same tokens, log-probabilities and texts as one sampler given every prompt on this thread
-// (two LibTorch threads), for seeded temperature-1 and greedy prompts, parts of unequal lengths.
-TEST(TinyWarmup, PromptsSampledSideBySideAreOneSamplersResults) {
-  ASSERT_TRUE(SetTorchThreads(2).ok());
-  const std::string dir = InitTinyModel("tiny_side_by_side", RecipeModel(), 1024);
-  ASSERT_FALSE(dir.empty());
-  auto model = LlamaModel::Load(dir);
-  auto copy = LlamaModel::Load(dir);
-  auto tokenizer = Tokenizer::FromFile(dir + "/tokenizer.json");
-  auto templates = ChainWarmupTemplates::Load(PromptsDir());
-  auto problems = GenerateChainProblems(RecipeOptions().domain, ChainSplit::kTrain, 77, 7);
-  ASSERT_TRUE(model.ok() && copy.ok() && tokenizer.ok() && templates.ok() && problems.ok());
-  std::vector<ChainPrompt> prompts;
-  for (const ChainProblem& p : *problems) {
-    const double temperature = prompts.size() % 3 == 2 ? 0.0 : 1.0;
-    prompts.push_back(ChainPrompt{MakeChainWarmupExample(*templates, PromptRole::kGenerator, p, 1.0, 0).prompt,
-                                  temperature, p.seed});
-  }
-  ChainSamplingOptions options;
-  options.max_new_tokens = 40;
-  auto one = SampleChainPrompts(**model, **tokenizer, prompts, options);
-  ReplicaThread first, second;
-  auto side = SampleChainPromptsSideBySide({model->get(), copy->get()}, {&first, &second}, **tokenizer, prompts,
-                                           options);
-  ASSERT_TRUE(one.ok()) << one.status();
-  ASSERT_TRUE(side.ok()) << side.status();
-  ASSERT_EQ(side->size(), prompts.size());
-  for (size_t i = 0; i < prompts.size(); ++i) {
-    SCOPED_TRACE(i);
-    EXPECT_EQ((*side)[i].tokens, (*one)[i].tokens);
-    EXPECT_EQ((*side)[i].logprobs, (*one)[i].logprobs);
-    EXPECT_EQ((*side)[i].text, (*one)[i].text);
-  }
-  // An untrained model: the samples differ from each other, so a mix-up of parts would show.
-  EXPECT_NE((*one)[0].tokens, (*one)[1].tokens);
-  EXPECT_FALSE(SampleChainPromptsSideBySide({model->get()}, {&first, &second}, **tokenizer, prompts, options).ok());
-  std::error_code ec;
-  std::filesystem::remove_all(dir, ec);
 }
 
 TEST(TinyWarmup, RecipeReachesTheSkillTheRlPhasesStartFrom) {
